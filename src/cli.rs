@@ -1,0 +1,102 @@
+//! Command-line interface (clap derive). Scenario parameters are the scenarios' own `Params`
+//! types, flattened in, so the command line and suite files share one definition.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::scenarios;
+
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  pass: no failing finding (warnings allowed)
+  1  a failing finding, a failed scenario, or (compare) a regression
+  2  usage or input error: bad flag, bad device list, malformed suite or report
+  3  cannot run here: no NVIDIA driver library, no GPU, device not found, driver too old
+  4  internal error (a bug in gpu-doctor)
+  130 interrupted by Ctrl-C (the report is still written, marked interrupted)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gpu-doctor",
+    version,
+    about = "Tells what is wrong with a GPU box and proves how the CUDA stack behaves under faults.",
+    after_help = EXIT_CODES_HELP,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalOpts {
+    /// GPUs to use: NVML indices or UUIDs, comma-separated (default: all).
+    #[arg(long, short = 'd', global = true, value_delimiter = ',', value_name = "LIST", value_parser = parse_device)]
+    pub device: Vec<String>,
+    /// Print the report as JSON on stdout instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Also write the JSON report to FILE (atomically: temp file + rename).
+    #[arg(long, short = 'o', global = true, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+    /// No colours in tables (also when NO_COLOR is set).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    /// Kill an isolated scenario's child process after this long (e.g. 60s, 2m).
+    #[arg(long, global = true, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+/// A `--device` entry: an NVML index or a GPU/MIG UUID (whether it exists is checked later).
+pub fn parse_device(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.parse::<u32>().is_ok() || s.starts_with("GPU-") || s.starts_with("MIG-") {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "'{s}' is neither a GPU index (0, 1, …) nor a UUID (GPU-…)"
+        ))
+    }
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (try 500ms, 30s, 2m)"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Driver, CUDA and NVML versions and per-GPU health: memory, clocks, throttling, ECC, row remapping.
+    #[command(after_help = "Example:\n  gpu-doctor info\n  gpu-doctor info --device 0 --json")]
+    Info(scenarios::info::InfoParams),
+
+    /// Interconnect matrix (like `nvidia-smi topo -m`), PCIe and NVLink state, P2P, GPU groups.
+    #[command(
+        after_help = "Examples:\n  gpu-doctor topo\n  gpu-doctor topo --json -o topo.json\n  gpu-doctor topo --from tests/fixtures/h100-topo.json   # re-analyse a saved report, no GPU needed"
+    )]
+    Topo(scenarios::topo::TopoParams),
+
+    /// Print the JSON Schema of the report format.
+    #[command(after_help = "Example:\n  gpu-doctor schema > report.schema.json")]
+    Schema,
+
+    /// Re-executed child of an isolated scenario (internal).
+    #[command(name = "__child", hide = true)]
+    Child(ChildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ChildArgs {
+    #[arg(long)]
+    pub scenario: String,
+    #[arg(long)]
+    pub params: String,
+    #[arg(long)]
+    pub options: String,
+}

@@ -1,0 +1,145 @@
+//! What a running scenario gets from the runner: options, progress bars, the child-process
+//! event sink and the Ctrl-C flag.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::report::{Host, Report, SCHEMA_VERSION, Status, Step, Tool};
+
+/// Options every scenario sees (parsed from the global flags).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct RunOptions {
+    /// `--device`: indices or UUIDs; empty means all.
+    pub devices: Vec<String>,
+    pub quiet: bool,
+    /// Limit for an isolated child.
+    pub timeout: Duration,
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Installs the SIGINT/SIGTERM handler once: it only sets a flag, so a scenario can free what
+/// it holds and return a report marked interrupted.
+pub fn install_interrupt_handler() {
+    extern "C" fn on_signal(_: libc::c_int) {
+        INTERRUPTED.store(true, Ordering::SeqCst);
+    }
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// OS thread id (what `top -H`, gdb and Chrome traces show).
+pub fn thread_id() -> u64 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() as u64 }
+}
+
+/// Where a scenario announces driver calls. In an isolated child every event is one JSON line
+/// on stdout, flushed, so the parent keeps the steps up to a call that kills the process.
+pub struct EventSink {
+    enabled: bool,
+}
+
+impl EventSink {
+    pub fn none() -> Self {
+        EventSink { enabled: false }
+    }
+    pub fn stdout() -> Self {
+        EventSink { enabled: true }
+    }
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+    pub fn emit(&self, event: &crate::isolate::Event) {
+        if !self.enabled {
+            return;
+        }
+        let line = serde_json::to_string(event).expect("event serialises");
+        let mut out = std::io::stdout().lock();
+        // A closed pipe means the parent is gone; nothing useful to do about it here.
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+}
+
+pub struct Ctx {
+    pub opts: RunOptions,
+    pub started: Instant,
+    pub events: EventSink,
+}
+
+impl Ctx {
+    pub fn new(opts: RunOptions, events: EventSink) -> Self {
+        Ctx {
+            opts,
+            started: Instant::now(),
+            events,
+        }
+    }
+
+    /// Milliseconds since the scenario started (the `at_ms` of steps and timeline events).
+    pub fn now_ms(&self) -> f64 {
+        self.started.elapsed().as_secs_f64() * 1e3
+    }
+
+    pub fn interrupted(&self) -> bool {
+        interrupted()
+    }
+
+    /// A progress bar on stderr, hidden with --quiet, when stderr is not a terminal, or in a child.
+    pub fn progress(&self, len: u64, message: &str) -> ProgressBar {
+        let bar = ProgressBar::new(len);
+        if self.opts.quiet || self.events.is_enabled() || !std::io::stderr().is_terminal() {
+            bar.set_draw_target(ProgressDrawTarget::hidden());
+        } else {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+        }
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {percent:>3}% {elapsed}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(message.to_string());
+        bar
+    }
+
+    /// Records a step: announces it to the parent (when isolated) and keeps it in the report.
+    pub fn record(&self, report: &mut Report, step: Step) {
+        self.events
+            .emit(&crate::isolate::Event::Step { step: step.clone() });
+        report.steps.push(step);
+    }
+}
+
+impl Report {
+    /// An empty report for `scenario`, started now. The runner fills host, status and duration.
+    pub fn begin(scenario: &str, params: serde_json::Value) -> Report {
+        Report {
+            schema_version: SCHEMA_VERSION,
+            tool: Tool::this(),
+            host: Host::default(),
+            scenario: scenario.to_string(),
+            params,
+            started_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            duration_ms: 0.0,
+            status: Status::Pass,
+            interrupted: false,
+            devices: vec![],
+            findings: vec![],
+            metrics: Default::default(),
+            steps: vec![],
+            data: serde_json::Value::Null,
+            reports: vec![],
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Raw CUDA driver calls recorded as steps. Scenarios call the driver through [`Recorder::call`]
+//! so every call that matters is announced (to the parent, when isolated), timed, tagged with
+//! its OS thread and compared with what the scenario expects.
+//!
+//! We use cudarc's `sys` layer, not its safe API: the safe API binds a context before every
+//! call and frees through drops, which would hide exactly the faults we provoke.
+
+use std::time::Instant;
+
+use anyhow::Result;
+pub use cudarc::driver::sys;
+pub use cudarc::driver::sys::CUresult;
+
+use crate::context::{Ctx, thread_id};
+use crate::error::unavailable;
+use crate::isolate::Event;
+use crate::probe::loader;
+use crate::report::{Code, Report, Step};
+
+/// A CUresult as the report writes it: number and name.
+pub fn code(rc: CUresult) -> Code {
+    Code {
+        code: rc as i64,
+        name: format!("{rc:?}"),
+    }
+}
+
+pub fn codes(rcs: &[CUresult]) -> Vec<Code> {
+    rcs.iter().copied().map(code).collect()
+}
+
+/// Turns a CUresult into an error for set-up calls that are not steps (a scenario cannot go on).
+pub fn check(rc: CUresult, what: &str) -> Result<()> {
+    if rc == CUresult::CUDA_SUCCESS {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("{what} failed: {rc:?} ({})", rc as i64))
+    }
+}
+
+/// Records driver calls as steps of one report.
+pub struct Recorder<'a> {
+    pub ctx: &'a Ctx,
+    pub report: &'a mut Report,
+}
+
+impl<'a> Recorder<'a> {
+    pub fn new(ctx: &'a Ctx, report: &'a mut Report) -> Self {
+        Recorder { ctx, report }
+    }
+
+    /// Makes one driver call as a step. `expected` lists every answer that counts as correct.
+    pub fn call(
+        &mut self,
+        name: &str,
+        call: &str,
+        expected: &[CUresult],
+        f: impl FnOnce() -> CUresult,
+    ) -> CUresult {
+        self.call_noted(name, call, expected, None, f)
+    }
+
+    pub fn call_noted(
+        &mut self,
+        name: &str,
+        call: &str,
+        expected: &[CUresult],
+        note: Option<String>,
+        f: impl FnOnce() -> CUresult,
+    ) -> CUresult {
+        let (rc, step) = timed_step(self.ctx, name, call, expected, note, f);
+        self.ctx.record(self.report, step);
+        rc
+    }
+}
+
+/// Makes a call and returns it as a [`Step`] without recording it (for calls made on worker
+/// threads, whose steps are collected and recorded by the scenario's thread).
+pub fn timed_step(
+    ctx: &Ctx,
+    name: &str,
+    call: &str,
+    expected: &[CUresult],
+    note: Option<String>,
+    f: impl FnOnce() -> CUresult,
+) -> (CUresult, Step) {
+    let at_ms = ctx.now_ms();
+    let thread = thread_id();
+    let expected = codes(expected);
+    ctx.events.emit(&Event::Call {
+        name: name.to_string(),
+        call: call.to_string(),
+        expected: expected.clone(),
+        at_ms,
+        thread,
+    });
+    let t0 = Instant::now();
+    let rc = f();
+    let elapsed_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let observed = code(rc);
+    let ok = expected.contains(&observed);
+    (
+        rc,
+        Step {
+            name: name.to_string(),
+            call: call.to_string(),
+            expected,
+            observed,
+            at_ms,
+            elapsed_ms,
+            thread,
+            ok,
+            note,
+        },
+    )
+}
+
+/// The CUDA device whose PCI bus id matches NVML's (CUDA orders devices differently).
+pub fn device_for_bus_id(bus_id: &str) -> Result<sys::CUdevice> {
+    loader::load_cuda()?;
+    // CUDA accepts "0000:18:00.0"; NVML writes an 8-digit domain "00000000:18:00.0".
+    let short = if bus_id.len() > 12 {
+        &bus_id[bus_id.len() - 12..]
+    } else {
+        bus_id
+    };
+    let c = std::ffi::CString::new(short).expect("bus id has no NUL");
+    let mut dev = 0;
+    // SAFETY: valid C string and out-pointer.
+    let rc = unsafe { sys::cuDeviceGetByPCIBusId(&mut dev, c.as_ptr()) };
+    if rc != CUresult::CUDA_SUCCESS {
+        return Err(unavailable(format!(
+            "GPU {bus_id} is visible to NVML but not to CUDA ({rc:?}): check CUDA_VISIBLE_DEVICES"
+        )));
+    }
+    Ok(dev)
+}
+
+/// (free, total) bytes of device memory as the current context sees it.
+pub fn mem_get_info() -> Result<(u64, u64)> {
+    let (mut free, mut total) = (0usize, 0usize);
+    // SAFETY: valid out-pointers; needs a current context.
+    check(
+        unsafe { sys::cuMemGetInfo_v2(&mut free, &mut total) },
+        "cuMemGetInfo",
+    )?;
+    Ok((free as u64, total as u64))
+}
+
+/// Context current on this thread (null when none).
+pub fn current_context() -> sys::CUcontext {
+    let mut c = std::ptr::null_mut();
+    // SAFETY: valid out-pointer.
+    unsafe { sys::cuCtxGetCurrent(&mut c) };
+    c
+}

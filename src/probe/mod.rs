@@ -1,0 +1,6 @@
+//! The only layer that loads or calls libcuda / libnvidia-ml. It returns plain data (facts,
+//! steps); verdicts are for `analyze`.
+
+pub mod cuda;
+pub mod loader;
+pub mod nvml;

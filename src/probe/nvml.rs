@@ -1,0 +1,558 @@
+//! NVML: the management library. Reads facts; never changes a GPU setting.
+
+use std::ffi::{OsStr, c_uint};
+
+use anyhow::Result;
+use nvml_wrapper::enum_wrappers::device::{
+    Clock, EccCounter, MemoryError, P2pCapabilitiesIndex, P2pStatus, PerformanceState,
+    RetirementCause, TemperatureSensor, TopologyLevel,
+};
+use nvml_wrapper::enums::device::UsedGpuMemory;
+use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::structs::device::FieldId;
+use nvml_wrapper::{Device, Nvml};
+
+use crate::error::{input, unavailable};
+use crate::facts::{
+    GpuHealth, GpuProcess, GpuTopo, NvLinkFacts, P2pFacts, PairFacts, PcieFacts, TopoFacts,
+};
+use crate::probe::loader;
+use crate::report::{DeviceInfo, Host};
+
+/// NVML field id of the driver's recommended recovery action (nvml.h NVML_FI_DEV_GET_GPU_RECOVERY_ACTION).
+const FI_GPU_RECOVERY_ACTION: u32 = 230;
+
+pub struct NvmlProbe {
+    nvml: Nvml,
+    /// Second handle on the same library for the few calls nvml-wrapper does not wrap, or
+    /// wraps wrongly (its NvLink::remote_device_type discards the driver's answer).
+    raw: Option<libloading::Library>,
+}
+
+type RemappedRowsFn =
+    unsafe extern "C" fn(Handle, *mut c_uint, *mut c_uint, *mut c_uint, *mut c_uint) -> i32;
+type GpuMaxPcieGenFn = unsafe extern "C" fn(Handle, *mut c_uint) -> i32;
+type RemoteTypeFn = unsafe extern "C" fn(Handle, c_uint, *mut c_uint) -> i32;
+type Handle = nvml_wrapper_sys::bindings::nvmlDevice_t;
+
+impl NvmlProbe {
+    /// Loads libnvidia-ml and initialises it. Missing library or driver → exit 3 with one line.
+    pub fn open() -> Result<Self> {
+        let path = loader::nvml_library();
+        let nvml = Nvml::builder()
+            .lib_path(OsStr::new(&path))
+            .init()
+            .map_err(|e| match e {
+                NvmlError::LibloadingError(_) => unavailable(loader::missing_nvml_message(&path)),
+                NvmlError::DriverNotLoaded => unavailable(
+                    "NVIDIA kernel driver is not loaded (libnvidia-ml found, but nvmlInit says the driver is not running): load the nvidia module or check `dmesg | grep -i nvrm`",
+                ),
+                NvmlError::NoPermission => unavailable(
+                    "no permission to talk to the NVIDIA driver (nvmlInit: NO_PERMISSION): check /dev/nvidia* permissions",
+                ),
+                other => unavailable(format!("NVML could not start ({path}): {other}")),
+            })?;
+        // SAFETY: loading the library NVML already loaded; only reference-counts it.
+        let raw = unsafe { libloading::Library::new(&path) }.ok();
+        Ok(NvmlProbe { nvml, raw })
+    }
+
+    fn raw_sym<T: Copy>(&self, name: &[u8]) -> Option<T> {
+        let lib = self.raw.as_ref()?;
+        // SAFETY: the caller names the symbol's true C signature as T.
+        unsafe { lib.get::<T>(name).ok().map(|s| *s) }
+    }
+
+    pub fn host(&self) -> Host {
+        let cuda = self.nvml.sys_cuda_driver_version().ok().map(|v| {
+            format!(
+                "{}.{}",
+                nvml_wrapper::cuda_driver_version_major(v),
+                nvml_wrapper::cuda_driver_version_minor(v)
+            )
+        });
+        Host {
+            hostname: host_name(),
+            kernel: kernel_release(),
+            driver_version: self.nvml.sys_driver_version().ok(),
+            cuda_driver_version: cuda,
+            nvml_version: self.nvml.sys_nvml_version().ok(),
+        }
+    }
+
+    pub fn device_count(&self) -> Result<u32> {
+        self.nvml
+            .device_count()
+            .map_err(|e| unavailable(format!("NVML cannot count GPUs: {e}")))
+    }
+
+    /// Resolves `--device` selectors (NVML indices or UUIDs) to NVML indices, in the order given.
+    /// Empty selects every GPU. No GPU, or a selector that names none → exit 3.
+    pub fn select(&self, selectors: &[String]) -> Result<Vec<u32>> {
+        let count = self.device_count()?;
+        if count == 0 {
+            return Err(unavailable(
+                "NVML sees no NVIDIA GPU on this machine (driver loaded, 0 devices): check `nvidia-smi -L` and the container's device mounts",
+            ));
+        }
+        if selectors.is_empty() {
+            return Ok((0..count).collect());
+        }
+        let mut out = Vec::new();
+        for sel in selectors {
+            let idx = if let Ok(i) = sel.parse::<u32>() {
+                if i >= count {
+                    return Err(unavailable(format!(
+                        "device {i} not found: this machine has {count} GPU(s), indices 0..={} (NVML order; see `gpu-doctor info`)",
+                        count - 1
+                    )));
+                }
+                i
+            } else if sel.starts_with("GPU-") || sel.starts_with("MIG-") {
+                let dev = self.nvml.device_by_uuid(sel.as_str()).map_err(|_| {
+                    unavailable(format!(
+                        "device {sel} not found: no GPU with that UUID (list them with `gpu-doctor info`)"
+                    ))
+                })?;
+                dev.index()
+                    .map_err(|e| unavailable(format!("device {sel}: {e}")))?
+            } else {
+                return Err(input(format!(
+                    "--device: '{sel}' is neither an index nor a UUID (GPU-…)"
+                )));
+            };
+            if !out.contains(&idx) {
+                out.push(idx);
+            }
+        }
+        Ok(out)
+    }
+
+    fn device(&self, index: u32) -> Result<Device<'_>> {
+        self.nvml
+            .device_by_index(index)
+            .map_err(|e| unavailable(format!("device {index}: NVML cannot open it: {e}")))
+    }
+
+    pub fn device_info(&self, index: u32) -> Result<DeviceInfo> {
+        let d = self.device(index)?;
+        Ok(DeviceInfo {
+            index,
+            uuid: d.uuid().unwrap_or_default(),
+            name: d.name().unwrap_or_default(),
+            pci_bus_id: d.pci_info().map(|p| p.bus_id).unwrap_or_default(),
+            memory_total_bytes: d.memory_info().map(|m| m.total).unwrap_or(0),
+            compute_capability: d
+                .cuda_compute_capability()
+                .ok()
+                .map(|c| format!("{}.{}", c.major, c.minor)),
+            cuda_ordinal: None,
+        })
+    }
+
+    /// Device memory in use as NVML counts it (all processes).
+    pub fn memory_used(&self, index: u32) -> Option<u64> {
+        self.device(index).ok()?.memory_info().ok().map(|m| m.used)
+    }
+
+    pub fn processes(&self, index: u32) -> Vec<GpuProcess> {
+        let Ok(d) = self.device(index) else {
+            return vec![];
+        };
+        d.running_compute_processes()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| GpuProcess {
+                pid: p.pid,
+                used_bytes: match p.used_gpu_memory {
+                    UsedGpuMemory::Used(b) => Some(b),
+                    UsedGpuMemory::Unavailable => None,
+                },
+            })
+            .collect()
+    }
+
+    pub fn health(&self, index: u32) -> Result<GpuHealth> {
+        let d = self.device(index)?;
+        let mut seen = Unsupported::default();
+        let mem = seen.get("memory", d.memory_info());
+        let ecc = seen.get("ecc_mode", d.is_ecc_enabled());
+        let mig = seen.get("mig_mode", d.mig_mode());
+        let reasons = seen.get("clock_event_reasons", d.current_throttle_reasons());
+        let pstate = seen.get("pstate", d.performance_state());
+        let mut h = GpuHealth {
+            index,
+            uuid: d.uuid().unwrap_or_default(),
+            name: d.name().unwrap_or_default(),
+            pci_bus_id: d.pci_info().map(|p| p.bus_id).unwrap_or_default(),
+            memory_total_bytes: mem.as_ref().map(|m| m.total),
+            memory_used_bytes: mem.as_ref().map(|m| m.used),
+            memory_free_bytes: mem.as_ref().map(|m| m.free),
+            compute_capability: seen
+                .get("compute_capability", d.cuda_compute_capability())
+                .map(|c| format!("{}.{}", c.major, c.minor)),
+            persistence_mode: seen.get("persistence_mode", d.is_in_persistent_mode()),
+            ecc_mode_current: ecc.as_ref().map(|e| e.currently_enabled),
+            ecc_mode_pending: ecc.as_ref().map(|e| e.pending_enabled),
+            mig_mode_current: mig.as_ref().map(|m| m.current != 0),
+            mig_mode_pending: mig.as_ref().map(|m| m.pending != 0),
+            compute_mode: seen
+                .get("compute_mode", d.compute_mode())
+                .map(|m| format!("{m:?}")),
+            temperature_c: seen.get("temperature", d.temperature(TemperatureSensor::Gpu)),
+            power_draw_w: seen
+                .get("power_draw", d.power_usage())
+                .map(|mw| mw as f64 / 1000.0),
+            power_limit_w: seen
+                .get("power_limit", d.enforced_power_limit())
+                .map(|mw| mw as f64 / 1000.0),
+            pstate: pstate.map(pstate_name),
+            sm_clock_mhz: seen.get("sm_clock", d.clock_info(Clock::SM)),
+            memory_clock_mhz: seen.get("memory_clock", d.clock_info(Clock::Memory)),
+            sm_clock_max_mhz: seen.get("sm_clock_max", d.max_clock_info(Clock::SM)),
+            clock_event_reasons_mask: reasons.map(|r| r.bits()),
+            clock_event_reasons: reasons
+                .map(|r| r.iter_names().map(|(n, _)| n.to_string()).collect())
+                .unwrap_or_default(),
+            retired_pages_sbe: seen
+                .get(
+                    "retired_pages_sbe",
+                    d.retired_pages(RetirementCause::MultipleSingleBitEccErrors),
+                )
+                .map(|v| v.len() as u32),
+            retired_pages_dbe: seen
+                .get(
+                    "retired_pages_dbe",
+                    d.retired_pages(RetirementCause::DoubleBitEccError),
+                )
+                .map(|v| v.len() as u32),
+            retired_pages_pending: seen.get("retired_pages_pending", d.are_pages_pending_retired()),
+            ecc_volatile_corrected: seen.get(
+                "ecc_volatile_corrected",
+                d.total_ecc_errors(MemoryError::Corrected, EccCounter::Volatile),
+            ),
+            ecc_volatile_uncorrected: seen.get(
+                "ecc_volatile_uncorrected",
+                d.total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile),
+            ),
+            ecc_aggregate_corrected: seen.get(
+                "ecc_aggregate_corrected",
+                d.total_ecc_errors(MemoryError::Corrected, EccCounter::Aggregate),
+            ),
+            ecc_aggregate_uncorrected: seen.get(
+                "ecc_aggregate_uncorrected",
+                d.total_ecc_errors(MemoryError::Uncorrected, EccCounter::Aggregate),
+            ),
+            vbios_version: seen.get("vbios_version", d.vbios_version()),
+            ..Default::default()
+        };
+        // Row remapping (Ampere and later): not wrapped by nvml-wrapper.
+        match self.raw_sym::<RemappedRowsFn>(b"nvmlDeviceGetRemappedRows\0") {
+            Some(f) => {
+                let (mut corr, mut unc, mut pending, mut failed) = (0, 0, 0, 0);
+                // SAFETY: nvmlDeviceGetRemappedRows(device, uint*, uint*, uint*, uint*).
+                let rc = unsafe { f(d.handle(), &mut corr, &mut unc, &mut pending, &mut failed) };
+                if rc == 0 {
+                    h.remapped_rows_correctable = Some(corr);
+                    h.remapped_rows_uncorrectable = Some(unc);
+                    h.remap_pending = Some(pending != 0);
+                    h.remap_failed = Some(failed != 0);
+                } else {
+                    seen.0.push("remapped_rows".into());
+                }
+            }
+            None => seen.0.push("remapped_rows".into()),
+        }
+        match d.field_values_for(&[FieldId(FI_GPU_RECOVERY_ACTION)]) {
+            Ok(values) => match values.into_iter().next() {
+                Some(Ok(sample)) => match sample.value {
+                    Ok(v) => h.recovery_action = Some(recovery_action_name(sample_u64(&v))),
+                    Err(_) => seen.0.push("recovery_action".into()),
+                },
+                _ => seen.0.push("recovery_action".into()),
+            },
+            Err(_) => seen.0.push("recovery_action".into()),
+        }
+        h.processes = self.processes(index);
+        h.unsupported = seen.0;
+        Ok(h)
+    }
+
+    pub fn topology(&self, indices: &[u32]) -> Result<TopoFacts> {
+        let mut gpus = Vec::new();
+        let mut handles = Vec::new();
+        for &i in indices {
+            let d = self.device(i)?;
+            gpus.push(self.gpu_topo(i, &d));
+            handles.push(d);
+        }
+        let mut pairs = Vec::new();
+        for a in 0..handles.len() {
+            for b in a + 1..handles.len() {
+                let (da, db) = (&handles[a], &handles[b]);
+                // nvml-wrapper takes the peer by value; a fresh handle for the same index is cheap.
+                let peer = self.device(indices[b])?;
+                let p2p = |cap| da.p2p_status(db, cap).ok().map(p2p_name);
+                pairs.push(PairFacts {
+                    a: indices[a],
+                    b: indices[b],
+                    common_ancestor: da.topology_common_ancestor(peer).ok().map(level_name),
+                    p2p: P2pFacts {
+                        read: p2p(P2pCapabilitiesIndex::Read),
+                        write: p2p(P2pCapabilitiesIndex::Write),
+                        atomics: p2p(P2pCapabilitiesIndex::Atomics),
+                        nvlink: p2p(P2pCapabilitiesIndex::NvLink),
+                    },
+                });
+            }
+        }
+        Ok(TopoFacts {
+            gpus,
+            pairs,
+            host_numa_nodes: host_numa_nodes(),
+            host_cpus: std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(0),
+        })
+    }
+
+    fn gpu_topo(&self, index: u32, d: &Device) -> GpuTopo {
+        let bus_id = d.pci_info().map(|p| p.bus_id).unwrap_or_default();
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(64)
+            .max(64);
+        let words = cpus.div_ceil(64);
+        let cpu_affinity = d.cpu_affinity(words).ok().map(|mask| cpulist(&mask));
+        let numa_node = d.numa_node_id().ok().or_else(|| sysfs_numa_node(&bus_id));
+        let gpu_max_gen = self
+            .raw_sym::<GpuMaxPcieGenFn>(b"nvmlDeviceGetGpuMaxPcieLinkGeneration\0")
+            .and_then(|f| {
+                let mut g = 0;
+                // SAFETY: nvmlDeviceGetGpuMaxPcieLinkGeneration(device, uint*).
+                (unsafe { f(d.handle(), &mut g) } == 0).then_some(g)
+            });
+        let pcie = PcieFacts {
+            current_gen: d.current_pcie_link_gen().ok(),
+            max_gen: d.max_pcie_link_gen().ok(),
+            gpu_max_gen,
+            current_width: d.current_pcie_link_width().ok(),
+            max_width: d.max_pcie_link_width().ok(),
+            replay_counter: d.pcie_replay_counter().ok().map(u64::from),
+        };
+        let remote_type = self.raw_sym::<RemoteTypeFn>(b"nvmlDeviceGetNvLinkRemoteDeviceType\0");
+        let mut nvlinks = Vec::new();
+        // NVML_NVLINK_MAX_LINKS is 18 on Hopper; a link that does not exist answers an error.
+        for link in 0..18u32 {
+            let w = d.link_wrapper_for(link);
+            let Ok(active) = w.is_active() else {
+                continue;
+            };
+            let remote = if active {
+                remote_type.and_then(|f| {
+                    let mut t: c_uint = 99;
+                    // SAFETY: nvmlDeviceGetNvLinkRemoteDeviceType(device, uint link, uint*).
+                    (unsafe { f(d.handle(), link, &mut t) } == 0).then(|| remote_type_name(t))
+                })
+            } else {
+                None
+            };
+            nvlinks.push(NvLinkFacts {
+                link,
+                active,
+                version: if active { w.version().ok() } else { None },
+                remote_pci_bus_id: if active {
+                    w.remote_pci_info().ok().map(|p| p.bus_id)
+                } else {
+                    None
+                },
+                remote_type: remote,
+            });
+        }
+        GpuTopo {
+            index,
+            uuid: d.uuid().unwrap_or_default(),
+            name: d.name().unwrap_or_default(),
+            pci_bus_id: bus_id,
+            cpu_affinity,
+            numa_node,
+            pcie,
+            nvlinks,
+        }
+    }
+}
+
+/// Collects the names of fields a GPU could not report.
+#[derive(Default)]
+struct Unsupported(Vec<String>);
+
+impl Unsupported {
+    fn get<T>(&mut self, field: &str, r: Result<T, NvmlError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.0.push(field.to_string());
+                None
+            }
+        }
+    }
+}
+
+fn sample_u64(v: &nvml_wrapper::enums::device::SampleValue) -> u64 {
+    use nvml_wrapper::enums::device::SampleValue::*;
+    match *v {
+        F64(x) => x as u64,
+        U32(x) => x as u64,
+        U64(x) => x,
+        I64(x) => x as u64,
+    }
+}
+
+fn recovery_action_name(v: u64) -> String {
+    match v {
+        0 => "none".into(),
+        1 => "gpu_reset".into(),
+        2 => "node_reboot".into(),
+        3 => "drain_p2p".into(),
+        4 => "drain_and_reset".into(),
+        n => format!("unknown({n})"),
+    }
+}
+
+fn remote_type_name(t: c_uint) -> String {
+    match t {
+        0 => "gpu",
+        1 => "ibmnpu",
+        2 => "switch",
+        _ => "unknown",
+    }
+    .into()
+}
+
+fn pstate_name(p: PerformanceState) -> String {
+    use PerformanceState::*;
+    let n = match p {
+        Zero => 0,
+        One => 1,
+        Two => 2,
+        Three => 3,
+        Four => 4,
+        Five => 5,
+        Six => 6,
+        Seven => 7,
+        Eight => 8,
+        Nine => 9,
+        Ten => 10,
+        Eleven => 11,
+        Twelve => 12,
+        Thirteen => 13,
+        Fourteen => 14,
+        Fifteen => 15,
+        Unknown => return "unknown".into(),
+    };
+    format!("P{n}")
+}
+
+fn level_name(l: TopologyLevel) -> String {
+    match l {
+        TopologyLevel::Internal => "INTERNAL",
+        TopologyLevel::Single => "SINGLE",
+        TopologyLevel::Multiple => "MULTIPLE",
+        TopologyLevel::HostBridge => "HOSTBRIDGE",
+        TopologyLevel::Node => "NODE",
+        TopologyLevel::System => "SYSTEM",
+    }
+    .into()
+}
+
+fn p2p_name(s: P2pStatus) -> String {
+    match s {
+        P2pStatus::Ok => "ok",
+        P2pStatus::ChipsetNotSupported => "chipset_not_supported",
+        P2pStatus::GpuNotSupported => "gpu_not_supported",
+        P2pStatus::IohTopologyNotSupported => "topology_not_supported",
+        P2pStatus::DisabledByRegkey => "disabled_by_regkey",
+        P2pStatus::NotSupported => "not_supported",
+        P2pStatus::Unknown => "unknown",
+    }
+    .into()
+}
+
+/// Formats a CPU bitmask (NVML's array of c_ulong) as a Linux cpulist: "0-15,32-47".
+pub fn cpulist(mask: &[std::ffi::c_ulong]) -> String {
+    let bits = std::ffi::c_ulong::BITS as usize;
+    let cpus: Vec<usize> = (0..mask.len() * bits)
+        .filter(|&c| mask[c / bits] >> (c % bits) & 1 == 1)
+        .collect();
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let start = cpus[i];
+        while i + 1 < cpus.len() && cpus[i + 1] == cpus[i] + 1 {
+            i += 1;
+        }
+        parts.push(if cpus[i] == start {
+            start.to_string()
+        } else {
+            format!("{start}-{}", cpus[i])
+        });
+        i += 1;
+    }
+    parts.join(",")
+}
+
+/// NUMA node from sysfs for a bus id as NVML writes it ("00000000:18:00.0").
+fn sysfs_numa_node(bus_id: &str) -> Option<u32> {
+    let lower = bus_id.to_ascii_lowercase();
+    // sysfs uses a 4-digit domain: 0000:18:00.0
+    let short = if lower.len() > 12 {
+        &lower[lower.len() - 12..]
+    } else {
+        &lower
+    };
+    let s = std::fs::read_to_string(format!("/sys/bus/pci/devices/{short}/numa_node")).ok()?;
+    s.trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .map(|n| n as u32)
+}
+
+fn host_numa_nodes() -> u32 {
+    std::fs::read_dir("/sys/devices/system/node")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| {
+                    let n = e.file_name();
+                    let n = n.to_string_lossy();
+                    n.starts_with("node") && n[4..].chars().all(|c| c.is_ascii_digit())
+                })
+                .count() as u32
+        })
+        .unwrap_or(0)
+}
+
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpulist;
+
+    #[test]
+    fn cpulist_formats_ranges_and_singles() {
+        assert_eq!(cpulist(&[0xffff]), "0-15");
+        assert_eq!(cpulist(&[0b1011]), "0-1,3");
+        assert_eq!(cpulist(&[0, 1]), "64");
+        assert_eq!(cpulist(&[0]), "");
+    }
+}

@@ -1,0 +1,4 @@
+//! Rendering: a report → text. No analysis here: renderers only read what the report holds.
+
+pub mod sections;
+pub mod table;

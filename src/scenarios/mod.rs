@@ -1,0 +1,105 @@
+//! Scenarios: one file each, all implementing [`Scenario`]. A scenario's `Params` type is
+//! used both by the CLI (clap `Args`) and by suite files (serde), so the two cannot drift.
+//!
+//! Adding a scenario = a new file here + one line in [`registry`].
+
+use std::fmt::Debug;
+
+use anyhow::Result;
+use schemars::JsonSchema;
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::context::Ctx;
+use crate::report::Report;
+
+pub mod info;
+pub mod topo;
+
+/// One scenario: provoke or probe something, return a report.
+pub trait Scenario: Send + Sync + 'static {
+    /// Parameters, shared by the command line and suite files.
+    type Params: clap::Args
+        + Serialize
+        + DeserializeOwned
+        + JsonSchema
+        + Default
+        + Debug
+        + Clone
+        + Send
+        + Sync;
+
+    /// The name used in suites, reports and the hidden child command ("inject oom").
+    const NAME: &'static str;
+    /// One line for suite listings.
+    const ABOUT: &'static str;
+    /// Destructive scenarios run in a re-executed child process (see isolate.rs).
+    const ISOLATED: bool = false;
+    /// True when the scenario needs the CUDA driver (not only NVML).
+    const NEEDS_CUDA: bool = false;
+
+    /// Runs the scenario in this process and returns its report. Steps, findings, metrics and
+    /// data are filled here; the caller (`runner`) sets status, duration and host.
+    fn run(params: &Self::Params, ctx: &mut Ctx) -> Result<Report>;
+}
+
+/// Object-safe view of a [`Scenario`], for the registry (suites, child process).
+pub trait DynScenario: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn about(&self) -> &'static str;
+    fn isolated(&self) -> bool;
+    fn needs_cuda(&self) -> bool;
+    /// Validates and normalises params given as JSON (suite files, child command line):
+    /// unknown fields and wrong types are errors; missing fields take their defaults.
+    fn normalize_params(&self, params: serde_json::Value) -> Result<serde_json::Value, String>;
+    fn run_json(&self, params: &serde_json::Value, ctx: &mut Ctx) -> Result<Report>;
+    fn params_schema(&self) -> serde_json::Value;
+}
+
+struct Erased<S>(std::marker::PhantomData<S>);
+
+impl<S: Scenario> DynScenario for Erased<S> {
+    fn name(&self) -> &'static str {
+        S::NAME
+    }
+    fn about(&self) -> &'static str {
+        S::ABOUT
+    }
+    fn isolated(&self) -> bool {
+        S::ISOLATED
+    }
+    fn needs_cuda(&self) -> bool {
+        S::NEEDS_CUDA
+    }
+    fn normalize_params(&self, params: serde_json::Value) -> Result<serde_json::Value, String> {
+        let params = if params.is_null() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            params
+        };
+        let typed: S::Params = serde_json::from_value(params).map_err(|e| e.to_string())?;
+        Ok(serde_json::to_value(typed).expect("params serialise"))
+    }
+    fn run_json(&self, params: &serde_json::Value, ctx: &mut Ctx) -> Result<Report> {
+        let typed: S::Params = serde_json::from_value(params.clone())
+            .map_err(|e| crate::error::input(format!("{}: bad params: {e}", S::NAME)))?;
+        S::run(&typed, ctx)
+    }
+    fn params_schema(&self) -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(S::Params)).expect("schema serialises")
+    }
+}
+
+/// Helper for [`registry`].
+pub const fn entry<S: Scenario>() -> &'static dyn DynScenario {
+    &Erased::<S>(std::marker::PhantomData)
+}
+
+/// Every scenario gpu-doctor knows, in the order `inject all` / listings use.
+pub fn registry() -> &'static [&'static dyn DynScenario] {
+    static ALL: &[&dyn DynScenario] = &[entry::<info::Info>(), entry::<topo::Topo>()];
+    ALL
+}
+
+pub fn find(name: &str) -> Option<&'static dyn DynScenario> {
+    registry().iter().copied().find(|s| s.name() == name)
+}

@@ -1,0 +1,79 @@
+//! `gpu-doctor topo`: interconnect matrix, PCIe / NVLink state, P2P and GPU groups. NVML only:
+//! no cuInit, so it stays quicker than `nvidia-smi topo -m`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::analyze::topology;
+use crate::context::Ctx;
+use crate::error::input;
+use crate::facts::TopoFacts;
+use crate::probe::nvml::NvmlProbe;
+use crate::report::Report;
+use crate::scenarios::Scenario;
+
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopoParams {
+    /// Re-analyse and re-render a saved topo report instead of probing (no GPU needed).
+    #[arg(long, value_name = "REPORT.json")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<PathBuf>,
+}
+
+pub struct Topo;
+
+impl Scenario for Topo {
+    type Params = TopoParams;
+    const NAME: &'static str = "topo";
+    const ABOUT: &'static str = "interconnect matrix, PCIe and NVLink state, P2P (NVML)";
+
+    fn run(params: &TopoParams, ctx: &mut Ctx) -> Result<Report> {
+        let mut report = Report::begin(Self::NAME, serde_json::to_value(params)?);
+        let facts = match &params.from {
+            Some(path) => {
+                let saved = crate::output::read_report(path)?;
+                let facts =
+                    facts_of(&saved).map_err(|e| input(format!("{}: {e}", path.display())))?;
+                report.host = saved.host;
+                report.devices = saved.devices;
+                report.started_at = saved.started_at;
+                facts
+            }
+            None => {
+                let nvml = NvmlProbe::open()?;
+                report.host = nvml.host();
+                let selected = nvml.select(&ctx.opts.devices)?;
+                for &i in &selected {
+                    report.devices.push(nvml.device_info(i)?);
+                }
+                nvml.topology(&selected)?
+            }
+        };
+        report.findings = topology::findings(&facts);
+        let view = topology::view(&facts);
+        report.data = serde_json::json!({ "facts": facts, "view": view });
+        Ok(report)
+    }
+}
+
+/// The topology facts a saved report holds (a topo report, or a suite report containing one).
+pub fn facts_of(report: &Report) -> Result<TopoFacts, String> {
+    if report.scenario == "topo" {
+        let facts = report
+            .data
+            .get("facts")
+            .ok_or("a topo report without data.facts")?;
+        return serde_json::from_value(facts.clone()).map_err(|e| format!("data.facts: {e}"));
+    }
+    report
+        .reports
+        .iter()
+        .find(|r| r.scenario == "topo")
+        .ok_or_else(|| format!("a '{}' report, not a topo report", report.scenario))
+        .and_then(facts_of)
+}
