@@ -82,6 +82,32 @@ pub enum Command {
     )]
     Topo(scenarios::topo::TopoParams),
 
+    /// Provoke a CUDA fault inside gpu-doctor's own processes and check the driver's answers.
+    #[command(subcommand)]
+    Inject(InjectCommand),
+
+    /// Trace CUDA context lifetimes per OS thread.
+    #[command(subcommand)]
+    Trace(TraceCommand),
+
+    /// Measure host<->device, device-local and peer-to-peer copy bandwidth.
+    #[command(
+        after_help = "Examples:\n  gpu-doctor bandwidth\n  gpu-doctor bandwidth --size 256MiB --json -o bw.json"
+    )]
+    Bandwidth(scenarios::bandwidth::BandwidthParams),
+
+    /// Run a suite of scenarios (TOML) and write one combined report.
+    #[command(
+        after_help = "Examples:\n  gpu-doctor run scenarios/quick.toml\n  gpu-doctor run scenarios/ci.toml -o report.json"
+    )]
+    Run(crate::suite::RunArgs),
+
+    /// Compare two reports (scenario or suite) and flag regressions.
+    #[command(
+        after_help = "Examples:\n  gpu-doctor compare baseline.json current.json\n  gpu-doctor compare baseline.json current.json --format markdown --tolerance 5% --tol h2d_pinned=10%"
+    )]
+    Compare(crate::compare::CompareArgs),
+
     /// Print the JSON Schema of the report format.
     #[command(after_help = "Example:\n  gpu-doctor schema > report.schema.json")]
     Schema,
@@ -89,6 +115,45 @@ pub enum Command {
     /// Re-executed child of an isolated scenario (internal).
     #[command(name = "__child", hide = true)]
     Child(ChildArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InjectCommand {
+    /// Fill device memory to CUDA_ERROR_OUT_OF_MEMORY, prove the context survives, free, check.
+    #[command(
+        after_help = "Examples:\n  gpu-doctor inject oom\n  gpu-doctor inject oom --allocator async\n  gpu-doctor inject oom --fraction 0.9 --hold 5m   # memory pressure for another program"
+    )]
+    Oom(scenarios::oom::OomParams),
+    /// Destroy a context that still has memory, a stream and a kernel in flight.
+    #[command(
+        name = "ctx-destroy",
+        after_help = "Example:\n  gpu-doctor inject ctx-destroy --json"
+    )]
+    CtxDestroy(scenarios::ctx_destroy::CtxDestroyParams),
+    /// Streams used after destroy, from the wrong context, without ordering events, in capture.
+    #[command(
+        name = "stream-misuse",
+        after_help = "Example:\n  gpu-doctor inject stream-misuse --iterations 200"
+    )]
+    StreamMisuse(scenarios::stream_misuse::StreamMisuseParams),
+    /// A kernel writes through a bad pointer: the sticky error, and recovery in a new process.
+    #[command(
+        name = "illegal-address",
+        after_help = "Example:\n  gpu-doctor inject illegal-address"
+    )]
+    IllegalAddress(scenarios::illegal_address::IllegalAddressParams),
+    /// All four in sequence, one combined report.
+    #[command(after_help = "Example:\n  gpu-doctor inject all -o inject.json")]
+    All,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TraceCommand {
+    /// Context lifetime per OS thread: thread hops, device mix-ups, push/pop, primary context.
+    #[command(
+        after_help = "Examples:\n  gpu-doctor trace ctx\n  gpu-doctor trace ctx thread-hop --chrome-trace hop.json"
+    )]
+    Ctx(scenarios::trace_ctx::TraceCtxParams),
 }
 
 #[derive(Debug, Args)]

@@ -139,27 +139,32 @@ pub fn run_child_command(
     let stderr_text = err_reader.join().unwrap_or_default();
     let tail = tail_lines(&stderr_text, STDERR_TAIL);
 
-    if !timed_out && status.success() && acc.garbage.is_empty() {
-        if let Some(report) = acc.report.take() {
-            return Ok(*report);
-        }
+    if !timed_out
+        && status.success()
+        && acc.garbage.is_empty()
+        && let Some(report) = acc.report.take()
+    {
+        return Ok(*report);
     }
     // A child that could not start its scenario (no driver, bad input) says so on stderr and
     // exits with its code: pass that on as the parent's own error.
-    if !timed_out && acc.report.is_none() && acc.steps.is_empty() && acc.in_flight.is_none() {
-        if let Some(code @ (2 | 3)) = status.code() {
-            let msg = tail
-                .lines()
-                .last()
-                .unwrap_or("the isolated child could not run")
-                .trim_start_matches("gpu-doctor: ")
-                .to_string();
-            return Err(if code == 3 {
-                crate::error::unavailable(msg)
-            } else {
-                crate::error::input(msg)
-            });
-        }
+    if !timed_out
+        && acc.report.is_none()
+        && acc.steps.is_empty()
+        && acc.in_flight.is_none()
+        && let Some(code @ (2 | 3)) = status.code()
+    {
+        let msg = tail
+            .lines()
+            .last()
+            .unwrap_or("the isolated child could not run")
+            .trim_start_matches("gpu-doctor: ")
+            .to_string();
+        return Err(if code == 3 {
+            crate::error::unavailable(msg)
+        } else {
+            crate::error::input(msg)
+        });
     }
     let protocol_broken = !timed_out && status.success() && !acc.garbage.is_empty();
 

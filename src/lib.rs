@@ -7,6 +7,7 @@
 
 pub mod analyze;
 pub mod cli;
+pub mod compare;
 pub mod context;
 pub mod error;
 pub mod facts;
@@ -17,3 +18,4 @@ pub mod render;
 pub mod report;
 pub mod runner;
 pub mod scenarios;
+pub mod suite;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 
-use gpu_doctor::cli::{Cli, Command};
+use gpu_doctor::cli::{Cli, Command, InjectCommand, TraceCommand};
 use gpu_doctor::context::{self, RunOptions};
 use gpu_doctor::error::{self, exit};
 use gpu_doctor::report::Report;
@@ -63,6 +63,29 @@ fn run(cli: Cli) -> Result<i32> {
     let report = match cli.command {
         Command::Info(p) => runner::execute_typed::<scenarios::info::Info>(&p, &opts)?,
         Command::Topo(p) => runner::execute_typed::<scenarios::topo::Topo>(&p, &opts)?,
+        Command::Inject(which) => match which {
+            InjectCommand::Oom(p) => runner::execute_typed::<scenarios::oom::Oom>(&p, &opts)?,
+            InjectCommand::CtxDestroy(p) => {
+                runner::execute_typed::<scenarios::ctx_destroy::CtxDestroy>(&p, &opts)?
+            }
+            InjectCommand::StreamMisuse(p) => {
+                runner::execute_typed::<scenarios::stream_misuse::StreamMisuse>(&p, &opts)?
+            }
+            InjectCommand::IllegalAddress(p) => {
+                runner::execute_typed::<scenarios::illegal_address::IllegalAddress>(&p, &opts)?
+            }
+            InjectCommand::All => {
+                runner::execute_many("inject all", &scenarios::INJECT_ALL, &opts)?
+            }
+        },
+        Command::Trace(TraceCommand::Ctx(p)) => {
+            runner::execute_typed::<scenarios::trace_ctx::TraceCtx>(&p, &opts)?
+        }
+        Command::Bandwidth(p) => {
+            runner::execute_typed::<scenarios::bandwidth::Bandwidth>(&p, &opts)?
+        }
+        Command::Run(args) => gpu_doctor::suite::run(&args, &opts)?,
+        Command::Compare(args) => return gpu_doctor::compare::run(&args, g, color),
         Command::Schema => {
             let schema = gpu_doctor::report::json_schema();
             println!("{}", serde_json::to_string_pretty(&schema)?);

@@ -86,3 +86,77 @@ pub fn child_main(args: &ChildArgs) -> Result<i32> {
     });
     Ok(exit::OK)
 }
+
+/// Runs several scenarios with their default params in order and returns one combined report
+/// whose `reports` hold theirs (`inject all`). A scenario the box cannot serve is `skipped`.
+pub fn execute_many(name: &str, scenarios: &[&str], opts: &RunOptions) -> Result<Report> {
+    let items: Vec<(&'static dyn DynScenario, serde_json::Value)> = scenarios
+        .iter()
+        .map(|n| {
+            (
+                scenarios::find(n).expect("registered"),
+                serde_json::Value::Null,
+            )
+        })
+        .collect();
+    execute_list(
+        name,
+        serde_json::json!({ "scenarios": scenarios }),
+        &items,
+        opts,
+    )
+}
+
+/// Runs a list of (scenario, params) and combines the reports. Errors that mean "cannot run
+/// here" turn into a skipped report with the reason; input errors stop the run.
+pub fn execute_list(
+    name: &str,
+    params: serde_json::Value,
+    items: &[(&'static dyn DynScenario, serde_json::Value)],
+    opts: &RunOptions,
+) -> Result<Report> {
+    let started = Instant::now();
+    let mut combined = Report::begin(name, params);
+    for (scenario, p) in items {
+        if crate::context::interrupted() {
+            combined.interrupted = true;
+            break;
+        }
+        let report = match execute(*scenario, p.clone(), opts) {
+            Ok(r) => r,
+            Err(e) if error::exit_code_of(&e) == exit::UNAVAILABLE => {
+                skipped(scenario.name(), p, &e.to_string())
+            }
+            Err(e) => return Err(e),
+        };
+        if combined.host.driver_version.is_none() {
+            combined.host = report.host.clone();
+        }
+        for d in &report.devices {
+            if !combined.devices.iter().any(|x| x.uuid == d.uuid) {
+                combined.devices.push(d.clone());
+            }
+        }
+        combined.interrupted |= report.interrupted;
+        combined.reports.push(report);
+    }
+    combined.duration_ms = started.elapsed().as_secs_f64() * 1e3;
+    combined.status = combined
+        .reports
+        .iter()
+        .map(|r| r.status)
+        .filter(|s| *s != crate::report::Status::Skipped)
+        .max()
+        .unwrap_or(crate::report::Status::Skipped);
+    fill_host(&mut combined);
+    Ok(combined)
+}
+
+/// A report for a scenario that could not run on this box.
+pub fn skipped(name: &str, params: &serde_json::Value, reason: &str) -> Report {
+    let mut r = Report::begin(name, params.clone());
+    r.status = crate::report::Status::Skipped;
+    r.data = serde_json::json!({ "skipped_reason": reason });
+    fill_host(&mut r);
+    r
+}

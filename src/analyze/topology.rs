@@ -100,7 +100,7 @@ pub fn normalize_bus_id(id: &str) -> (u32, String) {
     }
 }
 
-fn pair<'a>(facts: &'a TopoFacts, a: u32, b: u32) -> Option<&'a PairFacts> {
+fn pair(facts: &TopoFacts, a: u32, b: u32) -> Option<&PairFacts> {
     facts
         .pairs
         .iter()
@@ -234,9 +234,10 @@ pub fn findings(facts: &TopoFacts) -> Vec<Finding> {
     let mut out = Vec::new();
     for g in &facts.gpus {
         let p = &g.pcie;
-        if let (Some(cur), Some(max)) = (p.current_width, p.max_width) {
-            if cur < max {
-                out.push(
+        if let (Some(cur), Some(max)) = (p.current_width, p.max_width)
+            && cur < max
+        {
+            out.push(
                     Finding::new(
                         Severity::Fail,
                         codes::PCIE_WIDTH_DEGRADED,
@@ -245,11 +246,11 @@ pub fn findings(facts: &TopoFacts) -> Vec<Finding> {
                     .device(g.index)
                     .hint("Width does not downshift to save power: reseat the GPU or riser, check the slot and cable; host-to-device bandwidth is cut accordingly."),
                 );
-            }
         }
-        if let (Some(cur), Some(max)) = (p.current_gen, p.max_gen) {
-            if cur < max {
-                out.push(
+        if let (Some(cur), Some(max)) = (p.current_gen, p.max_gen)
+            && cur < max
+        {
+            out.push(
                     Finding::new(
                         Severity::Info,
                         codes::PCIE_GEN_BELOW_MAX,
@@ -258,7 +259,6 @@ pub fn findings(facts: &TopoFacts) -> Vec<Finding> {
                     .device(g.index)
                     .hint("Normal at idle: links drop generation to save power and return under load. Re-check while a copy runs (`gpu-doctor bandwidth`) — if it stays low under load, check BIOS PCIe settings and the riser."),
                 );
-            }
         }
         if let Some(n) = p.replay_counter.filter(|&n| n > 0) {
             out.push(

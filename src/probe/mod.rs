@@ -2,5 +2,6 @@
 //! steps); verdicts are for `analyze`.
 
 pub mod cuda;
+pub mod kernels;
 pub mod loader;
 pub mod nvml;

@@ -12,8 +12,14 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::context::Ctx;
 use crate::report::Report;
 
+pub mod bandwidth;
+pub mod ctx_destroy;
+pub mod illegal_address;
 pub mod info;
+pub mod oom;
+pub mod stream_misuse;
 pub mod topo;
+pub mod trace_ctx;
 
 /// One scenario: provoke or probe something, return a report.
 pub trait Scenario: Send + Sync + 'static {
@@ -96,9 +102,26 @@ pub const fn entry<S: Scenario>() -> &'static dyn DynScenario {
 
 /// Every scenario gpu-doctor knows, in the order `inject all` / listings use.
 pub fn registry() -> &'static [&'static dyn DynScenario] {
-    static ALL: &[&dyn DynScenario] = &[entry::<info::Info>(), entry::<topo::Topo>()];
+    static ALL: &[&dyn DynScenario] = &[
+        entry::<info::Info>(),
+        entry::<topo::Topo>(),
+        entry::<oom::Oom>(),
+        entry::<ctx_destroy::CtxDestroy>(),
+        entry::<stream_misuse::StreamMisuse>(),
+        entry::<illegal_address::IllegalAddress>(),
+        entry::<trace_ctx::TraceCtx>(),
+        entry::<bandwidth::Bandwidth>(),
+    ];
     ALL
 }
+
+/// What `gpu-doctor inject all` runs, in order.
+pub const INJECT_ALL: [&str; 4] = [
+    "inject oom",
+    "inject ctx-destroy",
+    "inject stream-misuse",
+    "inject illegal-address",
+];
 
 pub fn find(name: &str) -> Option<&'static dyn DynScenario> {
     registry().iter().copied().find(|s| s.name() == name)
