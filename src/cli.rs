@@ -73,7 +73,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Driver, CUDA and NVML versions and per-GPU health: memory, clocks, throttling, ECC, row remapping.
-    #[command(after_help = "Example:\n  gpu-doctor info\n  gpu-doctor info --device 0 --json")]
+    #[command(
+        after_help = "Examples:\n  gpu-doctor info\n  gpu-doctor info --device 0 --json\n  gpu-doctor info --from tests/fixtures/h100-info.json   # re-analyse a saved report, no GPU needed"
+    )]
     Info(scenarios::info::InfoParams),
 
     /// Interconnect matrix (like `nvidia-smi topo -m`), PCIe and NVLink state, P2P, GPU groups.

@@ -26,8 +26,15 @@ pub struct GpuTopo {
     pub pci_bus_id: String,
     /// CPUs close to the GPU, as a cpulist ("0-15,32-47"); None when NVML cannot say.
     pub cpu_affinity: Option<String>,
-    /// NUMA node of the GPU's PCIe attachment; None when the host reports none (-1).
-    pub numa_node: Option<u32>,
+    /// NUMA node(s) closest to the GPU as a list ("0", "0-1"): what `nvidia-smi topo -m`
+    /// shows as NUMA Affinity (NVML memory affinity, node scope; sysfs numa_node as fallback).
+    /// None when the host reports none.
+    #[serde(default)]
+    pub numa_affinity: Option<String>,
+    /// The GPU's own NUMA node id (`GPU NUMA ID`: set only where GPU memory is a NUMA node,
+    /// e.g. Grace Hopper).
+    #[serde(default)]
+    pub gpu_numa_id: Option<u32>,
     pub pcie: PcieFacts,
     #[serde(default)]
     pub nvlinks: Vec<NvLinkFacts>,

@@ -293,7 +293,7 @@ pub fn findings(facts: &TopoFacts) -> Vec<Finding> {
                 .hint("GPU-to-GPU bandwidth is reduced. Check `nvidia-smi nvlink -s` and the fabric manager log; an inactive link usually needs a node reboot or hardware service."),
             );
         }
-        if facts.host_numa_nodes > 1 && g.numa_node.is_none() {
+        if facts.host_numa_nodes > 1 && g.numa_affinity.is_none() {
             out.push(
                 Finding::new(
                     Severity::Warn,

@@ -324,7 +324,12 @@ impl NvmlProbe {
             .max(64);
         let words = cpus.div_ceil(64);
         let cpu_affinity = d.cpu_affinity(words).ok().map(|mask| cpulist(&mask));
-        let numa_node = d.numa_node_id().ok().or_else(|| sysfs_numa_node(&bus_id));
+        let numa_affinity = d
+            .memory_affinity(words, nvml_wrapper_sys::bindings::NVML_AFFINITY_SCOPE_NODE)
+            .ok()
+            .map(|mask| cpulist(&mask))
+            .filter(|s| !s.is_empty())
+            .or_else(|| sysfs_numa_node(&bus_id).map(|n| n.to_string()));
         let gpu_max_gen = self
             .raw_sym::<GpuMaxPcieGenFn>(b"nvmlDeviceGetGpuMaxPcieLinkGeneration\0")
             .and_then(|f| {
@@ -375,7 +380,8 @@ impl NvmlProbe {
             name: d.name().unwrap_or_default(),
             pci_bus_id: bus_id,
             cpu_affinity,
-            numa_node,
+            numa_affinity,
+            gpu_numa_id: d.numa_node_id().ok(),
             pcie,
             nvlinks,
         }
@@ -478,7 +484,7 @@ fn p2p_name(s: P2pStatus) -> String {
     .into()
 }
 
-/// Formats a CPU bitmask (NVML's array of c_ulong) as a Linux cpulist: "0-15,32-47".
+/// Formats a CPU or NUMA-node bitmask (NVML's array of c_ulong) as a Linux list: "0-15,32-47".
 pub fn cpulist(mask: &[std::ffi::c_ulong]) -> String {
     let bits = std::ffi::c_ulong::BITS as usize;
     let cpus: Vec<usize> = (0..mask.len() * bits)

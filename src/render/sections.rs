@@ -30,14 +30,19 @@ fn topo(out: &mut String, report: &Report, style: Style) {
     let mut t = style.table();
     let mut header: Vec<String> = vec![String::new()];
     header.extend(view.gpus.iter().map(|g| format!("GPU{g}")));
-    header.extend(["CPU Affinity".into(), "NUMA Affinity".into()]);
+    header.extend([
+        "CPU Affinity".into(),
+        "NUMA Affinity".into(),
+        "GPU NUMA ID".into(),
+    ]);
     t.set_header(header);
     for (row, g) in view.matrix.iter().zip(&facts.gpus) {
         let mut cells = vec![format!("GPU{}", g.index)];
         cells.extend(row.iter().cloned());
         cells.push(g.cpu_affinity.clone().unwrap_or_else(|| "N/A".into()));
+        cells.push(g.numa_affinity.clone().unwrap_or_else(|| "N/A".into()));
         cells.push(
-            g.numa_node
+            g.gpu_numa_id
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| "N/A".into()),
         );

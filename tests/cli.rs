@@ -1,0 +1,305 @@
+//! CLI behaviour that needs no GPU: exit codes, the missing-driver path, re-analysis of real
+//! reports recorded on the device machine (tests/fixtures) and of fixtures derived from them.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn doctor() -> Command {
+    let mut c = Command::cargo_bin("gpu-doctor").unwrap();
+    // Deterministic "no driver" even on a machine that has one.
+    c.env("GPU_DOCTOR_LIBNVML", "/nonexistent/libnvidia-ml.so.1")
+        .env("GPU_DOCTOR_LIBCUDA", "/nonexistent/libcuda.so.1")
+        .env_remove("RUST_BACKTRACE");
+    c
+}
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn json_of(out: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(out).expect("stdout is JSON")
+}
+
+#[test]
+fn missing_nvml_is_one_clear_line_and_exit_3() {
+    for cmd in [&["info"][..], &["topo"], &["topo", "--json"]] {
+        let out = doctor().args(cmd).assert().code(3).get_output().clone();
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("no NVIDIA driver") && err.contains("/nonexistent/libnvidia-ml.so.1"),
+            "{err}"
+        );
+        assert!(
+            err.contains("--from"),
+            "points a newcomer at a saved report: {err}"
+        );
+        assert!(!err.contains("panicked"));
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    doctor().arg("frobnicate").assert().code(2);
+    doctor()
+        .args(["--device", "first", "topo"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("neither a GPU index"));
+    doctor()
+        .args(["--timeout", "soon", "info"])
+        .assert()
+        .code(2);
+    doctor().args(["topo", "--bogus"]).assert().code(2);
+}
+
+#[test]
+fn help_documents_exit_codes_and_examples() {
+    doctor().arg("--help").assert().success().stdout(
+        predicate::str::contains("Exit codes:").and(predicate::str::contains("3  cannot run here")),
+    );
+    for sub in ["info", "topo"] {
+        doctor().args([sub, "--help"]).assert().success().stdout(
+            predicate::str::contains("gpu-doctor ").and(predicate::str::contains("Example")),
+        );
+    }
+}
+
+#[test]
+fn topo_from_real_h100_report_reproduces_the_matrix() {
+    let out = doctor()
+        .args(["topo", "--from", &fixture("h100-topo.json"), "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let r = json_of(&out);
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["status"], "pass");
+    assert_eq!(r["data"]["view"]["matrix"], serde_json::json!([["X"]]));
+    assert_eq!(r["devices"][0]["name"], "NVIDIA H100 80GB HBM3");
+    assert_eq!(r["findings"].as_array().unwrap().len(), 0);
+    // The table shows the same matrix with nvidia-smi's columns.
+    doctor()
+        .args(["topo", "--from", &fixture("h100-topo.json"), "--no-color"])
+        .assert()
+        .code(0)
+        .stdout(
+            predicate::str::contains("CPU Affinity")
+                .and(predicate::str::contains("0-15"))
+                .and(predicate::str::contains("x16/x16")),
+        );
+}
+
+#[test]
+fn derived_x8_link_fails_with_a_hint() {
+    let out = doctor()
+        .args([
+            "topo",
+            "--from",
+            &fixture("h100-topo-derived-x8.json"),
+            "--json",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let r = json_of(&out);
+    assert_eq!(r["status"], "fail");
+    let f = &r["findings"][0];
+    assert_eq!(f["code"], "PCIE_WIDTH_DEGRADED");
+    assert_eq!(f["severity"], "fail");
+    assert_eq!(f["device"], 0);
+    assert!(f["message"].as_str().unwrap().contains("x8"));
+    assert!(f["hint"].as_str().unwrap().contains("reseat"));
+}
+
+#[test]
+fn derived_gen4_link_is_info_only() {
+    let out = doctor()
+        .args([
+            "topo",
+            "--from",
+            &fixture("h100-topo-derived-gen4.json"),
+            "--json",
+        ])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let r = json_of(&out);
+    assert_eq!(r["status"], "pass");
+    assert_eq!(r["findings"][0]["code"], "PCIE_GEN_BELOW_MAX");
+    assert_eq!(r["findings"][0]["severity"], "info");
+}
+
+#[test]
+fn info_from_real_h100_report_is_clean_and_derived_faults_fail() {
+    let out = doctor()
+        .args(["info", "--from", &fixture("h100-info.json"), "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let r = json_of(&out);
+    assert_eq!(r["status"], "pass");
+    let g = &r["data"]["gpus"][0];
+    assert_eq!(g["persistence_mode"], true);
+    assert_eq!(g["recovery_action"], "none");
+
+    let out = doctor()
+        .args([
+            "info",
+            "--from",
+            &fixture("h100-info-derived-remap-pending.json"),
+            "--json",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let r = json_of(&out);
+    let codes: Vec<&str> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    for c in [
+        "ROW_REMAP_PENDING",
+        "ECC_UNCORRECTABLE",
+        "RECOVERY_ACTION",
+        "THERMAL_THROTTLE",
+    ] {
+        assert!(codes.contains(&c), "{c} in {codes:?}");
+    }
+}
+
+#[test]
+fn from_with_bad_input_exits_2_with_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\n  \"schema_version\": 1,\n  oops\n}").unwrap();
+    doctor()
+        .args(["topo", "--from", bad.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("line 3"));
+    doctor()
+        .args(["topo", "--from", "/nonexistent.json"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot read"));
+    std::fs::write(&bad, "{\"schema_version\": 2}").unwrap();
+    doctor()
+        .args(["topo", "--from", bad.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("reads version 1"));
+    doctor()
+        .args(["topo", "--from", &fixture("h100-info.json")])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a topo report"));
+}
+
+#[test]
+fn output_file_is_written_and_matches_stdout_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.json");
+    let out = doctor()
+        .args([
+            "topo",
+            "--from",
+            &fixture("h100-topo-derived-x8.json"),
+            "--json",
+            "-o",
+            path.to_str().unwrap(),
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(file, json_of(&out));
+    // No temp file is left behind.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    // An unwritable destination is an input error, not a panic.
+    doctor()
+        .args([
+            "topo",
+            "--from",
+            &fixture("h100-topo.json"),
+            "-o",
+            "/nonexistent-dir/r.json",
+        ])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn no_color_and_pipes_give_plain_text() {
+    let out = doctor()
+        .args(["topo", "--from", &fixture("h100-topo-derived-x8.json")])
+        .env("NO_COLOR", "1")
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    assert!(!String::from_utf8(out).unwrap().contains('\u{1b}'));
+}
+
+#[test]
+fn every_fixture_is_a_readable_report() {
+    for entry in
+        std::fs::read_dir(format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        gpu_doctor::output::read_report(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
+
+#[test]
+fn derived_fixtures_are_what_the_script_makes() {
+    // The derived fixtures must stay reproducible from the real ones.
+    let Ok(status) = std::process::Command::new("python3")
+        .arg(format!(
+            "{}/tests/fixtures/derive.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg("--check")
+        .status()
+    else {
+        eprintln!("python3 not found: skipping the derivation check");
+        return;
+    };
+    assert!(status.success());
+}
+
+#[test]
+fn every_finding_code_is_documented() {
+    let docs: String = std::fs::read_dir(format!("{}/docs", env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+        .collect();
+    for (code, _) in gpu_doctor::report::codes::ALL {
+        assert!(
+            docs.contains(&format!("`{code}`")),
+            "{code} is not documented in docs/"
+        );
+    }
+}
