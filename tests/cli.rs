@@ -303,3 +303,86 @@ fn every_finding_code_is_documented() {
         );
     }
 }
+
+#[test]
+fn topo_from_real_h200x2_report_shows_nvswitch_links() {
+    let out = doctor()
+        .args(["topo", "--from", &fixture("h200x2-topo.json"), "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let r = json_of(&out);
+    // As `nvidia-smi topo -m` printed on the same machine (tests/gpu/compare_smi.py checked it).
+    assert_eq!(
+        r["data"]["view"]["matrix"],
+        serde_json::json!([["X", "NV18"], ["NV18", "X"]])
+    );
+    assert_eq!(
+        r["data"]["view"]["groups"],
+        serde_json::json!([{"gpus": [0, 1], "link": "NV18"}])
+    );
+    assert_eq!(r["data"]["facts"]["pairs"][0]["p2p"]["read"], "ok");
+    assert_eq!(r["status"], "pass");
+}
+
+#[test]
+fn derived_nvlink_down_fails_naming_gpu_and_link() {
+    let out = doctor()
+        .args([
+            "topo",
+            "--from",
+            &fixture("h200x2-topo-derived-nvlink-down.json"),
+            "--json",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let r = json_of(&out);
+    let f: Vec<&serde_json::Value> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "NVLINK_INACTIVE")
+        .collect();
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0]["device"], 1);
+    assert!(
+        f[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("NVLink(s) 17 inactive while 17")
+    );
+    assert_eq!(r["data"]["view"]["matrix"][0][1], "NV17");
+}
+
+#[test]
+fn derived_8gpu_host_renders_all_pairs_and_numa() {
+    let out = doctor()
+        .args([
+            "topo",
+            "--from",
+            &fixture("h200x2-topo-derived-8gpu.json"),
+            "--json",
+        ])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let r = json_of(&out);
+    let m = r["data"]["view"]["matrix"].as_array().unwrap();
+    assert_eq!(m.len(), 8);
+    assert!(m.iter().enumerate().all(|(i, row)| {
+        row.as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .all(|(j, c)| if i == j { c == "X" } else { c == "NV18" })
+    }));
+    assert_eq!(r["data"]["facts"]["gpus"][7]["numa_affinity"], "1");
+    assert_eq!(r["data"]["facts"]["pairs"].as_array().unwrap().len(), 28);
+}
