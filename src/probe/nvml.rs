@@ -278,41 +278,64 @@ impl NvmlProbe {
         Ok(h)
     }
 
+    /// Topology facts for the selected GPUs. Each GPU's links, and each row of pairs, are read
+    /// on their own thread (NVML is thread-safe): on an 8-GPU host that is most of the time.
     pub fn topology(&self, indices: &[u32]) -> Result<TopoFacts> {
-        let mut gpus = Vec::new();
-        let mut handles = Vec::new();
-        for &i in indices {
-            let d = self.device(i)?;
-            gpus.push(self.gpu_topo(i, &d));
-            handles.push(d);
-        }
-        let mut pairs = Vec::new();
-        for a in 0..handles.len() {
-            for b in a + 1..handles.len() {
-                let (da, db) = (&handles[a], &handles[b]);
-                // nvml-wrapper takes the peer by value; a fresh handle for the same index is cheap.
-                let peer = self.device(indices[b])?;
-                let p2p = |cap| da.p2p_status(db, cap).ok().map(p2p_name);
-                pairs.push(PairFacts {
-                    a: indices[a],
-                    b: indices[b],
-                    common_ancestor: da.topology_common_ancestor(peer).ok().map(level_name),
-                    p2p: P2pFacts {
-                        read: p2p(P2pCapabilitiesIndex::Read),
-                        write: p2p(P2pCapabilitiesIndex::Write),
-                        atomics: p2p(P2pCapabilitiesIndex::Atomics),
-                        nvlink: p2p(P2pCapabilitiesIndex::NvLink),
-                    },
-                });
-            }
-        }
+        let handles = indices
+            .iter()
+            .map(|&i| self.device(i))
+            .collect::<Result<Vec<_>>>()?;
+        let (gpus, pairs) = std::thread::scope(|s| {
+            let gpu_jobs: Vec<_> = indices
+                .iter()
+                .zip(&handles)
+                .map(|(&i, d)| s.spawn(move || self.gpu_topo(i, d)))
+                .collect();
+            let pair_jobs: Vec<_> = (0..handles.len())
+                .map(|a| {
+                    let handles = &handles;
+                    s.spawn(move || {
+                        (a + 1..handles.len())
+                            .map(|b| self.pair_facts(indices[a], &handles[a], indices[b]))
+                            .collect::<Result<Vec<_>>>()
+                    })
+                })
+                .collect();
+            let gpus: Vec<GpuTopo> = gpu_jobs
+                .into_iter()
+                .map(|j| j.join().expect("NVML reader panicked"))
+                .collect();
+            let pairs = pair_jobs
+                .into_iter()
+                .map(|j| j.join().expect("NVML reader panicked"))
+                .collect::<Result<Vec<_>>>();
+            (gpus, pairs)
+        });
         Ok(TopoFacts {
             gpus,
-            pairs,
+            pairs: pairs?.into_iter().flatten().collect(),
             host_numa_nodes: host_numa_nodes(),
             host_cpus: std::thread::available_parallelism()
                 .map(|n| n.get() as u32)
                 .unwrap_or(0),
+        })
+    }
+
+    fn pair_facts(&self, a: u32, da: &Device, b: u32) -> Result<PairFacts> {
+        // nvml-wrapper takes the peer by value for the ancestor query; a second handle is cheap.
+        let db = self.device(b)?;
+        let p2p = |cap| da.p2p_status(&db, cap).ok().map(p2p_name);
+        let p2p = P2pFacts {
+            read: p2p(P2pCapabilitiesIndex::Read),
+            write: p2p(P2pCapabilitiesIndex::Write),
+            atomics: p2p(P2pCapabilitiesIndex::Atomics),
+            nvlink: p2p(P2pCapabilitiesIndex::NvLink),
+        };
+        Ok(PairFacts {
+            a,
+            b,
+            common_ancestor: da.topology_common_ancestor(db).ok().map(level_name),
+            p2p,
         })
     }
 
