@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Compares gpu-doctor's info/topo reports with nvidia-smi on the same machine, field by field.
-Usage: compare_smi.py INFO.json TOPO.json NVIDIA_SMI_TOPO_M.txt   (exits 1 on any difference)"""
+Usage: compare_smi.py INFO.json TOPO.json NVIDIA_SMI_TOPO_M.txt [NVIDIA_SMI_Q.txt]
+(exits 1 on any difference). `nvidia-smi --query-gpu` gives most fields; `nvidia-smi -q` the
+row-remapping, recovery-action, power-limit and clock-event-reason sections it lacks."""
 import json, subprocess, sys
 
 info = json.load(open(sys.argv[1]))
@@ -70,5 +72,52 @@ for l in lines[1:]:
         same(f"topo.GPU{i}.numa_affinity", g["numa_affinity"] or "N/A", rest[1])
     if len(rest) > 2:
         same(f"topo.GPU{i}.gpu_numa_id", "N/A" if g["gpu_numa_id"] is None else g["gpu_numa_id"], rest[2])
+
+def smi_q_sections(text):
+    """Splits `nvidia-smi -q` into per-GPU dicts of 'Section/Key' -> value."""
+    gpus, cur, stack = [], None, []
+    for line in text.splitlines():
+        if line.startswith("GPU ") and ":" in line:
+            cur = {}; gpus.append(cur); stack = []; continue
+        if cur is None or not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        key, _, val = line.strip().partition(":")
+        key, val = key.strip(), val.strip()
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        if val == "" and _ == "":
+            stack.append((indent, key)); continue
+        path = "/".join([k for _, k in stack] + [key])
+        cur.setdefault(path, val)
+        if not val:
+            stack.append((indent, key))
+    return gpus
+
+if len(sys.argv) > 4:
+    q = smi_q_sections(open(sys.argv[4]).read())
+    yn = lambda b: "N/A" if b is None else ("Yes" if b else "No")
+    names = {"Idle": "GPU_IDLE", "SW Power Cap": "SW_POWER_CAP", "HW Slowdown": "HW_SLOWDOWN",
+             "HW Thermal Slowdown": "HW_THERMAL_SLOWDOWN", "HW Power Brake Slowdown": "HW_POWER_BRAKE_SLOWDOWN",
+             "SW Thermal Slowdown": "SW_THERMAL_SLOWDOWN", "Sync Boost": "SYNC_BOOST",
+             "Applications Clocks Setting": "APPLICATIONS_CLOCKS_SETTING", "Display Clock Setting": "DISPLAY_CLOCK_SETTING"}
+    for i, sec in enumerate(q):
+        g = gpus[i]
+        same(f"gpu{i}.remapped_rows_correctable", g["remapped_rows_correctable"], sec.get("Remapped Rows/Correctable Error"))
+        same(f"gpu{i}.remapped_rows_uncorrectable", g["remapped_rows_uncorrectable"], sec.get("Remapped Rows/Uncorrectable Error"))
+        same(f"gpu{i}.remap_pending", yn(g["remap_pending"]), sec.get("Remapped Rows/Pending"))
+        same(f"gpu{i}.remap_failed", yn(g["remap_failed"]), sec.get("Remapped Rows/Remapping Failure Occurred"))
+        if "GPU Recovery Action" in sec:
+            same(f"gpu{i}.recovery_action", (g["recovery_action"] or "N/A").replace("_", " "), sec["GPU Recovery Action"])
+        limit = next((v for k, v in sec.items() if k.endswith("Power Readings/Current Power Limit") and v != "N/A"), None)
+        if limit and g["power_limit_w"] is not None:
+            same(f"gpu{i}.power_limit_w", f"{g['power_limit_w']:.2f} W", limit)
+        active = sorted(names[k.split("/")[-1]] for k, v in sec.items()
+                        if k.startswith("Clocks Event Reasons/") and v == "Active" and k.split("/")[-1] in names)
+        ours = sorted(r for r in g["clock_event_reasons"] if r in names.values())
+        # Sampled at different moments: compare only while the GPU is idle in both.
+        if "GPU_IDLE" in active and "GPU_IDLE" in ours:
+            same(f"gpu{i}.clock_event_reasons", ",".join(ours), ",".join(active))
+
 print(f"{len(bad)} difference(s)" + (": " + ", ".join(bad) if bad else ""))
 sys.exit(1 if bad else 0)

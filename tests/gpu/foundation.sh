@@ -14,7 +14,7 @@ check test $rc -le 1
 "$BIN" topo --no-color > "$OUTDIR/topo.txt"; "$BIN" info --no-color > "$OUTDIR/info.txt"
 nvidia-smi topo -m > "$OUTDIR/nvidia-smi-topo.txt"
 nvidia-smi -q > "$OUTDIR/nvidia-smi-q.txt"
-check python3 "$here/compare_smi.py" "$OUTDIR/info.json" "$OUTDIR/topo.json" "$OUTDIR/nvidia-smi-topo.txt"
+check python3 "$here/compare_smi.py" "$OUTDIR/info.json" "$OUTDIR/topo.json" "$OUTDIR/nvidia-smi-topo.txt" "$OUTDIR/nvidia-smi-q.txt"
 
 # Error paths on a machine that has a driver: they must still be clean one-liners.
 "$BIN" topo --device 99 >/dev/null 2>"$OUTDIR/err.txt"; rc=$?
