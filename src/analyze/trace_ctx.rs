@@ -385,10 +385,12 @@ fn replay_stacks(timeline: &[TraceEvent]) -> (BTreeMap<u64, (u32, u32)>, Vec<Sta
                     st.pop();
                 }
             },
-            "cuCtxDestroy_v2" | "cuCtxDestroy" if succeeded => {
-                if arg.is_some() && e.ctx_before.as_ref().map(|c| &c.id) == arg.as_ref() {
-                    st.pop();
-                }
+            "cuCtxDestroy_v2" | "cuCtxDestroy"
+                if succeeded
+                    && arg.is_some()
+                    && e.ctx_before.as_ref().map(|c| &c.id) == arg.as_ref() =>
+            {
+                st.pop();
             }
             _ => {}
         }
@@ -527,8 +529,27 @@ pub fn findings(d: &TraceData) -> Vec<Finding> {
     if !no_ctx.is_empty() {
         let threads: BTreeSet<u64> = no_ctx.iter().map(|e| e.thread).collect();
         let ops: BTreeSet<&str> = no_ctx.iter().map(|e| e.op.as_str()).collect();
+        let mut per_sub: Vec<(&str, usize)> = Vec::new();
+        for e in &no_ctx {
+            match per_sub.iter_mut().find(|(s, _)| *s == e.sub) {
+                Some((_, n)) => *n += 1,
+                None => per_sub.push((&e.sub, 1)),
+            }
+        }
+        let subs = if per_sub.len() > 1 {
+            format!(
+                " [{}]",
+                per_sub
+                    .iter()
+                    .map(|(s, n)| format!("{s}: {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            String::new()
+        };
         let mut msg = format!(
-            "{} on {} answered CUDA_ERROR_INVALID_CONTEXT (201) because no context was current on the calling thread ({})",
+            "{} on {} answered CUDA_ERROR_INVALID_CONTEXT (201) because no context was current on the calling thread ({}){subs}",
             plural(no_ctx.len(), "call", "calls"),
             plural(threads.len(), "thread", "threads"),
             ops.into_iter().collect::<Vec<_>>().join(", ")

@@ -387,6 +387,11 @@ pub fn write_chrome_trace(path: &Path, data: &TraceData) -> Result<()> {
 /// What `gpu-doctor trace ctx` runs: a saved report is re-analysed in this process (no driver
 /// needed); a live run goes to an isolated child like every CUDA scenario.
 pub fn execute(params: &TraceCtxParams, opts: &RunOptions) -> Result<Report> {
+    // Bad input is exit 2 before anything else (the child checks again, for suites).
+    params.check()?;
+    if let Some(path) = &params.chrome_trace {
+        check_writable(path)?;
+    }
     if params.from.is_none() {
         return crate::runner::execute_typed::<TraceCtx>(params, opts);
     }
@@ -471,6 +476,17 @@ mod tests {
         let data = analysis::data_of(&r).unwrap();
         assert_eq!(data.summary.len(), 4);
         assert!(r.metrics.contains_key("bind_ctx_us"));
+        let text = crate::render::table::render(&r, false);
+        for want in [
+            "Threads (stack depth",
+            "thread-hop worker 1",
+            "CUDA_ERROR_INVALID_CONTEXT (201) ×4",
+            "Thread hop (4 threads, 8 in context ctx#1",
+            "Calls that did not succeed (12 of",
+            "CONTEXT_NOT_CURRENT",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from:\n{text}");
+        }
         let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&tp).unwrap()).unwrap();
         crate::render::chrome_trace::validate(&doc).unwrap();
         let bad = TraceCtxParams {
