@@ -78,9 +78,7 @@ fn run(cli: Cli) -> Result<i32> {
                 runner::execute_many("inject all", &scenarios::INJECT_ALL, &opts)?
             }
         },
-        Command::Trace(TraceCommand::Ctx(p)) => {
-            runner::execute_typed::<scenarios::trace_ctx::TraceCtx>(&p, &opts)?
-        }
+        Command::Trace(TraceCommand::Ctx(p)) => scenarios::trace_ctx::execute(&p, &opts)?,
         Command::Bandwidth(p) => {
             runner::execute_typed::<scenarios::bandwidth::Bandwidth>(&p, &opts)?
         }

@@ -3,4 +3,5 @@
 
 pub mod health;
 pub mod topology;
+pub mod trace_ctx;
 pub mod verdict;

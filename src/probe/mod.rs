@@ -5,3 +5,4 @@ pub mod cuda;
 pub mod kernels;
 pub mod loader;
 pub mod nvml;
+pub mod trace_ctx;

@@ -94,6 +94,27 @@ pub const ALL: &[(&str, &str)] = &[
         THRESHOLD,
         "A suite threshold on a metric or duration was not met.",
     ),
+    // trace ctx
+    (
+        CONTEXT_NOT_CURRENT,
+        "A driver call ran on an OS thread where no CUDA context was current and answered CUDA_ERROR_INVALID_CONTEXT (201): work hopped threads without binding its context.",
+    ),
+    (
+        DEVICE_MIXUP,
+        "Memory meant for one context/GPU was allocated while another was current: cuPointerGetAttribute places it elsewhere, and the allocation itself succeeded.",
+    ),
+    (
+        CTX_STACK_UNBALANCED,
+        "cuCtxPopCurrent with nothing to pop, or popping a context the thread bound with cuCtxSetCurrent rather than pushed.",
+    ),
+    (
+        PRIMARY_CTX_RELEASED,
+        "A primary context was released to a retain count of zero while another user still held memory in it; that user's next calls fail.",
+    ),
+    (
+        PRIMARY_CTX_FLAGS,
+        "What cuDevicePrimaryCtxSetFlags answered while the primary context was active, on this driver.",
+    ),
 ];
 
 pub const PERSISTENCE_OFF: &str = "PERSISTENCE_OFF";
@@ -120,3 +141,8 @@ pub const CHILD_TIMEOUT: &str = "CHILD_TIMEOUT";
 pub const CHILD_PROTOCOL: &str = "CHILD_PROTOCOL";
 pub const INTERRUPTED: &str = "INTERRUPTED";
 pub const THRESHOLD: &str = "THRESHOLD";
+pub const CONTEXT_NOT_CURRENT: &str = "CONTEXT_NOT_CURRENT";
+pub const DEVICE_MIXUP: &str = "DEVICE_MIXUP";
+pub const CTX_STACK_UNBALANCED: &str = "CTX_STACK_UNBALANCED";
+pub const PRIMARY_CTX_RELEASED: &str = "PRIMARY_CTX_RELEASED";
+pub const PRIMARY_CTX_FLAGS: &str = "PRIMARY_CTX_FLAGS";

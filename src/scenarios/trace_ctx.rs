@@ -1,28 +1,501 @@
-//! `gpu-doctor trace ctx` (stub: being written).
+//! `gpu-doctor trace ctx`: context lifetime per OS thread. Four sub-scenarios — thread-hop,
+//! device-mixup, push-pop, primary-lifetime — each a deterministic driver sequence recorded
+//! call by call (thread, context current before/after, result) into `data.timeline`, analysed
+//! into a per-thread summary and findings, and exportable as a Chrome trace.
+//!
+//! The verdict is whether the driver answered as documented; the findings explain what a
+//! service hits when it makes the same mistakes (and how to fix them).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::context::Ctx;
-use crate::report::Report;
+use crate::analyze::trace_ctx::{
+    self as analysis, DEVICE_MIXUP, MemoryCheck, PRIMARY_LIFETIME, PUSH_POP, THREAD_HOP, TraceData,
+};
+use crate::context::{Ctx, EventSink, RunOptions};
+use crate::error::input;
+use crate::probe::cuda::device_for_bus_id;
+use crate::probe::loader;
+use crate::probe::nvml::NvmlProbe;
+use crate::probe::trace_ctx::{self as probe, Tracer};
+use crate::report::{Better, Metric, Report, codes};
 use crate::scenarios::Scenario;
 
-#[derive(Debug, Clone, Default, Args, Serialize, Deserialize, JsonSchema)]
+/// A sub-scenario of `trace ctx`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    ValueEnum,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sub {
+    /// Work items hop across a pool of OS threads; the context is current only on its creator.
+    ThreadHop,
+    /// Work meant for context/GPU A runs while B is current.
+    DeviceMixup,
+    /// Context stack: depth, a pop too many, a pop on a thread that never pushed.
+    PushPop,
+    /// Primary context retain/release counts, release to zero under another user, SetFlags.
+    PrimaryLifetime,
+}
+
+impl Sub {
+    pub const ALL: [Sub; 4] = [
+        Sub::ThreadHop,
+        Sub::DeviceMixup,
+        Sub::PushPop,
+        Sub::PrimaryLifetime,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Sub::ThreadHop => THREAD_HOP,
+            Sub::DeviceMixup => DEVICE_MIXUP,
+            Sub::PushPop => PUSH_POP,
+            Sub::PrimaryLifetime => PRIMARY_LIFETIME,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
-pub struct TraceCtxParams {}
+pub struct TraceCtxParams {
+    /// Sub-scenarios to run (default: all).
+    #[arg(value_enum, value_name = "SUB")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sub: Vec<Sub>,
+    /// Same as the positional SUB, comma-separated: --only thread-hop,push-pop.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub only: Vec<Sub>,
+    /// OS threads in the thread-hop pool (2–64).
+    #[arg(long, default_value_t = 4)]
+    pub threads: u32,
+    /// Work items thread-hop runs per variant (1–4096).
+    #[arg(long, default_value_t = 16)]
+    pub tasks: u32,
+    /// Also write the timeline as Chrome trace-event JSON (Perfetto, chrome://tracing).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chrome_trace: Option<PathBuf>,
+    /// Re-analyse a saved trace ctx report (and export its trace) instead of running: no GPU needed.
+    #[arg(long, value_name = "REPORT.json")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<PathBuf>,
+}
+
+impl Default for TraceCtxParams {
+    fn default() -> Self {
+        TraceCtxParams {
+            sub: vec![],
+            only: vec![],
+            threads: 4,
+            tasks: 16,
+            chrome_trace: None,
+            from: None,
+        }
+    }
+}
+
+impl TraceCtxParams {
+    /// The sub-scenarios to run, in their fixed order (positional and --only together).
+    pub fn selected(&self) -> Vec<Sub> {
+        let chosen: Vec<Sub> = self.sub.iter().chain(&self.only).copied().collect();
+        Sub::ALL
+            .into_iter()
+            .filter(|s| chosen.is_empty() || chosen.contains(s))
+            .collect()
+    }
+
+    fn check(&self) -> Result<()> {
+        if !(2..=64).contains(&self.threads) {
+            return Err(input(format!(
+                "--threads {}: thread-hop needs a pool of 2 to 64 threads",
+                self.threads
+            )));
+        }
+        if !(1..=4096).contains(&self.tasks) {
+            return Err(input(format!(
+                "--tasks {}: give 1 to 4096 work items",
+                self.tasks
+            )));
+        }
+        Ok(())
+    }
+}
 
 pub struct TraceCtx;
 
 impl Scenario for TraceCtx {
     type Params = TraceCtxParams;
     const NAME: &'static str = "trace ctx";
-    const ABOUT: &'static str = "not written yet";
+    const ABOUT: &'static str =
+        "context lifetime per OS thread: thread hops, device mix-ups, push/pop, primary context";
     const ISOLATED: bool = true;
     const NEEDS_CUDA: bool = true;
 
-    fn run(_params: &TraceCtxParams, _ctx: &mut Ctx) -> Result<Report> {
-        anyhow::bail!("trace ctx is not written yet")
+    fn run(params: &TraceCtxParams, ctx: &mut Ctx) -> Result<Report> {
+        params.check()?;
+        if let Some(path) = &params.chrome_trace {
+            check_writable(path)?;
+        }
+        if let Some(from) = &params.from {
+            return from_saved(params, from);
+        }
+        let ctx: &Ctx = ctx;
+        let mut report = Report::begin(Self::NAME, serde_json::to_value(params)?);
+        let subs = params.selected();
+        let driver = loader::load_cuda()?;
+        let nvml = NvmlProbe::open()?;
+        report.host = nvml.host();
+        let selected = nvml.select(&ctx.opts.devices)?;
+        // device-mixup uses two GPUs when two are selected; everything else the first one.
+        let want = if subs.contains(&Sub::DeviceMixup) && selected.len() >= 2 {
+            2
+        } else {
+            1
+        };
+        let used: Vec<u32> = selected.iter().copied().take(want).collect();
+        let mut cuda = Vec::new();
+        for &i in &used {
+            let mut info = nvml.device_info(i)?;
+            let d = device_for_bus_id(&info.pci_bus_id)?;
+            info.cuda_ordinal = Some(d as u32);
+            report.devices.push(info);
+            cuda.push(d);
+        }
+        let before: Vec<Option<u64>> = used.iter().map(|&i| nvml.memory_used(i)).collect();
+
+        let tracer = Tracer::new(ctx);
+        tracer.name_thread("main (scenario thread)");
+        let mut data = TraceData {
+            subs: subs.iter().map(|s| s.name().to_string()).collect(),
+            cuda_driver: Some(loader::cuda_version_string(driver.version)),
+            pid: std::process::id(),
+            ..Default::default()
+        };
+        let bar = ctx.progress(subs.len() as u64, "trace ctx");
+        for sub in &subs {
+            if ctx.interrupted() {
+                report.interrupted = true;
+                break;
+            }
+            bar.set_message(format!("trace ctx: {}", sub.name()));
+            match sub {
+                Sub::ThreadHop => {
+                    data.thread_hop =
+                        probe::thread_hop(&tracer, cuda[0], params.threads, params.tasks)?
+                }
+                Sub::DeviceMixup => {
+                    let a = (used[0], cuda[0]);
+                    let b = if used.len() >= 2 {
+                        (used[1], cuda[1])
+                    } else {
+                        a
+                    };
+                    data.device_mixup = probe::device_mixup(&tracer, a, b)?;
+                }
+                Sub::PushPop => {
+                    probe::push_pop(&tracer, cuda[0])?;
+                }
+                Sub::PrimaryLifetime => {
+                    data.primary = Some(probe::primary_lifetime(
+                        &tracer,
+                        cuda[0],
+                        used[0],
+                        driver.version,
+                    )?)
+                }
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        report.interrupted |= ctx.interrupted();
+
+        // Every context is destroyed or released: memory back to where it was (NVML may lag).
+        let deadline = Instant::now() + Duration::from_millis(1000);
+        loop {
+            let after: Vec<Option<u64>> = used.iter().map(|&i| nvml.memory_used(i)).collect();
+            let back = before.iter().zip(&after).all(|(b, a)| match (b, a) {
+                (Some(b), Some(a)) => *a <= b + analysis::MEMORY_TOLERANCE_BYTES,
+                _ => true,
+            });
+            if back || Instant::now() >= deadline {
+                data.memory = used
+                    .iter()
+                    .zip(before.iter().zip(after))
+                    .map(|(&i, (b, a))| MemoryCheck {
+                        nvml: i,
+                        before_bytes: *b,
+                        after_bytes: a,
+                        other_pids: nvml
+                            .processes(i)
+                            .into_iter()
+                            .map(|p| p.pid)
+                            .filter(|&p| p != std::process::id())
+                            .collect(),
+                    })
+                    .collect();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+
+        let (steps, events, contexts, threads) = tracer.finish();
+        // Already announced to the parent one by one: keep them without re-emitting.
+        report.steps = steps;
+        data.timeline = events;
+        data.contexts = contexts;
+        data.threads = threads;
+        complete(&mut report, data.clone());
+        if let Some(path) = &params.chrome_trace {
+            write_chrome_trace(path, &data)?;
+        }
+        Ok(report)
+    }
+}
+
+/// Analysis from data: per-thread summary, findings, metrics; stores the data in the report.
+pub fn complete(report: &mut Report, mut data: TraceData) {
+    data.summary = analysis::summarize(&data.timeline, &data.threads);
+    report.findings.extend(analysis::findings(&data));
+    let device = report.devices.first().map(|d| d.index);
+    let mut metric = |name: &str, v: Option<f64>, unit: &str| {
+        if let Some(v) = v {
+            let mut m = Metric::new(v, unit, Better::Lower);
+            m.device = device;
+            report.metrics.insert(name.to_string(), m);
+        }
+    };
+    metric("bind_ctx_us", analysis::bind_cost_us(&data.timeline), "us");
+    metric(
+        "ctx_create_ms",
+        median(
+            data.timeline
+                .iter()
+                .filter(|e| e.op == "cuCtxCreate_v2" && !e.failed())
+                .map(|e| e.dur_us / 1e3),
+        ),
+        "ms",
+    );
+    report.data = serde_json::to_value(&data).expect("trace data serialises");
+}
+
+fn median(it: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = it.collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Some(v[v.len() / 2])
+}
+
+/// `--from`: the saved report's run, re-analysed with this build's analysis.
+fn from_saved(params: &TraceCtxParams, path: &Path) -> Result<Report> {
+    let saved = crate::output::read_report(path)?;
+    let inner = if saved.scenario == TraceCtx::NAME {
+        saved.clone()
+    } else {
+        saved
+            .reports
+            .iter()
+            .find(|r| r.scenario == TraceCtx::NAME)
+            .cloned()
+            .unwrap_or_else(|| saved.clone())
+    };
+    let data = analysis::data_of(&inner).map_err(|e| input(format!("{}: {e}", path.display())))?;
+    let mut report = Report::begin(TraceCtx::NAME, serde_json::to_value(params)?);
+    report.host = inner.host;
+    report.devices = inner.devices;
+    report.started_at = inner.started_at;
+    report.duration_ms = inner.duration_ms;
+    report.steps = inner.steps;
+    report.interrupted = inner.interrupted;
+    // What the parent concluded about the child itself is not in the data: keep it.
+    report.findings = inner
+        .findings
+        .into_iter()
+        .filter(|f| {
+            [
+                codes::CHILD_CRASHED,
+                codes::CHILD_TIMEOUT,
+                codes::CHILD_PROTOCOL,
+            ]
+            .contains(&f.code.as_str())
+        })
+        .collect();
+    complete(&mut report, data.clone());
+    if let Some(out) = &params.chrome_trace {
+        write_chrome_trace(out, &data)?;
+    }
+    Ok(report)
+}
+
+fn check_writable(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(input(format!(
+            "--chrome-trace {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Writes the Chrome trace atomically (temp file + rename).
+pub fn write_chrome_trace(path: &Path, data: &TraceData) -> Result<()> {
+    let doc = crate::render::chrome_trace::export(data);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "trace.json".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let write = || -> Result<()> {
+        std::fs::write(&tmp, serde_json::to_vec(&doc)?)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        input(format!(
+            "cannot write the Chrome trace to {}: {e:#}",
+            path.display()
+        ))
+    })
+}
+
+/// What `gpu-doctor trace ctx` runs: a saved report is re-analysed in this process (no driver
+/// needed); a live run goes to an isolated child like every CUDA scenario.
+pub fn execute(params: &TraceCtxParams, opts: &RunOptions) -> Result<Report> {
+    // Bad input is exit 2 before anything else (the child checks again, for suites).
+    params.check()?;
+    if let Some(path) = &params.chrome_trace {
+        check_writable(path)?;
+    }
+    if params.from.is_none() {
+        return crate::runner::execute_typed::<TraceCtx>(params, opts);
+    }
+    let mut ctx = Ctx::new(opts.clone(), EventSink::none());
+    let mut report = TraceCtx::run(params, &mut ctx)?;
+    crate::analyze::verdict::finalize(&mut report);
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::trace_ctx::tests::hop_timeline;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        p: TraceCtxParams,
+    }
+
+    #[test]
+    fn subs_come_from_positionals_and_only_in_fixed_order() {
+        let p = Cli::parse_from(["x"]).p;
+        assert_eq!(p.selected(), Sub::ALL.to_vec());
+        assert_eq!((p.threads, p.tasks), (4, 16));
+        let p = Cli::parse_from(["x", "push-pop", "thread-hop"]).p;
+        assert_eq!(p.selected(), vec![Sub::ThreadHop, Sub::PushPop]);
+        let p = Cli::parse_from(["x", "--only", "primary-lifetime,device-mixup"]).p;
+        assert_eq!(p.selected(), vec![Sub::DeviceMixup, Sub::PrimaryLifetime]);
+        assert!(Cli::try_parse_from(["x", "thread-hopp"]).is_err());
+    }
+
+    #[test]
+    fn suite_params_default_and_reject_unknown_fields() {
+        let p: TraceCtxParams = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!((p.threads, p.tasks), (4, 16));
+        let p: TraceCtxParams =
+            serde_json::from_value(serde_json::json!({"only": ["thread-hop"], "threads": 8}))
+                .unwrap();
+        assert_eq!(p.selected(), vec![Sub::ThreadHop]);
+        assert_eq!(p.threads, 8);
+        assert!(
+            serde_json::from_value::<TraceCtxParams>(serde_json::json!({"thread": 2})).is_err()
+        );
+        let bad = TraceCtxParams {
+            threads: 1,
+            ..Default::default()
+        };
+        assert!(bad.check().is_err());
+    }
+
+    #[test]
+    fn from_saved_report_reanalyses_and_exports() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = hop_timeline(4, 8, false);
+        let mut saved = Report::begin(TraceCtx::NAME, serde_json::json!({}));
+        saved.data = serde_json::to_value(&d).unwrap();
+        // a stale finding in the saved report is recomputed, not copied
+        saved.findings.push(crate::report::Finding::new(
+            crate::report::Severity::Fail,
+            codes::CONTEXT_NOT_CURRENT,
+            "old",
+        ));
+        let rp = dir.path().join("r.json");
+        crate::output::write_json_atomic(&rp, &saved).unwrap();
+        let tp = dir.path().join("t.json");
+        let params = TraceCtxParams {
+            from: Some(rp),
+            chrome_trace: Some(tp.clone()),
+            ..Default::default()
+        };
+        let r = execute(&params, &RunOptions::default()).unwrap();
+        assert_eq!(r.status, crate::report::Status::Pass);
+        let c: Vec<_> = r
+            .findings
+            .iter()
+            .filter(|f| f.code == codes::CONTEXT_NOT_CURRENT)
+            .collect();
+        assert_eq!(c.len(), 1);
+        assert_ne!(c[0].message, "old");
+        let data = analysis::data_of(&r).unwrap();
+        assert_eq!(data.summary.len(), 4);
+        assert!(r.metrics.contains_key("bind_ctx_us"));
+        let text = crate::render::table::render(&r, false);
+        for want in [
+            "Threads (stack depth",
+            "thread-hop worker 1",
+            "CUDA_ERROR_INVALID_CONTEXT (201) ×4",
+            "Thread hop (4 threads, 8 in context ctx#1",
+            "Calls that did not succeed (12 of",
+            "CONTEXT_NOT_CURRENT",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from:\n{text}");
+        }
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&tp).unwrap()).unwrap();
+        crate::render::chrome_trace::validate(&doc).unwrap();
+        let bad = TraceCtxParams {
+            from: Some(dir.path().join("missing.json")),
+            ..Default::default()
+        };
+        assert_eq!(
+            crate::error::exit_code_of(&execute(&bad, &RunOptions::default()).unwrap_err()),
+            crate::error::exit::USAGE
+        );
     }
 }
