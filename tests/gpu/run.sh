@@ -17,9 +17,9 @@ for script in "$here"/foundation.sh "$here"/*.sh; do
   done_="${done_:-} $name"
   if [ -n "${GPU_TESTS:-}" ] && ! grep -qw "$name" <<<"$GPU_TESTS"; then continue; fi
   echo "=== $name"
-  start=$(date +%s.%N)
+  start=$SECONDS
   if bash "$script" "$BIN" "$OUTDIR"; then
-    echo "=== $name: PASS ($(printf '%.1f' "$(echo "$(date +%s.%N) - $start" | bc)") s)"
+    echo "=== $name: PASS ($((SECONDS - start)) s)"
   else
     echo "=== $name: FAIL"
     failed+=("$name")
