@@ -469,15 +469,15 @@ fn findings(results: &[PathResult], links: &Links, t: &Thresholds) -> Vec<Findin
                 if let (Some(g), Some(w)) = (d.pcie_gen_under_load, d.pcie_width_under_load) {
                     let (mg, mw) = (d.pcie.max_gen.unwrap_or(g), d.pcie.max_width.unwrap_or(w));
                     if g < mg || w < mw {
-                        msg += &format!(" — the link ran at Gen{g} x{w} under load (max Gen{mg} x{mw})");
+                        msg += &format!(
+                            " — the link ran at Gen{g} x{w} under load (max Gen{mg} x{mw})"
+                        );
                     }
                 }
                 if let (Some(n), Some(h)) = (d.numa_node, d.host_buffer_node)
                     && n != h
                 {
-                    msg += &format!(
-                        " — the host buffer was on NUMA node {h}, the GPU on node {n}"
-                    );
+                    msg += &format!(" — the host buffer was on NUMA node {h}, the GPU on node {n}");
                 }
             }
             out.push(
@@ -749,11 +749,19 @@ mod tests {
         ] {
             assert!(a.metrics.contains_key(m), "{m}");
         }
-        let r = a.results.iter().find(|r| r.path == path::H2D_PINNED).unwrap();
+        let r = a
+            .results
+            .iter()
+            .find(|r| r.path == path::H2D_PINNED)
+            .unwrap();
         assert_eq!(r.theoretical_basis.as_deref(), Some("PCIe Gen5 x16"));
         assert!((r.efficiency.unwrap() - 54.3 / 63.015).abs() < 0.001);
         assert!(r.min < r.median && r.median < r.max);
-        let bidir = a.results.iter().find(|r| r.path == path::BIDIR_PINNED).unwrap();
+        let bidir = a
+            .results
+            .iter()
+            .find(|r| r.path == path::BIDIR_PINNED)
+            .unwrap();
         assert!((bidir.theoretical_gbps.unwrap() - 126.03).abs() < 0.01);
         // Device copy: bytes once in the metric, read + write against the memory rate.
         let ce = a.results.iter().find(|r| r.path == path::D2D_CE).unwrap();
@@ -776,8 +784,16 @@ mod tests {
             .collect();
         assert_eq!(low.len(), 2, "{:?}", a.findings);
         assert!(low.iter().all(|f| f.severity == Severity::Fail));
-        assert!(low[0].message.contains("PCIe Gen5 x16"), "{}", low[0].message);
-        assert!(low[0].message.contains("Gen4 x16 under load"), "{}", low[0].message);
+        assert!(
+            low[0].message.contains("PCIe Gen5 x16"),
+            "{}",
+            low[0].message
+        );
+        assert!(
+            low[0].message.contains("Gen4 x16 under load"),
+            "{}",
+            low[0].message
+        );
         // Pageable is no longer far below pinned.
         assert!(!codes_of(&a).contains(&codes::PAGEABLE_SLOW));
     }
@@ -849,7 +865,11 @@ mod tests {
         b.index = 1;
         b.pci_bus_id = "00000000:2a:00.0".into();
         l.devices.push(b);
-        l.pairs.push(PairLink { a: 0, b: 1, nvlinks });
+        l.pairs.push(PairLink {
+            a: 0,
+            b: 1,
+            nvlinks,
+        });
         l
     }
 
@@ -874,11 +894,22 @@ mod tests {
         assert!(a.metrics.contains_key("h2d_pinned_gbps.gpu0"));
         assert!(a.metrics.contains_key("d2d_sm_gbps.gpu1"));
         assert!(!a.metrics.contains_key("h2d_pinned_gbps"));
-        let p = a.results.iter().find(|r| r.metric == "p2p_0_1_gbps").unwrap();
+        let p = a
+            .results
+            .iter()
+            .find(|r| r.metric == "p2p_0_1_gbps")
+            .unwrap();
         assert_eq!(p.theoretical_gbps, Some(450.0));
-        assert_eq!(p.theoretical_basis.as_deref(), Some("18 × NVLink (25 GB/s)"));
+        assert_eq!(
+            p.theoretical_basis.as_deref(),
+            Some("18 × NVLink (25 GB/s)")
+        );
         assert!(a.metrics.contains_key("p2p_staged_0_1_gbps"));
-        let bi = a.results.iter().find(|r| r.path == path::P2P_BIDIR).unwrap();
+        let bi = a
+            .results
+            .iter()
+            .find(|r| r.path == path::P2P_BIDIR)
+            .unwrap();
         assert_eq!(bi.theoretical_gbps, Some(900.0));
         let l = &a.metrics["p2p_0_1_latency_us"];
         assert_eq!((l.better, l.unit.as_str()), (Better::Lower, "us"));
@@ -893,7 +924,11 @@ mod tests {
         let c = codes_of(&a);
         assert!(c.contains(&codes::P2P_SLOWER_THAN_HOST), "{c:?}");
         assert!(c.contains(&codes::BANDWIDTH_ASYMMETRIC), "{c:?}");
-        let p = a.results.iter().find(|r| r.metric == "p2p_0_1_gbps").unwrap();
+        let p = a
+            .results
+            .iter()
+            .find(|r| r.metric == "p2p_0_1_gbps")
+            .unwrap();
         assert_eq!(p.theoretical_basis.as_deref(), Some("PCIe Gen5 x16"));
         // 12 / 63 is below the P2P efficiency threshold too.
         assert!(c.contains(&codes::BANDWIDTH_LOW));
