@@ -397,6 +397,7 @@ impl Gpu {
     /// One sample: spin, start event, `copies` × op, end event, release, wait.
     /// Returns (seconds, held): held is false when enqueueing took so long that the spin
     /// kernel may have timed out first (launch overhead then counts in the sample).
+    #[allow(clippy::too_many_arguments)]
     fn held_sample(
         &self,
         rec: &mut Recorder,
@@ -583,11 +584,13 @@ fn par(ptr: *mut u64, words: usize, f: &(dyn Fn(&mut [u64], usize) -> bool + Syn
         handles
             .into_iter()
             .map(|h| h.join().unwrap_or(false))
-            .fold(true, |a, b| a && b)
+            .collect::<Vec<bool>>() // join every thread before judging
+            .into_iter()
+            .all(|ok| ok)
     })
 }
 
-pub fn fill(ptr: *mut u64, words: usize, seed: u64) {
+fn fill(ptr: *mut u64, words: usize, seed: u64) {
     par(ptr, words, &|part, off| {
         for (i, w) in part.iter_mut().enumerate() {
             *w = pattern(seed, off + i);
@@ -596,7 +599,7 @@ pub fn fill(ptr: *mut u64, words: usize, seed: u64) {
     });
 }
 
-pub fn zero(ptr: *mut u64, words: usize) {
+fn zero(ptr: *mut u64, words: usize) {
     par(ptr, words, &|part, _| {
         part.fill(0);
         true
@@ -604,7 +607,7 @@ pub fn zero(ptr: *mut u64, words: usize) {
 }
 
 /// Every word (sparse = false) or one word per 4 KiB plus the first and last 32 KiB.
-pub fn check(ptr: *mut u64, words: usize, seed: u64, sparse: bool) -> bool {
+fn check(ptr: *mut u64, words: usize, seed: u64, sparse: bool) -> bool {
     if sparse {
         // SAFETY: a live buffer of `words` u64, read only.
         let s = unsafe { std::slice::from_raw_parts(ptr as *const u64, words) };
@@ -712,7 +715,7 @@ pub fn place_thread(cpus: Option<&str>, node: Option<u32>, host_nodes: u32) -> H
 }
 
 /// NUMA node of the page at `addr` (which must have been touched).
-pub fn node_of(addr: *const c_void) -> Option<u32> {
+fn node_of(addr: *const c_void) -> Option<u32> {
     let mut node: i32 = -1;
     // SAFETY: get_mempolicy(int *mode, nodemask = NULL, maxnode = 0, addr, flags).
     let rc = unsafe {

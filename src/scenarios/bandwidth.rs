@@ -179,7 +179,7 @@ fn check_size(bytes: u64) -> Result<(), String> {
     if bytes < 64 << 10 {
         return Err(format!("size {bytes} B is below the minimum of 64 KiB"));
     }
-    if bytes % 16 != 0 {
+    if !bytes.is_multiple_of(16) {
         return Err(format!(
             "size {bytes} B is not a multiple of 16 (the SM copy moves 16-byte elements)"
         ));
