@@ -59,6 +59,9 @@ def metric(report, path, bus, peer):
         if peer not in idx:
             return None
         name = f"{path}_{a}_{idx[peer]}_gbps"
+        # Bidirectional pairs are named lower NVML index first; CUDA may order them otherwise.
+        if path == "p2p_bidir" and name not in report["metrics"]:
+            name = f"{path}_{idx[peer]}_{a}_gbps"
     else:
         name = f"{path}_gbps" + (f".gpu{a}" if multi else "")
     m = report["metrics"].get(name)
