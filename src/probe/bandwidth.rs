@@ -1463,7 +1463,8 @@ fn peer_paths(
 
     // 4. Both directions at once.
     for i in 0..count {
-        for j in (i + 1)..count {
+        // Each unordered pair once, lower NVML index first (metric p2p_bidir_<low>_<high>).
+        for j in (0..count).filter(|&j| gpus[j].index > gpus[i].index) {
             let what = pair_name(path::P2P_BIDIR, i, j, gpus);
             if !on(i, j, run, gpus) {
                 progress(&what);
