@@ -298,6 +298,28 @@ impl Gpu {
             || unsafe { sys::cuMemHostGetDevicePointer_v2(&mut dptr, flag, 0) },
         )?;
         self.flag_dev = dptr;
+        // One launch with the flag already set: loads the kernel (lazy loading) outside any
+        // timed sample, and proves the spin kernel sees host writes (it returns at once).
+        let (mut f, mut max) = (self.flag_dev, 1_000_000_000u64);
+        let mut args = [
+            &mut f as *mut _ as *mut c_void,
+            &mut max as *mut _ as *mut c_void,
+        ];
+        let (spin, s) = (self.spin, self.streams[0]);
+        step(
+            rec,
+            &self.tag("spin kernel warm-up"),
+            "cuLaunchKernel",
+            // SAFETY: spin_wait(u32* flag, u64 max_cycles); live function and stream.
+            || unsafe { kernels::launch(spin, 1, 1, s, &mut args) },
+        )?;
+        step(
+            rec,
+            &self.tag("spin kernel warm-up done"),
+            "cuStreamSynchronize",
+            // SAFETY: a stream of this context.
+            || unsafe { sys::cuStreamSynchronize(s) },
+        )?;
         Ok(())
     }
 
