@@ -40,6 +40,14 @@ pub struct GpuTopo {
     pub nvlinks: Vec<NvLinkFacts>,
 }
 
+impl GpuTopo {
+    /// The first NUMA node of the GPU's affinity (where its host buffers belong).
+    pub fn numa_node(&self) -> Option<u32> {
+        let list = self.numa_affinity.as_deref()?;
+        list.split([',', '-']).next()?.trim().parse().ok()
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct PcieFacts {
     pub current_gen: Option<u32>,

@@ -1,6 +1,7 @@
 //! The only layer that loads or calls libcuda / libnvidia-ml. It returns plain data (facts,
 //! steps); verdicts are for `analyze`.
 
+pub mod bandwidth;
 pub mod cuda;
 pub mod kernels;
 pub mod loader;

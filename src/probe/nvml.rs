@@ -155,6 +155,28 @@ impl NvmlProbe {
         self.device(index).ok()?.memory_info().ok().map(|m| m.used)
     }
 
+    /// Memory bus width in bits and maximum memory clock in MHz (for the memory rate).
+    pub fn memory_bus(&self, index: u32) -> (Option<u32>, Option<u32>) {
+        let Ok(d) = self.device(index) else {
+            return (None, None);
+        };
+        (
+            d.memory_bus_width().ok(),
+            d.max_clock_info(Clock::Memory).ok(),
+        )
+    }
+
+    /// PCIe generation and width the link runs at right now (it trains down when idle).
+    pub fn pcie_link_now(&self, index: u32) -> (Option<u32>, Option<u32>) {
+        let Ok(d) = self.device(index) else {
+            return (None, None);
+        };
+        (
+            d.current_pcie_link_gen().ok(),
+            d.current_pcie_link_width().ok(),
+        )
+    }
+
     pub fn processes(&self, index: u32) -> Vec<GpuProcess> {
         let Ok(d) = self.device(index) else {
             return vec![];

@@ -115,6 +115,27 @@ pub const ALL: &[(&str, &str)] = &[
         PRIMARY_CTX_FLAGS,
         "What cuDevicePrimaryCtxSetFlags answered while the primary context was active, on this driver.",
     ),
+    // bandwidth
+    (
+        BANDWIDTH_LOW,
+        "A measured copy rate is below its threshold: pinned host<->device below the fraction of the PCIe link rate (fail), device-local or peer copies below theirs (warn).",
+    ),
+    (
+        BANDWIDTH_ASYMMETRIC,
+        "The two directions of a link differ strongly (H2D vs D2H, or GPU a->b vs b->a).",
+    ),
+    (
+        PAGEABLE_SLOW,
+        "Copies from or to pageable host memory run far below pinned ones: pin host buffers.",
+    ),
+    (
+        P2P_SLOWER_THAN_HOST,
+        "A peer-to-peer copy with peer access is slower than the same copy staged through host memory.",
+    ),
+    (
+        COPY_MISMATCH,
+        "Data copied by a bandwidth path differs from its source.",
+    ),
 ];
 
 pub const PERSISTENCE_OFF: &str = "PERSISTENCE_OFF";
@@ -146,3 +167,8 @@ pub const DEVICE_MIXUP: &str = "DEVICE_MIXUP";
 pub const CTX_STACK_UNBALANCED: &str = "CTX_STACK_UNBALANCED";
 pub const PRIMARY_CTX_RELEASED: &str = "PRIMARY_CTX_RELEASED";
 pub const PRIMARY_CTX_FLAGS: &str = "PRIMARY_CTX_FLAGS";
+pub const BANDWIDTH_LOW: &str = "BANDWIDTH_LOW";
+pub const BANDWIDTH_ASYMMETRIC: &str = "BANDWIDTH_ASYMMETRIC";
+pub const PAGEABLE_SLOW: &str = "PAGEABLE_SLOW";
+pub const P2P_SLOWER_THAN_HOST: &str = "P2P_SLOWER_THAN_HOST";
+pub const COPY_MISMATCH: &str = "COPY_MISMATCH";

@@ -1,28 +1,644 @@
-//! `gpu-doctor bandwidth` (stub: being written).
+//! `gpu-doctor bandwidth`: host↔device (pinned, pageable, bidirectional), device-local (copy
+//! engine, SM kernel) and peer-to-peer copy bandwidth with NVIDIA's method, each against its
+//! link's theoretical rate. `topo --bandwidth` runs the same measurement via [`measure`].
+
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::analyze::bandwidth::{
+    self as analysis, BandwidthFacts, DeviceLinks, Links, PairLink, Thresholds,
+};
+use crate::analyze::topology;
 use crate::context::Ctx;
-use crate::report::Report;
+use crate::error::input;
+use crate::facts::{GpuProcess, TopoFacts};
+use crate::probe::bandwidth::{self as probe, DeviceRun, Hooks, PeerRun, Plan, Target};
+use crate::probe::cuda::{self, Recorder};
+use crate::probe::loader;
+use crate::probe::nvml::NvmlProbe;
+use crate::report::{Finding, Report, Severity, codes};
 use crate::scenarios::Scenario;
 
-#[derive(Debug, Clone, Default, Args, Serialize, Deserialize, JsonSchema)]
+pub const DEFAULT_SIZE: u64 = 512 << 20;
+
+#[derive(Debug, Clone, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
-pub struct BandwidthParams {}
+pub struct BandwidthParams {
+    /// Buffer size of each copy: bytes or with a unit (512MiB, 64MiB, 1GiB; KB/MB/GB are 10^3/10^6/10^9).
+    #[arg(long, default_value = "512MiB", value_parser = parse_size, value_name = "SIZE")]
+    #[serde(deserialize_with = "size_from_number_or_text")]
+    pub size: u64,
+    /// Copies per sample on the pinned, device-local and peer paths.
+    #[arg(long, default_value_t = 16)]
+    pub copies: u32,
+    /// Samples per path (the report gives their median, min and max).
+    #[arg(long, default_value_t = 3)]
+    pub samples: u32,
+    /// Untimed copies before the first sample.
+    #[arg(long, default_value_t = 4)]
+    pub warmup: u32,
+    /// Copies per sample on the slow paths (pageable, peer staged through the host).
+    #[arg(long, default_value_t = 4)]
+    pub slow_copies: u32,
+    /// Skip the pageable host-memory paths.
+    #[arg(long)]
+    pub no_pageable: bool,
+    /// Skip the peer-to-peer paths (measured when two or more GPUs are selected).
+    #[arg(long)]
+    pub no_p2p: bool,
+    /// Pinned H2D / D2H below this fraction of the PCIe link rate fail (BANDWIDTH_LOW).
+    #[arg(long, default_value_t = 0.75, value_name = "FRACTION")]
+    pub min_efficiency: f64,
+    /// Pinned H2D below this many GB/s fails, whatever the link (e.g. 48 for H100 Gen5 x16).
+    #[arg(long, value_name = "GB/S")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_h2d_gbps: Option<f64>,
+    /// Pinned D2H below this many GB/s fails.
+    #[arg(long, value_name = "GB/S")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_d2h_gbps: Option<f64>,
+    /// Device-local copies (read + write) below this fraction of the memory rate warn.
+    #[arg(long, default_value_t = 0.5, value_name = "FRACTION")]
+    pub min_memory_efficiency: f64,
+    /// Peer copies below this fraction of the NVLink / PCIe rate warn.
+    #[arg(long, default_value_t = 0.6, value_name = "FRACTION")]
+    pub min_p2p_efficiency: f64,
+    /// Slower / faster direction of a link below this warns (BANDWIDTH_ASYMMETRIC).
+    #[arg(long, default_value_t = 0.8, value_name = "FRACTION")]
+    pub min_symmetry: f64,
+    /// Pageable / pinned below this is noted (PAGEABLE_SLOW, info).
+    #[arg(long, default_value_t = 0.2, value_name = "FRACTION")]
+    pub min_pageable_ratio: f64,
+    /// Re-analyse a saved bandwidth (or topo --bandwidth) report with these thresholds; no GPU needed.
+    #[arg(long, value_name = "REPORT.json")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<PathBuf>,
+}
+
+impl Default for BandwidthParams {
+    fn default() -> Self {
+        let t = Thresholds::default();
+        BandwidthParams {
+            size: DEFAULT_SIZE,
+            copies: 16,
+            samples: 3,
+            warmup: 4,
+            slow_copies: 4,
+            no_pageable: false,
+            no_p2p: false,
+            min_efficiency: t.min_efficiency,
+            min_h2d_gbps: t.min_h2d_gbps,
+            min_d2h_gbps: t.min_d2h_gbps,
+            min_memory_efficiency: t.min_memory_efficiency,
+            min_p2p_efficiency: t.min_p2p_efficiency,
+            min_symmetry: t.min_symmetry,
+            min_pageable_ratio: t.min_pageable_ratio,
+            from: None,
+        }
+    }
+}
+
+impl BandwidthParams {
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            min_efficiency: self.min_efficiency,
+            min_h2d_gbps: self.min_h2d_gbps,
+            min_d2h_gbps: self.min_d2h_gbps,
+            min_memory_efficiency: self.min_memory_efficiency,
+            min_p2p_efficiency: self.min_p2p_efficiency,
+            min_symmetry: self.min_symmetry,
+            min_pageable_ratio: self.min_pageable_ratio,
+        }
+    }
+
+    /// The measurement plan; bad combinations are input errors (exit 2).
+    pub fn plan(&self) -> Result<Plan> {
+        check_size(self.size).map_err(input)?;
+        for (name, v) in [
+            ("--copies", self.copies),
+            ("--samples", self.samples),
+            ("--slow-copies", self.slow_copies),
+        ] {
+            if v == 0 {
+                return Err(input(format!("{name} must be at least 1")));
+            }
+        }
+        Ok(Plan {
+            size: self.size as usize,
+            copies: self.copies,
+            samples: self.samples,
+            warmup: self.warmup,
+            pageable: !self.no_pageable,
+            slow_copies: self.slow_copies,
+            p2p: !self.no_p2p,
+            // ~0.5 s at 2 GHz: far longer than enqueueing a batch takes, short enough that a
+            // run under a tool that serialises launches still ends.
+            spin_cycles: 1_000_000_000,
+        })
+    }
+}
+
+/// Parses "512MiB", "64M", "1GiB", "1GB" (10^9), "4096".
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (try 512MiB, 64MiB, 1GiB)"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "ki" | "kib" => 1024.0,
+        "m" | "mi" | "mib" => 1024.0 * 1024.0,
+        "g" | "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        other => {
+            return Err(format!(
+                "'{s}': unknown unit '{other}' (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
+    };
+    let bytes = (value * mult).round();
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(format!("'{s}' is out of range"));
+    }
+    let bytes = bytes as u64;
+    check_size(bytes)?;
+    Ok(bytes)
+}
+
+fn check_size(bytes: u64) -> Result<(), String> {
+    if bytes < 64 << 10 {
+        return Err(format!("size {bytes} B is below the minimum of 64 KiB"));
+    }
+    if !bytes.is_multiple_of(16) {
+        return Err(format!(
+            "size {bytes} B is not a multiple of 16 (the SM copy moves 16-byte elements)"
+        ));
+    }
+    if bytes > 64 << 30 {
+        return Err(format!("size {bytes} B is above the maximum of 64 GiB"));
+    }
+    Ok(())
+}
+
+fn size_from_number_or_text<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Bytes(b) => check_size(b).map(|_| b),
+        Size::Text(t) => parse_size(&t),
+    }
+    .map_err(serde::de::Error::custom)
+}
+
+/// What the report's `data` holds (for `bandwidth`; `topo --bandwidth` puts it in
+/// `data.bandwidth`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct BandwidthData {
+    pub method: Method,
+    /// Raw samples and link facts: `--from` re-analyses these.
+    pub facts: BandwidthFacts,
+    pub thresholds: Thresholds,
+    pub results: Vec<analysis::PathResult>,
+    #[serde(default)]
+    pub devices: Vec<DeviceRun>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<PeerRun>,
+    /// Other processes holding memory on the measured GPUs (their copies compete for links).
+    #[serde(default)]
+    pub processes: Vec<DeviceProcesses>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct DeviceProcesses {
+    pub device: u32,
+    pub processes: Vec<GpuProcess>,
+}
+
+/// How the numbers were taken (so a reader of the JSON knows what they mean).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct Method {
+    pub size_bytes: u64,
+    pub copies: u32,
+    pub samples: u32,
+    pub warmup: u32,
+    pub slow_copies: u32,
+    pub spin_cycles: u64,
+    pub units: String,
+    pub timing: String,
+    pub counting: String,
+    pub host_memory: String,
+}
+
+impl Method {
+    fn of(plan: &Plan) -> Method {
+        Method {
+            size_bytes: plan.size as u64,
+            copies: plan.copies,
+            samples: plan.samples,
+            warmup: plan.warmup,
+            slow_copies: plan.slow_copies,
+            spin_cycles: plan.spin_cycles,
+            units: "GB/s = 10^9 bytes per second; latency in microseconds per copy".into(),
+            timing: "pinned, device-local and peer paths: CUDA events around a batch of copies that a spin kernel holds back until the batch is enqueued (nvbandwidth's method), after warm-up copies; pageable paths: host wall clock around synchronous cuMemcpyHtoD/DtoH (the driver stages them through its own pinned buffers, so they block the host); peer staged: CUDA events without the spin kernel".into(),
+            counting: "every byte is counted once: d2d_*_gbps is the copy rate, its memory traffic (read + write) is 2× (results[].read_write_gbps, compared with the memory rate); bidirectional paths sum both directions over one interval".into(),
+            host_memory: "pinned buffers: cuMemHostAlloc; pageable: ordinary heap memory; the measuring thread is pinned to the GPU's CPUs and prefers its NUMA node (data.devices[].placement)".into(),
+        }
+    }
+}
 
 pub struct Bandwidth;
 
 impl Scenario for Bandwidth {
     type Params = BandwidthParams;
     const NAME: &'static str = "bandwidth";
-    const ABOUT: &'static str = "not written yet";
+    const ABOUT: &'static str = "host<->device, device-local and P2P copy bandwidth vs link rates";
     const ISOLATED: bool = false;
     const NEEDS_CUDA: bool = true;
 
-    fn run(_params: &BandwidthParams, _ctx: &mut Ctx) -> Result<Report> {
-        anyhow::bail!("bandwidth is not written yet")
+    fn run(params: &BandwidthParams, ctx: &mut Ctx) -> Result<Report> {
+        let mut report = Report::begin(Self::NAME, serde_json::to_value(params)?);
+        if let Some(path) = &params.from {
+            let saved = crate::output::read_report(path)?;
+            let data = data_of(&saved).map_err(|e| input(format!("{}: {e}", path.display())))?;
+            report.host = saved.host;
+            report.devices = saved.devices;
+            report.started_at = saved.started_at;
+            let data = reanalyze(&mut report, data, &params.thresholds());
+            report.data = serde_json::to_value(data)?;
+            return Ok(report);
+        }
+        let plan = params.plan()?;
+        let nvml = NvmlProbe::open()?;
+        report.host = nvml.host();
+        let selected = nvml.select(&ctx.opts.devices)?;
+        for &i in &selected {
+            report.devices.push(nvml.device_info(i)?);
+        }
+        let topo = nvml.topology(&selected)?;
+        let data = measure(&mut report, ctx, &nvml, &topo, &plan, &params.thresholds())?;
+        report.data = serde_json::to_value(data)?;
+        Ok(report)
+    }
+}
+
+/// The bandwidth data a saved report holds: a bandwidth report, a topo report measured with
+/// `--bandwidth`, or a suite report containing either.
+pub fn data_of(report: &Report) -> Result<BandwidthData, String> {
+    let found = match report.scenario.as_str() {
+        "bandwidth" => Some(&report.data),
+        "topo" => report.data.get("bandwidth"),
+        _ => None,
+    };
+    if let Some(v) = found {
+        return serde_json::from_value(v.clone()).map_err(|e| format!("bandwidth data: {e}"));
+    }
+    report
+        .reports
+        .iter()
+        .find_map(|r| data_of(r).ok())
+        .ok_or_else(|| {
+            format!(
+                "a '{}' report without bandwidth data (run `gpu-doctor bandwidth` or `topo --bandwidth`)",
+                report.scenario
+            )
+        })
+}
+
+/// Re-runs the analysis on saved facts with `t`: results, metrics and findings are replaced.
+pub fn reanalyze(report: &mut Report, mut data: BandwidthData, t: &Thresholds) -> BandwidthData {
+    let a = analysis::analyze(&data.facts.samples, &data.facts.links, t);
+    report.metrics.extend(a.metrics);
+    report.findings.extend(a.findings);
+    data.results = a.results;
+    data.thresholds = t.clone();
+    data
+}
+
+/// Measures the GPUs `report.devices` lists (their topology in `topo`), adds metrics, findings
+/// and steps to `report`, and returns the data to store. Used by `bandwidth` and `topo --bandwidth`.
+pub fn measure(
+    report: &mut Report,
+    ctx: &Ctx,
+    nvml: &NvmlProbe,
+    topo: &TopoFacts,
+    plan: &Plan,
+    thresholds: &Thresholds,
+) -> Result<BandwidthData> {
+    loader::load_cuda()?;
+    let mut targets = Vec::new();
+    for d in report.devices.iter_mut() {
+        let dev = cuda::device_for_bus_id(&d.pci_bus_id)?;
+        d.cuda_ordinal = Some(dev as u32);
+        let g = topo.gpus.iter().find(|g| g.index == d.index);
+        targets.push(Target {
+            index: d.index,
+            cuda: dev,
+            cpus: g.and_then(|g| g.cpu_affinity.clone()),
+            numa_node: g.and_then(|g| g.numa_node()),
+        });
+    }
+    let peers = plan.p2p && targets.len() > 1;
+    let units = targets.len() as u64 * probe::device_units(plan)
+        + if peers {
+            probe::peer_units(targets.len())
+        } else {
+            0
+        };
+    let bar = ctx.progress(units, "bandwidth");
+    let link_now = |i: u32| nvml.pcie_link_now(i);
+    let hooks = Hooks {
+        progress: &bar,
+        link_now: &link_now,
+    };
+    let mut data = BandwidthData {
+        method: Method::of(plan),
+        thresholds: thresholds.clone(),
+        ..Default::default()
+    };
+    let mut samples = Vec::new();
+    let mut stop = false;
+    for t in &targets {
+        // A fresh thread per GPU: pinned to the GPU's CPUs, preferring its NUMA node, so the
+        // host buffers it touches first are local to the GPU.
+        let result = std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut rec = Recorder::new(ctx, report);
+                probe::measure_device(&mut rec, t, plan, topo.host_numa_nodes, &hooks)
+            })
+            .join()
+        });
+        let mut run = match result {
+            Ok(r) => r?,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        samples.append(&mut run.samples);
+        stop |= run.interrupted;
+        data.devices.push(run);
+        if stop {
+            break;
+        }
+    }
+    if peers && !stop {
+        let result = std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut rec = Recorder::new(ctx, report);
+                probe::measure_peers(&mut rec, &targets, plan, &hooks)
+            })
+            .join()
+        });
+        let mut run = match result {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        samples.append(&mut run.samples);
+        stop |= run.interrupted;
+        data.peers = Some(run);
+    }
+    bar.finish_and_clear();
+    report.interrupted |= stop;
+
+    data.facts = BandwidthFacts {
+        samples,
+        links: links_of(report, topo, nvml, &data.devices),
+    };
+    for run in &data.devices {
+        if let (Some(before), Some(after)) = (run.memory_free_before, run.memory_free_after)
+            && before > after + (32 << 20)
+        {
+            report.findings.push(
+                Finding::new(
+                    Severity::Warn,
+                    codes::MEMORY_NOT_RETURNED,
+                    format!(
+                        "GPU{}: {} MiB of device memory free before the bandwidth run, {} MiB after freeing its buffers",
+                        run.index,
+                        before >> 20,
+                        after >> 20
+                    ),
+                )
+                .device(run.index)
+                .hint("Another process may have allocated meanwhile (data.processes); otherwise the driver kept memory after cuMemFree."),
+            );
+        }
+    }
+    for d in &report.devices {
+        let processes = nvml.processes(d.index);
+        if !processes.is_empty() {
+            data.processes.push(DeviceProcesses {
+                device: d.index,
+                processes,
+            });
+        }
+    }
+    let data = reanalyze(report, data, thresholds);
+    Ok(data)
+}
+
+/// Link facts for the analysis: topology (PCIe, NVLink, NUMA) + memory bus + what the run saw.
+fn links_of(report: &Report, topo: &TopoFacts, nvml: &NvmlProbe, runs: &[DeviceRun]) -> Links {
+    let mut links = Links::default();
+    for g in &topo.gpus {
+        let run = runs.iter().find(|r| r.index == g.index);
+        let (bus, clock) = nvml.memory_bus(g.index);
+        links.devices.push(DeviceLinks {
+            index: g.index,
+            pci_bus_id: g.pci_bus_id.clone(),
+            compute_capability: report
+                .devices
+                .iter()
+                .find(|d| d.index == g.index)
+                .and_then(|d| d.compute_capability.clone()),
+            pcie: g.pcie.clone(),
+            pcie_gen_under_load: run.and_then(|r| r.pcie_gen_under_load),
+            pcie_width_under_load: run.and_then(|r| r.pcie_width_under_load),
+            memory_bus_width_bits: bus.or(run.and_then(|r| r.cuda_memory_bus_width_bits)),
+            memory_clock_max_mhz: clock
+                .or(run.and_then(|r| r.cuda_memory_clock_khz.map(|k| k / 1000))),
+            nvlinks: g.nvlinks.clone(),
+            numa_node: g.numa_node(),
+            host_buffer_node: run.and_then(|r| r.placement.pinned_buffer_node),
+        });
+    }
+    for p in &topo.pairs {
+        let (Some(a), Some(b)) = (
+            topo.gpus.iter().find(|g| g.index == p.a),
+            topo.gpus.iter().find(|g| g.index == p.b),
+        ) else {
+            continue;
+        };
+        links.pairs.push(PairLink {
+            a: p.a,
+            b: p.b,
+            nvlinks: topology::nvlink_count(a, b).max(topology::nvlink_count(b, a)),
+        });
+    }
+    links
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        p: BandwidthParams,
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("1 GB"), Ok(1_000_000_000));
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("0.5GiB"), Ok(512 << 20));
+        assert!(parse_size("1KiB").unwrap_err().contains("minimum"));
+        assert!(
+            parse_size("1000017")
+                .unwrap_err()
+                .contains("multiple of 16")
+        );
+        assert!(
+            parse_size("12parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("128GiB").unwrap_err().contains("maximum"));
+    }
+
+    #[test]
+    fn cli_defaults_equal_serde_defaults() {
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        assert_eq!(
+            serde_json::to_value(&cli.p).unwrap(),
+            serde_json::to_value(BandwidthParams::default()).unwrap()
+        );
+        let cli = Cli::try_parse_from(["x", "--size", "64MiB", "--min-efficiency", "0.9"]).unwrap();
+        assert_eq!(cli.p.size, 64 << 20);
+        assert_eq!(cli.p.thresholds().min_efficiency, 0.9);
+    }
+
+    #[test]
+    fn suite_params_accept_text_or_bytes_and_reject_unknown_fields() {
+        let p: BandwidthParams =
+            serde_json::from_value(serde_json::json!({"size": "64MiB"})).unwrap();
+        assert_eq!(p.size, 64 << 20);
+        assert_eq!(p.copies, 16);
+        let p: BandwidthParams =
+            serde_json::from_value(serde_json::json!({"size": 1048576})).unwrap();
+        assert_eq!(p.size, 1 << 20);
+        assert!(
+            serde_json::from_value::<BandwidthParams>(serde_json::json!({"size": 17})).is_err()
+        );
+        assert!(serde_json::from_value::<BandwidthParams>(serde_json::json!({"sise": 1})).is_err());
+    }
+
+    #[test]
+    fn plan_rejects_zero_counts() {
+        let p = BandwidthParams {
+            samples: 0,
+            ..Default::default()
+        };
+        let e = p.plan().unwrap_err();
+        assert_eq!(crate::error::exit_code_of(&e), crate::error::exit::USAGE);
+        let plan = BandwidthParams::default().plan().unwrap();
+        assert_eq!(plan.size, 512 << 20);
+        assert!(plan.pageable && plan.p2p);
+    }
+
+    fn saved_report() -> Report {
+        let mut r = Report::begin("bandwidth", serde_json::json!({}));
+        let links = Links {
+            devices: vec![DeviceLinks {
+                index: 0,
+                pcie: crate::facts::PcieFacts {
+                    max_gen: Some(5),
+                    max_width: Some(16),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+            pairs: vec![],
+        };
+        let s = |p: &str, gbps: f64| analysis::PathSamples {
+            path: p.into(),
+            device: 0,
+            bytes: 1_000_000_000,
+            copies: 1,
+            seconds: vec![1.0 / gbps],
+            timing: "cuda_events".into(),
+            verified: Some(true),
+            ..Default::default()
+        };
+        let data = BandwidthData {
+            facts: BandwidthFacts {
+                samples: vec![
+                    s(analysis::path::H2D_PINNED, 26.0),
+                    s(analysis::path::D2H_PINNED, 26.0),
+                ],
+                links,
+            },
+            ..Default::default()
+        };
+        r.data = serde_json::to_value(data).unwrap();
+        r
+    }
+
+    #[test]
+    fn saved_data_is_found_and_reanalysed_with_new_thresholds() {
+        let saved = saved_report();
+        let data = data_of(&saved).unwrap();
+        let mut r = Report::begin("bandwidth", serde_json::json!({}));
+        let out = reanalyze(&mut r, data.clone(), &Thresholds::default());
+        assert_eq!(
+            r.findings
+                .iter()
+                .filter(|f| f.code == codes::BANDWIDTH_LOW)
+                .count(),
+            2
+        );
+        assert_eq!(out.results.len(), 2);
+        assert!((r.metrics["h2d_pinned_gbps"].value - 26.0).abs() < 1e-9);
+        let lenient = Thresholds {
+            min_efficiency: 0.4,
+            ..Default::default()
+        };
+        let mut r = Report::begin("bandwidth", serde_json::json!({}));
+        reanalyze(&mut r, data, &lenient);
+        assert!(r.findings.is_empty(), "{:?}", r.findings);
+
+        // Inside a topo report, and inside a suite.
+        let mut topo = Report::begin("topo", serde_json::json!({}));
+        topo.data = serde_json::json!({ "bandwidth": saved.data.clone() });
+        assert!(data_of(&topo).is_ok());
+        let mut suite = Report::begin("suite", serde_json::json!({}));
+        suite
+            .reports
+            .push(Report::begin("info", serde_json::json!({})));
+        suite.reports.push(topo);
+        assert!(data_of(&suite).is_ok());
+        let info = Report::begin("info", serde_json::json!({}));
+        assert!(
+            data_of(&info)
+                .unwrap_err()
+                .contains("without bandwidth data")
+        );
     }
 }

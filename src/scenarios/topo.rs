@@ -1,5 +1,6 @@
 //! `gpu-doctor topo`: interconnect matrix, PCIe / NVLink state, P2P and GPU groups. NVML only:
-//! no cuInit, so it stays quicker than `nvidia-smi topo -m`.
+//! no cuInit, so it stays quicker than `nvidia-smi topo -m`. With `--bandwidth` it also
+//! measures copy bandwidth (CUDA) and attaches it as `data.bandwidth`.
 
 use std::path::PathBuf;
 
@@ -15,6 +16,7 @@ use crate::facts::TopoFacts;
 use crate::probe::nvml::NvmlProbe;
 use crate::report::Report;
 use crate::scenarios::Scenario;
+use crate::scenarios::bandwidth as bw;
 
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -23,6 +25,11 @@ pub struct TopoParams {
     #[arg(long, value_name = "REPORT.json")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<PathBuf>,
+    /// Also measure copy bandwidth of the selected GPUs (as `gpu-doctor bandwidth` does with
+    /// its defaults: needs CUDA, takes seconds) and attach its metrics and findings.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bandwidth: bool,
 }
 
 pub struct Topo;
@@ -34,14 +41,21 @@ impl Scenario for Topo {
 
     fn run(params: &TopoParams, ctx: &mut Ctx) -> Result<Report> {
         let mut report = Report::begin(Self::NAME, serde_json::to_value(params)?);
+        let mut bandwidth = None;
         let facts = match &params.from {
             Some(path) => {
                 let saved = crate::output::read_report(path)?;
                 let facts =
                     facts_of(&saved).map_err(|e| input(format!("{}: {e}", path.display())))?;
-                report.host = saved.host;
-                report.devices = saved.devices;
-                report.started_at = saved.started_at;
+                report.host = saved.host.clone();
+                report.devices = saved.devices.clone();
+                report.started_at = saved.started_at.clone();
+                if params.bandwidth {
+                    // Re-analyse the saved measurement (no GPU needed); none saved is an error.
+                    let data = bw::data_of(&saved)
+                        .map_err(|e| input(format!("{}: {e}", path.display())))?;
+                    bandwidth = Some(data);
+                }
                 facts
             }
             None => {
@@ -51,12 +65,36 @@ impl Scenario for Topo {
                 for &i in &selected {
                     report.devices.push(nvml.device_info(i)?);
                 }
-                nvml.topology(&selected)?
+                let facts = nvml.topology(&selected)?;
+                if params.bandwidth {
+                    let defaults = bw::BandwidthParams::default();
+                    let plan = defaults.plan()?;
+                    let data = bw::measure(
+                        &mut report,
+                        ctx,
+                        &nvml,
+                        &facts,
+                        &plan,
+                        &defaults.thresholds(),
+                    )?;
+                    bandwidth = Some(data);
+                }
+                facts
             }
         };
-        report.findings = topology::findings(&facts);
+        let mut findings = topology::findings(&facts);
+        // Bandwidth findings (added by the measurement) come after the topology ones.
+        findings.append(&mut report.findings);
+        report.findings = findings;
         let view = topology::view(&facts);
         report.data = serde_json::json!({ "facts": facts, "view": view });
+        if let Some(mut data) = bandwidth {
+            if params.from.is_some() {
+                let t = data.thresholds.clone();
+                data = bw::reanalyze(&mut report, data, &t);
+            }
+            report.data["bandwidth"] = serde_json::to_value(data)?;
+        }
         Ok(report)
     }
 }
