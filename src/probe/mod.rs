@@ -2,6 +2,7 @@
 //! steps); verdicts are for `analyze`.
 
 pub mod cuda;
+pub mod faults;
 pub mod kernels;
 pub mod loader;
 pub mod nvml;
