@@ -160,6 +160,10 @@ pub struct CaptureFacts {
     pub status_after_sync: Option<String>,
     /// cuStreamEndCapture handed back a graph (it must not, once invalidated).
     pub graph_returned: bool,
+    /// Whether the blocking stream's capture still produced a graph after the refused use of
+    /// the legacy stream (NVIDIA does not document whether that refusal invalidates it).
+    #[serde(default)]
+    pub blocking_capture_graph: Option<bool>,
 }
 
 /// A blocking stream's wait on work in the legacy vs the per-thread default stream.

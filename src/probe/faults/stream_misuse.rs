@@ -543,19 +543,33 @@ fn capture(steps: &Steps, k: &Kernels) -> CaptureFacts {
             || unsafe { sys::cuStreamBeginCapture_v2(sb, global) },
         ) == rc::SUCCESS
         {
+            steps.call(
+                &format!("{p}: launch into the blocking stream's capture"),
+                "cuLaunchKernel",
+                &[rc::SUCCESS],
+                || unsafe { super::launch_empty(k.empty, sb) },
+            );
+            let mut st = sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
+            steps.call_noted(
+                &format!("{p}: query the legacy stream while a blocking stream captures"),
+                "cuStreamIsCapturing",
+                &[rc::CAPTURE_IMPLICIT],
+                Some("documented: the legacy stream would implicitly depend on the capturing blocking stream (the capture is not invalidated)"),
+                || unsafe { sys::cuStreamIsCapturing(STREAM_LEGACY, &mut st) },
+            );
             steps.call_noted(
                 &format!("{p}: launch on the legacy stream while a blocking stream captures"),
                 "cuLaunchKernel",
                 &[rc::CAPTURE_IMPLICIT],
-                Some("the legacy stream would implicitly depend on the capturing blocking stream"),
+                Some("the legacy stream is unusable while a blocking stream captures"),
                 || unsafe { super::launch_empty(k.empty, STREAM_LEGACY) },
             );
-            end_capture(
+            facts.blocking_capture_graph = Some(end_capture(
                 steps,
                 &format!("{p}: end the blocking stream's capture"),
                 sb,
-                &[rc::CAPTURE_INVALIDATED],
-            );
+                &[rc::SUCCESS, rc::CAPTURE_INVALIDATED],
+            ));
         }
         // SAFETY: our stream.
         unsafe { sys::cuStreamDestroy_v2(sb) };
