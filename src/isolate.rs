@@ -472,6 +472,31 @@ mod tests {
     }
 
     #[test]
+    fn progress_events_are_protocol_not_garbage() {
+        let mut rep = Report::begin("inject x", serde_json::json!({}));
+        rep.status = Status::Pass;
+        let report = serde_json::to_string(&Event::Report {
+            report: Box::new(rep.clone()),
+        })
+        .unwrap();
+        let progress = serde_json::to_string(&Event::Progress {
+            pos: 5,
+            len: 10,
+            message: "filling".into(),
+        })
+        .unwrap();
+        let script = format!("echo '{progress}'; echo '{report}'");
+        let r = run_child_command(
+            sh(&script),
+            "inject x",
+            &serde_json::json!({}),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(r, rep);
+    }
+
+    #[test]
     fn child_that_cannot_run_passes_its_exit_code_on() {
         let err = run_child_command(
             sh("echo 'gpu-doctor: no CUDA driver' >&2; exit 3"),

@@ -517,3 +517,49 @@ fn inject(out: &mut String, report: &Report, style: Style) {
     }
     out.push_str(&format!("\n{t}\n"));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::faults::{MemoryCheck, OomFacts};
+
+    #[test]
+    fn inject_oom_facts_render_as_a_table() {
+        let mut r = Report::begin("inject oom", serde_json::json!({}));
+        let facts = OomFacts {
+            allocator: "sync".into(),
+            granularity_bytes: 2 << 20,
+            allocatable_bytes: 3 << 30,
+            allocations: 3,
+            oom_answers: 9,
+            stopped_by: "oom".into(),
+            last_refused_bytes: Some(2 << 20),
+            memory: MemoryCheck {
+                tolerance_bytes: 64 << 20,
+                foreign_processes: vec![crate::facts::GpuProcess {
+                    pid: 77,
+                    used_bytes: Some(1 << 20),
+                }],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        r.data = serde_json::json!({ "facts": facts });
+        let mut out = String::new();
+        render_scenario(&mut out, &r, Style { color: false });
+        assert!(
+            out.contains("3.00 GiB in 3 allocation(s), 9 OOM answer(s)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("oom (last refused 2.00 MiB, granularity 2.00 MiB)"),
+            "{out}"
+        );
+        assert!(out.contains("77 (1.00 MiB)"), "{out}");
+        // Data that is not what the scenario writes renders nothing rather than panicking.
+        r.data = serde_json::json!({ "facts": { "allocator": 5 } });
+        let mut out = String::new();
+        render_scenario(&mut out, &r, Style { color: false });
+        assert!(out.is_empty());
+    }
+}

@@ -409,12 +409,21 @@ fn prove(
     if r != rc::SUCCESS {
         return false;
     }
+    // Ordered after the memset: the async path uses our stream for both; cuMemsetD32_v2 runs
+    // on the legacy stream, so the kernel goes there too (our stream is non-blocking).
+    let launch_stream = if async_alloc {
+        stream
+    } else {
+        std::ptr::null_mut()
+    };
     steps.call_noted(
         &p("launch fill_u32"),
         "cuLaunchKernel",
         &[rc::SUCCESS],
         note,
-        || unsafe { super::launch_fill(fill, stream, dptr, PROOF_VALUE, PROOF_ELEMS as u64) },
+        || unsafe {
+            super::launch_fill(fill, launch_stream, dptr, PROOF_VALUE, PROOF_ELEMS as u64)
+        },
     );
     steps.call_noted(
         &p("synchronize"),
