@@ -29,12 +29,14 @@ pub enum Part {
 }
 
 impl Part {
+    /// In the order they run: the destroyed-stream part last, because a driver that crashes
+    /// on a stale stream handle would take the parts after it with it.
     pub const ALL: [Part; 5] = [
-        Part::DestroyedStream,
         Part::CrossContext,
         Part::MissingEvent,
         Part::Capture,
         Part::DefaultStream,
+        Part::DestroyedStream,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
