@@ -84,6 +84,18 @@ pub fn memory(m: &MemoryCheck, device: u32) -> Vec<Finding> {
     } else {
         "No other process uses the GPU: the driver kept memory of a freed or destroyed context. Compare with a known-good driver (`gpu-doctor compare`)."
     };
+    if foreign {
+        out.push(
+            Finding::new(
+                Severity::Info,
+                codes::FOREIGN_PROCESSES,
+                format!(
+                    "other processes hold memory on this GPU; memory figures include their use.{others}"
+                ),
+            )
+            .device(device),
+        );
+    }
     let tol = m.tolerance_bytes;
     if let (Some(before), Some(after)) = (m.cuda_free_before, m.cuda_free_after)
         && before > after.saturating_add(tol)
@@ -655,12 +667,18 @@ mod tests {
         }];
         m.nvml_used_after = Some(3 << 30);
         let f = memory(&m, 3);
-        assert_eq!(f.len(), 2);
-        assert!(f.iter().all(|x| x.severity == Severity::Warn));
-        assert!(f[1].message.contains("pid 4242"));
-        // Within tolerance: nothing.
+        assert_eq!(f.len(), 3);
+        assert_eq!(f[0].code, codes::FOREIGN_PROCESSES);
+        assert_eq!(f[0].severity, Severity::Info);
+        assert!(f[1..].iter().all(|x| x.severity == Severity::Warn));
+        assert!(f[2].message.contains("pid 4242"));
+        // Within tolerance: only the note about the other process.
         m.cuda_free_after = Some((80 << 30) - (1 << 20));
         m.nvml_used_after = Some(1 << 30);
+        let f = memory(&m, 3);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].code, codes::FOREIGN_PROCESSES);
+        m.foreign_processes.clear();
         assert!(memory(&m, 3).is_empty());
     }
 
