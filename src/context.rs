@@ -113,11 +113,68 @@ impl Ctx {
         bar
     }
 
+    /// Progress of a long phase that works in an isolated child too: there the child sends
+    /// throttled progress events and the parent draws the bar.
+    pub fn progress_sink(&self, len: u64, message: &str) -> Progress {
+        let events = self.events.is_enabled() && !self.opts.quiet;
+        Progress {
+            bar: (!self.events.is_enabled()).then(|| self.progress(len, message)),
+            events,
+            len,
+            message: message.to_string(),
+            last: None,
+        }
+    }
+
     /// Records a step: announces it to the parent (when isolated) and keeps it in the report.
     pub fn record(&self, report: &mut Report, step: Step) {
         self.events
             .emit(&crate::isolate::Event::Step { step: step.clone() });
         report.steps.push(step);
+    }
+}
+
+/// See [`Ctx::progress_sink`].
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    events: bool,
+    len: u64,
+    message: String,
+    last: Option<Instant>,
+}
+
+impl Progress {
+    /// Minimum time between two progress events sent to the parent.
+    const EVERY: Duration = Duration::from_millis(100);
+
+    /// Sets the position (cheap: in a child, at most one event per 100 ms).
+    pub fn set(&mut self, ctx: &Ctx, pos: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(pos);
+        }
+        if self.events && self.last.is_none_or(|t| t.elapsed() >= Self::EVERY) {
+            self.last = Some(Instant::now());
+            ctx.events.emit(&crate::isolate::Event::Progress {
+                pos,
+                len: self.len,
+                message: self.message.clone(),
+            });
+        }
+    }
+
+    pub fn set_message(&mut self, ctx: &Ctx, message: &str, pos: u64) {
+        self.message = message.to_string();
+        if let Some(bar) = &self.bar {
+            bar.set_message(message.to_string());
+        }
+        self.last = None;
+        self.set(ctx, pos);
+    }
+
+    pub fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
     }
 }
 

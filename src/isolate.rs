@@ -33,6 +33,8 @@ pub enum Event {
     Step { step: Step },
     /// The child's finished report (always the last line).
     Report { report: Box<Report> },
+    /// Progress of a long phase (the child throttles it; the parent draws it on its terminal).
+    Progress { pos: u64, len: u64, message: String },
 }
 
 /// How many of the child's last stderr lines a crash finding quotes.
@@ -135,6 +137,9 @@ pub fn run_child_command(
     let _ = reader.join();
     while let Ok(line) = rx.try_recv() {
         acc.line(&line);
+    }
+    if let Some(bar) = acc.bar.take() {
+        bar.finish_and_clear();
     }
     let stderr_text = err_reader.join().unwrap_or_default();
     let tail = tail_lines(&stderr_text, STDERR_TAIL);
@@ -248,6 +253,8 @@ struct Accumulator {
     in_flight: Option<(String, String, Vec<Code>, f64, u64)>,
     report: Option<Box<Report>>,
     garbage: Vec<String>,
+    /// The child's progress, drawn on our stderr when it is a terminal.
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl Accumulator {
@@ -271,8 +278,29 @@ impl Accumulator {
                 self.in_flight = None;
                 self.report = Some(report);
             }
+            Ok(Event::Progress { pos, len, message }) => self.progress(pos, len, message),
             Err(_) => self.garbage.push(line.chars().take(200).collect()),
         }
+    }
+
+    fn progress(&mut self, pos: u64, len: u64, message: String) {
+        use std::io::IsTerminal;
+        if self.bar.is_none() {
+            if !std::io::stderr().is_terminal() {
+                return;
+            }
+            let bar = indicatif::ProgressBar::new(len);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {percent:>3}% {elapsed}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            self.bar = Some(bar);
+        }
+        let bar = self.bar.as_ref().expect("set above");
+        bar.set_length(len);
+        bar.set_position(pos);
+        bar.set_message(message);
     }
 }
 
@@ -433,6 +461,31 @@ mod tests {
         })
         .unwrap();
         let script = format!("echo '{}'; echo '{line}'", step_line("alloc"));
+        let r = run_child_command(
+            sh(&script),
+            "inject x",
+            &serde_json::json!({}),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(r, rep);
+    }
+
+    #[test]
+    fn progress_events_are_protocol_not_garbage() {
+        let mut rep = Report::begin("inject x", serde_json::json!({}));
+        rep.status = Status::Pass;
+        let report = serde_json::to_string(&Event::Report {
+            report: Box::new(rep.clone()),
+        })
+        .unwrap();
+        let progress = serde_json::to_string(&Event::Progress {
+            pos: 5,
+            len: 10,
+            message: "filling".into(),
+        })
+        .unwrap();
+        let script = format!("echo '{progress}'; echo '{report}'");
         let r = run_child_command(
             sh(&script),
             "inject x",

@@ -19,3 +19,4 @@ pub mod report;
 pub mod runner;
 pub mod scenarios;
 pub mod suite;
+pub mod units;

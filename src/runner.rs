@@ -34,7 +34,9 @@ pub fn execute(
         if scenario.needs_cuda() {
             check_cuda_library()?;
         }
-        let mut report = isolate::run_isolated(scenario.name(), &params, opts)?;
+        let mut opts = opts.clone();
+        opts.timeout += scenario.planned_wait(&params);
+        let mut report = isolate::run_isolated(scenario.name(), &params, &opts)?;
         fill_host(&mut report);
         return Ok(report);
     }

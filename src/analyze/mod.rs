@@ -2,6 +2,7 @@
 //! terminals; everything here is tested on CI with real recorded reports.
 
 pub mod bandwidth;
+pub mod faults;
 pub mod health;
 pub mod topology;
 pub mod trace_ctx;

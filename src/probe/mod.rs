@@ -3,6 +3,7 @@
 
 pub mod bandwidth;
 pub mod cuda;
+pub mod faults;
 pub mod kernels;
 pub mod loader;
 pub mod nvml;

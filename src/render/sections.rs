@@ -12,6 +12,9 @@ pub fn render_scenario(out: &mut String, report: &Report, style: Style) {
     match report.scenario.as_str() {
         "topo" => topo(out, report, style),
         "info" => info(out, report, style),
+        "inject oom" | "inject ctx-destroy" | "inject stream-misuse" | "inject illegal-address" => {
+            inject(out, report, style)
+        }
         "trace ctx" => trace_ctx(out, report, style),
         "bandwidth" => bandwidth(out, &report.data, style),
         _ => {}
@@ -676,5 +679,258 @@ fn trace_ctx(out: &mut String, report: &Report, style: Style) {
                 String::new()
             }
         ));
+    }
+}
+
+/// Key facts of an `inject …` report (its steps, metrics and findings follow generically).
+fn inject(out: &mut String, report: &Report, style: Style) {
+    use crate::facts::faults::*;
+    use crate::units::format_bytes as b;
+    let Some(facts) = report.data.get("facts") else {
+        return;
+    };
+    let ob = |v: Option<u64>| v.map(b).unwrap_or_else(|| "-".into());
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let memory: MemoryCheck = match report.scenario.as_str() {
+        "inject oom" => {
+            let Ok(f) = serde_json::from_value::<OomFacts>(facts.clone()) else {
+                return;
+            };
+            rows.push(("allocator".into(), f.allocator.clone()));
+            rows.push((
+                "free before / total".into(),
+                format!("{} / {}", b(f.free_before_bytes), b(f.total_bytes)),
+            ));
+            rows.push((
+                "allocated".into(),
+                format!(
+                    "{} in {} allocation(s), {} OOM answer(s)",
+                    b(f.allocatable_bytes),
+                    f.allocations,
+                    f.oom_answers
+                ),
+            ));
+            rows.push((
+                "stopped by".into(),
+                format!(
+                    "{} (last refused {}, granularity {})",
+                    f.stopped_by,
+                    ob(f.last_refused_bytes),
+                    b(f.granularity_bytes)
+                ),
+            ));
+            rows.push((
+                "OOM surfaced at".into(),
+                f.oom_surfaced_at.clone().unwrap_or_else(|| "-".into()),
+            ));
+            rows.push((
+                "time to edge / free".into(),
+                format!("{:.1} ms / {:.1} ms", f.time_to_edge_ms, f.free_ms),
+            ));
+            if f.held_ms > 0.0 {
+                rows.push(("held".into(), format!("{:.1} s", f.held_ms / 1e3)));
+            }
+            if let Some(p) = &f.pool {
+                rows.push((
+                    "pool reserved after free / after trim".into(),
+                    format!(
+                        "{} / {}",
+                        ob(p.reserved_after_free_bytes),
+                        ob(p.reserved_after_trim_bytes)
+                    ),
+                ));
+            }
+            f.memory
+        }
+        "inject ctx-destroy" => {
+            let Ok(f) = serde_json::from_value::<CtxDestroyFacts>(facts.clone()) else {
+                return;
+            };
+            for v in &f.variants {
+                rows.push((
+                    v.name.clone(),
+                    format!(
+                        "kernel in flight: {}, destroy took {:.1} ms, owner's current context after: {}",
+                        v.in_flight_at_destroy, v.destroy_ms, v.owner_current_after
+                    ),
+                ));
+            }
+            if let Some(p) = &f.primary {
+                let c = |c: &Option<crate::report::Code>| {
+                    c.as_ref()
+                        .map(|c| format!("{} ({})", c.name, c.code))
+                        .unwrap_or_else(|| "-".into())
+                };
+                rows.push((
+                    "primary: old pointer memcpy".into(),
+                    c(&p.old_pointer_memcpy),
+                ));
+                rows.push((
+                    "primary: holder allocates after reset".into(),
+                    c(&p.holder_alloc_after_reset),
+                ));
+                rows.push((
+                    "primary: holder release after reset".into(),
+                    c(&p.release_after_reset),
+                ));
+            }
+            rows.push(("fresh context works".into(), f.recovery_ok.to_string()));
+            f.memory
+        }
+        "inject stream-misuse" => {
+            let Ok(f) = serde_json::from_value::<StreamMisuseFacts>(facts.clone()) else {
+                return;
+            };
+            if let Some(r) = &f.race {
+                rows.push((
+                    "stale reads without / with event".into(),
+                    format!(
+                        "{}/{} / {}/{}",
+                        r.stale_without_event,
+                        r.ran_without_event,
+                        r.stale_with_event,
+                        r.ran_with_event
+                    ),
+                ));
+            }
+            if let Some(c) = &f.capture {
+                rows.push((
+                    "capture after illegal sync".into(),
+                    c.status_after_sync.clone().unwrap_or_else(|| "-".into()),
+                ));
+            }
+            if let Some(d) = &f.default_stream {
+                rows.push((
+                    "blocking stream wait: legacy / per-thread".into(),
+                    format!(
+                        "{:.2} ms / {:.2} ms (kernel {} ms)",
+                        d.legacy_wait_ms, d.per_thread_wait_ms, d.kernel_delay_ms
+                    ),
+                ));
+            }
+            f.memory
+        }
+        _ => {
+            let Ok(f) = serde_json::from_value::<IllegalAddressFacts>(facts.clone()) else {
+                return;
+            };
+            for r in &f.runs {
+                let fault = r
+                    .facts
+                    .fault
+                    .as_ref()
+                    .map(|c| format!(", fault {} ({})", c.name, c.code));
+                rows.push((
+                    format!("process: {}", r.variant),
+                    format!(
+                        "{} in {:.0} ms (pid {}){}",
+                        r.status,
+                        r.duration_ms,
+                        r.facts.pid,
+                        fault.unwrap_or_default()
+                    ),
+                ));
+            }
+            rows.push((
+                "XID events".into(),
+                if !f.xid.watched {
+                    format!("not watched: {}", f.xid.error.clone().unwrap_or_default())
+                } else if f.xid.events.is_empty() {
+                    "none seen".into()
+                } else {
+                    f.xid
+                        .events
+                        .iter()
+                        .map(|e| {
+                            format!(
+                                "{} ({})",
+                                e.xid.map(|x| x.to_string()).unwrap_or("?".into()),
+                                e.during
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            ));
+            f.memory
+        }
+    };
+    {
+        let m = memory;
+        rows.push((
+            "memory free (CUDA) before / after".into(),
+            format!("{} / {}", ob(m.cuda_free_before), ob(m.cuda_free_after)),
+        ));
+        rows.push((
+            "memory used (NVML) before / after".into(),
+            format!(
+                "{} / {} (tolerance {})",
+                ob(m.nvml_used_before),
+                ob(m.nvml_used_after),
+                b(m.tolerance_bytes)
+            ),
+        ));
+        if !m.foreign_processes.is_empty() {
+            rows.push((
+                "other processes on the GPU".into(),
+                m.foreign_processes
+                    .iter()
+                    .map(|p| format!("{} ({})", p.pid, ob(p.used_bytes)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ));
+        }
+    }
+    let mut t = style.table();
+    t.set_header(["fact", "value"]);
+    for (k, v) in rows {
+        t.add_row([k, v]);
+    }
+    out.push_str(&format!("\n{t}\n"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::faults::{MemoryCheck, OomFacts};
+
+    #[test]
+    fn inject_oom_facts_render_as_a_table() {
+        let mut r = Report::begin("inject oom", serde_json::json!({}));
+        let facts = OomFacts {
+            allocator: "sync".into(),
+            granularity_bytes: 2 << 20,
+            allocatable_bytes: 3 << 30,
+            allocations: 3,
+            oom_answers: 9,
+            stopped_by: "oom".into(),
+            last_refused_bytes: Some(2 << 20),
+            memory: MemoryCheck {
+                tolerance_bytes: 64 << 20,
+                foreign_processes: vec![crate::facts::GpuProcess {
+                    pid: 77,
+                    used_bytes: Some(1 << 20),
+                }],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        r.data = serde_json::json!({ "facts": facts });
+        let mut out = String::new();
+        render_scenario(&mut out, &r, Style { color: false });
+        assert!(
+            out.contains("3.00 GiB in 3 allocation(s), 9 OOM answer(s)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("oom (last refused 2.00 MiB, granularity 2.00 MiB)"),
+            "{out}"
+        );
+        assert!(out.contains("77 (1.00 MiB)"), "{out}");
+        // Data that is not what the scenario writes renders nothing rather than panicking.
+        r.data = serde_json::json!({ "facts": { "allocator": 5 } });
+        let mut out = String::new();
+        render_scenario(&mut out, &r, Style { color: false });
+        assert!(out.is_empty());
     }
 }

@@ -136,6 +136,59 @@ pub const ALL: &[(&str, &str)] = &[
         COPY_MISMATCH,
         "Data copied by a bandwidth path differs from its source.",
     ),
+    // inject (fault injection)
+    (
+        OOM_STICKY,
+        "After CUDA_ERROR_OUT_OF_MEMORY the context did not work (allocation, memset, launch or sync failed): OOM behaved as a sticky error.",
+    ),
+    (
+        OOM_EDGE_NOT_REACHED,
+        "inject oom stopped filling before the driver answered OUT_OF_MEMORY (error, guard or Ctrl-C).",
+    ),
+    (
+        OOM_ALLOCATABLE_LOW,
+        "Much less memory could be allocated than cuMemGetInfo reported free (fragmentation, another process, or a reservation).",
+    ),
+    (
+        OOM_ASYNC_DEFERRED,
+        "cuMemAllocAsync did not report OUT_OF_MEMORY at the call: it surfaced at the stream synchronisation.",
+    ),
+    (
+        POOL_TRIM_NO_EFFECT,
+        "cuMemPoolTrimTo(0) did not return the default pool's unused memory.",
+    ),
+    (
+        KERNEL_NOT_IN_FLIGHT,
+        "The kernel meant to be running when its context was destroyed had already finished: that case was not exercised.",
+    ),
+    (
+        PRIMARY_RESET_INVALIDATES,
+        "cuDevicePrimaryCtxReset (cudaDeviceReset) destroyed the allocations of another holder of the primary context.",
+    ),
+    (
+        RECOVERY_FAILED,
+        "After the fault, a fresh context (or a fresh process) could not allocate, run a kernel and read its result.",
+    ),
+    (
+        STALE_READS_WITHOUT_EVENT,
+        "A copy on one stream read a buffer a kernel on another stream was writing, with no event between them: it read stale data.",
+    ),
+    (
+        STALE_READS_WITH_EVENT,
+        "A copy ordered after a kernel with cuEventRecord + cuStreamWaitEvent still read stale data.",
+    ),
+    (
+        DEFAULT_STREAM_SEMANTICS,
+        "A blocking stream did not wait for the legacy default stream, or waited for the per-thread one.",
+    ),
+    (
+        ERROR_NOT_STICKY,
+        "A call in a context that had hit a sticky error (700/719) succeeded.",
+    ),
+    (
+        XID_REPORTED,
+        "NVML reported XID events while the fault was provoked (expected for illegal-address and trap).",
+    ),
 ];
 
 pub const PERSISTENCE_OFF: &str = "PERSISTENCE_OFF";
@@ -172,3 +225,16 @@ pub const BANDWIDTH_ASYMMETRIC: &str = "BANDWIDTH_ASYMMETRIC";
 pub const PAGEABLE_SLOW: &str = "PAGEABLE_SLOW";
 pub const P2P_SLOWER_THAN_HOST: &str = "P2P_SLOWER_THAN_HOST";
 pub const COPY_MISMATCH: &str = "COPY_MISMATCH";
+pub const OOM_STICKY: &str = "OOM_STICKY";
+pub const OOM_EDGE_NOT_REACHED: &str = "OOM_EDGE_NOT_REACHED";
+pub const OOM_ALLOCATABLE_LOW: &str = "OOM_ALLOCATABLE_LOW";
+pub const OOM_ASYNC_DEFERRED: &str = "OOM_ASYNC_DEFERRED";
+pub const POOL_TRIM_NO_EFFECT: &str = "POOL_TRIM_NO_EFFECT";
+pub const KERNEL_NOT_IN_FLIGHT: &str = "KERNEL_NOT_IN_FLIGHT";
+pub const PRIMARY_RESET_INVALIDATES: &str = "PRIMARY_RESET_INVALIDATES";
+pub const RECOVERY_FAILED: &str = "RECOVERY_FAILED";
+pub const STALE_READS_WITHOUT_EVENT: &str = "STALE_READS_WITHOUT_EVENT";
+pub const STALE_READS_WITH_EVENT: &str = "STALE_READS_WITH_EVENT";
+pub const DEFAULT_STREAM_SEMANTICS: &str = "DEFAULT_STREAM_SEMANTICS";
+pub const ERROR_NOT_STICKY: &str = "ERROR_NOT_STICKY";
+pub const XID_REPORTED: &str = "XID_REPORTED";

@@ -43,6 +43,12 @@ pub trait Scenario: Send + Sync + 'static {
     /// True when the scenario needs the CUDA driver (not only NVML).
     const NEEDS_CUDA: bool = false;
 
+    /// Time the scenario deliberately waits with these params (e.g. `inject oom --hold`): the
+    /// runner adds it to an isolated child's timeout.
+    fn planned_wait(_params: &Self::Params) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
     /// Runs the scenario in this process and returns its report. Steps, findings, metrics and
     /// data are filled here; the caller (`runner`) sets status, duration and host.
     fn run(params: &Self::Params, ctx: &mut Ctx) -> Result<Report>;
@@ -59,6 +65,8 @@ pub trait DynScenario: Send + Sync {
     fn normalize_params(&self, params: serde_json::Value) -> Result<serde_json::Value, String>;
     fn run_json(&self, params: &serde_json::Value, ctx: &mut Ctx) -> Result<Report>;
     fn params_schema(&self) -> serde_json::Value;
+    /// See [`Scenario::planned_wait`] (zero for params that do not parse).
+    fn planned_wait(&self, params: &serde_json::Value) -> std::time::Duration;
 }
 
 struct Erased<S>(std::marker::PhantomData<S>);
@@ -92,6 +100,11 @@ impl<S: Scenario> DynScenario for Erased<S> {
     }
     fn params_schema(&self) -> serde_json::Value {
         serde_json::to_value(schemars::schema_for!(S::Params)).expect("schema serialises")
+    }
+    fn planned_wait(&self, params: &serde_json::Value) -> std::time::Duration {
+        serde_json::from_value::<S::Params>(params.clone())
+            .map(|p| S::planned_wait(&p))
+            .unwrap_or_default()
     }
 }
 

@@ -1,0 +1,872 @@
+//! Verdicts of the fault-injection scenarios (`inject …`): facts + steps → findings and
+//! metrics. Pure: [`analyze_report`] re-runs them on a saved report (its `data.facts` and
+//! `steps`), which is how the fixtures recorded on the GPU machine are tested.
+//!
+//! Step mismatches themselves become STEP_MISMATCH findings in `verdict::finalize`; here are
+//! the findings that need more than one step, or facts (counts, timings, memory).
+
+use std::collections::BTreeMap;
+
+use crate::facts::faults::{
+    CtxDestroyFacts, IllegalAddressFacts, MemoryCheck, OomFacts, StreamMisuseFacts,
+};
+use crate::report::{Better, Finding, Metric, Report, Severity, Step, codes};
+use crate::units::format_bytes;
+
+/// What a scenario's verdict adds to its report.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Analysis {
+    pub findings: Vec<Finding>,
+    pub metrics: BTreeMap<String, Metric>,
+}
+
+impl Analysis {
+    fn metric(&mut self, name: &str, value: f64, unit: &str, better: Better, device: u32) {
+        self.metrics.insert(
+            name.to_string(),
+            Metric::new(value, unit, better).device(device),
+        );
+    }
+    fn finding(&mut self, f: Finding) {
+        self.findings.push(f);
+    }
+}
+
+/// Step names the probes use (kept here too so the analysis does not depend on the probe).
+pub mod names {
+    pub const AFTER_OOM: &str = "after OOM: ";
+    pub const STICKY_AFTER: &str = "after the fault: ";
+}
+
+/// Re-runs the verdict of a saved `inject …` report from its data and steps. None for other
+/// scenarios; Err when its data is not what the scenario writes.
+pub fn analyze_report(r: &Report) -> Option<Result<Analysis, String>> {
+    fn facts<T: serde::de::DeserializeOwned>(r: &Report) -> Result<T, String> {
+        let v = r.data.get("facts").ok_or("report without data.facts")?;
+        serde_json::from_value(v.clone()).map_err(|e| format!("data.facts: {e}"))
+    }
+    Some(match r.scenario.as_str() {
+        "inject oom" => facts(r).map(|f| oom(&f, &r.steps)),
+        "inject ctx-destroy" => facts(r).map(|f| ctx_destroy(&f, &r.steps)),
+        "inject stream-misuse" => facts(r).map(|f| stream_misuse(&f, &r.steps)),
+        "inject illegal-address" => facts(r).map(|f| illegal_address(&f, &r.steps)),
+        _ => return None,
+    })
+}
+
+/// Device memory back to its baseline? A difference beyond the tolerance fails, or only warns
+/// when other processes hold memory on the GPU (their allocations move the numbers too).
+pub fn memory(m: &MemoryCheck, device: u32) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let foreign = !m.foreign_processes.is_empty();
+    let severity = if foreign {
+        Severity::Warn
+    } else {
+        Severity::Fail
+    };
+    let others = if foreign {
+        format!(
+            " Other processes on the GPU: {}.",
+            m.foreign_processes
+                .iter()
+                .map(|p| match p.used_bytes {
+                    Some(b) => format!("pid {} ({})", p.pid, format_bytes(b)),
+                    None => format!("pid {}", p.pid),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        String::new()
+    };
+    let hint = if foreign {
+        "Another process may have allocated meanwhile: re-run on an idle GPU to tell."
+    } else {
+        "No other process uses the GPU: the driver kept memory of a freed or destroyed context. Compare with a known-good driver (`gpu-doctor compare`)."
+    };
+    if foreign {
+        out.push(
+            Finding::new(
+                Severity::Info,
+                codes::FOREIGN_PROCESSES,
+                format!(
+                    "other processes hold memory on this GPU; memory figures include their use.{others}"
+                ),
+            )
+            .device(device),
+        );
+    }
+    let tol = m.tolerance_bytes;
+    if let (Some(before), Some(after)) = (m.cuda_free_before, m.cuda_free_after)
+        && before > after.saturating_add(tol)
+    {
+        out.push(
+            Finding::new(
+                severity,
+                codes::MEMORY_NOT_RETURNED,
+                format!(
+                    "cuMemGetInfo: {} less free after cleanup than at the baseline (tolerance {}).{others}",
+                    format_bytes(before - after),
+                    format_bytes(tol)
+                ),
+            )
+            .device(device)
+            .hint(hint),
+        );
+    }
+    if let (Some(before), Some(after)) = (m.nvml_used_before, m.nvml_used_after)
+        && after > before.saturating_add(tol)
+    {
+        out.push(
+            Finding::new(
+                severity,
+                codes::MEMORY_NOT_RETURNED,
+                format!(
+                    "NVML: {} more used after cleanup than at the baseline (tolerance {}).{others}",
+                    format_bytes(after - before),
+                    format_bytes(tol)
+                ),
+            )
+            .device(device)
+            .hint(hint),
+        );
+    }
+    out
+}
+
+pub fn oom(f: &OomFacts, steps: &[Step]) -> Analysis {
+    let mut a = Analysis::default();
+    let d = f.device;
+    a.metric(
+        "allocatable_bytes",
+        f.allocatable_bytes as f64,
+        "bytes",
+        Better::Higher,
+        d,
+    );
+    a.metric(
+        "free_before_bytes",
+        f.free_before_bytes as f64,
+        "bytes",
+        Better::Higher,
+        d,
+    );
+    if f.free_before_bytes > 0 {
+        a.metric(
+            "ratio",
+            f.allocatable_bytes as f64 / f.free_before_bytes as f64,
+            "ratio",
+            Better::Higher,
+            d,
+        );
+    }
+    a.metric(
+        "allocations",
+        f.allocations as f64,
+        "count",
+        Better::Lower,
+        d,
+    );
+    a.metric("time_to_edge_ms", f.time_to_edge_ms, "ms", Better::Lower, d);
+    a.metric("free_ms", f.free_ms, "ms", Better::Lower, d);
+
+    let failed: Vec<String> = steps
+        .iter()
+        .filter(|s| s.name.starts_with(names::AFTER_OOM) && !s.ok)
+        .map(|s| format!("{} → {} ({})", s.call, s.observed.name, s.observed.code))
+        .collect();
+    if f.reached_oom && (!failed.is_empty() || f.proof_value_ok == Some(false)) {
+        let what = if failed.is_empty() {
+            "the kernel launched after OOM did not write its value".to_string()
+        } else {
+            failed.join(", ")
+        };
+        a.finding(
+            Finding::new(
+                Severity::Fail,
+                codes::OOM_STICKY,
+                format!("OOM is sticky on this driver: after OUT_OF_MEMORY (and freeing some memory) {what}"),
+            )
+            .device(d)
+            .hint("CUDA documents OUT_OF_MEMORY as recoverable. Check the driver version against a known-good report; meanwhile a process that hits OOM must restart to be safe."),
+        );
+    }
+    if f.fraction.is_none() && !f.reached_oom && f.stopped_by != "interrupted" {
+        let why = match f.stopped_by.as_str() {
+            "guard" => format!(
+                "{} was allocated, more than the GPU's {}, without OUT_OF_MEMORY: the allocator defers it",
+                format_bytes(f.allocatable_bytes),
+                format_bytes(f.total_bytes)
+            ),
+            "error" => {
+                "an allocation failed with another error than OUT_OF_MEMORY (see the steps)".into()
+            }
+            other => format!("filling stopped ({other})"),
+        };
+        a.finding(
+            Finding::new(
+                Severity::Warn,
+                codes::OOM_EDGE_NOT_REACHED,
+                format!("the edge was not reached: {why}"),
+            )
+            .device(d)
+            .hint(
+                "Re-run; if it repeats, the allocator does not report OOM where CUDA documents it.",
+            ),
+        );
+    }
+    if f.fraction.is_none() && f.reached_oom && f.free_before_bytes > 0 {
+        let ratio = f.allocatable_bytes as f64 / f.free_before_bytes as f64;
+        if ratio < 0.90 {
+            a.finding(
+                Finding::new(
+                    Severity::Warn,
+                    codes::OOM_ALLOCATABLE_LOW,
+                    format!(
+                        "only {} of the {} cuMemGetInfo reported free could be allocated ({:.1}%)",
+                        format_bytes(f.allocatable_bytes),
+                        format_bytes(f.free_before_bytes),
+                        ratio * 100.0
+                    ),
+                )
+                .device(d)
+                .hint("Another process may have allocated during the fill (see the processes), or memory is reserved or fragmented."),
+            );
+        }
+    }
+    if f.allocator == "async" && f.oom_surfaced_at.as_deref() == Some("sync") {
+        a.finding(
+            Finding::new(
+                Severity::Info,
+                codes::OOM_ASYNC_DEFERRED,
+                "cuMemAllocAsync answered SUCCESS and OUT_OF_MEMORY surfaced at cuStreamSynchronize",
+            )
+            .device(d)
+            .hint("Check the stream's errors after async allocations, not only the allocation call's result."),
+        );
+    }
+    if let Some(p) = &f.pool {
+        let tol = f.memory.tolerance_bytes;
+        let not_returned = p
+            .free_after_trim_bytes
+            .is_some_and(|after| after.saturating_add(tol) < f.free_before_bytes)
+            || p.reserved_after_trim_bytes.is_some_and(|r| r > tol);
+        if not_returned {
+            a.finding(
+                Finding::new(
+                    Severity::Warn,
+                    codes::POOL_TRIM_NO_EFFECT,
+                    format!(
+                        "after cuMemPoolTrimTo(0) the pool still reserves {} and {} is free (baseline {})",
+                        p.reserved_after_trim_bytes.map(format_bytes).unwrap_or_else(|| "?".into()),
+                        p.free_after_trim_bytes.map(format_bytes).unwrap_or_else(|| "?".into()),
+                        format_bytes(f.free_before_bytes)
+                    ),
+                )
+                .device(d)
+                .hint("Memory freed with cuMemFreeAsync stays in the pool up to its release threshold; trim it (cudaMemPoolTrimTo) before handing the GPU to another program."),
+            );
+        }
+    }
+    a.findings.extend(memory(&f.memory, d));
+    a
+}
+
+pub fn ctx_destroy(f: &CtxDestroyFacts, steps: &[Step]) -> Analysis {
+    let mut a = Analysis::default();
+    let d = f.device;
+    for v in &f.variants {
+        a.metric(
+            &format!("destroy_{}_ms", v.name.replace('-', "_")),
+            v.destroy_ms,
+            "ms",
+            Better::Lower,
+            d,
+        );
+        if !v.in_flight_at_destroy {
+            a.finding(
+                Finding::new(
+                    Severity::Warn,
+                    codes::KERNEL_NOT_IN_FLIGHT,
+                    format!(
+                        "{}: the {} ms kernel had finished before cuCtxDestroy, so destroying a context with work in flight was not exercised",
+                        v.name, f.kernel_delay_ms
+                    ),
+                )
+                .device(d)
+                .hint("The GPU ran the kernel faster than its clock rate suggests; re-run, or report it."),
+            );
+        }
+    }
+    if let Some(p) = &f.primary {
+        let refused = |c: &Option<crate::report::Code>| c.as_ref().is_some_and(|c| c.code != 0);
+        if refused(&p.old_pointer_memcpy) || refused(&p.old_pointer_query) {
+            let code = p
+                .old_pointer_memcpy
+                .as_ref()
+                .or(p.old_pointer_query.as_ref())
+                .map(|c| format!("{} ({})", c.name, c.code))
+                .unwrap_or_default();
+            a.finding(
+                Finding::new(
+                    Severity::Info,
+                    codes::PRIMARY_RESET_INVALIDATES,
+                    format!(
+                        "cuDevicePrimaryCtxReset freed the allocations of another holder of the primary context: its old pointer now answers {code}; its retained handle {}",
+                        match &p.holder_alloc_after_reset {
+                            Some(c) if c.code == 0 => "still allocates (the primary context is re-initialised on use)".to_string(),
+                            Some(c) => format!("answers {} ({})", c.name, c.code),
+                            None => "was not tried".to_string(),
+                        }
+                    ),
+                )
+                .device(d)
+                .hint("A library sharing the primary context must never call cudaDeviceReset / cuDevicePrimaryCtxReset: release its retain (cuDevicePrimaryCtxRelease) instead."),
+            );
+        }
+    }
+    if !f.recovery_ok {
+        let failed: Vec<String> = steps
+            .iter()
+            .filter(|s| s.name.starts_with("recovery") && !s.ok)
+            .map(|s| format!("{} → {}", s.call, s.observed.name))
+            .collect();
+        a.finding(
+            Finding::new(
+                Severity::Fail,
+                codes::RECOVERY_FAILED,
+                format!(
+                    "a fresh context did not work after the destroyed ones{}",
+                    if failed.is_empty() {
+                        ": the kernel's value did not read back".to_string()
+                    } else {
+                        format!(": {}", failed.join(", "))
+                    }
+                ),
+            )
+            .device(d)
+            .hint("Destroying a context must not affect new ones; restart the process and check `gpu-doctor info` for GPU health."),
+        );
+    }
+    a.findings.extend(memory(&f.memory, d));
+    a
+}
+
+pub fn stream_misuse(f: &StreamMisuseFacts, _steps: &[Step]) -> Analysis {
+    let mut a = Analysis::default();
+    let d = f.device;
+    if let Some(r) = &f.race {
+        a.metric(
+            "stale_reads",
+            r.stale_without_event as f64,
+            "count",
+            Better::Lower,
+            d,
+        );
+        a.metric(
+            "stale_reads_with_event",
+            r.stale_with_event as f64,
+            "count",
+            Better::Lower,
+            d,
+        );
+        let fix = "Order the streams: cuEventRecord(ev, S1) after the kernel and cuStreamWaitEvent(S2, ev) before the copy (cudaEventRecord + cudaStreamWaitEvent; in PyTorch s2.wait_stream(s1) and tensor.record_stream(s2)).";
+        if r.stale_without_event > 0 {
+            a.finding(
+                Finding::new(
+                    Severity::Info,
+                    codes::STALE_READS_WITHOUT_EVENT,
+                    format!(
+                        "unsafe pattern: a kernel writes a buffer on stream S1 and a copy on stream S2 reads it with no event between them: {} of {} copies read stale data{}",
+                        r.stale_without_event,
+                        r.ran_without_event,
+                        r.example.as_deref().map(|e| format!(" (e.g. {e})")).unwrap_or_default()
+                    ),
+                )
+                .device(d)
+                .hint(fix),
+            );
+        }
+        if r.stale_with_event > 0 {
+            a.finding(
+                Finding::new(
+                    Severity::Fail,
+                    codes::STALE_READS_WITH_EVENT,
+                    format!(
+                        "{} of {} copies read stale data although S2 waited on an event recorded on S1 after the kernel",
+                        r.stale_with_event, r.ran_with_event
+                    ),
+                )
+                .device(d)
+                .hint("Event ordering between streams is broken on this driver or GPU: compare with a known-good report and check `gpu-doctor info`."),
+            );
+        }
+    }
+    if let Some(s) = &f.default_stream {
+        a.metric("legacy_wait_ms", s.legacy_wait_ms, "ms", Better::Lower, d);
+        a.metric(
+            "per_thread_wait_ms",
+            s.per_thread_wait_ms,
+            "ms",
+            Better::Lower,
+            d,
+        );
+        let half = s.kernel_delay_ms / 2.0;
+        if s.legacy_wait_ms < half {
+            a.finding(
+                Finding::new(
+                    Severity::Warn,
+                    codes::DEFAULT_STREAM_SEMANTICS,
+                    format!(
+                        "a blocking stream finished after {:.2} ms although a {} ms kernel ran on the legacy default stream: it did not wait",
+                        s.legacy_wait_ms, s.kernel_delay_ms
+                    ),
+                )
+                .device(d)
+                .hint("Blocking streams implicitly wait on the legacy default stream; this driver did not. Check the driver version."),
+            );
+        }
+        if s.per_thread_wait_ms >= half {
+            a.finding(
+                Finding::new(
+                    Severity::Warn,
+                    codes::DEFAULT_STREAM_SEMANTICS,
+                    format!(
+                        "a blocking stream waited {:.2} ms for a {} ms kernel on the per-thread default stream, which does not synchronise with other streams",
+                        s.per_thread_wait_ms, s.kernel_delay_ms
+                    ),
+                )
+                .device(d)
+                .hint("Another process or a busy GPU may have delayed the tiny kernel; re-run on an idle GPU."),
+            );
+        }
+    }
+    a.findings.extend(memory(&f.memory, d));
+    a
+}
+
+pub fn illegal_address(f: &IllegalAddressFacts, steps: &[Step]) -> Analysis {
+    let mut a = Analysis::default();
+    let d = f.device;
+    let not_sticky: Vec<String> = steps
+        .iter()
+        .filter(|s| s.name.contains(names::STICKY_AFTER) && s.observed.code == 0)
+        .map(|s| s.name.clone())
+        .collect();
+    if !not_sticky.is_empty() {
+        a.finding(
+            Finding::new(
+                Severity::Fail,
+                codes::ERROR_NOT_STICKY,
+                format!(
+                    "calls in a context that had hit a sticky error succeeded: {}",
+                    not_sticky.join("; ")
+                ),
+            )
+            .device(d)
+            .hint("CUDA documents 700/719 as sticky: a process must not trust such a context. Check the driver version."),
+        );
+    }
+    let recover = f.runs.iter().find(|r| r.variant == "recover");
+    match recover {
+        Some(r) if r.status == "pass" && r.facts.value_ok == Some(true) => {
+            a.metric("recover_ms", r.duration_ms, "ms", Better::Lower, d);
+        }
+        Some(r) => a.finding(
+            Finding::new(
+                Severity::Fail,
+                codes::RECOVERY_FAILED,
+                format!(
+                    "a fresh process could not use the GPU after the sticky errors (status {}, kernel value {})",
+                    r.status,
+                    match r.facts.value_ok {
+                        Some(true) => "read back",
+                        Some(false) => "wrong",
+                        None => "not read",
+                    }
+                ),
+            )
+            .device(d)
+            .hint("The fault outlived the process that caused it: check `gpu-doctor info` (recovery action, XIDs in `dmesg`); the GPU may need a reset."),
+        ),
+        None => {}
+    }
+    if !f.xid.events.is_empty() {
+        let list: Vec<String> = f
+            .xid
+            .events
+            .iter()
+            .map(|e| match e.xid {
+                Some(x) => format!("XID {x} during {}", e.during),
+                None => format!("XID ? during {}", e.during),
+            })
+            .collect();
+        a.finding(
+            Finding::new(
+                Severity::Info,
+                codes::XID_REPORTED,
+                format!("NVML reported {}", list.join(", ")),
+            )
+            .device(d)
+            .hint("Expected for a provoked fault (XID 13/31/43 are application faults). XIDs without gpu-doctor running point at a real problem: see `dmesg`."),
+        );
+    }
+    a.findings.extend(memory(&f.memory, d));
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::GpuProcess;
+    use crate::facts::faults::*;
+    use crate::report::Code;
+
+    fn code(code: i64, name: &str) -> Code {
+        Code {
+            code,
+            name: name.into(),
+        }
+    }
+
+    fn step(name: &str, expected: Code, observed: Code) -> Step {
+        Step {
+            name: name.into(),
+            call: "cuX".into(),
+            ok: expected == observed,
+            expected: vec![expected],
+            observed,
+            at_ms: 0.0,
+            elapsed_ms: 0.0,
+            thread: 1,
+            note: None,
+        }
+    }
+
+    fn success() -> Code {
+        code(0, "CUDA_SUCCESS")
+    }
+
+    fn oom_facts() -> OomFacts {
+        OomFacts {
+            device: 0,
+            allocator: "sync".into(),
+            granularity_bytes: 2 << 20,
+            chunk_bytes: 1 << 30,
+            total_bytes: 85 << 30,
+            free_before_bytes: 80 << 30,
+            allocatable_bytes: (80 << 30) - (4 << 20),
+            allocations: 90,
+            oom_answers: 10,
+            reached_oom: true,
+            last_refused_bytes: Some(2 << 20),
+            stopped_by: "oom".into(),
+            time_to_edge_ms: 80.0,
+            free_ms: 20.0,
+            oom_surfaced_at: Some("call".into()),
+            proof_value_ok: Some(true),
+            memory: MemoryCheck {
+                tolerance_bytes: 64 << 20,
+                cuda_free_before: Some(80 << 30),
+                cuda_free_after: Some(80 << 30),
+                nvml_used_before: Some(1 << 30),
+                nvml_used_after: Some(1 << 30),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn codes_of(a: &Analysis) -> Vec<&str> {
+        a.findings.iter().map(|f| f.code.as_str()).collect()
+    }
+
+    #[test]
+    fn healthy_oom_has_metrics_and_no_findings() {
+        let steps = vec![
+            step("after OOM: alloc 4 KiB", success(), success()),
+            step("after OOM: synchronize", success(), success()),
+        ];
+        let a = oom(&oom_facts(), &steps);
+        assert!(a.findings.is_empty(), "{:?}", a.findings);
+        let ratio = a.metrics["ratio"].value;
+        assert!((ratio - 0.99995).abs() < 1e-4, "{ratio}");
+        assert_eq!(a.metrics["allocations"].value, 90.0);
+        assert_eq!(a.metrics["time_to_edge_ms"].better, Better::Lower);
+    }
+
+    #[test]
+    fn failing_proof_after_oom_is_sticky_oom() {
+        let steps = vec![
+            step(
+                "after OOM: alloc 4 KiB",
+                success(),
+                code(2, "CUDA_ERROR_OUT_OF_MEMORY"),
+            ),
+            step("free every allocation", success(), success()),
+        ];
+        let a = oom(&oom_facts(), &steps);
+        assert_eq!(codes_of(&a), vec![codes::OOM_STICKY]);
+        assert!(a.findings[0].message.contains("CUDA_ERROR_OUT_OF_MEMORY"));
+        // A wrong kernel value with every call succeeding is sticky too.
+        let mut f = oom_facts();
+        f.proof_value_ok = Some(false);
+        assert_eq!(codes_of(&oom(&f, &[])), vec![codes::OOM_STICKY]);
+    }
+
+    #[test]
+    fn oom_edge_ratio_pool_and_deferral() {
+        let mut f = oom_facts();
+        f.allocatable_bytes = 40 << 30;
+        assert_eq!(codes_of(&oom(&f, &[])), vec![codes::OOM_ALLOCATABLE_LOW]);
+        // With --fraction the ratio is the user's choice, not a finding.
+        f.fraction = Some(0.5);
+        assert!(oom(&f, &[]).findings.is_empty());
+
+        let mut f = oom_facts();
+        f.reached_oom = false;
+        f.stopped_by = "guard".into();
+        assert_eq!(codes_of(&oom(&f, &[])), vec![codes::OOM_EDGE_NOT_REACHED]);
+        f.stopped_by = "interrupted".into();
+        assert!(oom(&f, &[]).findings.is_empty());
+
+        let mut f = oom_facts();
+        f.allocator = "async".into();
+        f.oom_surfaced_at = Some("sync".into());
+        f.pool = Some(PoolFacts {
+            reserved_after_trim_bytes: Some(10 << 30),
+            free_after_trim_bytes: Some(70 << 30),
+            ..Default::default()
+        });
+        let a = oom(&f, &[]);
+        assert_eq!(
+            codes_of(&a),
+            vec![codes::OOM_ASYNC_DEFERRED, codes::POOL_TRIM_NO_EFFECT]
+        );
+        assert_eq!(a.findings[0].severity, Severity::Info);
+    }
+
+    #[test]
+    fn memory_not_returned_fails_alone_and_warns_with_foreign_processes() {
+        let mut m = MemoryCheck {
+            tolerance_bytes: 64 << 20,
+            cuda_free_before: Some(80 << 30),
+            cuda_free_after: Some((80 << 30) - (100 << 20)),
+            nvml_used_before: Some(1 << 30),
+            nvml_used_after: Some((1 << 30) + (10 << 20)),
+            ..Default::default()
+        };
+        let f = memory(&m, 3);
+        assert_eq!(f.len(), 1, "NVML within tolerance: {f:?}");
+        assert_eq!(f[0].severity, Severity::Fail);
+        assert_eq!(f[0].device, Some(3));
+        assert!(f[0].message.contains("100.00 MiB"), "{}", f[0].message);
+        m.foreign_processes = vec![GpuProcess {
+            pid: 4242,
+            used_bytes: Some(1 << 30),
+        }];
+        m.nvml_used_after = Some(3 << 30);
+        let f = memory(&m, 3);
+        assert_eq!(f.len(), 3);
+        assert_eq!(f[0].code, codes::FOREIGN_PROCESSES);
+        assert_eq!(f[0].severity, Severity::Info);
+        assert!(f[1..].iter().all(|x| x.severity == Severity::Warn));
+        assert!(f[2].message.contains("pid 4242"));
+        // Within tolerance: only the note about the other process.
+        m.cuda_free_after = Some((80 << 30) - (1 << 20));
+        m.nvml_used_after = Some(1 << 30);
+        let f = memory(&m, 3);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].code, codes::FOREIGN_PROCESSES);
+        m.foreign_processes.clear();
+        assert!(memory(&m, 3).is_empty());
+    }
+
+    #[test]
+    fn ctx_destroy_verdicts() {
+        let mut f = CtxDestroyFacts {
+            device: 0,
+            kernel_delay_ms: 100.0,
+            variants: vec![
+                DestroyVariant {
+                    name: "owner-thread".into(),
+                    in_flight_at_destroy: true,
+                    destroy_ms: 95.0,
+                    ..Default::default()
+                },
+                DestroyVariant {
+                    name: "other-thread".into(),
+                    in_flight_at_destroy: false,
+                    destroy_ms: 2.0,
+                    ..Default::default()
+                },
+            ],
+            primary: Some(PrimaryResetFacts {
+                old_pointer_memcpy: Some(code(1, "CUDA_ERROR_INVALID_VALUE")),
+                holder_alloc_after_reset: Some(success()),
+                ..Default::default()
+            }),
+            recovery_ok: true,
+            memory: MemoryCheck::default(),
+        };
+        let a = ctx_destroy(&f, &[]);
+        assert_eq!(
+            codes_of(&a),
+            vec![
+                codes::KERNEL_NOT_IN_FLIGHT,
+                codes::PRIMARY_RESET_INVALIDATES
+            ]
+        );
+        assert!(a.findings[0].message.starts_with("other-thread"));
+        assert!(
+            a.findings[1]
+                .message
+                .contains("CUDA_ERROR_INVALID_VALUE (1)")
+        );
+        assert_eq!(a.metrics["destroy_owner_thread_ms"].value, 95.0);
+
+        f.recovery_ok = false;
+        let steps = vec![step(
+            "recovery: create a fresh context",
+            success(),
+            code(999, "CUDA_ERROR_UNKNOWN"),
+        )];
+        let a = ctx_destroy(&f, &steps);
+        let rec = a
+            .findings
+            .iter()
+            .find(|x| x.code == codes::RECOVERY_FAILED)
+            .expect("recovery finding");
+        assert_eq!(rec.severity, Severity::Fail);
+        assert!(rec.message.contains("CUDA_ERROR_UNKNOWN"));
+    }
+
+    #[test]
+    fn stream_misuse_race_and_default_stream() {
+        let mut f = StreamMisuseFacts {
+            device: 1,
+            race: Some(RaceFacts {
+                iterations: 50,
+                ran_without_event: 50,
+                ran_with_event: 50,
+                stale_without_event: 48,
+                stale_with_event: 0,
+                ..Default::default()
+            }),
+            default_stream: Some(DefaultStreamFacts {
+                kernel_delay_ms: 50.0,
+                legacy_wait_ms: 51.0,
+                per_thread_wait_ms: 0.1,
+            }),
+            ..Default::default()
+        };
+        let a = stream_misuse(&f, &[]);
+        assert_eq!(codes_of(&a), vec![codes::STALE_READS_WITHOUT_EVENT]);
+        assert_eq!(a.findings[0].severity, Severity::Info);
+        assert!(a.findings[0].message.contains("48 of 50"));
+        assert!(
+            a.findings[0]
+                .hint
+                .as_deref()
+                .unwrap()
+                .contains("cuStreamWaitEvent")
+        );
+        assert_eq!(a.metrics["stale_reads"].value, 48.0);
+
+        let r = f.race.as_mut().unwrap();
+        r.stale_without_event = 0;
+        r.stale_with_event = 2;
+        let ds = f.default_stream.as_mut().unwrap();
+        ds.legacy_wait_ms = 0.2;
+        ds.per_thread_wait_ms = 49.0;
+        let a = stream_misuse(&f, &[]);
+        assert_eq!(
+            codes_of(&a),
+            vec![
+                codes::STALE_READS_WITH_EVENT,
+                codes::DEFAULT_STREAM_SEMANTICS,
+                codes::DEFAULT_STREAM_SEMANTICS
+            ]
+        );
+        assert_eq!(a.findings[0].severity, Severity::Fail);
+    }
+
+    fn ia_facts(recover_status: &str, value_ok: Option<bool>) -> IllegalAddressFacts {
+        IllegalAddressFacts {
+            device: 0,
+            runs: vec![SubRun {
+                variant: "recover".into(),
+                status: recover_status.into(),
+                duration_ms: 300.0,
+                facts: VariantFacts {
+                    value_ok,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+            xid: XidFacts {
+                watched: true,
+                error: None,
+                events: vec![XidEvent {
+                    xid: Some(31),
+                    at_ms: 500.0,
+                    during: "illegal-address".into(),
+                }],
+            },
+            memory: MemoryCheck::default(),
+        }
+    }
+
+    #[test]
+    fn illegal_address_sticky_recovery_and_xid() {
+        let ill = code(700, "CUDA_ERROR_ILLEGAL_ADDRESS");
+        let steps = vec![
+            step(
+                "[illegal-address] after the fault: allocate",
+                ill.clone(),
+                ill.clone(),
+            ),
+            step(
+                "[illegal-address] after the fault: launch",
+                ill.clone(),
+                ill.clone(),
+            ),
+        ];
+        let a = illegal_address(&ia_facts("pass", Some(true)), &steps);
+        assert_eq!(codes_of(&a), vec![codes::XID_REPORTED]);
+        assert!(
+            a.findings[0]
+                .message
+                .contains("XID 31 during illegal-address")
+        );
+        assert_eq!(a.metrics["recover_ms"].value, 300.0);
+
+        let steps = vec![step("[trap] after the fault: launch", ill, success())];
+        let a = illegal_address(&ia_facts("error", None), &steps);
+        assert_eq!(
+            codes_of(&a),
+            vec![
+                codes::ERROR_NOT_STICKY,
+                codes::RECOVERY_FAILED,
+                codes::XID_REPORTED
+            ]
+        );
+        assert!(
+            a.findings[0]
+                .message
+                .contains("[trap] after the fault: launch")
+        );
+    }
+
+    #[test]
+    fn analyze_report_reruns_from_data() {
+        let mut r = Report::begin("inject oom", serde_json::json!({}));
+        r.data = serde_json::json!({ "facts": oom_facts() });
+        let a = analyze_report(&r).unwrap().unwrap();
+        assert!(a.metrics.contains_key("allocatable_bytes"));
+        r.data = serde_json::json!({ "facts": { "device": "x" } });
+        assert!(analyze_report(&r).unwrap().is_err());
+        r.scenario = "topo".into();
+        assert!(analyze_report(&r).is_none());
+    }
+}

@@ -1,0 +1,489 @@
+//! `inject ctx-destroy`: destroy a context that has memory, a stream and a kernel in flight —
+//! from its owning thread, and from another thread while the owner still has it current —
+//! then record what calls with the stale handles answer. Then cuDevicePrimaryCtxReset under a
+//! component that still holds the primary context and pointers (what `cudaDeviceReset` does to
+//! a library sharing it), and recovery in a fresh context.
+
+use std::ffi::c_void;
+use std::sync::mpsc;
+
+use anyhow::Result;
+
+use super::{Steps, Target, rc};
+use crate::context::{Ctx, thread_id};
+use crate::facts::faults::{CtxDestroyFacts, DestroyVariant, PrimaryResetFacts};
+use crate::probe::cuda::{self, CUresult, check, sys};
+use crate::probe::kernels::{Module, name};
+
+/// Step-name prefixes (stable: analyze::faults reads them).
+pub mod step {
+    pub const OWNER: &str = "owner-thread";
+    pub const OTHER: &str = "other-thread";
+    pub const PRIMARY: &str = "primary";
+    pub const RECOVERY: &str = "recovery";
+    /// Suffix of the step that shows the kernel was still running at destroy.
+    pub const IN_FLIGHT: &str = "the kernel is still running";
+    /// Infix of steps that use a handle of the destroyed context.
+    pub const STALE: &str = ": stale ";
+}
+
+/// How long delayed_fill_u32 spins before writing: long enough to be in flight at destroy.
+pub const KERNEL_DELAY_MS: u64 = 100;
+const ELEMS: u64 = 1 << 20;
+
+/// Handles of the context that gets destroyed. Raw on purpose (used after destroy).
+#[derive(Clone, Copy)]
+struct Victim {
+    ctx: sys::CUcontext,
+    stream: sys::CUstream,
+    buf: sys::CUdeviceptr,
+    empty: sys::CUfunction,
+}
+// SAFETY: plain driver handles; the driver API is thread-safe and every use is a recorded call.
+unsafe impl Send for Victim {}
+
+pub fn run(ctx: &Ctx, steps: &Steps, t: &Target) -> Result<CtxDestroyFacts> {
+    let mut facts = CtxDestroyFacts {
+        device: t.index,
+        kernel_delay_ms: KERNEL_DELAY_MS as f64,
+        memory: super::memory_baseline(&t.nvml, t.index, &[std::process::id()]),
+        ..Default::default()
+    };
+    let delay = super::clock_khz(t.dev) * KERNEL_DELAY_MS;
+    facts.memory.cuda_free_before = Some(fresh_context_free(t.dev)?);
+
+    // (a) destroyed by the thread that owns it.
+    let (victim, in_flight) = setup(steps, step::OWNER, t.dev, delay)?;
+    let destroy_at = ctx.now_ms();
+    steps.call(
+        &format!("{}: destroy the context (kernel in flight)", step::OWNER),
+        "cuCtxDestroy_v2",
+        &[rc::SUCCESS],
+        || unsafe { sys::cuCtxDestroy_v2(victim.ctx) },
+    );
+    let destroy_ms = ctx.now_ms() - destroy_at;
+    let current = owner_current(steps, step::OWNER, victim.ctx, &[rc::SUCCESS]);
+    stale_calls(steps, step::OWNER, victim);
+    facts.variants.push(DestroyVariant {
+        name: step::OWNER.into(),
+        in_flight_at_destroy: in_flight,
+        destroy_ms,
+        owner_thread: thread_id(),
+        destroy_thread: thread_id(),
+        owner_current_after: current,
+    });
+
+    // (b) destroyed by another thread while the owner still has it current.
+    let main_thread = thread_id();
+    let variant = std::thread::scope(|s| -> Result<DestroyVariant> {
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(Victim, bool), String>>();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let owner = s.spawn(move || -> (u64, String) {
+            let me = thread_id();
+            match setup(steps, step::OTHER, t.dev, delay) {
+                Ok(v) => {
+                    let victim = v.0;
+                    let _ = ready_tx.send(Ok(v));
+                    let _ = go_rx.recv();
+                    let current = owner_current(
+                        steps,
+                        step::OTHER,
+                        victim.ctx,
+                        &[rc::SUCCESS, rc::CONTEXT_IS_DESTROYED],
+                    );
+                    stale_calls(steps, step::OTHER, victim);
+                    owner_thread_calls(steps, step::OTHER);
+                    (me, current)
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    (me, String::new())
+                }
+            }
+        });
+        let (victim, in_flight) = ready_rx
+            .recv()
+            .map_err(|_| anyhow::anyhow!("owner thread ended early"))?
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let destroy_at = ctx.now_ms();
+        steps.call_noted(
+            &format!(
+                "{}: destroy the context while the owner thread has it current",
+                step::OTHER
+            ),
+            "cuCtxDestroy_v2",
+            &[rc::SUCCESS],
+            Some("cuCtxDestroy destroys a context whatever threads have it current"),
+            || unsafe { sys::cuCtxDestroy_v2(victim.ctx) },
+        );
+        let destroy_ms = ctx.now_ms() - destroy_at;
+        let _ = go_tx.send(());
+        let (owner_thread, current) = owner.join().expect("owner thread does not panic");
+        Ok(DestroyVariant {
+            name: step::OTHER.into(),
+            in_flight_at_destroy: in_flight,
+            destroy_ms,
+            owner_thread,
+            destroy_thread: main_thread,
+            owner_current_after: current,
+        })
+    })?;
+    facts.variants.push(variant);
+
+    // (c) primary context reset under a holder.
+    facts.primary = Some(primary_reset(steps, t.dev));
+
+    // Recovery: a fresh context works and the memory came back.
+    let (ok, free_after) = recovery(steps, t.dev);
+    facts.recovery_ok = ok;
+    facts.memory.cuda_free_after = free_after;
+    super::memory_after(&mut facts.memory, &t.nvml, t.index);
+    Ok(facts)
+}
+
+/// cuMemGetInfo free bytes in a fresh context with our kernels loaded (the same situation
+/// as the recovery measurement).
+fn fresh_context_free(dev: sys::CUdevice) -> Result<u64> {
+    let mut c: sys::CUcontext = std::ptr::null_mut();
+    // SAFETY: valid out-pointer and device.
+    check(
+        unsafe { sys::cuCtxCreate_v2(&mut c, 0, dev) },
+        "cuCtxCreate_v2",
+    )?;
+    let m = Module::load()?;
+    let free = cuda::mem_get_info().map(|(f, _)| f);
+    m.unload();
+    // SAFETY: our context.
+    unsafe { sys::cuCtxDestroy_v2(c) };
+    free
+}
+
+/// A context with our module, an allocation, a stream and delayed_fill_u32 running on it.
+/// Returns the handles and whether the kernel was still running after launch.
+fn setup(steps: &Steps, prefix: &str, dev: sys::CUdevice, delay: u64) -> Result<(Victim, bool)> {
+    let mut c: sys::CUcontext = std::ptr::null_mut();
+    let r = steps.call(
+        &format!("{prefix}: create a context"),
+        "cuCtxCreate_v2",
+        &[rc::SUCCESS],
+        || unsafe { sys::cuCtxCreate_v2(&mut c, 0, dev) },
+    );
+    check(r, "cuCtxCreate_v2")?;
+    let module = Module::load()?;
+    let delayed = module.function(name::DELAYED_FILL_U32)?;
+    let empty = module.function(name::EMPTY)?;
+    // The module is deliberately not unloaded (Module has no Drop): the destroy takes it.
+    let _ = module;
+    let mut buf: sys::CUdeviceptr = 0;
+    let r = steps.call(
+        &format!("{prefix}: allocate 4 MiB"),
+        "cuMemAlloc_v2",
+        &[rc::SUCCESS],
+        || unsafe { sys::cuMemAlloc_v2(&mut buf, (ELEMS * 4) as usize) },
+    );
+    check(r, "cuMemAlloc_v2")?;
+    let mut stream: sys::CUstream = std::ptr::null_mut();
+    let r = steps.call(
+        &format!("{prefix}: create a stream"),
+        "cuStreamCreate",
+        &[rc::SUCCESS],
+        || unsafe {
+            sys::cuStreamCreate(
+                &mut stream,
+                sys::CUstream_flags::CU_STREAM_NON_BLOCKING as u32,
+            )
+        },
+    );
+    check(r, "cuStreamCreate")?;
+    let r = steps.call(
+        &format!("{prefix}: launch delayed_fill_u32 ({KERNEL_DELAY_MS} ms)"),
+        "cuLaunchKernel",
+        &[rc::SUCCESS],
+        || unsafe { super::launch_delayed_fill(delayed, stream, buf, 7, ELEMS, delay) },
+    );
+    check(r, "cuLaunchKernel")?;
+    let q = steps.call_noted(
+        &format!("{prefix}: {}", step::IN_FLIGHT),
+        "cuStreamQuery",
+        &[rc::NOT_READY, rc::SUCCESS],
+        Some("NOT_READY means the kernel is still running when the context is destroyed"),
+        || unsafe { sys::cuStreamQuery(stream) },
+    );
+    Ok((
+        Victim {
+            ctx: c,
+            stream,
+            buf,
+            empty,
+        },
+        q == rc::NOT_READY,
+    ))
+}
+
+/// What cuCtxGetCurrent says on the owner thread after the destroy.
+fn owner_current(
+    steps: &Steps,
+    prefix: &str,
+    destroyed: sys::CUcontext,
+    expected: &[CUresult],
+) -> String {
+    let mut cur: sys::CUcontext = std::ptr::null_mut();
+    let r = steps.call_noted(
+        &format!("{prefix}: current context on the owner thread"),
+        "cuCtxGetCurrent",
+        expected,
+        Some("the destroying thread has the context popped; other threads keep it bound and get CONTEXT_IS_DESTROYED from their calls"),
+        || unsafe { sys::cuCtxGetCurrent(&mut cur) },
+    );
+    if r != rc::SUCCESS {
+        format!("{r:?}")
+    } else if cur.is_null() {
+        "null".into()
+    } else if cur == destroyed {
+        "destroyed handle".into()
+    } else {
+        "other context".into()
+    }
+}
+
+/// Calls with the destroyed context's stream, memory and function (undefined behaviour per
+/// NVIDIA: the accepted answers are the refusals; the step records which one came back).
+fn stale_calls(steps: &Steps, prefix: &str, v: Victim) {
+    let note = Some(
+        "NVIDIA documents use of a destroyed context's handles as undefined; a refusal (201, 709, 400, or 1 for pointers) is the correct outcome",
+    );
+    let s = step::STALE;
+    steps.call_noted(
+        &format!("{prefix}{s}stream synchronize"),
+        "cuStreamSynchronize",
+        rc::STALE,
+        note,
+        || unsafe { sys::cuStreamSynchronize(v.stream) },
+    );
+    let mut host = [0u32; 4];
+    steps.call_noted(
+        &format!("{prefix}{s}memcpy from the freed allocation"),
+        "cuMemcpyDtoH_v2",
+        rc::STALE_PTR,
+        note,
+        || unsafe { sys::cuMemcpyDtoH_v2(host.as_mut_ptr() as *mut c_void, v.buf, 16) },
+    );
+    steps.call_noted(
+        &format!("{prefix}{s}kernel launch on the stream"),
+        "cuLaunchKernel",
+        rc::STALE,
+        note,
+        || unsafe { super::launch_empty(v.empty, v.stream) },
+    );
+    steps.call_noted(
+        &format!("{prefix}{s}free of the allocation"),
+        "cuMemFree_v2",
+        rc::STALE_PTR,
+        note,
+        || unsafe { sys::cuMemFree_v2(v.buf) },
+    );
+}
+
+/// Calls that need the current context, on the owner thread whose context another thread
+/// destroyed; then the owner unbinds it.
+fn owner_thread_calls(steps: &Steps, prefix: &str) {
+    let note =
+        Some("a thread whose current context was destroyed elsewhere gets CONTEXT_IS_DESTROYED");
+    let mut p: sys::CUdeviceptr = 0;
+    steps.call_noted(
+        &format!("{prefix}: allocate on the owner thread"),
+        "cuMemAlloc_v2",
+        &[rc::CONTEXT_IS_DESTROYED, rc::INVALID_CONTEXT],
+        note,
+        || unsafe { sys::cuMemAlloc_v2(&mut p, 4096) },
+    );
+    steps.call_noted(
+        &format!("{prefix}: synchronize on the owner thread"),
+        "cuCtxSynchronize",
+        &[rc::CONTEXT_IS_DESTROYED, rc::INVALID_CONTEXT],
+        note,
+        || unsafe { sys::cuCtxSynchronize() },
+    );
+    steps.call_noted(
+        &format!("{prefix}: owner unbinds the destroyed context"),
+        "cuCtxSetCurrent",
+        &[rc::SUCCESS, rc::CONTEXT_IS_DESTROYED],
+        Some("unbinding (NULL) should succeed; some drivers report the destroyed context instead"),
+        || unsafe { sys::cuCtxSetCurrent(std::ptr::null_mut()) },
+    );
+}
+
+const PRIMARY_VALUE: u32 = 0x5EED;
+
+fn primary_state(dev: sys::CUdevice) -> Option<bool> {
+    let (mut flags, mut active) = (0u32, 0i32);
+    // SAFETY: valid out-pointers.
+    let r = unsafe { sys::cuDevicePrimaryCtxGetState(dev, &mut flags, &mut active) };
+    (r == rc::SUCCESS).then_some(active != 0)
+}
+
+/// A holder retains the primary context and allocates; another component resets it.
+fn primary_reset(steps: &Steps, dev: sys::CUdevice) -> PrimaryResetFacts {
+    let p = step::PRIMARY;
+    let mut f = PrimaryResetFacts::default();
+    let mut pctx: sys::CUcontext = std::ptr::null_mut();
+    let r = steps.call(
+        &format!("{p}: holder retains the primary context"),
+        "cuDevicePrimaryCtxRetain",
+        &[rc::SUCCESS],
+        || unsafe { sys::cuDevicePrimaryCtxRetain(&mut pctx, dev) },
+    );
+    if r != rc::SUCCESS {
+        return f;
+    }
+    steps.call(
+        &format!("{p}: holder makes it current"),
+        "cuCtxSetCurrent",
+        &[rc::SUCCESS],
+        || unsafe { sys::cuCtxSetCurrent(pctx) },
+    );
+    f.active_before = primary_state(dev);
+    let mut ptr: sys::CUdeviceptr = 0;
+    let r = steps.call(
+        &format!("{p}: holder allocates (pointers it keeps)"),
+        "cuMemAlloc_v2",
+        &[rc::SUCCESS],
+        || unsafe { sys::cuMemAlloc_v2(&mut ptr, 1 << 20) },
+    );
+    if r == rc::SUCCESS {
+        // SAFETY: our allocation of 1 MiB.
+        unsafe { sys::cuMemsetD32_v2(ptr, PRIMARY_VALUE, (1 << 20) / 4) };
+    }
+    steps.call_noted(
+        &format!("{p}: another component resets the primary context (cudaDeviceReset)"),
+        "cuDevicePrimaryCtxReset_v2",
+        &[rc::SUCCESS],
+        Some("the reset destroys every allocation of the primary context, whoever made it"),
+        || unsafe { sys::cuDevicePrimaryCtxReset_v2(dev) },
+    );
+    f.active_after_reset = primary_state(dev);
+    let note =
+        Some("after the reset the holder's pointers are gone: a refusal is the correct outcome");
+    let mut attr_ctx: sys::CUcontext = std::ptr::null_mut();
+    let r = steps.call_noted(
+        &format!("{p}: holder queries its old pointer"),
+        "cuPointerGetAttribute",
+        rc::STALE_PTR,
+        note,
+        || unsafe {
+            sys::cuPointerGetAttribute(
+                super::arg(&mut attr_ctx),
+                sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_CONTEXT,
+                ptr,
+            )
+        },
+    );
+    f.old_pointer_query = Some(cuda::code(r));
+    let mut host = [0u32; 4];
+    let r = steps.call_noted(
+        &format!("{p}: holder reads its old pointer"),
+        "cuMemcpyDtoH_v2",
+        rc::STALE_PTR,
+        note,
+        || unsafe { sys::cuMemcpyDtoH_v2(host.as_mut_ptr() as *mut c_void, ptr, 16) },
+    );
+    f.old_pointer_memcpy = Some(cuda::code(r));
+    let mut again: sys::CUdeviceptr = 0;
+    let r = steps.call_noted(
+        &format!("{p}: holder allocates again with its retained handle"),
+        "cuMemAlloc_v2",
+        &[rc::SUCCESS, rc::INVALID_CONTEXT, rc::CONTEXT_IS_DESTROYED],
+        Some("the retained handle stays usable after a reset (the primary context is re-initialised on use); record which"),
+        || unsafe { sys::cuMemAlloc_v2(&mut again, 4096) },
+    );
+    f.holder_alloc_after_reset = Some(cuda::code(r));
+    if r == rc::SUCCESS {
+        // SAFETY: the allocation just made.
+        unsafe { sys::cuMemFree_v2(again) };
+    }
+    let r = steps.call_noted(
+        &format!("{p}: holder releases its retain (the reset kept the count)"),
+        "cuDevicePrimaryCtxRelease_v2",
+        &[rc::SUCCESS],
+        Some("a reset does not release: the holder's release must still succeed"),
+        || unsafe { sys::cuDevicePrimaryCtxRelease_v2(dev) },
+    );
+    f.release_after_reset = Some(cuda::code(r));
+    // SAFETY: unbinds whatever is current on this thread.
+    unsafe { sys::cuCtxSetCurrent(std::ptr::null_mut()) };
+    f
+}
+
+const RECOVERY_VALUE: u32 = 0xC1EA;
+
+/// A fresh context allocates, runs fill_u32 and reads it back. Returns (worked, free bytes
+/// measured in it once its own allocation is freed).
+fn recovery(steps: &Steps, dev: sys::CUdevice) -> (bool, Option<u64>) {
+    let p = step::RECOVERY;
+    let mut c: sys::CUcontext = std::ptr::null_mut();
+    let r = steps.call(
+        &format!("{p}: create a fresh context"),
+        "cuCtxCreate_v2",
+        &[rc::SUCCESS],
+        || unsafe { sys::cuCtxCreate_v2(&mut c, 0, dev) },
+    );
+    if r != rc::SUCCESS {
+        return (false, None);
+    }
+    let Ok(module) = Module::load() else {
+        // SAFETY: our context.
+        unsafe { sys::cuCtxDestroy_v2(c) };
+        return (false, None);
+    };
+    let fill = module.function(name::FILL_U32).ok();
+    let mut buf: sys::CUdeviceptr = 0;
+    let mut ok = steps.call(
+        &format!("{p}: allocate"),
+        "cuMemAlloc_v2",
+        &[rc::SUCCESS],
+        || unsafe { sys::cuMemAlloc_v2(&mut buf, (ELEMS * 4) as usize) },
+    ) == rc::SUCCESS;
+    if ok && let Some(fill) = fill {
+        ok &= steps.call(
+            &format!("{p}: launch fill_u32"),
+            "cuLaunchKernel",
+            &[rc::SUCCESS],
+            || unsafe {
+                super::launch_fill(fill, std::ptr::null_mut(), buf, RECOVERY_VALUE, ELEMS)
+            },
+        ) == rc::SUCCESS;
+        ok &= steps.call(
+            &format!("{p}: synchronize"),
+            "cuCtxSynchronize",
+            &[rc::SUCCESS],
+            || unsafe { sys::cuCtxSynchronize() },
+        ) == rc::SUCCESS;
+        let mut equal = false;
+        ok &= steps.call(
+            &format!("{p}: read the result back"),
+            "cuMemcpyDtoH_v2",
+            &[rc::SUCCESS],
+            || {
+                let (r, e) = super::read_back_equals(buf, ELEMS as usize, RECOVERY_VALUE);
+                equal = e;
+                r
+            },
+        ) == rc::SUCCESS;
+        ok &= equal;
+    } else {
+        ok = false;
+    }
+    if buf != 0 {
+        // SAFETY: our allocation.
+        unsafe { sys::cuMemFree_v2(buf) };
+    }
+    let free = super::cuda_free();
+    module.unload();
+    ok &= steps.call(
+        &format!("{p}: destroy the fresh context"),
+        "cuCtxDestroy_v2",
+        &[rc::SUCCESS],
+        || unsafe { sys::cuCtxDestroy_v2(c) },
+    ) == rc::SUCCESS;
+    (ok, free)
+}

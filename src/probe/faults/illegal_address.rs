@@ -1,0 +1,367 @@
+//! `inject illegal-address`: a sticky error in its own process, and what NVML saw.
+//!
+//! Each variant runs in a process of its own (a sticky error poisons the process's contexts):
+//! `illegal-address` (write_u32 through an unmapped pointer → 700), `trap` (trap_kernel → 719)
+//! and `recover` (a fresh process creates a context and runs a kernel). The orchestrating
+//! process never touches CUDA: it starts the variants and watches NVML for XID events.
+
+use std::ffi::c_void;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use clap::ValueEnum;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Steps, Target, rc};
+use crate::context::RunOptions;
+use crate::facts::faults::{VariantFacts, XidEvent, XidFacts};
+use crate::probe::cuda::{self, CUresult, check, sys};
+use crate::probe::kernels::{Module, name};
+use crate::report::Report;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    IllegalAddress,
+    Trap,
+    Recover,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 3] = [Variant::IllegalAddress, Variant::Trap, Variant::Recover];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Variant::IllegalAddress => "illegal-address",
+            Variant::Trap => "trap",
+            Variant::Recover => "recover",
+        }
+    }
+}
+
+/// Step names (stable: analyze::faults reads them).
+pub mod step {
+    pub const LAUNCH: &str = "launch the faulting kernel";
+    pub const FAULT: &str = "synchronize: the fault surfaces";
+    /// Prefix of the calls made in the faulted context.
+    pub const AFTER: &str = "after the fault: ";
+    pub const RECOVER: &str = "fresh process: ";
+}
+
+/// 1 TiB: 4-byte aligned and, with UVA, outside anything the driver maps for us.
+pub const BAD_ADDRESS: u64 = 0x100_0000_0000;
+const VALUE: u32 = 0xBAD;
+const RECOVER_VALUE: u32 = 0x600D;
+const ELEMS: u64 = 1 << 16;
+
+/// One variant, in this (sub)process.
+pub fn run_variant(steps: &Steps, t: &Target, variant: Variant) -> Result<VariantFacts> {
+    let mut f = VariantFacts {
+        pid: std::process::id(),
+        ..Default::default()
+    };
+    let recover = variant == Variant::Recover;
+    let pre = if recover { step::RECOVER } else { "" };
+    let mut c: sys::CUcontext = std::ptr::null_mut();
+    let r = steps.call(
+        &format!("{pre}create a context"),
+        "cuCtxCreate_v2",
+        &[rc::SUCCESS],
+        || unsafe { sys::cuCtxCreate_v2(&mut c, 0, t.dev) },
+    );
+    check(r, "cuCtxCreate_v2")?;
+    let module = Module::load()?;
+    let mut buf: sys::CUdeviceptr = 0;
+    let r = steps.call(
+        &format!("{pre}allocate"),
+        "cuMemAlloc_v2",
+        &[rc::SUCCESS],
+        || unsafe { sys::cuMemAlloc_v2(&mut buf, (ELEMS * 4) as usize) },
+    );
+    check(r, "cuMemAlloc_v2")?;
+
+    if recover {
+        let fill = module.function(name::FILL_U32)?;
+        steps.call(
+            &format!("{pre}launch fill_u32"),
+            "cuLaunchKernel",
+            &[rc::SUCCESS],
+            || unsafe { super::launch_fill(fill, std::ptr::null_mut(), buf, RECOVER_VALUE, ELEMS) },
+        );
+        steps.call(
+            &format!("{pre}synchronize"),
+            "cuCtxSynchronize",
+            &[rc::SUCCESS],
+            || unsafe { sys::cuCtxSynchronize() },
+        );
+        let mut ok = false;
+        steps.call(
+            &format!("{pre}read the result back"),
+            "cuMemcpyDtoH_v2",
+            &[rc::SUCCESS],
+            || {
+                let (r, e) = super::read_back_equals(buf, ELEMS as usize, RECOVER_VALUE);
+                ok = e;
+                r
+            },
+        );
+        f.value_ok = Some(ok);
+        steps.call(
+            &format!("{pre}free"),
+            "cuMemFree_v2",
+            &[rc::SUCCESS],
+            || unsafe { sys::cuMemFree_v2(buf) },
+        );
+        module.unload();
+        steps.call(
+            &format!("{pre}destroy the context"),
+            "cuCtxDestroy_v2",
+            &[rc::SUCCESS],
+            || unsafe { sys::cuCtxDestroy_v2(c) },
+        );
+        return Ok(f);
+    }
+
+    let (kernel, sticky, note) = match variant {
+        Variant::Trap => (
+            module.function(name::TRAP)?,
+            rc::LAUNCH_FAILED,
+            "a trapping kernel fails with LAUNCH_FAILED (719), a sticky error",
+        ),
+        _ => (
+            module.function(name::WRITE_U32)?,
+            rc::ILLEGAL_ADDRESS,
+            "a store to unmapped memory fails with ILLEGAL_ADDRESS (700), a sticky error",
+        ),
+    };
+    let empty = module.function(name::EMPTY)?;
+    if variant == Variant::IllegalAddress {
+        f.bad_address = Some(format!("{BAD_ADDRESS:#x}"));
+    }
+    let r = steps.call_noted(
+        step::LAUNCH,
+        "cuLaunchKernel",
+        &[rc::SUCCESS],
+        Some("the launch only queues the kernel: the fault is reported later"),
+        || unsafe {
+            if variant == Variant::Trap {
+                crate::probe::kernels::launch(kernel, 1, 1, std::ptr::null_mut(), &mut [])
+            } else {
+                let (mut p, mut v) = (BAD_ADDRESS, VALUE);
+                let mut args = [super::arg(&mut p), super::arg(&mut v)];
+                crate::probe::kernels::launch(kernel, 1, 1, std::ptr::null_mut(), &mut args)
+            }
+        },
+    );
+    f.launch = Some(cuda::code(r));
+    let r = steps.call_noted(
+        step::FAULT,
+        "cuCtxSynchronize",
+        &[sticky],
+        Some(note),
+        || unsafe { sys::cuCtxSynchronize() },
+    );
+    f.fault = Some(cuda::code(r));
+
+    let snote = Some(
+        "sticky: every later call in the faulted context returns the error; only a new process recovers",
+    );
+    let a = step::AFTER;
+    let after: [(&str, &str, &mut dyn FnMut() -> CUresult); 4] = [
+        ("allocate", "cuMemAlloc_v2", &mut || unsafe {
+            let mut p: sys::CUdeviceptr = 0;
+            sys::cuMemAlloc_v2(&mut p, 4096)
+        }),
+        ("memcpy", "cuMemcpyDtoH_v2", &mut || unsafe {
+            let mut host = [0u32; 4];
+            sys::cuMemcpyDtoH_v2(host.as_mut_ptr() as *mut c_void, buf, 16)
+        }),
+        ("launch", "cuLaunchKernel", &mut || unsafe {
+            super::launch_empty(empty, std::ptr::null_mut())
+        }),
+        ("synchronize", "cuCtxSynchronize", &mut || unsafe {
+            sys::cuCtxSynchronize()
+        }),
+    ];
+    for (what, call, fun) in after {
+        let r = steps.call_noted(&format!("{a}{what}"), call, &[sticky], snote, fun);
+        f.after_fault.push(cuda::code(r));
+    }
+    steps.call_noted(
+        "destroy the faulted context",
+        "cuCtxDestroy_v2",
+        &[rc::SUCCESS, sticky],
+        Some("destroying a faulted context is allowed; the process stays unusable for CUDA"),
+        || unsafe { sys::cuCtxDestroy_v2(c) },
+    );
+    Ok(f)
+}
+
+/// Runs one variant in a fresh process of this binary (the isolation protocol) and returns
+/// its report. The process dies with us (PR_SET_PDEATHSIG), so a killed orchestrator leaves
+/// no orphan on the GPU.
+pub fn run_variant_process(scenario: &str, variant: Variant, opts: &RunOptions) -> Result<Report> {
+    use std::os::unix::process::CommandExt;
+    let params = serde_json::json!({ "variant": variant.as_str() });
+    let exe = std::env::current_exe().context("cannot find gpu-doctor's own executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("__child")
+        .arg("--scenario")
+        .arg(scenario)
+        .arg("--params")
+        .arg(serde_json::to_string(&params)?)
+        .arg("--options")
+        .arg(serde_json::to_string(opts)?);
+    // SAFETY: prctl is async-signal-safe; it only sets this process's parent-death signal.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    crate::isolate::run_child_command(cmd, scenario, &params, opts.timeout)
+}
+
+/// Watches NVML for critical XID events on one GPU from a thread of its own.
+pub struct XidWatch {
+    stop: Arc<AtomicBool>,
+    during: Arc<Mutex<String>>,
+    handle: Option<std::thread::JoinHandle<XidFacts>>,
+    failed: Option<XidFacts>,
+}
+
+impl XidWatch {
+    /// Registers for XID events on the GPU with this PCI bus id; returns once registered (or
+    /// once it is known that NVML cannot deliver them).
+    pub fn start(started: Instant, pci_bus_id: &str) -> XidWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let during = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel::<Result<(), String>>();
+        let bus = pci_bus_id.to_string();
+        let (stop2, during2) = (stop.clone(), during.clone());
+        let handle = std::thread::spawn(move || watch(started, &bus, &stop2, &during2, tx));
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(())) => XidWatch {
+                stop,
+                during,
+                handle: Some(handle),
+                failed: None,
+            },
+            Ok(Err(e)) => {
+                let _ = handle.join();
+                XidWatch {
+                    stop,
+                    during,
+                    handle: None,
+                    failed: Some(XidFacts {
+                        watched: false,
+                        error: Some(e),
+                        events: vec![],
+                    }),
+                }
+            }
+            Err(_) => {
+                stop.store(true, Ordering::SeqCst);
+                XidWatch {
+                    stop,
+                    during,
+                    handle: None,
+                    failed: Some(XidFacts {
+                        watched: false,
+                        error: Some("NVML event registration did not answer within 5 s".into()),
+                        events: vec![],
+                    }),
+                }
+            }
+        }
+    }
+
+    pub fn set_during(&self, what: &str) {
+        *self.during.lock().expect("during lock") = what.to_string();
+    }
+
+    /// Waits `linger` for late events, then stops and returns what was seen.
+    pub fn finish(mut self, linger: Duration) -> XidFacts {
+        if let Some(f) = self.failed.take() {
+            return f;
+        }
+        std::thread::sleep(linger);
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+fn watch(
+    started: Instant,
+    bus: &str,
+    stop: &AtomicBool,
+    during: &Mutex<String>,
+    ready: mpsc::Sender<Result<(), String>>,
+) -> XidFacts {
+    use nvml_wrapper::Nvml;
+    use nvml_wrapper::bitmasks::event::EventTypes;
+    use nvml_wrapper::enums::event::XidError;
+    use nvml_wrapper::error::NvmlError;
+
+    let mut facts = XidFacts::default();
+    let path = crate::probe::loader::nvml_library();
+    let setup = (|| -> Result<_, String> {
+        let nvml = Nvml::builder()
+            .lib_path(std::ffi::OsStr::new(&path))
+            .init()
+            .map_err(|e| format!("NVML: {e}"))?;
+        Ok(nvml)
+    })();
+    let nvml = match setup {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = ready.send(Err(e.clone()));
+            facts.error = Some(e);
+            return facts;
+        }
+    };
+    let registered = (|| -> Result<_, String> {
+        let dev = nvml
+            .device_by_pci_bus_id(bus)
+            .map_err(|e| format!("NVML cannot open {bus}: {e}"))?;
+        let set = nvml
+            .create_event_set()
+            .map_err(|e| format!("nvmlEventSetCreate: {e}"))?;
+        dev.register_events(EventTypes::CRITICAL_XID_ERROR, set)
+            .map_err(|e| format!("nvmlDeviceRegisterEvents(XidCriticalError): {}", e.error))
+    })();
+    let set = match registered {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(e.clone()));
+            facts.error = Some(e);
+            return facts;
+        }
+    };
+    facts.watched = true;
+    let _ = ready.send(Ok(()));
+    while !stop.load(Ordering::SeqCst) {
+        match set.wait(100) {
+            Ok(ev) => facts.events.push(XidEvent {
+                xid: match ev.event_data {
+                    Some(XidError::Value(v)) => Some(v),
+                    _ => None,
+                },
+                at_ms: started.elapsed().as_secs_f64() * 1e3,
+                during: during.lock().expect("during lock").clone(),
+            }),
+            Err(NvmlError::Timeout) => {}
+            Err(e) => {
+                facts.error = Some(format!("nvmlEventSetWait: {e}"));
+                break;
+            }
+        }
+    }
+    facts
+}

@@ -1,0 +1,286 @@
+//! Raw driver sequences of the fault-injection scenarios (`inject …`), one file per scenario.
+//! Each returns plain facts (crate::facts::faults) and records its driver calls as steps;
+//! verdicts are for `analyze::faults`.
+//!
+//! Handles here are raw on purpose: several of them are used after their context, stream or
+//! allocation is gone, to record what the driver answers. Every such use is a recorded step,
+//! announced to the parent before the call, so a crash inside it is attributed to it.
+
+use std::ffi::c_void;
+use std::sync::Mutex;
+
+use anyhow::Result;
+
+use crate::context::Ctx;
+use crate::facts::GpuProcess;
+use crate::facts::faults::MemoryCheck;
+use crate::isolate::Event;
+use crate::probe::cuda::{self, CUresult, sys, timed_step};
+use crate::probe::kernels;
+use crate::probe::nvml::NvmlProbe;
+use crate::report::{DeviceInfo, Step};
+
+pub mod ctx_destroy;
+pub mod illegal_address;
+pub mod oom;
+pub mod stream_misuse;
+
+/// CU_STREAM_LEGACY: the legacy default stream, as a stream handle (cuda.h `((CUstream)0x1)`).
+pub const STREAM_LEGACY: sys::CUstream = 0x1 as sys::CUstream;
+/// CU_STREAM_PER_THREAD: the per-thread default stream (cuda.h `((CUstream)0x2)`).
+pub const STREAM_PER_THREAD: sys::CUstream = 0x2 as sys::CUstream;
+
+/// Memory difference we accept between baseline and after cleanup: driver-internal
+/// allocations (module, local memory for a launch, page tables) stay well below it.
+pub const MEMORY_TOLERANCE: u64 = 64 << 20;
+
+/// Steps of one scenario, recordable from several threads. Each step is sent to the parent as
+/// soon as it completes (isolated child), so a crash keeps every step before it.
+pub struct Steps<'a> {
+    pub ctx: &'a Ctx,
+    list: Mutex<Vec<Step>>,
+}
+
+impl<'a> Steps<'a> {
+    pub fn new(ctx: &'a Ctx) -> Self {
+        Steps {
+            ctx,
+            list: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Makes a driver call as a step; `expected` lists every answer that counts as correct.
+    pub fn call(
+        &self,
+        name: &str,
+        call: &str,
+        expected: &[CUresult],
+        f: impl FnOnce() -> CUresult,
+    ) -> CUresult {
+        self.call_noted(name, call, expected, None, f)
+    }
+
+    /// Like [`Steps::call`], with a note (shown as the hint when the answer is unexpected).
+    pub fn call_noted(
+        &self,
+        name: &str,
+        call: &str,
+        expected: &[CUresult],
+        note: Option<&str>,
+        f: impl FnOnce() -> CUresult,
+    ) -> CUresult {
+        let (rc, step) = timed_step(self.ctx, name, call, expected, note.map(str::to_string), f);
+        self.push(step);
+        rc
+    }
+
+    /// Records a call made outside [`Steps::call`] (a tight loop that only reports the calls
+    /// that matter): `at_ms` is when it was made, `elapsed_ms` how long it took.
+    #[allow(clippy::too_many_arguments)]
+    pub fn made(
+        &self,
+        name: &str,
+        call: &str,
+        expected: &[CUresult],
+        rc: CUresult,
+        at_ms: f64,
+        elapsed_ms: f64,
+        note: Option<String>,
+    ) {
+        let expected = cuda::codes(expected);
+        let observed = cuda::code(rc);
+        let ok = expected.contains(&observed);
+        self.push(Step {
+            name: name.to_string(),
+            call: call.to_string(),
+            expected,
+            observed,
+            at_ms,
+            elapsed_ms,
+            thread: crate::context::thread_id(),
+            ok,
+            note,
+        });
+    }
+
+    pub fn push(&self, step: Step) {
+        self.ctx.events.emit(&Event::Step { step: step.clone() });
+        self.list.lock().expect("steps lock").push(step);
+    }
+
+    pub fn into_vec(self) -> Vec<Step> {
+        self.list.into_inner().expect("steps lock")
+    }
+}
+
+/// The GPU a fault scenario works on: the first of the `--device` selection.
+pub struct Target {
+    pub nvml: NvmlProbe,
+    pub index: u32,
+    pub info: DeviceInfo,
+    pub dev: sys::CUdevice,
+}
+
+/// Resolves the target GPU (NVML selection → CUDA device by PCI bus id). Loads CUDA.
+pub fn target(ctx: &Ctx) -> Result<Target> {
+    crate::probe::loader::load_cuda()?;
+    let nvml = NvmlProbe::open()?;
+    let index = nvml.select(&ctx.opts.devices)?[0];
+    let mut info = nvml.device_info(index)?;
+    let dev = cuda::device_for_bus_id(&info.pci_bus_id)?;
+    info.cuda_ordinal = Some(dev as u32);
+    Ok(Target {
+        nvml,
+        index,
+        info,
+        dev,
+    })
+}
+
+/// NVML target without touching CUDA (the illegal-address orchestrator).
+pub fn nvml_target(ctx: &Ctx) -> Result<(NvmlProbe, u32, DeviceInfo)> {
+    let nvml = NvmlProbe::open()?;
+    let index = nvml.select(&ctx.opts.devices)?[0];
+    let info = nvml.device_info(index)?;
+    Ok((nvml, index, info))
+}
+
+/// Starts a memory check: NVML used bytes and the processes on the GPU now.
+pub fn memory_baseline(nvml: &NvmlProbe, index: u32, own_pids: &[u32]) -> MemoryCheck {
+    let mut m = MemoryCheck {
+        tolerance_bytes: MEMORY_TOLERANCE,
+        nvml_used_before: nvml.memory_used(index),
+        own_pids: own_pids.to_vec(),
+        ..Default::default()
+    };
+    add_foreign(&mut m, nvml.processes(index));
+    m
+}
+
+/// Finishes a memory check after cleanup.
+pub fn memory_after(m: &mut MemoryCheck, nvml: &NvmlProbe, index: u32) {
+    m.nvml_used_after = nvml.memory_used(index);
+    add_foreign(m, nvml.processes(index));
+}
+
+fn add_foreign(m: &mut MemoryCheck, procs: Vec<GpuProcess>) {
+    for p in procs {
+        if !m.own_pids.contains(&p.pid) && !m.foreign_processes.iter().any(|q| q.pid == p.pid) {
+            m.foreign_processes.push(p);
+        }
+    }
+}
+
+/// cuMemGetInfo free bytes in the current context (None without one).
+pub fn cuda_free() -> Option<u64> {
+    cuda::mem_get_info().ok().map(|(free, _)| free)
+}
+
+/// SM clock rate in kHz (cycles per millisecond), for the delay of delayed_fill_u32.
+pub fn clock_khz(dev: sys::CUdevice) -> u64 {
+    let mut khz = 0;
+    // SAFETY: valid out-pointer and device.
+    let rc = unsafe {
+        sys::cuDeviceGetAttribute(
+            &mut khz,
+            sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CLOCK_RATE,
+            dev,
+        )
+    };
+    if rc == CUresult::CUDA_SUCCESS && khz > 0 {
+        khz as u64
+    } else {
+        2_000_000
+    }
+}
+
+/// Pointer to a kernel argument, for [`kernels::launch`].
+pub fn arg<T>(v: &mut T) -> *mut c_void {
+    v as *mut T as *mut c_void
+}
+
+/// Launches delayed_fill_u32(p, value, n, delay_cycles) with one block per 256 elements
+/// (at most 1024 blocks; the kernel loops over the rest).
+///
+/// # Safety
+/// `f` must be delayed_fill_u32 of a module in the current context (or a deliberately stale
+/// handle, in a recorded step) and `p` must hold `n` u32 (or be deliberately invalid).
+pub unsafe fn launch_delayed_fill(
+    f: sys::CUfunction,
+    stream: sys::CUstream,
+    p: sys::CUdeviceptr,
+    value: u32,
+    n: u64,
+    delay_cycles: u64,
+) -> CUresult {
+    let (mut p, mut value, mut n2, mut delay) = (p, value, n, delay_cycles);
+    let mut args = [arg(&mut p), arg(&mut value), arg(&mut n2), arg(&mut delay)];
+    let grid = n.div_ceil(256).clamp(1, 1024) as u32;
+    // SAFETY: argument types match delayed_fill_u32(u64, u32, u64, u64).
+    unsafe { kernels::launch(f, grid, 256, stream, &mut args) }
+}
+
+/// Launches fill_u32(p, value, n).
+///
+/// # Safety
+/// As [`launch_delayed_fill`].
+pub unsafe fn launch_fill(
+    f: sys::CUfunction,
+    stream: sys::CUstream,
+    p: sys::CUdeviceptr,
+    value: u32,
+    n: u64,
+) -> CUresult {
+    let (mut p, mut value, mut n2) = (p, value, n);
+    let mut args = [arg(&mut p), arg(&mut value), arg(&mut n2)];
+    let grid = n.div_ceil(256).clamp(1, 1024) as u32;
+    // SAFETY: argument types match fill_u32(u64, u32, u64).
+    unsafe { kernels::launch(f, grid, 256, stream, &mut args) }
+}
+
+/// Launches the empty kernel.
+///
+/// # Safety
+/// `f` must be `empty` (or a deliberately stale handle in a recorded step).
+pub unsafe fn launch_empty(f: sys::CUfunction, stream: sys::CUstream) -> CUresult {
+    // SAFETY: empty() takes no arguments.
+    unsafe { kernels::launch(f, 1, 1, stream, &mut []) }
+}
+
+/// Copies `n` u32 from the device and says whether every one equals `value`.
+pub fn read_back_equals(p: sys::CUdeviceptr, n: usize, value: u32) -> (CUresult, bool) {
+    let mut host = vec![0u32; n];
+    // SAFETY: host buffer of n u32; p is a live allocation of at least n u32.
+    let rc = unsafe { sys::cuMemcpyDtoH_v2(host.as_mut_ptr() as *mut c_void, p, n * 4) };
+    (
+        rc,
+        rc == CUresult::CUDA_SUCCESS && host.iter().all(|&x| x == value),
+    )
+}
+
+/// Short names for the expected-answer lists.
+pub mod rc {
+    use crate::probe::cuda::CUresult;
+    pub const SUCCESS: CUresult = CUresult::CUDA_SUCCESS;
+    pub const INVALID_VALUE: CUresult = CUresult::CUDA_ERROR_INVALID_VALUE;
+    pub const OOM: CUresult = CUresult::CUDA_ERROR_OUT_OF_MEMORY;
+    pub const INVALID_CONTEXT: CUresult = CUresult::CUDA_ERROR_INVALID_CONTEXT;
+    pub const INVALID_HANDLE: CUresult = CUresult::CUDA_ERROR_INVALID_HANDLE;
+    pub const NOT_READY: CUresult = CUresult::CUDA_ERROR_NOT_READY;
+    pub const ILLEGAL_ADDRESS: CUresult = CUresult::CUDA_ERROR_ILLEGAL_ADDRESS;
+    pub const CONTEXT_IS_DESTROYED: CUresult = CUresult::CUDA_ERROR_CONTEXT_IS_DESTROYED;
+    pub const LAUNCH_FAILED: CUresult = CUresult::CUDA_ERROR_LAUNCH_FAILED;
+    pub const CAPTURE_UNSUPPORTED: CUresult = CUresult::CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+    pub const CAPTURE_INVALIDATED: CUresult = CUresult::CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+    pub const CAPTURE_IMPLICIT: CUresult = CUresult::CUDA_ERROR_STREAM_CAPTURE_IMPLICIT;
+    /// What a call with a handle of a destroyed context may answer (undefined behaviour per
+    /// NVIDIA; these are the answers that mean "refused").
+    pub const STALE: &[CUresult] = &[INVALID_CONTEXT, CONTEXT_IS_DESTROYED, INVALID_HANDLE];
+    /// The same for calls that take a device pointer (the driver may no longer know it).
+    pub const STALE_PTR: &[CUresult] = &[
+        INVALID_CONTEXT,
+        CONTEXT_IS_DESTROYED,
+        INVALID_HANDLE,
+        INVALID_VALUE,
+    ];
+}
