@@ -92,7 +92,11 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (
         THRESHOLD,
-        "A suite threshold on a metric or duration was not met.",
+        "A suite threshold on a metric, duration or status was not met, or a required scenario was skipped.",
+    ),
+    (
+        SCENARIO_ERROR,
+        "A scenario of a suite (or `inject all`) stopped with an internal error; the other scenarios still ran.",
     ),
 ];
 
@@ -120,3 +124,4 @@ pub const CHILD_TIMEOUT: &str = "CHILD_TIMEOUT";
 pub const CHILD_PROTOCOL: &str = "CHILD_PROTOCOL";
 pub const INTERRUPTED: &str = "INTERRUPTED";
 pub const THRESHOLD: &str = "THRESHOLD";
+pub const SCENARIO_ERROR: &str = "SCENARIO_ERROR";
