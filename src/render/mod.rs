@@ -1,4 +1,6 @@
 //! Rendering: a report → text. No analysis here: renderers only read what the report holds.
 
+pub mod compare;
+pub mod junit;
 pub mod sections;
 pub mod table;
