@@ -389,7 +389,7 @@ impl Parser<'_> {
             if let Err(e) = scenario.normalize_params(serde_json::Value::Object(
                 [(key.clone(), json.clone())].into_iter().collect(),
             )) {
-                let known = param_names(scenario).iter().any(|p| *p == key);
+                let known = param_names(scenario).contains(&key);
                 let (at, what) = if known {
                     (
                         val.span(),
@@ -680,11 +680,7 @@ fn describe_type_depth(v: &serde_json::Value, root: &serde_json::Value, depth: u
     if let Some(r) = v.get("$ref").and_then(|r| r.as_str()) {
         let target = r
             .strip_prefix("#/")
-            .map(|p| {
-                p.split('/')
-                    .fold(Some(root), |acc, seg| acc.and_then(|a| a.get(seg)))
-            })
-            .and_then(|x| x);
+            .and_then(|p| p.split('/').try_fold(root, |acc, seg| acc.get(seg)));
         return match target {
             Some(t) => describe_type_depth(t, root, depth + 1),
             None => "value".into(),
