@@ -107,7 +107,10 @@ fn metric_summary(s: &ScenarioDiff) -> String {
 fn status_note(s: &ScenarioDiff) -> String {
     let mut note = format!("{} → {}", status_str(s.baseline), status_str(s.current));
     if let Some(r) = &s.skipped_reason {
-        note.push_str(&format!(" ({})", r.lines().next().unwrap_or("")));
+        let first = r.lines().next().unwrap_or("");
+        let short: String = first.chars().take(60).collect();
+        let ell = if short.len() < first.len() { "…" } else { "" };
+        note.push_str(&format!(" ({short}{ell})"));
     }
     note
 }
