@@ -117,20 +117,43 @@ pub fn execute_list(
     items: &[(&'static dyn DynScenario, serde_json::Value)],
     opts: &RunOptions,
 ) -> Result<Report> {
+    execute_list_with(name, params, items, opts, |_, _| {}, |_, _| {})
+}
+
+/// [`execute_list`] with hooks: `before(i, scenario)` as item `i` starts, `after(i, report)`
+/// once its report is final (a suite applies its thresholds there), before it is combined.
+/// An internal error of one scenario becomes an `error` report with a `SCENARIO_ERROR`
+/// finding, so the others still run and the combined report is kept.
+pub fn execute_list_with(
+    name: &str,
+    params: serde_json::Value,
+    items: &[(&'static dyn DynScenario, serde_json::Value)],
+    opts: &RunOptions,
+    mut before: impl FnMut(usize, &dyn DynScenario),
+    mut after: impl FnMut(usize, &mut Report),
+) -> Result<Report> {
     let started = Instant::now();
     let mut combined = Report::begin(name, params);
-    for (scenario, p) in items {
+    for (i, (scenario, p)) in items.iter().enumerate() {
         if crate::context::interrupted() {
             combined.interrupted = true;
             break;
         }
-        let report = match execute(*scenario, p.clone(), opts) {
+        before(i, *scenario);
+        let item_started = Instant::now();
+        let mut report = match execute(*scenario, p.clone(), opts) {
             Ok(r) => r,
             Err(e) if error::exit_code_of(&e) == exit::UNAVAILABLE => {
                 skipped(scenario.name(), p, &e.to_string())
             }
+            Err(e) if error::exit_code_of(&e) == exit::INTERNAL => {
+                let mut r = errored(scenario.name(), p, &format!("{e:#}"));
+                r.duration_ms = item_started.elapsed().as_secs_f64() * 1e3;
+                r
+            }
             Err(e) => return Err(e),
         };
+        after(i, &mut report);
         if combined.host.driver_version.is_none() {
             combined.host = report.host.clone();
         }
@@ -152,6 +175,23 @@ pub fn execute_list(
         .unwrap_or(crate::report::Status::Skipped);
     fill_host(&mut combined);
     Ok(combined)
+}
+
+/// A report for a scenario that stopped with an internal error (a bug or an unexpected
+/// failure of gpu-doctor itself, not of the GPU).
+pub fn errored(name: &str, params: &serde_json::Value, message: &str) -> Report {
+    let mut r = Report::begin(name, params.clone());
+    r.status = crate::report::Status::Error;
+    r.findings.push(
+        crate::report::Finding::new(
+            crate::report::Severity::Fail,
+            crate::report::codes::SCENARIO_ERROR,
+            format!("the scenario stopped with an internal error: {message}"),
+        )
+        .hint("This is a gpu-doctor problem rather than a GPU one; please report it with this report attached."),
+    );
+    fill_host(&mut r);
+    r
 }
 
 /// A report for a scenario that could not run on this box.

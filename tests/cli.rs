@@ -202,7 +202,7 @@ fn from_with_bad_input_exits_2_with_location() {
         .args(["topo", "--from", bad.to_str().unwrap()])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("reads version 1"));
+        .stderr(predicate::str::contains("reads schema_version 1"));
     doctor()
         .args(["topo", "--from", &fixture("h100-info.json")])
         .assert()

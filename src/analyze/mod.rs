@@ -2,6 +2,7 @@
 //! terminals; everything here is tested on CI with real recorded reports.
 
 pub mod bandwidth;
+pub mod compare;
 pub mod faults;
 pub mod health;
 pub mod topology;

@@ -145,34 +145,109 @@ fn render_into(out: &mut String, report: &Report, style: Style) {
     }
     if !report.reports.is_empty() {
         let mut t = style.table();
-        t.set_header(["scenario", "status", "ms", "findings"]);
-        for r in &report.reports {
+        t.set_header(["#", "scenario", "status", "ms", "findings", "note"]);
+        for (i, r) in report.reports.iter().enumerate() {
             t.add_row(vec![
+                Cell::new(i + 1),
                 Cell::new(&r.scenario),
                 style.status_cell(r.status),
                 Cell::new(format!("{:.0}", r.duration_ms)),
-                Cell::new(r.findings.len()),
+                Cell::new(finding_counts(r)),
+                Cell::new(scenario_note(r)),
             ]);
         }
         out.push_str(&format!("\nScenarios\n{t}\n"));
     }
-    if report.findings.is_empty() {
+    // A combined report keeps findings in its scenarios' reports: list them all here, with
+    // the scenario they belong to.
+    let nested: Vec<(&str, &crate::report::Finding)> = report
+        .findings
+        .iter()
+        .map(|f| ("", f))
+        .chain(
+            report
+                .reports
+                .iter()
+                .flat_map(|r| r.findings.iter().map(move |f| (r.scenario.as_str(), f))),
+        )
+        .collect();
+    if nested.is_empty() {
         out.push_str("\nNo findings.\n");
     } else {
+        let with_scenario = !report.reports.is_empty();
         let mut t = style.table();
-        t.set_header(["severity", "code", "GPU", "finding", "what to do"]);
-        for f in &report.findings {
-            t.add_row(vec![
+        if with_scenario {
+            t.set_header([
+                "scenario",
+                "severity",
+                "code",
+                "GPU",
+                "finding",
+                "what to do",
+            ]);
+        } else {
+            t.set_header(["severity", "code", "GPU", "finding", "what to do"]);
+        }
+        for (scenario, f) in nested {
+            let mut row = Vec::new();
+            if with_scenario {
+                row.push(Cell::new(scenario));
+            }
+            row.extend([
                 style.severity_cell(f.severity),
                 Cell::new(&f.code),
                 Cell::new(f.device.map(|d| d.to_string()).unwrap_or_default()),
                 Cell::new(&f.message),
                 Cell::new(f.hint.as_deref().unwrap_or("")),
             ]);
+            t.add_row(row);
         }
         out.push_str(&format!("\nFindings\n{t}\n"));
     }
     out.push_str(&format!("\nstatus: {status}\n"));
+}
+
+/// "1 fail, 2 warn" (or "-") for a scenario row.
+fn finding_counts(r: &Report) -> String {
+    let mut parts = Vec::new();
+    for sev in [Severity::Fail, Severity::Warn, Severity::Info] {
+        let n = r.findings.iter().filter(|f| f.severity == sev).count();
+        if n > 0 {
+            parts.push(format!("{n} {}", sev.as_str()));
+        }
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Why a scenario was skipped, or its worst finding, in a few words.
+fn scenario_note(r: &Report) -> String {
+    if let Some(reason) = r.data.get("skipped_reason").and_then(|v| v.as_str()) {
+        return truncate(reason, 90);
+    }
+    let worst = r
+        .findings
+        .iter()
+        .filter(|f| f.severity != Severity::Info)
+        .max_by_key(|f| f.severity);
+    match worst {
+        Some(f) => truncate(&format!("{}: {}", f.code, f.message), 90),
+        None if r.interrupted => "interrupted".into(),
+        None => String::new(),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let s = s.lines().next().unwrap_or("");
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let cut: String = s.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
 }
 
 /// Large numbers with thousands separators, small ones with up to 3 decimals.

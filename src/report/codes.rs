@@ -92,7 +92,11 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (
         THRESHOLD,
-        "A suite threshold on a metric or duration was not met.",
+        "A suite threshold on a metric, duration or status was not met, or a required scenario was skipped.",
+    ),
+    (
+        SCENARIO_ERROR,
+        "A scenario of a suite (or `inject all`) stopped with an internal error; the other scenarios still ran.",
     ),
     // trace ctx
     (
@@ -238,3 +242,4 @@ pub const STALE_READS_WITH_EVENT: &str = "STALE_READS_WITH_EVENT";
 pub const DEFAULT_STREAM_SEMANTICS: &str = "DEFAULT_STREAM_SEMANTICS";
 pub const ERROR_NOT_STICKY: &str = "ERROR_NOT_STICKY";
 pub const XID_REPORTED: &str = "XID_REPORTED";
+pub const SCENARIO_ERROR: &str = "SCENARIO_ERROR";
