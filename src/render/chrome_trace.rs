@@ -61,6 +61,12 @@ fn thread_order(d: &TraceData) -> Vec<(u64, String)> {
 }
 
 /// The trace-event document for a `trace ctx` timeline.
+/// Microseconds rounded to the nanosecond: the export is then the same whether it is made from
+/// the live timeline or from a report read back (where float sums can differ in the last bits).
+fn ns(us: f64) -> f64 {
+    (us * 1000.0).round() / 1000.0
+}
+
 pub fn export(d: &TraceData) -> Value {
     let pid = d.pid;
     let mut ev: Vec<Value> = Vec::new();
@@ -101,7 +107,7 @@ pub fn export(d: &TraceData) -> Value {
             let failed = evs.iter().filter(|e| e.failed()).count();
             ev.push(json!({
                 "name": format!("task {t} ({v})"), "cat": "task", "ph": "X",
-                "ts": start, "dur": end - start, "pid": pid, "tid": first.thread,
+                "ts": ns(start), "dur": ns(end - start), "pid": pid, "tid": first.thread,
                 "cname": if failed > 0 { COLOR_FAILED } else { COLOR_OK },
                 "args": { "variant": v, "task": t, "calls": evs.len(), "failed_calls": failed }
             }));
@@ -111,11 +117,11 @@ pub fn export(d: &TraceData) -> Value {
                 flow_id += 1;
                 ev.push(json!({
                     "name": "next task", "cat": "hop", "ph": "s", "id": flow_id,
-                    "ts": pts, "pid": pid, "tid": ptid
+                    "ts": ns(pts), "pid": pid, "tid": ptid
                 }));
                 ev.push(json!({
                     "name": "next task", "cat": "hop", "ph": "f", "bp": "e", "id": flow_id,
-                    "ts": start, "pid": pid, "tid": first.thread
+                    "ts": ns(start), "pid": pid, "tid": first.thread
                 }));
             }
             prev = Some((first.thread, start));
@@ -149,13 +155,13 @@ pub fn export(d: &TraceData) -> Value {
         }
         ev.push(json!({
             "name": e.op, "cat": e.sub, "ph": "X",
-            "ts": e.t_us, "dur": e.dur_us.max(0.0), "pid": pid, "tid": e.thread,
+            "ts": ns(e.t_us), "dur": ns(e.dur_us.max(0.0)), "pid": pid, "tid": e.thread,
             "cname": color(e), "args": args
         }));
         if e.failed() {
             ev.push(json!({
                 "name": format!("{} in {}", e.result.name, e.op), "cat": e.sub, "ph": "i", "s": "t",
-                "ts": e.t_us + e.dur_us.max(0.0), "pid": pid, "tid": e.thread,
+                "ts": ns(e.t_us + e.dur_us.max(0.0)), "pid": pid, "tid": e.thread,
                 "cname": COLOR_FAILED,
                 "args": { "result": result_label(e), "ctx_before": ctx_arg(&e.ctx_before), "what": e.what }
             }));
