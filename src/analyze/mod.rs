@@ -2,5 +2,6 @@
 //! terminals; everything here is tested on CI with real recorded reports.
 
 pub mod health;
+pub mod program;
 pub mod topology;
 pub mod verdict;

@@ -1,4 +1,5 @@
 //! Rendering: a report → text. No analysis here: renderers only read what the report holds.
 
+pub mod program;
 pub mod sections;
 pub mod table;

@@ -10,6 +10,9 @@ pub fn render_scenario(out: &mut String, report: &Report, style: Style) {
     match report.scenario.as_str() {
         "topo" => topo(out, report, style),
         "info" => info(out, report, style),
+        "inject oom --" | "inject error" | "trace ctx --" => {
+            super::program::render(out, report, style)
+        }
         _ => {}
     }
 }

@@ -94,6 +94,55 @@ pub const ALL: &[(&str, &str)] = &[
         THRESHOLD,
         "A suite threshold on a metric or duration was not met.",
     ),
+    // program mode (inject oom/error -- COMMAND, trace ctx -- COMMAND): docs/shim.md
+    (
+        PROGRAM_SURVIVED,
+        "The program under test exited 0 (or was still running at --survive-after); fail only with --expect fail.",
+    ),
+    (
+        PROGRAM_CRASHED,
+        "The program under test exited non-zero or died of a signal; fail unless --expect fail.",
+    ),
+    (
+        PROGRAM_HUNG,
+        "The program under test was still running at --timeout and was killed.",
+    ),
+    (
+        SHIM_NOT_LOADED,
+        "The LD_PRELOAD shim never loaded into the program (static or setuid binary, cleared environment).",
+    ),
+    (
+        SHIM_CONFIG_ERROR,
+        "The shim rejected the configuration gpu-doctor passed (a bug: please report it).",
+    ),
+    (
+        SHIM_ENTRY_POINT_UNWRAPPED,
+        "cuGetProcAddress answered an entry point the shim could not match to a known ABI; it ran unwrapped.",
+    ),
+    (
+        CUDA_NOT_INTERCEPTED,
+        "The program never reached the CUDA driver through an intercepted entry point.",
+    ),
+    (
+        FAULT_INJECTED,
+        "The configured fault fired: the calls, sizes, times and threads are in data.injected.",
+    ),
+    (
+        FAULT_NOT_INJECTED,
+        "The configured fault never fired, so the verdict says nothing about fault handling.",
+    ),
+    (
+        DRIVER_CALLS_FAILED,
+        "Intercepted driver calls failed on their own (not injected): listed in data.failures.",
+    ),
+    (
+        CTX_UNBOUND_CALL,
+        "A driver call failed with CUDA_ERROR_INVALID_CONTEXT on a thread with no current context.",
+    ),
+    (
+        CTX_DESTROYED_IN_USE,
+        "A driver call failed with CUDA_ERROR_CONTEXT_IS_DESTROYED: a context was destroyed while a thread still used it.",
+    ),
 ];
 
 pub const PERSISTENCE_OFF: &str = "PERSISTENCE_OFF";
@@ -120,3 +169,15 @@ pub const CHILD_TIMEOUT: &str = "CHILD_TIMEOUT";
 pub const CHILD_PROTOCOL: &str = "CHILD_PROTOCOL";
 pub const INTERRUPTED: &str = "INTERRUPTED";
 pub const THRESHOLD: &str = "THRESHOLD";
+pub const PROGRAM_SURVIVED: &str = "PROGRAM_SURVIVED";
+pub const PROGRAM_CRASHED: &str = "PROGRAM_CRASHED";
+pub const PROGRAM_HUNG: &str = "PROGRAM_HUNG";
+pub const SHIM_NOT_LOADED: &str = "SHIM_NOT_LOADED";
+pub const SHIM_CONFIG_ERROR: &str = "SHIM_CONFIG_ERROR";
+pub const SHIM_ENTRY_POINT_UNWRAPPED: &str = "SHIM_ENTRY_POINT_UNWRAPPED";
+pub const CUDA_NOT_INTERCEPTED: &str = "CUDA_NOT_INTERCEPTED";
+pub const FAULT_INJECTED: &str = "FAULT_INJECTED";
+pub const FAULT_NOT_INJECTED: &str = "FAULT_NOT_INJECTED";
+pub const DRIVER_CALLS_FAILED: &str = "DRIVER_CALLS_FAILED";
+pub const CTX_UNBOUND_CALL: &str = "CTX_UNBOUND_CALL";
+pub const CTX_DESTROYED_IN_USE: &str = "CTX_DESTROYED_IN_USE";
