@@ -67,14 +67,15 @@ fn build_shim(out: &Path) -> Result<PathBuf, String> {
     ] {
         cmd.env_remove(var);
     }
-    let output = cmd
-        .output()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    let output = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
     if !output.status.success() {
         let err = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = err.lines().rev().take(15).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(format!("cargo build -p gpu-doctor-shim failed: {}", tail.join(" | ")));
+        return Err(format!(
+            "cargo build -p gpu-doctor-shim failed: {}",
+            tail.join(" | ")
+        ));
     }
     let mut so = target_dir;
     if target != host {

@@ -152,7 +152,11 @@ mod tests {
         assert_eq!(a.usage(0).used, 0);
         assert_eq!(a.usage(0).peak, 6 * MIB);
         assert_eq!(a.usage(1).used, 9 * MIB);
-        assert_eq!(a.remove(Key::Ptr(0x1000)), None, "double free is not counted twice");
+        assert_eq!(
+            a.remove(Key::Ptr(0x1000)),
+            None,
+            "double free is not counted twice"
+        );
     }
 
     #[test]
@@ -160,7 +164,11 @@ mod tests {
         let mut a = Accounting::new(4 * MIB);
         assert!(a.reserve(0, 4 * MIB).is_ok());
         assert_eq!(a.reserve(0, 1), Err(4 * MIB));
-        assert_eq!(Accounting::new(1).reserve(0, u64::MAX), Err(0), "no overflow");
+        assert_eq!(
+            Accounting::new(1).reserve(0, u64::MAX),
+            Err(0),
+            "no overflow"
+        );
     }
 
     #[test]
@@ -197,10 +205,20 @@ mod tests {
         let mut a = Accounting::new(8 * MIB);
         a.reserve(0, 3 * MIB).unwrap();
         a.commit(Key::Ptr(1), 0, 3 * MIB, 3 * MIB, 1);
-        assert_eq!(a.mem_info(0, 70_000 * MIB, 80_000 * MIB), (5 * MIB, 8 * MIB));
+        assert_eq!(
+            a.mem_info(0, 70_000 * MIB, 80_000 * MIB),
+            (5 * MIB, 8 * MIB)
+        );
         assert_eq!(a.mem_info(0, 2 * MIB, 80_000 * MIB), (2 * MIB, 8 * MIB));
-        assert_eq!(a.mem_info(1, 70_000 * MIB, 80_000 * MIB), (8 * MIB, 8 * MIB));
-        assert_eq!(a.mem_info(0, 1, 4 * MIB), (1, 4 * MIB), "limit above the GPU");
+        assert_eq!(
+            a.mem_info(1, 70_000 * MIB, 80_000 * MIB),
+            (8 * MIB, 8 * MIB)
+        );
+        assert_eq!(
+            a.mem_info(0, 1, 4 * MIB),
+            (1, 4 * MIB),
+            "limit above the GPU"
+        );
     }
 
     #[test]

@@ -71,7 +71,7 @@ impl Schedule {
         if self.every == 0 {
             index == self.nth.max(1)
         } else {
-            (index - self.nth.max(1)) % self.every == 0
+            (index - self.nth.max(1)).is_multiple_of(self.every)
         }
     }
 }

@@ -306,7 +306,10 @@ fn init_state() -> State {
         }
     }
     let acct = config.limit.map(|l| Mutex::new(Accounting::new(l)));
-    let peak_step = config.limit.map(|l| (l / 64).max(1 << 20)).unwrap_or(1 << 20);
+    let peak_step = config
+        .limit
+        .map(|l| (l / 64).max(1 << 20))
+        .unwrap_or(1 << 20);
     State {
         config,
         config_error,
@@ -459,6 +462,37 @@ fn emit(mut l: Line) {
 
 // ---------------------------------------------------------------------------------------------
 // Around every call.
+
+std::thread_local! {
+    /// True while this thread is inside a wrapper: a driver whose entry points call its own
+    /// exported functions through the PLT would otherwise reach our exports again and count,
+    /// account and fail every call twice. Nested calls go straight to the real function.
+    static INSIDE: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+struct Inside;
+
+impl Inside {
+    /// None when this thread is already inside a wrapper.
+    #[inline(always)]
+    fn enter() -> Option<Inside> {
+        INSIDE.with(|c| {
+            if c.get() {
+                None
+            } else {
+                c.set(true);
+                Some(Inside)
+            }
+        })
+    }
+}
+
+impl Drop for Inside {
+    #[inline(always)]
+    fn drop(&mut self) {
+        INSIDE.with(|c| c.set(false));
+    }
+}
 
 /// Before the real call: count it, and fire the failpoint when scheduled.
 #[inline(always)]
@@ -678,6 +712,9 @@ macro_rules! plain {
             pub unsafe extern "C" fn w<const S: usize>($($a: $t),*) -> CUresult {
                 const ID: usize = id(stringify!($name));
                 let f = forward!(S, ID, ($($t),*));
+                let Some(_inside) = Inside::enter() else {
+                    return unsafe { f($($a),*) };
+                };
                 if let Some(rc) = before(ID) {
                     return rc;
                 }
@@ -698,6 +735,9 @@ macro_rules! custom {
             pub unsafe extern "C" fn w<const S: usize>($($a: $t),*) -> CUresult {
                 const $id: usize = id(stringify!($name));
                 let $f = forward!(S, $id, ($($t),*));
+                let Some(_inside) = Inside::enter() else {
+                    return unsafe { $f($($a),*) };
+                };
                 if let Some(rc) = before($id) {
                     return rc;
                 }
@@ -940,9 +980,20 @@ unsafe fn wrap_proc(symbol: *const c_char, pfn: *mut Ptr, version: c_int, flags:
 fn proc_wrapper(name: &[u8], p: Ptr, version: c_int, flags: u64) -> Option<*const c_void> {
     let mut first = None;
     let mut has_per_thread = false;
+    let pc = p as *const c_void;
     for (i, v) in VARIANTS.iter().enumerate() {
         if v.base.as_bytes() != name {
             continue;
+        }
+        // Already ours: a libcuda that takes the address of its own exported function gets
+        // the shim's export (LD_PRELOAD interposes it), and a nested lookup may answer one of
+        // our wrappers. Wrapping again would count and account every call twice.
+        let w = TABLE.0[i];
+        if pc == w.export || pc == w.link || pc == w.proc_ {
+            if mark(i, 1) {
+                hooked(i, "proc", "already");
+            }
+            return None;
         }
         first.get_or_insert(i);
         has_per_thread |= v.per_thread;
@@ -957,21 +1008,20 @@ fn proc_wrapper(name: &[u8], p: Ptr, version: c_int, flags: u64) -> Option<*cons
     let first = first?;
     // Version rule: the newest variant the caller's CUDA version asks for, in the stream mode
     // it asks for (LEGACY or DEFAULT: legacy; PER_THREAD: _ptsz/_ptds).
-    let per_thread = has_per_thread
-        && flags & PROC_PER_THREAD_STREAM != 0
-        && flags & PROC_LEGACY_STREAM == 0;
+    let per_thread =
+        has_per_thread && flags & PROC_PER_THREAD_STREAM != 0 && flags & PROC_LEGACY_STREAM == 0;
     let version = version.max(0) as u32;
     let chosen = (version < RULE_MAX_VERSION)
         .then(|| {
             VARIANTS
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| {
-            v.base.as_bytes() == name
-                && v.per_thread == per_thread
-                && v.min_version != IDENTITY_ONLY
-                && v.min_version <= version
-        })
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| {
+                    v.base.as_bytes() == name
+                        && v.per_thread == per_thread
+                        && v.min_version != IDENTITY_ONLY
+                        && v.min_version <= version
+                })
                 .max_by_key(|(_, v)| v.min_version)
                 .map(|(i, _)| i)
         })
@@ -1014,7 +1064,7 @@ unsafe extern "C" fn dlsym_impl(handle: Ptr, symbol: *const c_char) -> Ptr {
         return p;
     };
     let w = TABLE.0[i];
-    if p as *const c_void == w.export {
+    if core::ptr::eq(p, w.export) {
         // The global scope found our own export first: it forwards to libcuda when libcuda is
         // loaded; otherwise answer what dlsym would have answered without the shim.
         return if real::<0>(i).is_some() {
@@ -1223,7 +1273,11 @@ mod tests {
                 "{} has no wrapper",
                 VARIANTS[i].name
             );
-            assert_ne!(w.link, w.proc_, "{}: two paths, two slots", VARIANTS[i].name);
+            assert_ne!(
+                w.link, w.proc_,
+                "{}: two paths, two slots",
+                VARIANTS[i].name
+            );
         }
         // Kinds the wrappers rely on.
         assert_eq!(VARIANTS[id("cuMemAlloc_v2")].kind, Kind::Alloc);
@@ -1260,6 +1314,9 @@ mod tests {
             None,
             "no version rule from CUDA 13 on"
         );
-        assert_eq!(proc_wrapper(b"cuDeviceGetName", 0x77 as Ptr, 13000, 0), None);
+        assert_eq!(
+            proc_wrapper(b"cuDeviceGetName", 0x77 as Ptr, 13000, 0),
+            None
+        );
     }
 }

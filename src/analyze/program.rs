@@ -27,8 +27,14 @@ pub enum Expect {
 /// What was injected.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mode {
-    Oom { limit: u64 },
-    Error { call: String, code: u32, delay_us: u64 },
+    Oom {
+        limit: u64,
+    },
+    Error {
+        call: String,
+        code: u32,
+        delay_us: u64,
+    },
     Trace,
 }
 
@@ -150,8 +156,10 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
             *p = (*p).max(b);
         }
     }
-    let config_errors: BTreeSet<String> =
-        starts.iter().filter_map(|e| e.config_error.clone()).collect();
+    let config_errors: BTreeSet<String> = starts
+        .iter()
+        .filter_map(|e| e.config_error.clone())
+        .collect();
 
     // --- the shim itself
     if starts.is_empty() {
@@ -237,7 +245,9 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
                     Mode::Error { call, .. } => {
                         let n: u64 = calls
                             .iter()
-                            .filter(|(k, _)| crate::program::shim_names::base_of(k) == Some(call.as_str()))
+                            .filter(|(k, _)| {
+                                crate::program::shim_names::base_of(k) == Some(call.as_str())
+                            })
                             .map(|(_, n)| n)
                             .sum();
                         format!("{call} was called {n} time(s), never at a scheduled index")
@@ -561,7 +571,12 @@ mod tests {
         }
     }
 
-    fn outcome(code: Option<i32>, signal: Option<i32>, ended: Ended, events: Vec<ShimEvent>) -> Outcome {
+    fn outcome(
+        code: Option<i32>,
+        signal: Option<i32>,
+        ended: Ended,
+        events: Vec<ShimEvent>,
+    ) -> Outcome {
         Outcome {
             pid: 100,
             code,
@@ -588,7 +603,10 @@ mod tests {
     }
 
     fn codes_of(a: &Analysis) -> Vec<(&str, Severity)> {
-        a.findings.iter().map(|f| (f.code.as_str(), f.severity)).collect()
+        a.findings
+            .iter()
+            .map(|f| (f.code.as_str(), f.severity))
+            .collect()
     }
 
     const OOM: Mode = Mode::Oom { limit: 1 << 30 };
@@ -600,7 +618,12 @@ mod tests {
             bytes: Some(900 << 20),
             ..ev("peak", 101, 20_000)
         };
-        let o = outcome(Some(0), None, Ended::Exited, vec![start(), peak, oom_fail(512 << 20)]);
+        let o = outcome(
+            Some(0),
+            None,
+            Ended::Exited,
+            vec![start(), peak, oom_fail(512 << 20)],
+        );
         let a = analyze(&OOM, Expect::Survive, &["python".into()], &o);
         assert_eq!(a.verdict, Verdict::Survived);
         assert!(a.expectation_met);
@@ -615,24 +638,39 @@ mod tests {
         assert_eq!(a.data["injected"][0]["t_ms"], 20.0);
         assert_eq!(a.data["injected"][0]["name"], "CUDA_ERROR_OUT_OF_MEMORY");
         assert_eq!(a.data["limit_bytes"], 1u64 << 30);
-        assert_eq!(a.metrics["peak_device_memory_bytes"].value, (900u64 << 20) as f64);
+        assert_eq!(
+            a.metrics["peak_device_memory_bytes"].value,
+            (900u64 << 20) as f64
+        );
         assert_eq!(a.metrics["injected_failures"].value, 1.0);
     }
 
     #[test]
     fn crash_fails_unless_expected() {
-        let o = outcome(None, Some(libc::SIGABRT), Ended::Exited, vec![start(), oom_fail(1)]);
+        let o = outcome(
+            None,
+            Some(libc::SIGABRT),
+            Ended::Exited,
+            vec![start(), oom_fail(1)],
+        );
         let a = analyze(&OOM, Expect::Survive, &[], &o);
         assert_eq!(a.verdict, Verdict::Crashed);
         assert!(!a.expectation_met);
-        let f = a.findings.iter().find(|f| f.code == codes::PROGRAM_CRASHED).unwrap();
+        let f = a
+            .findings
+            .iter()
+            .find(|f| f.code == codes::PROGRAM_CRASHED)
+            .unwrap();
         assert_eq!(f.severity, Severity::Fail);
         assert!(f.message.contains("SIGABRT"), "{}", f.message);
         let a = analyze(&OOM, Expect::Fail, &[], &o);
         assert!(a.expectation_met);
         assert!(a.findings.iter().all(|f| f.severity != Severity::Fail));
         let o = outcome(Some(1), None, Ended::Exited, vec![start(), oom_fail(1)]);
-        assert_eq!(analyze(&OOM, Expect::Survive, &[], &o).verdict, Verdict::Crashed);
+        assert_eq!(
+            analyze(&OOM, Expect::Survive, &[], &o).verdict,
+            Verdict::Crashed
+        );
     }
 
     #[test]
@@ -640,7 +678,11 @@ mod tests {
         let o = outcome(Some(0), None, Ended::Exited, vec![start(), oom_fail(1)]);
         let a = analyze(&OOM, Expect::Fail, &[], &o);
         assert!(!a.expectation_met);
-        assert!(a.findings.iter().any(|f| f.code == codes::PROGRAM_SURVIVED && f.severity == Severity::Fail));
+        assert!(
+            a.findings
+                .iter()
+                .any(|f| f.code == codes::PROGRAM_SURVIVED && f.severity == Severity::Fail)
+        );
     }
 
     #[test]
@@ -649,8 +691,17 @@ mod tests {
         let a = analyze(&OOM, Expect::Fail, &[], &o);
         assert_eq!(a.verdict, Verdict::Hung);
         assert!(!a.expectation_met);
-        assert!(a.findings.iter().any(|f| f.code == codes::PROGRAM_HUNG && f.severity == Severity::Fail));
-        let o = outcome(None, Some(libc::SIGTERM), Ended::Stopped, vec![start(), oom_fail(1)]);
+        assert!(
+            a.findings
+                .iter()
+                .any(|f| f.code == codes::PROGRAM_HUNG && f.severity == Severity::Fail)
+        );
+        let o = outcome(
+            None,
+            Some(libc::SIGTERM),
+            Ended::Stopped,
+            vec![start(), oom_fail(1)],
+        );
         let a = analyze(&OOM, Expect::Survive, &[], &o);
         assert_eq!(a.verdict, Verdict::KeptRunning);
         assert!(a.expectation_met);
@@ -661,8 +712,14 @@ mod tests {
         let o = outcome(Some(0), None, Ended::Exited, vec![]);
         let a = analyze(&OOM, Expect::Survive, &[], &o);
         let c = codes_of(&a);
-        assert!(c.contains(&(codes::SHIM_NOT_LOADED, Severity::Warn)), "{c:?}");
-        assert!(c.contains(&(codes::FAULT_NOT_INJECTED, Severity::Warn)), "{c:?}");
+        assert!(
+            c.contains(&(codes::SHIM_NOT_LOADED, Severity::Warn)),
+            "{c:?}"
+        );
+        assert!(
+            c.contains(&(codes::FAULT_NOT_INJECTED, Severity::Warn)),
+            "{c:?}"
+        );
         let o = outcome(Some(0), None, Ended::Exited, vec![start()]);
         let a = analyze(&OOM, Expect::Survive, &[], &o);
         assert!(codes_of(&a).contains(&(codes::CUDA_NOT_INTERCEPTED, Severity::Warn)));
@@ -683,7 +740,11 @@ mod tests {
             delay_us: 0,
         };
         let a = analyze(&mode, Expect::Survive, &[], &o);
-        let f = a.findings.iter().find(|f| f.code == codes::FAULT_NOT_INJECTED).unwrap();
+        let f = a
+            .findings
+            .iter()
+            .find(|f| f.code == codes::FAULT_NOT_INJECTED)
+            .unwrap();
         assert!(f.message.contains("called 42 time(s)"), "{}", f.message);
         assert_eq!(a.data["calls"]["cuMemAlloc_v2"], 3);
         assert_eq!(a.data["failpoint"]["name"], "CUDA_ERROR_LAUNCH_FAILED");
@@ -708,7 +769,11 @@ mod tests {
         };
         let o = outcome(Some(1), None, Ended::Exited, vec![start(), set, unbound]);
         let a = analyze(&Mode::Trace, Expect::Survive, &[], &o);
-        let f = a.findings.iter().find(|f| f.code == codes::CTX_UNBOUND_CALL).unwrap();
+        let f = a
+            .findings
+            .iter()
+            .find(|f| f.code == codes::CTX_UNBOUND_CALL)
+            .unwrap();
         assert!(f.message.contains("thread 102"), "{}", f.message);
         let tl = a.data["timeline"].as_array().unwrap();
         assert_eq!(tl.len(), 2);
@@ -721,8 +786,16 @@ mod tests {
         assert_eq!(threads[0]["thread"], 101);
         assert_eq!(threads[0]["contexts"][0], "0xaa");
         assert_eq!(threads[1]["failed_calls"], 1);
-        assert!(a.findings.iter().any(|f| f.code == codes::DRIVER_CALLS_FAILED));
-        assert!(!a.findings.iter().any(|f| f.code == codes::FAULT_NOT_INJECTED));
+        assert!(
+            a.findings
+                .iter()
+                .any(|f| f.code == codes::DRIVER_CALLS_FAILED)
+        );
+        assert!(
+            !a.findings
+                .iter()
+                .any(|f| f.code == codes::FAULT_NOT_INJECTED)
+        );
     }
 
     #[test]
@@ -736,7 +809,11 @@ mod tests {
         };
         let o = outcome(Some(0), None, Ended::Exited, vec![start(), e]);
         let a = analyze(&Mode::Trace, Expect::Survive, &[], &o);
-        assert!(a.findings.iter().any(|f| f.code == codes::CTX_DESTROYED_IN_USE));
+        assert!(
+            a.findings
+                .iter()
+                .any(|f| f.code == codes::CTX_DESTROYED_IN_USE)
+        );
     }
 
     #[test]

@@ -122,7 +122,9 @@ pub fn parse_code(s: &str) -> Result<u32, String> {
             .iter()
             .find(|(_, name)| *name == up || name.strip_prefix("CUDA_ERROR_") == Some(up.as_str()))
             .map(|(c, _)| *c)
-            .ok_or_else(|| format!("'{s}' is not a CUresult name (e.g. CUDA_ERROR_LAUNCH_FAILED, 719)"))?
+            .ok_or_else(|| {
+                format!("'{s}' is not a CUresult name (e.g. CUDA_ERROR_LAUNCH_FAILED, 719)")
+            })?
     };
     if code == 0 {
         return Err("CUDA_SUCCESS is not an error to inject".into());

@@ -27,6 +27,12 @@ pub mod shim_config;
 #[allow(dead_code)]
 pub mod shim_names;
 
+/// The shim's event encoder, compiled here for tests: both sides of the format must agree.
+#[cfg(test)]
+#[path = "../../shim/src/events.rs"]
+#[allow(dead_code)]
+mod shim_events;
+
 /// Environment variable: path of a shim library to use instead of the embedded one.
 pub const ENV_SHIM: &str = "GPU_DOCTOR_SHIM";
 
@@ -252,9 +258,9 @@ pub fn run(spec: &Launch<'_>) -> Result<Outcome> {
         .process_group(0);
     let start_us = monotonic_us();
     let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| {
-        crate::error::input(format!("cannot run {program}: {e}"))
-    })?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| crate::error::input(format!("cannot run {program}: {e}")))?;
     let pid = child.id();
     let pgid = pid as libc::pid_t;
     let signal_group = |sig: libc::c_int| {
@@ -343,7 +349,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "mi" | "mib" => 1024.0 * 1024.0,
         "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
         "ti" | "tib" => 1024.0f64.powi(4),
-        u => return Err(format!("'{u}' is not a size unit (B, KiB, MiB, GiB, TiB, K, M, G, T)")),
+        u => {
+            return Err(format!(
+                "'{u}' is not a size unit (B, KiB, MiB, GiB, TiB, K, M, G, T)"
+            ));
+        }
     };
     let bytes = n * mult;
     if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
@@ -356,10 +366,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 mod tests {
     use super::*;
 
-    /// The shim's encoder, compiled here too, to check both sides of the format agree.
-    #[path = "../../../shim/src/events.rs"]
-    #[allow(dead_code)]
-    mod shim_events;
+    use super::shim_events;
 
     #[test]
     fn sizes() {
@@ -377,7 +384,10 @@ mod tests {
     fn ld_preload_appends() {
         let shim = Path::new("/tmp/x/libgpu_doctor_shim.so");
         assert_eq!(ld_preload_value(None, shim), "/tmp/x/libgpu_doctor_shim.so");
-        assert_eq!(ld_preload_value(Some("  "), shim), "/tmp/x/libgpu_doctor_shim.so");
+        assert_eq!(
+            ld_preload_value(Some("  "), shim),
+            "/tmp/x/libgpu_doctor_shim.so"
+        );
         assert_eq!(
             ld_preload_value(Some("libjemalloc.so"), shim),
             "libjemalloc.so:/tmp/x/libgpu_doctor_shim.so"
@@ -417,7 +427,10 @@ mod tests {
         let e = &events[0];
         assert_eq!(e.ev, "fail");
         assert_eq!(e.call.as_deref(), Some("cuMemAlloc_v2"));
-        assert_eq!((e.code, e.injected, e.size, e.dev), (Some(2), Some(true), Some(1 << 30), Some(0)));
+        assert_eq!(
+            (e.code, e.injected, e.size, e.dev),
+            (Some(2), Some(true), Some(1 << 30), Some(0))
+        );
         assert_eq!(e.ctx.as_deref(), Some("0x555500001234"));
         assert_eq!(events[1].calls.as_ref().unwrap()["cuLaunchKernel"], 7);
     }

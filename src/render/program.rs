@@ -67,7 +67,9 @@ pub fn render(out: &mut String, report: &Report, style: Style) {
     let injected = d["injected"].as_array().cloned().unwrap_or_default();
     if !injected.is_empty() {
         let mut t = style.table();
-        t.set_header(["t (ms)", "pid", "thread", "call", "result", "size", "dev", "ctx"]);
+        t.set_header([
+            "t (ms)", "pid", "thread", "call", "result", "size", "dev", "ctx",
+        ]);
         for e in injected.iter().take(50) {
             t.add_row([
                 format!("{:.1}", e["t_ms"].as_f64().unwrap_or(0.0)),
@@ -92,7 +94,15 @@ pub fn render(out: &mut String, report: &Report, style: Style) {
     }
     if let Some(tl) = d["timeline"].as_array().filter(|t| !t.is_empty()) {
         let mut t = style.table();
-        t.set_header(["t (µs)", "pid", "thread", "op", "ctx before", "ctx after", "result"]);
+        t.set_header([
+            "t (µs)",
+            "pid",
+            "thread",
+            "op",
+            "ctx before",
+            "ctx after",
+            "result",
+        ]);
         for e in tl.iter().take(200) {
             t.add_row([
                 s(&e["t_us"]),
@@ -107,7 +117,14 @@ pub fn render(out: &mut String, report: &Report, style: Style) {
         out.push_str(&format!("\nContext timeline\n{t}\n"));
         if let Some(threads) = d["threads"].as_array() {
             let mut t = style.table();
-            t.set_header(["pid", "thread", "ctx ops", "failed calls", "contexts", "first failure"]);
+            t.set_header([
+                "pid",
+                "thread",
+                "ctx ops",
+                "failed calls",
+                "contexts",
+                "first failure",
+            ]);
             for th in threads {
                 let first = &th["first_failure"];
                 t.add_row([

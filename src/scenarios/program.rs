@@ -39,9 +39,7 @@ pub fn code_arg(s: &str) -> Result<String, String> {
 
 fn duration(what: &str, s: &Option<String>) -> Result<Option<Duration>> {
     s.as_deref()
-        .map(|s| {
-            crate::cli::parse_duration(s).map_err(|e| error::input(format!("{what}: {e}")))
-        })
+        .map(|s| crate::cli::parse_duration(s).map_err(|e| error::input(format!("{what}: {e}"))))
         .transpose()
 }
 
@@ -202,8 +200,8 @@ impl TraceProgramArgs {
 impl InjectErrorParams {
     /// The shim's failpoint, validated (exit 2 on bad input).
     pub fn failpoint(&self) -> Result<Failpoint> {
-        let Some(base) = shim_names::base_of(self.call.trim())
-            .filter(|b| shim_names::fail_calls().contains(b))
+        let Some(base) =
+            shim_names::base_of(self.call.trim()).filter(|b| shim_names::fail_calls().contains(b))
         else {
             return Err(error::input(format!(
                 "inject error: --call '{}' is not a driver call the shim can fail. Supported: {}",
@@ -346,8 +344,7 @@ pub struct ProgramTrace;
 impl Scenario for ProgramTrace {
     type Params = ProgramTraceParams;
     const NAME: &'static str = "trace ctx --";
-    const ABOUT: &'static str =
-        "Trace a program's CUDA contexts per OS thread and its failed driver calls (LD_PRELOAD shim).";
+    const ABOUT: &'static str = "Trace a program's CUDA contexts per OS thread and its failed driver calls (LD_PRELOAD shim).";
 
     fn run(p: &ProgramTraceParams, ctx: &mut Ctx) -> Result<Report> {
         let config = Config {
@@ -365,9 +362,8 @@ impl Scenario for ProgramTrace {
         )?;
         if let Some(path) = &p.chrome_trace {
             let trace = crate::render::program::chrome_trace(&report);
-            std::fs::write(path, serde_json::to_vec_pretty(&trace)?).map_err(|e| {
-                error::input(format!("cannot write {}: {e}", path.display()))
-            })?;
+            std::fs::write(path, serde_json::to_vec_pretty(&trace)?)
+                .map_err(|e| error::input(format!("cannot write {}: {e}", path.display())))?;
         }
         Ok(report)
     }
@@ -399,12 +395,20 @@ mod tests {
         let fp = params("cuMemAlloc", Some("2")).failpoint().unwrap();
         assert_eq!(fp.call, "cuMemAlloc");
 
-        let err = params("cuDeviceGetName", Some("2")).failpoint().unwrap_err();
+        let err = params("cuDeviceGetName", Some("2"))
+            .failpoint()
+            .unwrap_err();
         assert_eq!(error::exit_code_of(&err), 2);
-        assert!(err.to_string().contains("cuLaunchKernel"), "lists the supported calls");
+        assert!(
+            err.to_string().contains("cuLaunchKernel"),
+            "lists the supported calls"
+        );
         assert!(params("cuGetProcAddress", Some("2")).failpoint().is_err());
         assert!(params("cuLaunchKernel", Some("12345")).failpoint().is_err());
-        assert!(params("cuLaunchKernel", None).failpoint().is_err(), "no code, no delay");
+        assert!(
+            params("cuLaunchKernel", None).failpoint().is_err(),
+            "no code, no delay"
+        );
 
         let mut p = params("cuLaunchKernel", Some("719"));
         p.delay = Some("1s".into());
