@@ -383,6 +383,65 @@ mod tests {
         }
     }
 
+    /// The integration the lead does in OomParams / TraceCtxParams: flatten the program args
+    /// next to the built-in's own flags and positionals.
+    #[test]
+    fn program_args_flatten_into_builtin_commands() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Oom {
+            #[arg(long)]
+            fraction: Option<f64>,
+            #[command(flatten)]
+            program: OomProgramArgs,
+        }
+        let t =
+            Oom::try_parse_from(["oom", "--limit", "4GiB", "--", "python", "-u", "x.py"]).unwrap();
+        let p = t.program.params().unwrap().unwrap();
+        assert_eq!(p.limit, "4GiB");
+        assert_eq!(p.command, ["python", "-u", "x.py"]);
+        assert_eq!(p.expect, Expect::Survive);
+        let t = Oom::try_parse_from(["oom", "--fraction", "0.5"]).unwrap();
+        assert!(t.program.params().is_none(), "built-in scenario");
+        assert_eq!(t.fraction, Some(0.5));
+        assert!(
+            Oom::try_parse_from(["oom", "--limit", "4GiB"]).is_err(),
+            "--limit needs COMMAND"
+        );
+        assert!(Oom::try_parse_from(["oom", "--limit", "4 bananas", "--", "x"]).is_err());
+        let t = Oom::try_parse_from(["oom", "--", "python"]).unwrap();
+        let err = t.program.params().unwrap().unwrap_err();
+        assert_eq!(error::exit_code_of(&err), 2, "COMMAND without --limit");
+
+        #[derive(Parser)]
+        struct Trace {
+            case: Option<String>,
+            #[arg(long)]
+            chrome_trace: Option<PathBuf>,
+            #[command(flatten)]
+            program: TraceProgramArgs,
+        }
+        let t = Trace::try_parse_from([
+            "trace",
+            "--chrome-trace",
+            "t.json",
+            "--expect",
+            "fail",
+            "--",
+            "./app",
+            "--flag",
+        ])
+        .unwrap();
+        assert_eq!(t.case, None);
+        let p = t.program.params(t.chrome_trace.clone()).unwrap();
+        assert_eq!(p.command, ["./app", "--flag"]);
+        assert_eq!(p.expect, Expect::Fail);
+        assert_eq!(p.chrome_trace, Some(PathBuf::from("t.json")));
+        let t = Trace::try_parse_from(["trace", "thread-hop"]).unwrap();
+        assert_eq!(t.case.as_deref(), Some("thread-hop"));
+        assert!(t.program.params(None).is_none());
+    }
+
     #[test]
     fn failpoint_validation() {
         let fp = params("cuLaunchKernel_ptsz", Some("CUDA_ERROR_LAUNCH_FAILED"))
