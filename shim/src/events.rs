@@ -13,7 +13,8 @@
 //! - `delay`: a scheduled delay (`call`, `delay_us`).
 //! - `ctx`: a context operation (`call`, `code`, `ctx_before`, `ctx_after`, `ctx`, `dev`).
 //! - `peak`: device memory held grew to a new peak (`dev`, `bytes`).
-//! - `stats`: at exit, calls per variant (`calls`: {name: count}) and `dropped` events.
+//! - `stats`: at exit, calls per variant (`calls`: {name: count}), `injected_total` failures,
+//!   `dropped` events (over the caps), `ctx_noops` (cuCtxSetCurrent of the current context).
 
 use core::fmt::Write;
 

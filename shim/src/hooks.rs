@@ -37,6 +37,8 @@ const PROC_LEGACY_STREAM: u64 = 1;
 const PROC_PER_THREAD_STREAM: u64 = 2;
 /// Failed-call events per process before they are only counted.
 const MAX_FAIL_EVENTS: u64 = 10_000;
+/// Context-operation events per process before they are only counted.
+const MAX_CTX_EVENTS: u64 = 100_000;
 
 const N: usize = VARIANTS.len();
 
@@ -73,6 +75,10 @@ static COUNTS: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
 static SEEN: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
 static FP_CALLS: AtomicU64 = AtomicU64::new(0);
 static FP_FIRED: AtomicU64 = AtomicU64::new(0);
+/// Failures injected (failpoint and limit), whether or not their event was written.
+static INJECTED: AtomicU64 = AtomicU64::new(0);
+static CTX_EVENTS: AtomicU64 = AtomicU64::new(0);
+static CTX_NOOPS: AtomicU64 = AtomicU64::new(0);
 static FAIL_EVENTS: AtomicU64 = AtomicU64::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
@@ -527,14 +533,27 @@ fn fire(s: &State, id: usize) -> Option<CUresult> {
     if fp.code == 0 {
         return None;
     }
-    let mut l = event("fail");
-    l.str("call", VARIANTS[id].name)
-        .u64("code", fp.code as u64)
-        .bool("injected", true)
-        .u64("index", n)
-        .hex("ctx", current_ctx());
-    emit(l);
+    INJECTED.fetch_add(1, Ordering::Relaxed);
+    if event_budget() {
+        let mut l = event("fail");
+        l.str("call", VARIANTS[id].name)
+            .u64("code", fp.code as u64)
+            .bool("injected", true)
+            .u64("index", n)
+            .hex("ctx", current_ctx());
+        emit(l);
+    }
     Some(fp.code)
+}
+
+/// Whether another failure event may be written (else it is only counted as dropped).
+fn event_budget() -> bool {
+    if FAIL_EVENTS.fetch_add(1, Ordering::Relaxed) >= MAX_FAIL_EVENTS {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        false
+    } else {
+        true
+    }
 }
 
 /// After the real call: record a failure.
@@ -547,8 +566,7 @@ fn after(id: usize, rc: CUresult) {
 
 #[cold]
 fn failed(id: usize, rc: CUresult) {
-    if FAIL_EVENTS.fetch_add(1, Ordering::Relaxed) >= MAX_FAIL_EVENTS {
-        DROPPED.fetch_add(1, Ordering::Relaxed);
+    if !event_budget() {
         return;
     }
     let mut l = event("fail");
@@ -578,6 +596,10 @@ fn alloc(
     };
     let reserved = lock(acct).reserve(dev, size);
     if let Err(used) = reserved {
+        INJECTED.fetch_add(1, Ordering::Relaxed);
+        if !event_budget() {
+            return OUT_OF_MEMORY;
+        }
         let mut l = event("fail");
         l.str("call", VARIANTS[id].name)
             .u64("code", OUT_OF_MEMORY as u64)
@@ -641,6 +663,8 @@ fn limited_dev() -> Option<i32> {
 // ---------------------------------------------------------------------------------------------
 // Context operations (trace).
 
+const SET_CURRENT: usize = id("cuCtxSetCurrent");
+
 fn ctx_op(
     id: usize,
     call: impl FnOnce() -> CUresult,
@@ -656,6 +680,16 @@ fn ctx_op(
     let rc = call();
     let after_ctx = current_ctx();
     let (ctx, dev) = subject(rc);
+    // Re-binding the context already current (some frameworks do it around every call)
+    // changes nothing: counted, not written.
+    if rc == 0 && id == SET_CURRENT && before_ctx == ctx && after_ctx == ctx {
+        CTX_NOOPS.fetch_add(1, Ordering::Relaxed);
+        return rc;
+    }
+    if CTX_EVENTS.fetch_add(1, Ordering::Relaxed) >= MAX_CTX_EVENTS {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        return rc;
+    }
     let mut l = event("ctx");
     l.str("call", VARIANTS[id].name)
         .u64("code", rc as u64)
@@ -1234,11 +1268,15 @@ extern "C" fn on_unload() {
         }
     }
     l.end_object();
-    l.u64("dropped", DROPPED.load(Ordering::Relaxed));
-    l.u64("failpoint_calls", FP_CALLS.load(Ordering::Relaxed));
+    l.u64("dropped", DROPPED.load(Ordering::Relaxed))
+        .u64("injected_total", INJECTED.load(Ordering::Relaxed))
+        .u64("ctx_noops", CTX_NOOPS.load(Ordering::Relaxed))
+        .u64("failpoint_calls", FP_CALLS.load(Ordering::Relaxed));
     s.sink.write(l.finish());
-    if let Some(acct) = &s.acct {
-        let a = lock(acct);
+    // try_lock: a thread stopped inside an allocation at exit must not hang the exit.
+    if let Some(acct) = &s.acct
+        && let Ok(a) = acct.try_lock()
+    {
         for (dev, u) in a.devices() {
             let mut l = event("peak");
             l.i64("dev", *dev as i64)

@@ -148,6 +148,9 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
         }
     }
     let dropped: u64 = ev.iter().filter_map(|e| e.dropped).sum();
+    // Injections counted by the shim (events stop at a cap; a killed process writes no stats).
+    let injected_count =
+        (injected.len() as u64).max(ev.iter().filter_map(|e| e.injected_total).sum());
     // Peak per device: the highest any event reported (per process; the limit is per process).
     let mut peak: BTreeMap<i64, u64> = BTreeMap::new();
     for e in ev.iter().filter(|e| e.ev == "peak") {
@@ -209,18 +212,28 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
     // --- the fault
     match mode {
         Mode::Oom { .. } | Mode::Error { .. } => {
-            let fired = !injected.is_empty() || !delays.is_empty();
+            let fired = injected_count > 0 || !delays.is_empty();
             if fired {
-                let first = injected.first().or(delays.first()).copied().expect("fired");
+                let first = injected.first().or(delays.first()).copied();
+                let first = first
+                    .map(|f| {
+                        format!(
+                            "; first: {} at {:.1} ms on thread {}",
+                            f.call.as_deref().unwrap_or("?"),
+                            t_ms(f, start_us),
+                            f.tid
+                        )
+                    })
+                    .unwrap_or_default();
                 let what = match mode {
                     Mode::Oom { limit } => format!(
                         "{} allocation(s) refused with CUDA_ERROR_OUT_OF_MEMORY at the {} limit",
-                        injected.len(),
+                        injected_count,
                         human_bytes(*limit)
                     ),
                     Mode::Error { code, .. } if *code != 0 => format!(
                         "{} call(s) failed with {} ({code})",
-                        injected.len(),
+                        injected_count,
                         name_of(u64::from(*code))
                     ),
                     _ => format!("{} call(s) delayed", delays.len()),
@@ -228,12 +241,7 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
                 findings.push(Finding::new(
                     Severity::Info,
                     codes::FAULT_INJECTED,
-                    format!(
-                        "{what}; first: {} at {:.1} ms on thread {}.",
-                        first.call.as_deref().unwrap_or("?"),
-                        t_ms(first, start_us),
-                        first.tid
-                    ),
+                    format!("{what}{first}."),
                 ));
             } else {
                 let why = match mode {
@@ -418,7 +426,7 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
     if *mode != Mode::Trace {
         metrics.insert(
             "injected_failures".into(),
-            Metric::new(injected.len() as f64, "count", Better::Lower),
+            Metric::new(injected_count as f64, "count", Better::Lower),
         );
     }
     metrics.insert(
@@ -467,6 +475,7 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
         },
         "calls": calls,
         "injected": injected.iter().map(|e| fail_json(e)).collect::<Vec<_>>(),
+        "injected_count": injected_count,
         "delays": delays.iter().map(|e| json!({"call": e.call, "delay_us": e.delay_us, "index": e.index, "t_ms": t_ms(e, start_us), "thread": e.tid, "pid": e.pid})).collect::<Vec<_>>(),
         "failures": real_fails.iter().take(MAX_FAILURES_LISTED).map(|e| fail_json(e)).collect::<Vec<_>>(),
         "peak": peak.iter().map(|(d, b)| json!({"dev": d, "bytes": b})).collect::<Vec<_>>(),
@@ -643,6 +652,33 @@ mod tests {
             (900u64 << 20) as f64
         );
         assert_eq!(a.metrics["injected_failures"].value, 1.0);
+    }
+
+    #[test]
+    fn injections_past_the_event_cap_still_count() {
+        let mut stats = ev("stats", 100, 9_000);
+        stats.injected_total = Some(25_000);
+        stats.dropped = Some(15_000);
+        let o = outcome(Some(0), None, Ended::Exited, vec![start(), stats]);
+        let mode = Mode::Error {
+            call: "cuLaunchKernel".into(),
+            code: 719,
+            delay_us: 0,
+        };
+        let a = analyze(&mode, Expect::Survive, &[], &o);
+        let f = a
+            .findings
+            .iter()
+            .find(|f| f.code == codes::FAULT_INJECTED)
+            .unwrap();
+        assert!(
+            f.message.starts_with("25000 call(s) failed"),
+            "{}",
+            f.message
+        );
+        assert_eq!(a.metrics["injected_failures"].value, 25_000.0);
+        assert_eq!(a.data["injected_count"], 25_000);
+        assert_eq!(a.data["shim"]["dropped_events"], 15_000);
     }
 
     #[test]
