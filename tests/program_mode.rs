@@ -430,6 +430,20 @@ fn failpoint_nth_and_every_reach_the_program() {
         &[],
     );
     assert!(out.contains("launch 2 failed: 2"), "{out}");
+    // Thread-safe counting: 8 threads x 5000 launches, every 1000th fails: exactly 40.
+    let (code, out, ev) = preload(
+        &f.lib,
+        &f.prog,
+        &["dlsym", "mt", "8", "5000"],
+        "call=cuLaunchKernel;code=719;nth=1000;every=1000",
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("mt failures=40"), "{out}");
+    assert_eq!(injected(&ev).len(), 40);
+    let stats = ev.iter().find(|e| e["ev"] == "stats").unwrap();
+    assert_eq!(stats["calls"]["cuLaunchKernel"], 40_000);
+    assert_eq!(stats["injected_total"], 40);
     // A failpoint on another call leaves launches alone.
     let (code, _, ev) = preload(
         &f.lib,
@@ -583,4 +597,48 @@ fn trace_ctx_finds_the_thread_without_a_context() {
         "the program stops at the first"
     );
     assert_eq!(r.data["failpoint"]["name"], "CUDA_ERROR_ILLEGAL_ADDRESS");
+}
+
+#[test]
+fn rtld_next_keeps_resolving_relative_to_the_caller() {
+    // liba's next_foo() asks dlsym(RTLD_NEXT, "foo"): libb's foo (2) follows liba; resolved
+    // relative to the shim (first in the search order) it would be liba's own foo (1).
+    if !shim_built() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("a.c"),
+        "#define _GNU_SOURCE\n#include <dlfcn.h>\nint foo(void) { return 1; }\nint next_foo(void) { int (*f)(void) = (int (*)(void))dlsym(RTLD_NEXT, \"foo\"); return f ? f() : -1; }\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("b.c"), "int foo(void) { return 2; }\n").unwrap();
+    std::fs::write(
+        d.join("m.c"),
+        "#include <stdio.h>\nint next_foo(void);\nint main(void) { printf(\"%d\\n\", next_foo()); return 0; }\n",
+    )
+    .unwrap();
+    let p = |n: &str| d.join(n).display().to_string();
+    let ok = cc(&["-shared", "-fPIC", "-o", &p("liba.so"), &p("a.c"), "-ldl"])
+        && cc(&["-shared", "-fPIC", "-o", &p("libb.so"), &p("b.c")])
+        && cc(&[
+            "-o",
+            &p("m"),
+            &p("m.c"),
+            "-Wl,--no-as-needed",
+            &format!("-L{}", d.display()),
+            "-la",
+            "-lb",
+            &format!("-Wl,-rpath,{}", d.display()),
+        ]);
+    if !ok {
+        eprintln!("skipped: no working C compiler (cc)");
+        return;
+    }
+    let out = Command::new(d.join("m"))
+        .env("LD_PRELOAD", SHIM)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
 }

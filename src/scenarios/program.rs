@@ -276,6 +276,10 @@ fn run_program(
     report.metrics = a.metrics.clone();
     report.data = a.data.clone();
     report.interrupted = outcome.ended == program::Ended::Interrupted;
+    // Driver versions for the record, when NVML is there (program mode itself needs no GPU).
+    if let Ok(nvml) = crate::probe::nvml::NvmlProbe::open() {
+        report.host = nvml.host();
+    }
     Ok((report, a))
 }
 

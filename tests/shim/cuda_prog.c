@@ -10,6 +10,7 @@
  *   launch N      launch N kernels, print failures, exit 3 on the first failure
  *   hop           thread 1 creates a context; thread 2 launches without one (201)
  *   abort-on-oom N MIB  like alloc but abort() on OOM
+ *   mt T N        T threads launch N kernels each (context bound on each), print failures
  * Exit 0 when it handled everything. */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -78,6 +79,23 @@ static void *get(const char *base, const char *versioned) {
 
 static launch_t launch;
 static CUcontext ctx;
+
+static int per_thread;
+static int mt_failures;
+static pthread_mutex_t mt_lock = PTHREAD_MUTEX_INITIALIZER;
+static ctx_set_t set_current;
+
+static void *mt_thread(void *arg) {
+    (void)arg;
+    set_current(ctx);
+    int failures = 0;
+    for (int i = 0; i < per_thread; i++)
+        if (launch(NULL, 1, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL) != 0) failures++;
+    pthread_mutex_lock(&mt_lock);
+    mt_failures += failures;
+    pthread_mutex_unlock(&mt_lock);
+    return NULL;
+}
 
 static void *unbound_thread(void *arg) {
     (void)arg;
@@ -152,6 +170,16 @@ int main(int argc, char **argv) {
         }
         int (*count)(int) = (int (*)(int))dlsym(lib ? lib : RTLD_DEFAULT, "fake_launches");
         if (count) printf("launched legacy=%d ptsz=%d\n", count(0), count(1));
+        return 0;
+    }
+    if (!strcmp(what, "mt")) {
+        int threads = atoi(argv[arg + 1]);
+        per_thread = atoi(argv[arg + 2]);
+        set_current = (ctx_set_t)get("cuCtxSetCurrent", "cuCtxSetCurrent");
+        pthread_t t[64];
+        for (int i = 0; i < threads && i < 64; i++) pthread_create(&t[i], NULL, mt_thread, NULL);
+        for (int i = 0; i < threads && i < 64; i++) pthread_join(t[i], NULL);
+        printf("mt failures=%d\n", mt_failures);
         return 0;
     }
     if (!strcmp(what, "hop")) {
