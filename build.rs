@@ -53,7 +53,13 @@ fn build_shim(out: &Path) -> Result<PathBuf, String> {
         .arg("--manifest-path")
         .arg(manifest_dir.join("Cargo.toml"))
         .arg("--target-dir")
-        .arg(&target_dir);
+        .arg(&target_dir)
+        // Small and self-contained: no symbols, no unwinding (a panic in a hook aborts
+        // rather than unwinding into C), one codegen unit with LTO for the hot path.
+        .args(["--config", "profile.release.strip=true"])
+        .args(["--config", "profile.release.panic=\"abort\""])
+        .args(["--config", "profile.release.lto=true"])
+        .args(["--config", "profile.release.codegen-units=1"]);
     if target != host {
         cmd.arg("--target").arg(&target);
     }
