@@ -1015,6 +1015,28 @@ fn proc_wrapper(name: &[u8], p: Ptr, version: c_int, flags: u64) -> Option<*cons
     let mut first = None;
     let mut has_per_thread = false;
     let pc = p as *const c_void;
+    // Asked for a variant by its full name ("cuMemAlloc_v2"): that name is its ABI.
+    if let Some(i) = names::variant_id(name)
+        && VARIANTS[i].base.as_bytes() != name
+    {
+        let w = TABLE.0[i];
+        if pc == w.export || pc == w.link || pc == w.proc_ {
+            return None;
+        }
+        if real::<0>(i) == Some(p) {
+            if mark(i, 1) {
+                hooked(i, "proc", "identity");
+            }
+            return Some(w.link);
+        }
+        if set_once(&SLOTS[1][i], p) {
+            if mark(i, 1) {
+                hooked(i, "proc", "name");
+            }
+            return Some(w.proc_);
+        }
+        return None;
+    }
     for (i, v) in VARIANTS.iter().enumerate() {
         if v.base.as_bytes() != name {
             continue;
@@ -1355,6 +1377,11 @@ mod tests {
         assert_eq!(
             proc_wrapper(b"cuDeviceGetName", 0x77 as Ptr, 13000, 0),
             None
+        );
+        assert_eq!(
+            proc_wrapper(b"cuMemcpyHtoD_v2_ptds", 0x55 as Ptr, 13000, 0),
+            Some(TABLE.0[id("cuMemcpyHtoD_v2_ptds")].proc_),
+            "a full variant name is its own ABI, whatever the version"
         );
     }
 }

@@ -472,6 +472,7 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
             "unwrapped": nomatch.iter().map(|e| json!({"call": e.call, "version": e.version, "flags": e.flags})).collect::<Vec<_>>(),
             "bad_event_lines": o.bad_lines,
             "dropped_events": dropped,
+            "ctx_noops": ev.iter().filter_map(|e| e.ctx_noops).sum::<u64>(),
         },
         "calls": calls,
         "injected": injected.iter().map(|e| fail_json(e)).collect::<Vec<_>>(),
