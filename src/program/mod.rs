@@ -92,12 +92,10 @@ pub struct ShimEvent {
     pub calls: Option<std::collections::BTreeMap<String, u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped: Option<u64>,
-    #[serde(
-        default,
-        rename = "injected_total",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub injected_total: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx_noops: Option<u64>,
 }
 
 /// How the program's run ended.
