@@ -135,7 +135,7 @@ check "inject error --nth 50 on cuLaunchKernel reaches a driver-API program" "$O
 ' "$WORK/log"
 
 # 5. nth-launch failure through the runtime API (<<<>>>).
-CALL=$(launch_call "$WORK/shim_launch" runtime 10)
+CALL=$(launch_call "$WORK/shim_launch" runtime 10); CALL=${CALL:-cuLaunchKernel}
 "$BIN" inject error --call "$CALL" --code CUDA_ERROR_LAUNCH_FAILED --nth 50 --expect fail -q \
     -o "$OUT/shim-error-runtime-launch.json" -- "$WORK/shim_launch" runtime 100 > "$WORK/log" 2>&1
 check "inject error --nth 50 on $CALL reaches a runtime-API program" "$OUT/shim-error-runtime-launch.json" 0 $? '
@@ -156,7 +156,7 @@ try:
 except RuntimeError as e:
     print("caught RuntimeError:", str(e).splitlines()[0])
 PY
-CALL=$(launch_call python3 "$WORK/torch_launch.py")
+CALL=$(launch_call python3 "$WORK/torch_launch.py"); CALL=${CALL:-cuLaunchKernel}
 "$BIN" inject error --call "$CALL" --code CUDA_ERROR_LAUNCH_FAILED --nth 100 -q \
     -o "$OUT/shim-error-torch-launch.json" -- python3 "$WORK/torch_launch.py" > "$WORK/log" 2>&1
 check "inject error --nth 100 on $CALL reaches PyTorch as RuntimeError" "$OUT/shim-error-torch-launch.json" 0 $? '
