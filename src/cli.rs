@@ -144,6 +144,11 @@ pub enum InjectCommand {
         after_help = "Example:\n  gpu-doctor inject illegal-address"
     )]
     IllegalAddress(scenarios::illegal_address::IllegalAddressParams),
+    /// Run COMMAND with a failpoint on a CUDA driver call (LD_PRELOAD shim): does it cope?
+    #[command(
+        after_help = "Examples:\n  gpu-doctor inject error --call cuLaunchKernel --code CUDA_ERROR_LAUNCH_FAILED --nth 100 -- python train.py\n  gpu-doctor inject error --call cuMemAlloc --code 2 --nth 1 --every 10 -- ./app\n  gpu-doctor inject error --call cuStreamSynchronize --delay 30s --nth 5 -- ./server\n  gpu-doctor inject error --call cuLaunchKernel --code 719 --probability 0.001 --seed 7 --expect fail -- ./app\n\nExit code: 0 when COMMAND did what --expect says (survive: exit 0), 1 otherwise. See docs/shim.md."
+    )]
+    Error(scenarios::program::InjectErrorParams),
     /// All four in sequence, one combined report.
     #[command(after_help = "Example:\n  gpu-doctor inject all -o inject.json")]
     All,

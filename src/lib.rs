@@ -14,6 +14,7 @@ pub mod facts;
 pub mod isolate;
 pub mod output;
 pub mod probe;
+pub mod program;
 pub mod render;
 pub mod report;
 pub mod runner;

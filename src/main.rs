@@ -74,6 +74,9 @@ fn run(cli: Cli) -> Result<i32> {
             InjectCommand::IllegalAddress(p) => {
                 runner::execute_typed::<scenarios::illegal_address::IllegalAddress>(&p, &opts)?
             }
+            InjectCommand::Error(p) => {
+                runner::execute_typed::<scenarios::program::InjectError>(&p, &opts)?
+            }
             InjectCommand::All => {
                 runner::execute_many("inject all", &scenarios::INJECT_ALL, &opts)?
             }

@@ -5,6 +5,7 @@ pub mod bandwidth;
 pub mod compare;
 pub mod faults;
 pub mod health;
+pub mod program;
 pub mod topology;
 pub mod trace_ctx;
 pub mod verdict;

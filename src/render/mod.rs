@@ -3,5 +3,6 @@
 pub mod chrome_trace;
 pub mod compare;
 pub mod junit;
+pub mod program;
 pub mod sections;
 pub mod table;

@@ -17,6 +17,9 @@ pub fn render_scenario(out: &mut String, report: &Report, style: Style) {
         }
         "trace ctx" => trace_ctx(out, report, style),
         "bandwidth" => bandwidth(out, &report.data, style),
+        "inject oom --" | "inject error" | "trace ctx --" => {
+            super::program::render(out, report, style)
+        }
         _ => {}
     }
 }

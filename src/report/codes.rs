@@ -193,6 +193,55 @@ pub const ALL: &[(&str, &str)] = &[
         XID_REPORTED,
         "NVML reported XID events while the fault was provoked (expected for illegal-address and trap).",
     ),
+    // program mode (inject oom/error -- COMMAND, trace ctx -- COMMAND): docs/shim.md
+    (
+        PROGRAM_SURVIVED,
+        "The program under test exited 0 (or was still running at --survive-after); fail only with --expect fail.",
+    ),
+    (
+        PROGRAM_CRASHED,
+        "The program under test exited non-zero or died of a signal; fail unless --expect fail.",
+    ),
+    (
+        PROGRAM_HUNG,
+        "The program under test was still running at --timeout and was killed.",
+    ),
+    (
+        SHIM_NOT_LOADED,
+        "The LD_PRELOAD shim never loaded into the program (static or setuid binary, cleared environment).",
+    ),
+    (
+        SHIM_CONFIG_ERROR,
+        "The shim rejected the configuration gpu-doctor passed (a bug: please report it).",
+    ),
+    (
+        SHIM_ENTRY_POINT_UNWRAPPED,
+        "cuGetProcAddress answered an entry point the shim could not match to a known ABI; it ran unwrapped.",
+    ),
+    (
+        CUDA_NOT_INTERCEPTED,
+        "The program never reached the CUDA driver through an intercepted entry point.",
+    ),
+    (
+        FAULT_INJECTED,
+        "The configured fault fired: the calls, sizes, times and threads are in data.injected.",
+    ),
+    (
+        FAULT_NOT_INJECTED,
+        "The configured fault never fired, so the verdict says nothing about fault handling.",
+    ),
+    (
+        DRIVER_CALLS_FAILED,
+        "Intercepted driver calls failed on their own (not injected): listed in data.failures.",
+    ),
+    (
+        CTX_UNBOUND_CALL,
+        "A driver call failed with CUDA_ERROR_INVALID_CONTEXT on a thread with no current context.",
+    ),
+    (
+        CTX_DESTROYED_IN_USE,
+        "A driver call failed with CUDA_ERROR_CONTEXT_IS_DESTROYED: a context was destroyed while a thread still used it.",
+    ),
 ];
 
 pub const PERSISTENCE_OFF: &str = "PERSISTENCE_OFF";
@@ -243,3 +292,15 @@ pub const DEFAULT_STREAM_SEMANTICS: &str = "DEFAULT_STREAM_SEMANTICS";
 pub const ERROR_NOT_STICKY: &str = "ERROR_NOT_STICKY";
 pub const XID_REPORTED: &str = "XID_REPORTED";
 pub const SCENARIO_ERROR: &str = "SCENARIO_ERROR";
+pub const PROGRAM_SURVIVED: &str = "PROGRAM_SURVIVED";
+pub const PROGRAM_CRASHED: &str = "PROGRAM_CRASHED";
+pub const PROGRAM_HUNG: &str = "PROGRAM_HUNG";
+pub const SHIM_NOT_LOADED: &str = "SHIM_NOT_LOADED";
+pub const SHIM_CONFIG_ERROR: &str = "SHIM_CONFIG_ERROR";
+pub const SHIM_ENTRY_POINT_UNWRAPPED: &str = "SHIM_ENTRY_POINT_UNWRAPPED";
+pub const CUDA_NOT_INTERCEPTED: &str = "CUDA_NOT_INTERCEPTED";
+pub const FAULT_INJECTED: &str = "FAULT_INJECTED";
+pub const FAULT_NOT_INJECTED: &str = "FAULT_NOT_INJECTED";
+pub const DRIVER_CALLS_FAILED: &str = "DRIVER_CALLS_FAILED";
+pub const CTX_UNBOUND_CALL: &str = "CTX_UNBOUND_CALL";
+pub const CTX_DESTROYED_IN_USE: &str = "CTX_DESTROYED_IN_USE";

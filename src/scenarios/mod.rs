@@ -17,6 +17,7 @@ pub mod ctx_destroy;
 pub mod illegal_address;
 pub mod info;
 pub mod oom;
+pub mod program;
 pub mod stream_misuse;
 pub mod topo;
 pub mod trace_ctx;
@@ -124,6 +125,9 @@ pub fn registry() -> &'static [&'static dyn DynScenario] {
         entry::<illegal_address::IllegalAddress>(),
         entry::<trace_ctx::TraceCtx>(),
         entry::<bandwidth::Bandwidth>(),
+        entry::<program::ProgramOom>(),
+        entry::<program::InjectError>(),
+        entry::<program::ProgramTrace>(),
     ];
     ALL
 }

@@ -1,0 +1,451 @@
+//! Program mode: run the user's COMMAND with the LD_PRELOAD shim (shim/, embedded in this
+//! binary) and collect what the shim saw. Used by `inject oom --limit … -- COMMAND`,
+//! `inject error … -- COMMAND` and `trace ctx -- COMMAND` (src/scenarios/program.rs); the
+//! analysis is in src/analyze/program.rs. See docs/shim.md.
+//!
+//! The program runs in its own process group with gpu-doctor's stdin, stdout and stderr; the
+//! shim writes its events to a file in a private directory (0700) that only gpu-doctor reads.
+//! If gpu-doctor dies, the program goes on: the shim ignores a missing or closed events file.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+pub mod cuda_codes;
+
+/// The shim's configuration format and call table, shared with the shim crate.
+#[path = "../../shim/src/config.rs"]
+#[allow(dead_code)]
+pub mod shim_config;
+#[path = "../../shim/src/names.rs"]
+#[allow(dead_code)]
+pub mod shim_names;
+
+/// The shim's event encoder, compiled here for tests: both sides of the format must agree.
+#[cfg(test)]
+#[path = "../../shim/src/events.rs"]
+#[allow(dead_code)]
+mod shim_events;
+
+/// Environment variable: path of a shim library to use instead of the embedded one.
+pub const ENV_SHIM: &str = "GPU_DOCTOR_SHIM";
+
+/// The shim built by build.rs (empty when it could not be built).
+static EMBEDDED_SHIM: &[u8] = include_bytes!(env!("GPU_DOCTOR_SHIM_SO"));
+
+/// One line the shim wrote (see shim/src/events.rs for the meaning of each kind).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ShimEvent {
+    pub ev: String,
+    pub pid: u64,
+    pub tid: u64,
+    pub t_us: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injected: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx_before: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#final: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub how: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ppid: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<std::collections::BTreeMap<String, u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injected_total: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx_noops: Option<u64>,
+}
+
+/// How the program's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ended {
+    /// It exited (or died of a signal) on its own.
+    Exited,
+    /// Still running at `--timeout`: killed (SIGKILL to its process group).
+    TimedOut,
+    /// Still running at `--survive-after`: stopped (SIGTERM, then SIGKILL) — it survived.
+    Stopped,
+    /// Ctrl-C: passed on to the program (SIGINT), killed if it did not stop.
+    Interrupted,
+}
+
+/// What a program run produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub pid: u32,
+    /// Exit code when it exited.
+    pub code: Option<i32>,
+    /// Signal that ended it.
+    pub signal: Option<i32>,
+    pub ended: Ended,
+    /// CLOCK_MONOTONIC µs when it was started (the shim's `t_us` clock).
+    pub start_us: u64,
+    pub duration_ms: f64,
+    pub events: Vec<ShimEvent>,
+    /// Lines of the events file that did not parse (a cut last line when killed).
+    pub bad_lines: usize,
+    /// Where the shim came from: "embedded" or the GPU_DOCTOR_SHIM path.
+    pub shim_source: String,
+}
+
+/// What to run and how.
+pub struct Launch<'a> {
+    pub command: &'a [String],
+    pub config: shim_config::Config,
+    /// Kill it after this long and call it hung.
+    pub timeout: Duration,
+    /// Stop it after this long and call it survived.
+    pub survive_after: Option<Duration>,
+}
+
+/// CLOCK_MONOTONIC in µs (the clock the shim stamps events with).
+pub fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime into a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
+/// A private directory (0700) for the shim copy and the events file; removed on drop.
+struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    fn create() -> Result<PrivateDir> {
+        let mut base = std::env::temp_dir();
+        // LD_PRELOAD splits on spaces and colons: the path must not contain them.
+        if base.to_string_lossy().contains([' ', ':']) {
+            base = PathBuf::from("/tmp");
+        }
+        let mut last_err = None;
+        for attempt in 0..16u32 {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            let dir = base.join(format!(
+                "gpu-doctor-{}-{:08x}{attempt}",
+                std::process::id(),
+                nanos
+            ));
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => return Ok(PrivateDir(dir)),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.expect("attempted")).context("cannot create a private temporary directory")
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The shim library to preload: `GPU_DOCTOR_SHIM` if set, else the embedded copy written to
+/// `dir` (created exclusively, 0700). Returns (path, source).
+fn shim_path(dir: &Path) -> Result<(PathBuf, String)> {
+    if let Some(p) = std::env::var_os(ENV_SHIM).filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            return Err(crate::error::input(format!(
+                "{ENV_SHIM}={} is not a file",
+                p.display()
+            )));
+        }
+        if p.to_string_lossy().contains([' ', ':']) {
+            return Err(crate::error::input(format!(
+                "{ENV_SHIM}={}: LD_PRELOAD cannot hold a path with spaces or colons",
+                p.display()
+            )));
+        }
+        let p = std::fs::canonicalize(&p).unwrap_or(p);
+        let source = p.display().to_string();
+        return Ok((p, source));
+    }
+    if EMBEDDED_SHIM.is_empty() {
+        return Err(crate::error::unavailable(format!(
+            "this gpu-doctor was built without its LD_PRELOAD shim; build it with `cargo build -p gpu-doctor-shim --release` and set {ENV_SHIM}=target/release/libgpu_doctor_shim.so"
+        )));
+    }
+    let path = dir.join("libgpu_doctor_shim.so");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o700)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(EMBEDDED_SHIM)?;
+    f.sync_all()?;
+    Ok((path, "embedded".into()))
+}
+
+/// `LD_PRELOAD` for the program: the caller's own preloads first, then the shim.
+pub fn ld_preload_value(existing: Option<&str>, shim: &Path) -> String {
+    match existing.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(e) => format!("{e}:{}", shim.display()),
+        None => shim.display().to_string(),
+    }
+}
+
+/// Runs COMMAND with the shim until it exits, `--timeout` or `--survive-after` passes, or
+/// Ctrl-C; returns its exit and the shim's events.
+pub fn run(spec: &Launch<'_>) -> Result<Outcome> {
+    let Some((program, args)) = spec.command.split_first() else {
+        return Err(crate::error::input(
+            "no COMMAND: put the program and its arguments after `--`",
+        ));
+    };
+    let dir = PrivateDir::create()?;
+    let (shim, shim_source) = shim_path(&dir.0)?;
+    let events_path = dir.0.join("events.jsonl");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&events_path)
+        .context("cannot create the events file")?;
+
+    let preload = ld_preload_value(std::env::var("LD_PRELOAD").ok().as_deref(), &shim);
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env("LD_PRELOAD", preload)
+        .env(shim_config::ENV_CONFIG, spec.config.encode())
+        .env(shim_config::ENV_EVENTS, &events_path)
+        // Its own process group: a timeout stops it and everything it started.
+        .process_group(0);
+    let start_us = monotonic_us();
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| crate::error::input(format!("cannot run {program}: {e}")))?;
+    let pid = child.id();
+    let pgid = pid as libc::pid_t;
+    let signal_group = |sig: libc::c_int| {
+        // SAFETY: signalling the process group we created for our own child.
+        unsafe { libc::kill(-pgid, sig) };
+    };
+
+    let mut ended = Ended::Exited;
+    let mut deadline_kill: Option<Instant> = None;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        let elapsed = started.elapsed();
+        if ended == Ended::Exited {
+            if crate::context::interrupted() {
+                ended = Ended::Interrupted;
+                signal_group(libc::SIGINT);
+                deadline_kill = Some(Instant::now() + Duration::from_secs(5));
+            } else if elapsed >= spec.timeout {
+                ended = Ended::TimedOut;
+                signal_group(libc::SIGKILL);
+            } else if spec.survive_after.is_some_and(|d| elapsed >= d) {
+                ended = Ended::Stopped;
+                signal_group(libc::SIGTERM);
+                deadline_kill = Some(Instant::now() + Duration::from_secs(5));
+            }
+        }
+        if deadline_kill.is_some_and(|d| Instant::now() >= d) {
+            signal_group(libc::SIGKILL);
+            deadline_kill = None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let duration_ms = started.elapsed().as_secs_f64() * 1e3;
+    let (events, bad_lines) = read_events(&events_path);
+    Ok(Outcome {
+        pid,
+        code: status.code(),
+        signal: status.signal(),
+        ended,
+        start_us,
+        duration_ms,
+        events,
+        bad_lines,
+        shim_source,
+    })
+}
+
+/// Parses the events file; unparsable lines (a line cut by a kill) are counted, not fatal.
+pub fn read_events(path: &Path) -> (Vec<ShimEvent>, usize) {
+    let text = std::fs::read(path).unwrap_or_default();
+    parse_events(&String::from_utf8_lossy(&text))
+}
+
+pub fn parse_events(text: &str) -> (Vec<ShimEvent>, usize) {
+    let mut events = Vec::new();
+    let mut bad = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str::<ShimEvent>(line) {
+            Ok(e) => events.push(e),
+            Err(_) => bad += 1,
+        }
+    }
+    (events, bad)
+}
+
+/// Parses a size: bytes, or a number with K/M/G/T (powers of 1000) or KiB/MiB/GiB/TiB
+/// (powers of 1024) — `4GiB`, `512MiB`, `1.5G`, `1000000`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (try 4GiB, 512MiB, 1000000)"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "ki" | "kib" => 1024.0,
+        "mi" | "mib" => 1024.0 * 1024.0,
+        "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "ti" | "tib" => 1024.0f64.powi(4),
+        u => {
+            return Err(format!(
+                "'{u}' is not a size unit (B, KiB, MiB, GiB, TiB, K, M, G, T)"
+            ));
+        }
+    };
+    let bytes = n * mult;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        return Err(format!("'{s}' is not a usable size"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::shim_events;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("1.5G"), Ok(1_500_000_000));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size(" 2 kib "), Ok(2048));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("4 parsecs").is_err());
+    }
+
+    #[test]
+    fn ld_preload_appends() {
+        let shim = Path::new("/tmp/x/libgpu_doctor_shim.so");
+        assert_eq!(ld_preload_value(None, shim), "/tmp/x/libgpu_doctor_shim.so");
+        assert_eq!(
+            ld_preload_value(Some("  "), shim),
+            "/tmp/x/libgpu_doctor_shim.so"
+        );
+        assert_eq!(
+            ld_preload_value(Some("libjemalloc.so"), shim),
+            "libjemalloc.so:/tmp/x/libgpu_doctor_shim.so"
+        );
+    }
+
+    #[test]
+    fn shim_encoded_events_parse_here() {
+        let mut l = shim_events::Line::new();
+        l.str("ev", "fail")
+            .u64("pid", 10)
+            .u64("tid", 11)
+            .u64("t_us", 12)
+            .str("call", "cuMemAlloc_v2")
+            .u64("code", 2)
+            .bool("injected", true)
+            .u64("size", 1 << 30)
+            .i64("dev", 0)
+            .hex("ctx", 0x5555_0000_1234);
+        let mut s = shim_events::Line::new();
+        s.str("ev", "stats")
+            .u64("pid", 10)
+            .u64("tid", 10)
+            .u64("t_us", 99)
+            .begin_object("calls")
+            .u64("cuLaunchKernel", 7)
+            .end_object()
+            .u64("dropped", 0);
+        let text = format!(
+            "{}{}{{\"ev\":\"fail\",\"pid\":1,\"ti",
+            String::from_utf8_lossy(l.finish()),
+            String::from_utf8_lossy(s.finish())
+        );
+        let (events, bad) = parse_events(&text);
+        assert_eq!(bad, 1, "the cut last line");
+        assert_eq!(events.len(), 2);
+        let e = &events[0];
+        assert_eq!(e.ev, "fail");
+        assert_eq!(e.call.as_deref(), Some("cuMemAlloc_v2"));
+        assert_eq!(
+            (e.code, e.injected, e.size, e.dev),
+            (Some(2), Some(true), Some(1 << 30), Some(0))
+        );
+        assert_eq!(e.ctx.as_deref(), Some("0x555500001234"));
+        assert_eq!(events[1].calls.as_ref().unwrap()["cuLaunchKernel"], 7);
+    }
+
+    #[test]
+    fn shim_config_line_is_shared() {
+        let cfg = shim_config::Config {
+            limit: Some(1 << 20),
+            ..Default::default()
+        };
+        assert_eq!(shim_config::Config::parse(&cfg.encode()), Ok(cfg));
+        assert!(shim_names::fail_calls().contains(&"cuLaunchKernel"));
+    }
+}

@@ -1,0 +1,177 @@
+//! Tables for the program mode reports (`inject oom --`, `inject error`, `trace ctx --`) and
+//! the Chrome trace of `trace ctx --`. Reads only `report.data` (docs/shim.md).
+
+use serde_json::{Value, json};
+
+use crate::render::table::Style;
+use crate::report::Report;
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    }
+}
+
+pub fn render(out: &mut String, report: &Report, style: Style) {
+    let d = &report.data;
+    if d.is_null() {
+        return;
+    }
+    let exit = &d["exit"];
+    let how = match (exit["signal_name"].as_str(), exit["code"].as_i64()) {
+        (Some(sig), _) => format!("killed by {sig}"),
+        (None, Some(c)) => format!("exit status {c}"),
+        _ => "-".into(),
+    };
+    out.push_str(&format!(
+        "\nProgram: {}\n  verdict {} (expected: {}, {}) — {how}, {:.0} ms, pid {}\n",
+        d["command"]
+            .as_array()
+            .map(|a| a.iter().map(s).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default(),
+        s(&d["verdict"]),
+        s(&d["expect"]),
+        if d["expectation_met"].as_bool() == Some(true) {
+            "met"
+        } else {
+            "NOT met"
+        },
+        d["duration_ms"].as_f64().unwrap_or(0.0),
+        s(&exit["pid"]),
+    ));
+    if let Some(limit) = d["limit_bytes"].as_u64() {
+        let peaks: Vec<String> = d["peak"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                format!(
+                    "cuda{} {}",
+                    s(&p["dev"]),
+                    crate::analyze::program::human_bytes(p["bytes"].as_u64().unwrap_or(0))
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "  limit {} per device; peak held: {}\n",
+            crate::analyze::program::human_bytes(limit),
+            if peaks.is_empty() {
+                "-".into()
+            } else {
+                peaks.join(", ")
+            }
+        ));
+    }
+    let injected = d["injected"].as_array().cloned().unwrap_or_default();
+    if !injected.is_empty() {
+        let mut t = style.table();
+        t.set_header([
+            "t (ms)", "pid", "thread", "call", "result", "size", "dev", "ctx",
+        ]);
+        for e in injected.iter().take(50) {
+            t.add_row([
+                format!("{:.1}", e["t_ms"].as_f64().unwrap_or(0.0)),
+                s(&e["pid"]),
+                s(&e["thread"]),
+                s(&e["call"]),
+                format!("{} ({})", s(&e["name"]), s(&e["code"])),
+                e["size"]
+                    .as_u64()
+                    .map(crate::analyze::program::human_bytes)
+                    .unwrap_or_else(|| "-".into()),
+                s(&e["dev"]),
+                s(&e["ctx"]),
+            ]);
+        }
+        let more = if injected.len() > 50 {
+            format!(" (first 50 of {})", injected.len())
+        } else {
+            String::new()
+        };
+        out.push_str(&format!("\nInjected faults{more}\n{t}\n"));
+    }
+    if let Some(tl) = d["timeline"].as_array().filter(|t| !t.is_empty()) {
+        let mut t = style.table();
+        t.set_header([
+            "t (µs)",
+            "pid",
+            "thread",
+            "op",
+            "ctx before",
+            "ctx after",
+            "result",
+        ]);
+        for e in tl.iter().take(200) {
+            t.add_row([
+                s(&e["t_us"]),
+                s(&e["pid"]),
+                s(&e["thread"]),
+                s(&e["op"]),
+                s(&e["ctx_before"]),
+                s(&e["ctx_after"]),
+                s(&e["result"]["name"]),
+            ]);
+        }
+        out.push_str(&format!("\nContext timeline\n{t}\n"));
+        if let Some(threads) = d["threads"].as_array() {
+            let mut t = style.table();
+            t.set_header([
+                "pid",
+                "thread",
+                "ctx ops",
+                "failed calls",
+                "contexts",
+                "first failure",
+            ]);
+            for th in threads {
+                let first = &th["first_failure"];
+                t.add_row([
+                    s(&th["pid"]),
+                    s(&th["thread"]),
+                    s(&th["ops"]),
+                    s(&th["failed_calls"]),
+                    th["contexts"]
+                        .as_array()
+                        .map(|a| a.iter().map(s).collect::<Vec<_>>().join(" "))
+                        .unwrap_or_default(),
+                    if first.is_null() {
+                        "-".into()
+                    } else {
+                        format!("{} → {}", s(&first["op"]), s(&first["result"]["name"]))
+                    },
+                ]);
+            }
+            out.push_str(&format!("\nThreads\n{t}\n"));
+        }
+    }
+}
+
+/// The `trace ctx --` timeline in Chrome trace format: one instant event per context
+/// operation or failed call, per (pid, thread).
+pub fn chrome_trace(report: &Report) -> Value {
+    let events: Vec<Value> = report.data["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            json!({
+                "name": e["op"],
+                "cat": e["kind"],
+                "ph": "i",
+                "s": "t",
+                "ts": e["t_us"],
+                "pid": e["pid"],
+                "tid": e["thread"],
+                "args": {
+                    "ctx": e["ctx"],
+                    "ctx_before": e["ctx_before"],
+                    "ctx_after": e["ctx_after"],
+                    "result": e["result"]["name"],
+                },
+            })
+        })
+        .collect();
+    json!({ "traceEvents": events, "displayTimeUnit": "ms" })
+}

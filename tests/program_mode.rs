@@ -1,0 +1,644 @@
+//! Program mode without a GPU: the launcher against sh scripts (exits, crashes, hangs, never
+//! loads CUDA), and the shim's interception paths against a fake libcuda.so.1 built here with
+//! `cc` (tests/shim/fake_cuda.c) and a test program (tests/shim/cuda_prog.c) that reaches it
+//! through dlsym, cuGetProcAddress (legacy and per-thread stream) and direct linking.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use gpu_doctor::analyze::program::Expect;
+use gpu_doctor::context::RunOptions;
+use gpu_doctor::report::{Report, Status, codes};
+use gpu_doctor::runner;
+use gpu_doctor::scenarios::program::{
+    InjectError, InjectErrorParams, ProgramOom, ProgramOomParams, ProgramTrace, ProgramTraceParams,
+};
+use serde_json::Value;
+
+const SHIM: &str = env!("GPU_DOCTOR_SHIM_SO");
+
+fn shim_built() -> bool {
+    let ok = std::fs::metadata(SHIM)
+        .map(|m| m.len() > 0)
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("skipped: the shim was not built (GPU_DOCTOR_SHIM_SKIP_BUILD?)");
+    }
+    ok
+}
+
+fn opts(timeout: Duration) -> RunOptions {
+    RunOptions {
+        devices: vec![],
+        quiet: true,
+        timeout,
+    }
+}
+
+fn sh(script: &str) -> Vec<String> {
+    vec!["sh".into(), "-c".into(), script.into()]
+}
+
+fn has_code(r: &Report, code: &str) -> bool {
+    r.findings.iter().any(|f| f.code == code)
+}
+
+fn oom(limit: &str, command: Vec<String>) -> ProgramOomParams {
+    ProgramOomParams {
+        limit: limit.into(),
+        command,
+        ..Default::default()
+    }
+}
+
+// --- launcher -------------------------------------------------------------------------------
+
+#[test]
+fn program_that_exits_0_without_cuda_survives_but_warns_nothing_was_injected() {
+    if !shim_built() {
+        return;
+    }
+    let r = runner::execute_typed::<ProgramOom>(
+        &oom("1GiB", sh("echo hello; exit 0")),
+        &opts(Duration::from_secs(20)),
+    )
+    .unwrap();
+    assert_eq!(r.scenario, "inject oom --");
+    assert_eq!(r.data["verdict"], "survived");
+    assert_eq!(r.data["exit"]["code"], 0);
+    assert!(has_code(&r, codes::PROGRAM_SURVIVED));
+    assert!(has_code(&r, codes::FAULT_NOT_INJECTED));
+    assert!(has_code(&r, codes::CUDA_NOT_INTERCEPTED));
+    assert!(
+        !has_code(&r, codes::SHIM_NOT_LOADED),
+        "sh is dynamic: the shim loads"
+    );
+    assert_eq!(r.status, Status::Warn);
+    assert_eq!(r.params["limit"], "1GiB");
+}
+
+#[test]
+fn crashing_program_fails_unless_failure_is_expected() {
+    if !shim_built() {
+        return;
+    }
+    let p = oom("1GiB", sh("echo about to die >&2; kill -SEGV $$"));
+    let r = runner::execute_typed::<ProgramOom>(&p, &opts(Duration::from_secs(20))).unwrap();
+    assert_eq!(r.data["verdict"], "crashed");
+    assert_eq!(r.data["exit"]["signal_name"], "SIGSEGV");
+    assert_eq!(r.status, Status::Fail);
+    assert!(has_code(&r, codes::PROGRAM_CRASHED));
+
+    let p = ProgramOomParams {
+        expect: Expect::Fail,
+        ..oom("1GiB", sh("exit 7"))
+    };
+    let r = runner::execute_typed::<ProgramOom>(&p, &opts(Duration::from_secs(20))).unwrap();
+    assert_eq!(r.data["verdict"], "crashed");
+    assert_eq!(r.data["exit"]["code"], 7);
+    assert_eq!(r.data["expectation_met"], true);
+    assert!(!r.status.is_failure(), "{:?}", r.findings);
+}
+
+#[test]
+fn hanging_program_is_killed_at_the_timeout() {
+    if !shim_built() {
+        return;
+    }
+    let t0 = Instant::now();
+    let r = runner::execute_typed::<ProgramOom>(
+        &oom("1GiB", sh("sleep 30")),
+        &opts(Duration::from_millis(400)),
+    )
+    .unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert_eq!(r.data["verdict"], "hung");
+    assert_eq!(r.data["exit"]["ended"], "timed_out");
+    assert!(has_code(&r, codes::PROGRAM_HUNG));
+    assert_eq!(r.status, Status::Fail);
+}
+
+#[test]
+fn program_still_running_at_survive_after_survived() {
+    if !shim_built() {
+        return;
+    }
+    let p = ProgramOomParams {
+        survive_after: Some("300ms".into()),
+        ..oom("1GiB", sh("sleep 30"))
+    };
+    let t0 = Instant::now();
+    let r = runner::execute_typed::<ProgramOom>(&p, &opts(Duration::from_secs(20))).unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert_eq!(r.data["verdict"], "kept_running");
+    assert_eq!(r.data["exit"]["ended"], "stopped");
+    assert_eq!(r.data["expectation_met"], true);
+}
+
+#[test]
+fn missing_command_and_bad_limit_are_input_errors() {
+    if !shim_built() {
+        return;
+    }
+    let err = runner::execute_typed::<ProgramOom>(
+        &oom("1GiB", vec!["/nonexistent/program".into()]),
+        &opts(Duration::from_secs(5)),
+    )
+    .unwrap_err();
+    assert_eq!(gpu_doctor::error::exit_code_of(&err), 2, "{err:#}");
+    let err = runner::execute_typed::<ProgramOom>(
+        &oom("lots", sh("true")),
+        &opts(Duration::from_secs(5)),
+    )
+    .unwrap_err();
+    assert_eq!(gpu_doctor::error::exit_code_of(&err), 2);
+    let err =
+        runner::execute_typed::<ProgramOom>(&oom("1GiB", vec![]), &opts(Duration::from_secs(5)))
+            .unwrap_err();
+    assert_eq!(gpu_doctor::error::exit_code_of(&err), 2);
+}
+
+#[test]
+fn shim_env_reaches_the_program_and_ld_preload_is_appended() {
+    if !shim_built() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("env.txt");
+    let script = format!(
+        "echo \"$LD_PRELOAD|$GPU_DOCTOR_SHIM_CONFIG\" > {}",
+        out.display()
+    );
+    runner::execute_typed::<ProgramOom>(&oom("2MiB", sh(&script)), &opts(Duration::from_secs(20)))
+        .unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    let (preload, config) = text.trim().split_once('|').unwrap();
+    assert!(preload.ends_with("libgpu_doctor_shim.so"), "{preload}");
+    assert_eq!(config, "limit=2097152");
+    // The private copy is gone afterwards.
+    assert!(!Path::new(preload).exists());
+}
+
+// --- interception against a fake libcuda ----------------------------------------------------
+
+struct Fake {
+    _dir: tempfile::TempDir,
+    /// libcuda.so.1 linked -Bsymbolic: its pointers are its own (like the real driver).
+    lib: PathBuf,
+    /// libcuda.so.1 without -Bsymbolic: taking its own functions' addresses gets ours.
+    interposed: PathBuf,
+    prog: PathBuf,
+    linked: PathBuf,
+}
+
+fn cc(args: &[&str]) -> bool {
+    match Command::new("cc").args(args).status() {
+        Ok(s) => s.success(),
+        Err(_) => false,
+    }
+}
+
+/// Builds the fake driver and the test program once; None (test skipped) without a C compiler.
+fn fake() -> Option<&'static Fake> {
+    static FAKE: OnceLock<Option<Fake>> = OnceLock::new();
+    FAKE.get_or_init(|| {
+        if !shim_built() {
+            return None;
+        }
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/shim");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let lib = d.join("lib");
+        let interposed = d.join("interposed");
+        std::fs::create_dir_all(&lib).unwrap();
+        std::fs::create_dir_all(&interposed).unwrap();
+        let fake_c = src.join("fake_cuda.c");
+        let prog_c = src.join("cuda_prog.c");
+        let s = |p: &Path| p.to_str().unwrap().to_string();
+        let ok = cc(&[
+            "-shared",
+            "-fPIC",
+            "-Wl,-Bsymbolic",
+            "-o",
+            &s(&lib.join("libcuda.so.1")),
+            &s(&fake_c),
+        ]) && cc(&[
+            "-shared",
+            "-fPIC",
+            "-o",
+            &s(&interposed.join("libcuda.so.1")),
+            &s(&fake_c),
+        ]) && std::os::unix::fs::symlink("libcuda.so.1", lib.join("libcuda.so")).is_ok()
+            && cc(&["-o", &s(&d.join("prog")), &s(&prog_c), "-ldl", "-lpthread"])
+            && cc(&[
+                "-DLINKED",
+                "-o",
+                &s(&d.join("prog_linked")),
+                &s(&prog_c),
+                &format!("-L{}", lib.display()),
+                "-lcuda",
+                "-ldl",
+                "-lpthread",
+            ]);
+        if !ok {
+            eprintln!("skipped: no working C compiler (cc)");
+            return None;
+        }
+        Some(Fake {
+            prog: d.join("prog"),
+            linked: d.join("prog_linked"),
+            lib,
+            interposed,
+            _dir: dir,
+        })
+    })
+    .as_ref()
+}
+
+/// Runs the test program directly with the shim preloaded; returns (exit code, stdout, events).
+fn preload(
+    libdir: &Path,
+    prog: &Path,
+    args: &[&str],
+    config: &str,
+    extra_env: &[(&str, &str)],
+) -> (i32, String, Vec<Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, b"").unwrap();
+    let mut cmd = Command::new(prog);
+    cmd.args(args)
+        .env("LD_LIBRARY_PATH", libdir)
+        .env("LD_PRELOAD", SHIM)
+        .env("GPU_DOCTOR_SHIM_CONFIG", config)
+        .env("GPU_DOCTOR_SHIM_EVENTS", &events);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let ev = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        ev,
+    )
+}
+
+fn injected(events: &[Value]) -> Vec<&Value> {
+    events
+        .iter()
+        .filter(|e| e["ev"] == "fail" && e["injected"] == true)
+        .collect()
+}
+
+#[test]
+fn oom_limit_through_every_path() {
+    let Some(f) = fake() else { return };
+    type Case<'a> = (&'a Path, &'a Path, Vec<&'a str>, &'a [(&'a str, &'a str)]);
+    let cases: Vec<Case> = vec![
+        (&f.lib, &f.prog, vec!["dlsym", "alloc", "4", "1"], &[]),
+        (
+            &f.lib,
+            &f.prog,
+            vec!["proc", "legacy", "alloc", "4", "1"],
+            &[],
+        ),
+        (
+            &f.lib,
+            &f.prog,
+            vec!["proc", "ptds", "alloc", "4", "1"],
+            &[],
+        ),
+        (
+            &f.lib,
+            &f.prog,
+            vec!["proc", "legacy", "alloc", "4", "1"],
+            &[("FAKE_CUDA_THUNKS", "1")],
+        ),
+        (
+            &f.interposed,
+            &f.prog,
+            vec!["proc", "legacy", "alloc", "4", "1"],
+            &[],
+        ),
+        (
+            &f.interposed,
+            &f.prog,
+            vec!["proc", "legacy", "alloc", "4", "1"],
+            &[("FAKE_CUDA_THUNKS", "1")],
+        ),
+        (&f.lib, &f.linked, vec!["link", "alloc", "4", "1"], &[]),
+    ];
+    for (libdir, prog, args, env) in cases {
+        let what = format!("{} {args:?} {env:?}", libdir.display());
+        let (code, out, ev) = preload(libdir, prog, &args, "limit=3145728", env);
+        assert_eq!(code, 0, "{what}: {out}");
+        // 3 MiB limit, four 1 MiB allocations: exactly the 4th is refused, once.
+        assert!(out.contains("alloc 2: 0\nalloc 3: 2\n"), "{what}: {out}");
+        assert!(
+            out.contains("meminfo free=0 total=3145728"),
+            "{what}: {out}"
+        );
+        assert!(
+            out.contains("after free: free=3145728 total=3145728 ooms=1"),
+            "{what}: {out}"
+        );
+        let inj = injected(&ev);
+        assert_eq!(inj.len(), 1, "{what}: {ev:?}");
+        assert_eq!(inj[0]["call"], "cuMemAlloc_v2");
+        assert_eq!(inj[0]["size"], 1 << 20);
+        assert_eq!(inj[0]["code"], 2);
+        let stats = ev
+            .iter()
+            .find(|e| e["ev"] == "stats")
+            .expect("stats at exit");
+        assert_eq!(
+            stats["calls"]["cuMemAlloc_v2"], 4,
+            "{what}: counted once each"
+        );
+        let fin = ev
+            .iter()
+            .find(|e| e["ev"] == "peak" && e["final"] == true)
+            .unwrap();
+        assert_eq!(
+            (fin["bytes"].as_u64(), fin["used"].as_u64()),
+            (Some(3 << 20), Some(0))
+        );
+        assert!(
+            ev.iter()
+                .filter(|e| e["ev"] == "fail")
+                .all(|e| e["injected"] == true),
+            "{what}: no double wrap"
+        );
+    }
+}
+
+#[test]
+fn per_thread_stream_entry_point_is_kept() {
+    let Some(f) = fake() else { return };
+    let (code, out, ev) = preload(
+        &f.lib,
+        &f.prog,
+        &["proc", "ptds", "launch", "5"],
+        "call=cuLaunchKernel;code=719;nth=9",
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("launched legacy=0 ptsz=5"),
+        "the _ptsz function ran: {out}"
+    );
+    let hook = ev
+        .iter()
+        .find(|e| {
+            e["ev"] == "hook"
+                && e["via"] == "proc"
+                && e["call"].as_str().unwrap().starts_with("cuLaunchKernel")
+        })
+        .unwrap();
+    assert_eq!(hook["call"], "cuLaunchKernel_ptsz");
+    let (_, out, _) = preload(&f.lib, &f.prog, &["proc", "legacy", "launch", "5"], "", &[]);
+    assert!(out.contains("launched legacy=5 ptsz=0"), "{out}");
+}
+
+#[test]
+fn failpoint_nth_and_every_reach_the_program() {
+    let Some(f) = fake() else { return };
+    let (code, out, ev) = preload(
+        &f.lib,
+        &f.prog,
+        &["dlsym", "launch", "10"],
+        "call=cuLaunchKernel;code=719;nth=4",
+        &[],
+    );
+    assert_eq!(code, 3);
+    assert!(out.contains("launch 4 failed: 719"), "{out}");
+    assert_eq!(injected(&ev)[0]["index"], 4);
+    // every: 2, 5, 8 …; the program stops at the first.
+    let (_, out, _) = preload(
+        &f.lib,
+        &f.prog,
+        &["proc", "ptds", "launch", "10"],
+        "call=cuLaunchKernel;code=2;nth=2;every=3",
+        &[],
+    );
+    assert!(out.contains("launch 2 failed: 2"), "{out}");
+    // Thread-safe counting: 8 threads x 5000 launches, every 1000th fails: exactly 40.
+    let (code, out, ev) = preload(
+        &f.lib,
+        &f.prog,
+        &["dlsym", "mt", "8", "5000"],
+        "call=cuLaunchKernel;code=719;nth=1000;every=1000",
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("mt failures=40"), "{out}");
+    assert_eq!(injected(&ev).len(), 40);
+    let stats = ev.iter().find(|e| e["ev"] == "stats").unwrap();
+    assert_eq!(stats["calls"]["cuLaunchKernel"], 40_000);
+    assert_eq!(stats["injected_total"], 40);
+    // A failpoint on another call leaves launches alone.
+    let (code, _, ev) = preload(
+        &f.lib,
+        &f.prog,
+        &["dlsym", "launch", "10"],
+        "call=cuStreamSynchronize;code=719;nth=1",
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert!(injected(&ev).is_empty());
+}
+
+#[test]
+fn inject_error_cli_end_to_end() {
+    let Some(f) = fake() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let out = Command::cargo_bin("gpu-doctor")
+        .unwrap()
+        .env("LD_LIBRARY_PATH", &f.lib)
+        .args([
+            "inject",
+            "error",
+            "--call",
+            "cuLaunchKernel",
+            "--code",
+            "CUDA_ERROR_LAUNCH_FAILED",
+            "--nth",
+            "3",
+            "-o",
+        ])
+        .arg(&report)
+        .arg("--")
+        .arg(&f.prog)
+        .args(["proc", "legacy", "launch", "5"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "crashed, expected to survive: {stdout}"
+    );
+    assert!(
+        stdout.contains("launch 3 failed: 719"),
+        "the program's stdout passes through: {stdout}"
+    );
+    let r: Report = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r.scenario, "inject error");
+    assert_eq!(r.data["verdict"], "crashed");
+    assert_eq!(r.data["exit"]["code"], 3);
+    assert_eq!(r.data["injected"][0]["call"], "cuLaunchKernel");
+    assert_eq!(r.data["injected"][0]["name"], "CUDA_ERROR_LAUNCH_FAILED");
+    assert_eq!(r.data["injected"][0]["index"], 3);
+    assert_eq!(r.data["calls"]["cuLaunchKernel"], 3);
+    assert!(has_code(&r, codes::FAULT_INJECTED));
+
+    // The same with --expect fail: the program did fail, so gpu-doctor passes.
+    let status = Command::cargo_bin("gpu-doctor")
+        .unwrap()
+        .env("LD_LIBRARY_PATH", &f.lib)
+        .args([
+            "inject",
+            "error",
+            "--call",
+            "cuLaunchKernel",
+            "--code",
+            "719",
+            "--nth",
+            "3",
+            "--expect",
+            "fail",
+            "-q",
+            "--",
+        ])
+        .arg(&f.prog)
+        .args(["dlsym", "launch", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(0));
+
+    // Unknown calls and codes are refused before anything runs.
+    for bad in [
+        ["--call", "cuDeviceGetName", "--code", "2"],
+        ["--call", "cuLaunchKernel", "--code", "CUDA_ERROR_NOPE"],
+    ] {
+        let out = Command::cargo_bin("gpu-doctor")
+            .unwrap()
+            .args(["inject", "error"])
+            .args(bad)
+            .args(["--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+}
+
+#[test]
+fn trace_ctx_finds_the_thread_without_a_context() {
+    let Some(f) = fake() else { return };
+    // The fake driver is found through LD_LIBRARY_PATH, inherited by the program.
+    // SAFETY: tests in this file that read LD_LIBRARY_PATH set the same value.
+    unsafe { std::env::set_var("LD_LIBRARY_PATH", &f.lib) };
+    let dir = tempfile::tempdir().unwrap();
+    let chrome = dir.path().join("trace.json");
+    let p = ProgramTraceParams {
+        chrome_trace: Some(chrome.clone()),
+        command: vec![f.prog.display().to_string(), "dlsym".into(), "hop".into()],
+        ..Default::default()
+    };
+    let r = runner::execute_typed::<ProgramTrace>(&p, &opts(Duration::from_secs(20))).unwrap();
+    assert_eq!(r.scenario, "trace ctx --");
+    let tl = r.data["timeline"].as_array().unwrap();
+    let create = tl
+        .iter()
+        .find(|e| e["op"] == "cuCtxCreate_v2")
+        .expect("context creation traced");
+    assert_eq!(create["ctx_before"], "0x0");
+    assert_ne!(create["ctx_after"], "0x0");
+    assert_eq!(create["ctx_after"], create["ctx"]);
+    let unbound = tl
+        .iter()
+        .find(|e| e["op"] == "cuLaunchKernel")
+        .expect("failed launch traced");
+    assert_eq!(unbound["result"]["code"], 201);
+    assert_eq!(unbound["ctx_before"], "0x0");
+    assert_ne!(unbound["thread"], create["thread"], "another OS thread");
+    assert!(has_code(&r, codes::CTX_UNBOUND_CALL));
+    assert_eq!(r.data["threads"].as_array().unwrap().len(), 2);
+    let trace: Value = serde_json::from_str(&std::fs::read_to_string(&chrome).unwrap()).unwrap();
+    assert_eq!(trace["traceEvents"].as_array().unwrap().len(), tl.len());
+
+    // inject error through the library API with the same driver: delay on a sync call.
+    let p = InjectErrorParams {
+        call: "cuLaunchKernel".into(),
+        code: Some("700".into()),
+        nth: 2,
+        every: Some(1),
+        command: vec![
+            f.prog.display().to_string(),
+            "dlsym".into(),
+            "launch".into(),
+            "3".into(),
+        ],
+        ..Default::default()
+    };
+    let r = runner::execute_typed::<InjectError>(&p, &opts(Duration::from_secs(20))).unwrap();
+    assert_eq!(
+        r.data["injected"].as_array().unwrap().len(),
+        1,
+        "the program stops at the first"
+    );
+    assert_eq!(r.data["failpoint"]["name"], "CUDA_ERROR_ILLEGAL_ADDRESS");
+}
+
+#[test]
+fn rtld_next_keeps_resolving_relative_to_the_caller() {
+    // liba's next_foo() asks dlsym(RTLD_NEXT, "foo"): libb's foo (2) follows liba; resolved
+    // relative to the shim (first in the search order) it would be liba's own foo (1).
+    if !shim_built() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("a.c"),
+        "#define _GNU_SOURCE\n#include <dlfcn.h>\nint foo(void) { return 1; }\nint next_foo(void) { int (*f)(void) = (int (*)(void))dlsym(RTLD_NEXT, \"foo\"); return f ? f() : -1; }\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("b.c"), "int foo(void) { return 2; }\n").unwrap();
+    std::fs::write(
+        d.join("m.c"),
+        "#include <stdio.h>\nint next_foo(void);\nint main(void) { printf(\"%d\\n\", next_foo()); return 0; }\n",
+    )
+    .unwrap();
+    let p = |n: &str| d.join(n).display().to_string();
+    let ok = cc(&["-shared", "-fPIC", "-o", &p("liba.so"), &p("a.c"), "-ldl"])
+        && cc(&["-shared", "-fPIC", "-o", &p("libb.so"), &p("b.c")])
+        && cc(&[
+            "-o",
+            &p("m"),
+            &p("m.c"),
+            "-Wl,--no-as-needed",
+            &format!("-L{}", d.display()),
+            "-la",
+            "-lb",
+            &format!("-Wl,-rpath,{}", d.display()),
+        ]);
+    if !ok {
+        eprintln!("skipped: no working C compiler (cc)");
+        return;
+    }
+    let out = Command::new(d.join("m"))
+        .env("LD_PRELOAD", SHIM)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
+}
