@@ -64,7 +64,12 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Info(p) => runner::execute_typed::<scenarios::info::Info>(&p, &opts)?,
         Command::Topo(p) => runner::execute_typed::<scenarios::topo::Topo>(&p, &opts)?,
         Command::Inject(which) => match which {
-            InjectCommand::Oom(p) => runner::execute_typed::<scenarios::oom::Oom>(&p, &opts)?,
+            InjectCommand::Oom(p) => match p.program.params() {
+                Some(program) => {
+                    runner::execute_typed::<scenarios::program::ProgramOom>(&program?, &opts)?
+                }
+                None => runner::execute_typed::<scenarios::oom::Oom>(&p, &opts)?,
+            },
             InjectCommand::CtxDestroy(p) => {
                 runner::execute_typed::<scenarios::ctx_destroy::CtxDestroy>(&p, &opts)?
             }
@@ -81,7 +86,12 @@ fn run(cli: Cli) -> Result<i32> {
                 runner::execute_many("inject all", &scenarios::INJECT_ALL, &opts)?
             }
         },
-        Command::Trace(TraceCommand::Ctx(p)) => scenarios::trace_ctx::execute(&p, &opts)?,
+        Command::Trace(TraceCommand::Ctx(p)) => match p.program.params(p.chrome_trace.clone()) {
+            Some(program) => {
+                runner::execute_typed::<scenarios::program::ProgramTrace>(&program, &opts)?
+            }
+            None => scenarios::trace_ctx::execute(&p, &opts)?,
+        },
         Command::Bandwidth(p) => {
             runner::execute_typed::<scenarios::bandwidth::Bandwidth>(&p, &opts)?
         }

@@ -48,6 +48,11 @@ pub struct OomParams {
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hold: Option<String>,
+    /// Program mode (`--limit SIZE -- COMMAND`): docs/shim.md.
+    #[command(flatten)]
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub program: crate::scenarios::program::OomProgramArgs,
 }
 
 impl Default for OomParams {
@@ -58,6 +63,7 @@ impl Default for OomParams {
             chunk: "1GiB".into(),
             fraction: None,
             hold: None,
+            program: Default::default(),
         }
     }
 }

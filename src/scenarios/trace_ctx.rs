@@ -94,6 +94,11 @@ pub struct TraceCtxParams {
     #[arg(long, value_name = "REPORT.json")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<PathBuf>,
+    /// Program mode (`-- COMMAND`): trace any CUDA program's contexts; docs/shim.md.
+    #[command(flatten)]
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub program: crate::scenarios::program::TraceProgramArgs,
 }
 
 impl Default for TraceCtxParams {
@@ -105,6 +110,7 @@ impl Default for TraceCtxParams {
             tasks: 16,
             chrome_trace: None,
             from: None,
+            program: Default::default(),
         }
     }
 }
