@@ -515,6 +515,53 @@ pub fn illegal_address(f: &IllegalAddressFacts, steps: &[Step]) -> Analysis {
     a
 }
 
+/// Tag of steps that ran in a process of their own because they may crash it.
+pub const OWN_PROCESS: &str = "[own process] ";
+
+/// Merges the steps of a sub-process that made crash-prone calls (undefined behaviour per
+/// NVIDIA) into `into`: each is tagged, its time shifted to the parent's clock, and a death of
+/// the process inside a call counts as an answer the driver gave — recorded, accepted, and
+/// explained by a finding from [`crashed_calls`] — rather than as a broken scenario.
+pub fn merge_crash_prone(into: &mut Vec<Step>, sub: &[Step], started_at_ms: f64) {
+    for s in sub {
+        let mut s = s.clone();
+        s.name = format!("{OWN_PROCESS}{}", s.name);
+        s.at_ms += started_at_ms;
+        if is_process_death(&s) {
+            s.expected.push(s.observed.clone());
+            s.ok = true;
+        }
+        into.push(s);
+    }
+}
+
+fn is_process_death(s: &Step) -> bool {
+    s.observed.name.starts_with("PROCESS_DIED")
+}
+
+/// One info finding per driver call that killed its process: the answer a program gets on
+/// this driver when it reuses a handle it should have dropped.
+pub fn crashed_calls(steps: &[Step], driver: Option<&str>) -> Vec<Finding> {
+    steps
+        .iter()
+        .filter(|s| is_process_death(s))
+        .map(|s| {
+            let how = s.observed.name.trim_start_matches("PROCESS_DIED: ");
+            Finding::new(
+                Severity::Info,
+                codes::UNDEFINED_CALL_CRASHED,
+                format!(
+                    "{} ({}) {how} on driver {}: NVIDIA documents the call as undefined, and this driver does not refuse it",
+                    s.name.trim_start_matches(OWN_PROCESS),
+                    s.call,
+                    driver.unwrap_or("?")
+                ),
+            )
+            .hint("No error handling can catch this: drop every stream, event, module and pointer of a destroyed context (or stream) before anything can reuse it, e.g. tie their lifetimes to the context's owner object.")
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -868,5 +915,45 @@ mod tests {
         assert!(analyze_report(&r).unwrap().is_err());
         r.scenario = "topo".into();
         assert!(analyze_report(&r).is_none());
+    }
+    #[test]
+    fn a_crash_inside_an_undefined_call_is_an_answer_with_a_finding() {
+        let step = |name: &str, observed: Code, ok: bool| Step {
+            name: name.into(),
+            call: "cuStreamQuery".into(),
+            expected: vec![Code {
+                code: 400,
+                name: "CUDA_ERROR_INVALID_HANDLE".into(),
+            }],
+            observed,
+            at_ms: 1.0,
+            elapsed_ms: 0.0,
+            thread: 7,
+            ok,
+            note: None,
+        };
+        let died = Code {
+            code: -1,
+            name: "PROCESS_DIED: was killed by signal 11 (SIGSEGV)".into(),
+        };
+        let refused = Code {
+            code: 400,
+            name: "CUDA_ERROR_INVALID_HANDLE".into(),
+        };
+        let sub = vec![
+            step("destroyed-stream: sync", refused, true),
+            step("destroyed-stream: query", died.clone(), false),
+        ];
+        let mut all = vec![];
+        merge_crash_prone(&mut all, &sub, 100.0);
+        assert_eq!(all.len(), 2);
+        assert!(all.iter().all(|s| s.ok && s.name.starts_with(OWN_PROCESS)));
+        assert_eq!(all[1].at_ms, 101.0);
+        assert!(all[1].expected.contains(&died));
+        let f = crashed_calls(&all, Some("580.159.04"));
+        assert_eq!(f.len(), 1, "only the call that died");
+        assert_eq!(f[0].code, codes::UNDEFINED_CALL_CRASHED);
+        assert_eq!(f[0].severity, Severity::Info);
+        assert!(f[0].message.starts_with("destroyed-stream: query (cuStreamQuery) was killed by signal 11 (SIGSEGV) on driver 580.159.04"), "{}", f[0].message);
     }
 }

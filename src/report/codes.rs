@@ -119,6 +119,10 @@ pub const ALL: &[(&str, &str)] = &[
         PRIMARY_CTX_FLAGS,
         "What cuDevicePrimaryCtxSetFlags answered while the primary context was active, on this driver.",
     ),
+    (
+        UNDEFINED_CALL_CRASHED,
+        "A driver call that NVIDIA documents as undefined (a handle of a destroyed context or stream) killed the process on this driver instead of returning an error.",
+    ),
     // bandwidth
     (
         BANDWIDTH_LOW,
@@ -291,6 +295,7 @@ pub const STALE_READS_WITH_EVENT: &str = "STALE_READS_WITH_EVENT";
 pub const DEFAULT_STREAM_SEMANTICS: &str = "DEFAULT_STREAM_SEMANTICS";
 pub const ERROR_NOT_STICKY: &str = "ERROR_NOT_STICKY";
 pub const XID_REPORTED: &str = "XID_REPORTED";
+pub const UNDEFINED_CALL_CRASHED: &str = "UNDEFINED_CALL_CRASHED";
 pub const SCENARIO_ERROR: &str = "SCENARIO_ERROR";
 pub const PROGRAM_SURVIVED: &str = "PROGRAM_SURVIVED";
 pub const PROGRAM_CRASHED: &str = "PROGRAM_CRASHED";

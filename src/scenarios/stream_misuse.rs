@@ -25,6 +25,10 @@ pub struct StreamMisuseParams {
     #[arg(long, value_enum, hide = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub only: Option<Part>,
+    /// Internal: this process runs the crash-prone part alone (set by the parent).
+    #[arg(long, hide = true)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub own_process: bool,
 }
 
 impl Default for StreamMisuseParams {
@@ -32,6 +36,7 @@ impl Default for StreamMisuseParams {
         StreamMisuseParams {
             iterations: 50,
             only: None,
+            own_process: false,
         }
     }
 }
@@ -49,10 +54,16 @@ impl Scenario for StreamMisuse {
         if params.iterations == 0 || params.iterations > 100_000 {
             return Err(input("--iterations must be between 1 and 100000"));
         }
-        let parts: Vec<Part> = match params.only {
+        let mut parts: Vec<Part> = match params.only {
             Some(p) => vec![p],
             None => Part::ALL.to_vec(),
         };
+        // Uses of a destroyed stream can crash the driver (driver 580 does): they run in a
+        // process of their own, where a crash is an answer, not the end of the scenario.
+        let crash_prone = !params.own_process && parts.contains(&Part::DestroyedStream);
+        if crash_prone {
+            parts.retain(|p| *p != Part::DestroyedStream);
+        }
         let mut report = Report::begin(Self::NAME, serde_json::to_value(params)?);
         let t = probe::target(ctx)?;
         report.host = t.nvml.host();
@@ -60,6 +71,20 @@ impl Scenario for StreamMisuse {
         let steps = Steps::new(ctx);
         let facts = probe::stream_misuse::run(ctx, &steps, &t, &parts, params.iterations)?;
         report.steps = steps.into_vec();
+        if crash_prone && !ctx.interrupted() {
+            let started_at_ms = ctx.now_ms();
+            let sub_params = serde_json::json!({
+                "only": Part::DestroyedStream,
+                "own_process": true,
+                "iterations": params.iterations,
+            });
+            let sub = probe::run_subprocess(Self::NAME, &sub_params, &ctx.opts)?;
+            faults::merge_crash_prone(&mut report.steps, &sub.steps, started_at_ms);
+        }
+        report.findings.extend(faults::crashed_calls(
+            &report.steps,
+            report.host.driver_version.as_deref(),
+        ));
         let a = faults::stream_misuse(&facts, &report.steps);
         report.findings.extend(a.findings);
         report.metrics.extend(a.metrics);

@@ -162,7 +162,7 @@ if r:
     check(d["legacy_wait_ms"] >= d["kernel_delay_ms"] / 2 and d["per_thread_wait_ms"] < d["kernel_delay_ms"] / 2,
           f"stream-misuse: blocking stream waits {d['legacy_wait_ms']:.2f} ms on legacy, {d['per_thread_wait_ms']:.2f} ms on per-thread")
     for s in r["steps"]:
-        if s["name"].startswith(("destroyed-stream: ", "cross-context: ", "capture: ")) and s["observed"]["code"] != 0:
+        if s["name"].replace("[own process] ", "").startswith(("destroyed-stream: ", "cross-context: ", "capture: ", "stale-launch: ")) and s["observed"]["code"] != 0:
             print(f"     {s['name']}: {s['observed']['name']} ({s['observed']['code']})")
 
 r = load("inject-illegal-address")

@@ -19,6 +19,8 @@ use crate::probe::kernels::{Module, name};
 pub mod step {
     pub const OWNER: &str = "owner-thread";
     pub const OTHER: &str = "other-thread";
+    /// The launch with a destroyed context's handles, in a process of its own.
+    pub const STALE_LAUNCH: &str = "stale-launch";
     pub const PRIMARY: &str = "primary";
     pub const RECOVERY: &str = "recovery";
     /// Suffix of the step that shows the kernel was still running at destroy.
@@ -246,8 +248,10 @@ fn owner_current(
     }
 }
 
-/// Calls with the destroyed context's stream, memory and function (undefined behaviour per
-/// NVIDIA: the accepted answers are the refusals; the step records which one came back).
+/// Calls with the destroyed context's stream and memory (undefined behaviour per NVIDIA: the
+/// accepted answers are the refusals; the step records which one came back). The launch with
+/// the destroyed context's function and stream is not here: on driver 580 it kills the
+/// process (SIGSEGV), so it runs in a process of its own ([`stale_launch`]).
 fn stale_calls(steps: &Steps, prefix: &str, v: Victim) {
     let note = Some(
         "NVIDIA documents use of a destroyed context's handles as undefined; a refusal (201, 709, 400, or 1 for pointers) is the correct outcome",
@@ -269,19 +273,36 @@ fn stale_calls(steps: &Steps, prefix: &str, v: Victim) {
         || unsafe { sys::cuMemcpyDtoH_v2(host.as_mut_ptr() as *mut c_void, v.buf, 16) },
     );
     steps.call_noted(
-        &format!("{prefix}{s}kernel launch on the stream"),
-        "cuLaunchKernel",
-        rc::STALE,
-        note,
-        || unsafe { super::launch_empty(v.empty, v.stream) },
-    );
-    steps.call_noted(
         &format!("{prefix}{s}free of the allocation"),
         "cuMemFree_v2",
         rc::STALE_PTR,
         note,
         || unsafe { sys::cuMemFree_v2(v.buf) },
     );
+}
+
+/// A context with work in flight is destroyed, then a kernel is launched with its (stale)
+/// function and stream. Run in a process of its own: the driver may answer with a refusal or
+/// crash the process, and both are recorded.
+pub fn stale_launch(ctx: &Ctx, steps: &Steps, t: &Target) -> Result<()> {
+    let p = step::STALE_LAUNCH;
+    let delay = super::clock_khz(t.dev) * KERNEL_DELAY_MS;
+    let (victim, _) = setup(steps, p, t.dev, delay)?;
+    steps.call(
+        &format!("{p}: destroy the context (kernel in flight)"),
+        "cuCtxDestroy_v2",
+        &[rc::SUCCESS],
+        || unsafe { sys::cuCtxDestroy_v2(victim.ctx) },
+    );
+    let _ = ctx;
+    steps.call_noted(
+        &format!("{p}{}kernel launch on the stream", step::STALE),
+        "cuLaunchKernel",
+        rc::STALE,
+        Some("undefined per NVIDIA: a refusal is the friendly answer; a driver may also crash the process, which no error handling can catch"),
+        || unsafe { super::launch_empty(victim.empty, victim.stream) },
+    );
+    Ok(())
 }
 
 /// Calls that need the current context, on the owner thread whose context another thread

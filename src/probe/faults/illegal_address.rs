@@ -6,12 +6,11 @@
 //! process never touches CUDA: it starts the variants and watches NVML for XID events.
 
 use std::ffi::c_void;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::ValueEnum;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -202,29 +201,13 @@ pub fn run_variant(steps: &Steps, t: &Target, variant: Variant) -> Result<Varian
     Ok(f)
 }
 
-/// Runs one variant in a fresh process of this binary (the isolation protocol) and returns
-/// its report. The process dies with us (PR_SET_PDEATHSIG), so a killed orchestrator leaves
-/// no orphan on the GPU.
+/// Runs one variant in a fresh process of this binary (see [`super::run_subprocess`]).
 pub fn run_variant_process(scenario: &str, variant: Variant, opts: &RunOptions) -> Result<Report> {
-    use std::os::unix::process::CommandExt;
-    let params = serde_json::json!({ "variant": variant.as_str() });
-    let exe = std::env::current_exe().context("cannot find gpu-doctor's own executable")?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("__child")
-        .arg("--scenario")
-        .arg(scenario)
-        .arg("--params")
-        .arg(serde_json::to_string(&params)?)
-        .arg("--options")
-        .arg(serde_json::to_string(opts)?);
-    // SAFETY: prctl is async-signal-safe; it only sets this process's parent-death signal.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    crate::isolate::run_child_command(cmd, scenario, &params, opts.timeout)
+    super::run_subprocess(
+        scenario,
+        &serde_json::json!({ "variant": variant.as_str() }),
+        opts,
+    )
 }
 
 /// Watches NVML for critical XID events on one GPU from a thread of its own.
