@@ -518,21 +518,23 @@ pub fn illegal_address(f: &IllegalAddressFacts, steps: &[Step]) -> Analysis {
 /// Tag of steps that ran in a process of their own because they may crash it.
 pub const OWN_PROCESS: &str = "[own process] ";
 
-/// Merges the steps of a sub-process that made crash-prone calls (undefined behaviour per
-/// NVIDIA) into `into`: each is tagged, its time shifted to the parent's clock, and a death of
-/// the process inside a call counts as an answer the driver gave — recorded, accepted, and
+/// The steps of a sub-process that made crash-prone calls (undefined behaviour per NVIDIA),
+/// ready to merge: each is tagged, its time shifted to the parent's clock, and a death of the
+/// process inside a call counts as an answer the driver gave — recorded, accepted, and
 /// explained by a finding from [`crashed_calls`] — rather than as a broken scenario.
-pub fn merge_crash_prone(into: &mut Vec<Step>, sub: &[Step], started_at_ms: f64) {
-    for s in sub {
-        let mut s = s.clone();
-        s.name = format!("{OWN_PROCESS}{}", s.name);
-        s.at_ms += started_at_ms;
-        if is_process_death(&s) {
-            s.expected.push(s.observed.clone());
-            s.ok = true;
-        }
-        into.push(s);
-    }
+pub fn merge_crash_prone(sub: &[Step], started_at_ms: f64) -> Vec<Step> {
+    sub.iter()
+        .map(|s| {
+            let mut s = s.clone();
+            s.name = format!("{OWN_PROCESS}{}", s.name);
+            s.at_ms += started_at_ms;
+            if is_process_death(&s) {
+                s.expected.push(s.observed.clone());
+                s.ok = true;
+            }
+            s
+        })
+        .collect()
 }
 
 fn is_process_death(s: &Step) -> bool {
@@ -944,8 +946,7 @@ mod tests {
             step("destroyed-stream: sync", refused, true),
             step("destroyed-stream: query", died.clone(), false),
         ];
-        let mut all = vec![];
-        merge_crash_prone(&mut all, &sub, 100.0);
+        let all = merge_crash_prone(&sub, 100.0);
         assert_eq!(all.len(), 2);
         assert!(all.iter().all(|s| s.ok && s.name.starts_with(OWN_PROCESS)));
         assert_eq!(all[1].at_ms, 101.0);

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analyze::faults;
 use crate::context::Ctx;
+use crate::probe::faults::ctx_destroy::DestroyPart;
 use crate::probe::faults::{self as probe, Steps};
 use crate::report::Report;
 use crate::scenarios::Scenario;
@@ -16,11 +17,10 @@ use crate::scenarios::Scenario;
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CtxDestroyParams {
-    /// Internal: only the launch with a destroyed context's handles (run in a process of its
-    /// own, since the driver may crash on it).
-    #[arg(long, hide = true)]
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub stale_launch: bool,
+    /// Internal: run one crash-prone part in this process (the parent runs each in its own).
+    #[arg(long, value_enum, hide = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part: Option<DestroyPart>,
 }
 
 pub struct CtxDestroy;
@@ -38,23 +38,35 @@ impl Scenario for CtxDestroy {
         let t = probe::target(ctx)?;
         report.host = t.nvml.host();
         report.devices.push(t.info.clone());
-        let steps = Steps::new(ctx);
-        if params.stale_launch {
-            probe::ctx_destroy::stale_launch(ctx, &steps, &t)?;
+        if let Some(part) = params.part {
+            let steps = Steps::new(ctx);
+            let variant = probe::ctx_destroy::run_part(ctx, &steps, &t, part)?;
             report.steps = steps.into_vec();
+            report.data = serde_json::json!({ "variant": variant });
             return Ok(report);
         }
-        let facts = probe::ctx_destroy::run(ctx, &steps, &t)?;
-        report.steps = steps.into_vec();
-        if !ctx.interrupted() {
+        let mut facts = probe::ctx_destroy::begin(&t)?;
+        for part in DestroyPart::ALL {
+            if ctx.interrupted() {
+                break;
+            }
             let started_at_ms = ctx.now_ms();
-            let sub = probe::run_subprocess(
-                Self::NAME,
-                &serde_json::json!({ "stale_launch": true }),
-                &ctx.opts,
-            )?;
-            faults::merge_crash_prone(&mut report.steps, &sub.steps, started_at_ms);
+            let sub =
+                probe::run_subprocess(Self::NAME, &serde_json::json!({ "part": part }), &ctx.opts)?;
+            for step in faults::merge_crash_prone(&sub.steps, started_at_ms) {
+                ctx.record(&mut report, step);
+            }
+            if let Some(v) = sub
+                .data
+                .get("variant")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+            {
+                facts.variants.push(v);
+            }
         }
+        let steps = Steps::new(ctx);
+        probe::ctx_destroy::finish(&steps, &t, &mut facts);
+        report.steps.extend(steps.into_vec());
         report.findings.extend(faults::crashed_calls(
             &report.steps,
             report.host.driver_version.as_deref(),

@@ -79,7 +79,9 @@ impl Scenario for StreamMisuse {
                 "iterations": params.iterations,
             });
             let sub = probe::run_subprocess(Self::NAME, &sub_params, &ctx.opts)?;
-            faults::merge_crash_prone(&mut report.steps, &sub.steps, started_at_ms);
+            for step in faults::merge_crash_prone(&sub.steps, started_at_ms) {
+                ctx.record(&mut report, step);
+            }
         }
         report.findings.extend(faults::crashed_calls(
             &report.steps,

@@ -129,7 +129,7 @@ fi
 "$BIN" inject error --call cuLaunchKernel --code CUDA_ERROR_LAUNCH_FAILED --nth 50 --expect fail -q \
     -o "$OUT/shim-error-driver-launch.json" -- "$WORK/shim_launch" driver 100 > "$WORK/log" 2>&1
 check "inject error --nth 50 on cuLaunchKernel reaches a driver-API program" "$OUT/shim-error-driver-launch.json" 0 $? '
-    assert "launch 50 failed: 719" in out, "program output"
+    assert "launch 49 failed: 719" in out, "program output (a warm-up launch precedes the loop: the 50th call is launch 49)"
     assert d["injected"][0]["index"] == 50 and d["injected"][0]["call"].startswith("cuLaunchKernel")
     assert d["exit"]["code"] == 3
 ' "$WORK/log"
@@ -139,7 +139,7 @@ CALL=$(launch_call "$WORK/shim_launch" runtime 10); CALL=${CALL:-cuLaunchKernel}
 "$BIN" inject error --call "$CALL" --code CUDA_ERROR_LAUNCH_FAILED --nth 50 --expect fail -q \
     -o "$OUT/shim-error-runtime-launch.json" -- "$WORK/shim_launch" runtime 100 > "$WORK/log" 2>&1
 check "inject error --nth 50 on $CALL reaches a runtime-API program" "$OUT/shim-error-runtime-launch.json" 0 $? '
-    assert "launch 50 failed: 719" in out, "program output"
+    assert "launch 49 failed: 719" in out, "program output (a warm-up launch precedes the loop: the 50th call is launch 49)"
     assert d["injected"][0]["index"] == 50
 ' "$WORK/log"
 

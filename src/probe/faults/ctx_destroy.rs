@@ -8,6 +8,8 @@ use std::ffi::c_void;
 use std::sync::mpsc;
 
 use anyhow::Result;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::{Steps, Target, rc};
 use crate::context::{Ctx, thread_id};
@@ -44,17 +46,69 @@ struct Victim {
 // SAFETY: plain driver handles; the driver API is thread-safe and every use is a recorded call.
 unsafe impl Send for Victim {}
 
-pub fn run(ctx: &Ctx, steps: &Steps, t: &Target) -> Result<CtxDestroyFacts> {
+/// The parts of ctx-destroy that use a destroyed context's handles. Each runs in a process of
+/// its own: the driver may refuse those calls or crash on them (driver 580 does both, even for
+/// the same call from run to run), and a crash must not cost the other parts.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum DestroyPart {
+    /// Destroyed by the thread that owns it, then its stream and memory used.
+    OwnerThread,
+    /// Destroyed by another thread while the owner still has it current.
+    OtherThread,
+    /// A kernel launched with the destroyed context's function and stream.
+    StaleLaunch,
+}
+
+impl DestroyPart {
+    pub const ALL: [DestroyPart; 3] = [
+        DestroyPart::OwnerThread,
+        DestroyPart::OtherThread,
+        DestroyPart::StaleLaunch,
+    ];
+}
+
+/// Baseline before anything is destroyed: device memory as NVML and a fresh context see it.
+pub fn begin(t: &Target) -> Result<CtxDestroyFacts> {
     let mut facts = CtxDestroyFacts {
         device: t.index,
         kernel_delay_ms: KERNEL_DELAY_MS as f64,
         memory: super::memory_baseline(&t.nvml, t.index, &[std::process::id()]),
         ..Default::default()
     };
-    let delay = super::clock_khz(t.dev) * KERNEL_DELAY_MS;
     facts.memory.cuda_free_before = Some(fresh_context_free(t.dev)?);
+    Ok(facts)
+}
 
-    // (a) destroyed by the thread that owns it.
+/// One crash-prone part, in this (sub)process.
+pub fn run_part(
+    ctx: &Ctx,
+    steps: &Steps,
+    t: &Target,
+    part: DestroyPart,
+) -> Result<Option<DestroyVariant>> {
+    let delay = super::clock_khz(t.dev) * KERNEL_DELAY_MS;
+    match part {
+        DestroyPart::OwnerThread => owner_thread(ctx, steps, t, delay).map(Some),
+        DestroyPart::OtherThread => other_thread(ctx, steps, t, delay).map(Some),
+        DestroyPart::StaleLaunch => stale_launch(ctx, steps, t).map(|_| None),
+    }
+}
+
+/// After the crash-prone parts: the primary-context reset under a holder, then recovery (a
+/// fresh context works) and the memory check.
+pub fn finish(steps: &Steps, t: &Target, facts: &mut CtxDestroyFacts) {
+    facts.primary = Some(primary_reset(steps, t.dev));
+    let (ok, free_after) = recovery(steps, t.dev);
+    facts.recovery_ok = ok;
+    facts.memory.cuda_free_after = free_after;
+    super::memory_after(&mut facts.memory, &t.nvml, t.index);
+}
+
+/// (a) destroyed by the thread that owns it.
+fn owner_thread(ctx: &Ctx, steps: &Steps, t: &Target, delay: u64) -> Result<DestroyVariant> {
     let (victim, in_flight) = setup(steps, step::OWNER, t.dev, delay)?;
     let destroy_at = ctx.now_ms();
     steps.call(
@@ -66,18 +120,20 @@ pub fn run(ctx: &Ctx, steps: &Steps, t: &Target) -> Result<CtxDestroyFacts> {
     let destroy_ms = ctx.now_ms() - destroy_at;
     let current = owner_current(steps, step::OWNER, victim.ctx, &[rc::SUCCESS]);
     stale_calls(steps, step::OWNER, victim);
-    facts.variants.push(DestroyVariant {
+    Ok(DestroyVariant {
         name: step::OWNER.into(),
         in_flight_at_destroy: in_flight,
         destroy_ms,
         owner_thread: thread_id(),
         destroy_thread: thread_id(),
         owner_current_after: current,
-    });
+    })
+}
 
-    // (b) destroyed by another thread while the owner still has it current.
+/// (b) destroyed by another thread while the owner still has it current.
+fn other_thread(ctx: &Ctx, steps: &Steps, t: &Target, delay: u64) -> Result<DestroyVariant> {
     let main_thread = thread_id();
-    let variant = std::thread::scope(|s| -> Result<DestroyVariant> {
+    std::thread::scope(|s| -> Result<DestroyVariant> {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(Victim, bool), String>>();
         let (go_tx, go_rx) = mpsc::channel::<()>();
         let owner = s.spawn(move || -> (u64, String) {
@@ -129,18 +185,7 @@ pub fn run(ctx: &Ctx, steps: &Steps, t: &Target) -> Result<CtxDestroyFacts> {
             destroy_thread: main_thread,
             owner_current_after: current,
         })
-    })?;
-    facts.variants.push(variant);
-
-    // (c) primary context reset under a holder.
-    facts.primary = Some(primary_reset(steps, t.dev));
-
-    // Recovery: a fresh context works and the memory came back.
-    let (ok, free_after) = recovery(steps, t.dev);
-    facts.recovery_ok = ok;
-    facts.memory.cuda_free_after = free_after;
-    super::memory_after(&mut facts.memory, &t.nvml, t.index);
-    Ok(facts)
+    })
 }
 
 /// cuMemGetInfo free bytes in a fresh context with our kernels loaded (the same situation
