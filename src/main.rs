@@ -90,7 +90,7 @@ fn run(cli: Cli) -> Result<i32> {
             Some(program) => {
                 runner::execute_typed::<scenarios::program::ProgramTrace>(&program, &opts)?
             }
-            None => scenarios::trace_ctx::execute(&p, &opts)?,
+            None => runner::execute_typed::<scenarios::trace_ctx::TraceCtx>(&p, &opts)?,
         },
         Command::Bandwidth(p) => {
             runner::execute_typed::<scenarios::bandwidth::Bandwidth>(&p, &opts)?

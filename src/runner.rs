@@ -29,7 +29,8 @@ pub fn execute(
     let params = scenario
         .normalize_params(params)
         .map_err(|e| error::input(format!("{}: {e}", scenario.name())))?;
-    if scenario.isolated() && !isolate::in_child() {
+    scenario.validate(&params)?;
+    if scenario.isolated_for(&params) && !isolate::in_child() {
         // Fail fast, with the clear message, where the child could not run at all.
         if scenario.needs_cuda() {
             check_cuda_library()?;
@@ -90,7 +91,8 @@ pub fn child_main(args: &ChildArgs) -> Result<i32> {
 }
 
 /// Runs several scenarios with their default params in order and returns one combined report
-/// whose `reports` hold theirs (`inject all`). A scenario the box cannot serve is `skipped`.
+/// whose `reports` hold theirs (`inject all`). A scenario the box cannot serve is `skipped`;
+/// when none could run, that is the command's answer (exit 3), not an empty pass.
 pub fn execute_many(name: &str, scenarios: &[&str], opts: &RunOptions) -> Result<Report> {
     let items: Vec<(&'static dyn DynScenario, serde_json::Value)> = scenarios
         .iter()
@@ -101,12 +103,26 @@ pub fn execute_many(name: &str, scenarios: &[&str], opts: &RunOptions) -> Result
             )
         })
         .collect();
-    execute_list(
+    let report = execute_list(
         name,
         serde_json::json!({ "scenarios": scenarios }),
         &items,
         opts,
-    )
+    )?;
+    if !report.reports.is_empty()
+        && report
+            .reports
+            .iter()
+            .all(|r| r.status == crate::report::Status::Skipped)
+    {
+        let reason = report.reports[0]
+            .data
+            .get("skipped_reason")
+            .and_then(|r| r.as_str())
+            .unwrap_or("no scenario could run here");
+        return Err(error::unavailable(reason.to_string()));
+    }
+    Ok(report)
 }
 
 /// Runs a list of (scenario, params) and combines the reports. Errors that mean "cannot run

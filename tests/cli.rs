@@ -386,3 +386,45 @@ fn derived_8gpu_host_renders_all_pairs_and_numa() {
     assert_eq!(r["data"]["facts"]["gpus"][7]["numa_affinity"], "1");
     assert_eq!(r["data"]["facts"]["pairs"].as_array().unwrap().len(), 28);
 }
+
+#[test]
+fn cuda_scenarios_without_a_driver_exit_3_in_one_line() {
+    for cmd in [
+        &["inject", "oom"][..],
+        &["inject", "ctx-destroy"],
+        &["inject", "stream-misuse"],
+        &["inject", "illegal-address"],
+        &["inject", "all"],
+        &["trace", "ctx"],
+        &["bandwidth"],
+    ] {
+        let out = doctor().args(cmd).assert().code(3).get_output().clone();
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{cmd:?}: {err}");
+        assert!(
+            err.contains("no CUDA driver") || err.contains("no NVIDIA driver"),
+            "{cmd:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{cmd:?}: {err}");
+    }
+}
+
+#[test]
+fn bad_scenario_params_exit_2_before_any_driver_is_needed() {
+    for (cmd, needle) in [
+        (&["inject", "oom", "--fraction", "2"][..], "--fraction"),
+        (&["inject", "oom", "--granularity", "0"], "granularity"),
+        (
+            &["inject", "stream-misuse", "--iterations", "0"],
+            "--iterations",
+        ),
+        (&["trace", "ctx", "--threads", "1"], "--threads"),
+        (&["inject", "oom", "--hold", "forever"], "hold"),
+    ] {
+        doctor()
+            .args(cmd)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(needle));
+    }
+}

@@ -50,6 +50,17 @@ pub trait Scenario: Send + Sync + 'static {
         std::time::Duration::ZERO
     }
 
+    /// Checks params beyond their types (ranges, writable output paths) before anything runs,
+    /// so bad input is exit 2 before a child process or the driver is started.
+    fn validate(_params: &Self::Params) -> Result<()> {
+        Ok(())
+    }
+
+    /// Whether these params need an isolated child (a re-analysis of a saved report does not).
+    fn isolated_for(_params: &Self::Params) -> bool {
+        Self::ISOLATED
+    }
+
     /// Runs the scenario in this process and returns its report. Steps, findings, metrics and
     /// data are filled here; the caller (`runner`) sets status, duration and host.
     fn run(params: &Self::Params, ctx: &mut Ctx) -> Result<Report>;
@@ -68,6 +79,10 @@ pub trait DynScenario: Send + Sync {
     fn params_schema(&self) -> serde_json::Value;
     /// See [`Scenario::planned_wait`] (zero for params that do not parse).
     fn planned_wait(&self, params: &serde_json::Value) -> std::time::Duration;
+    /// See [`Scenario::validate`].
+    fn validate(&self, params: &serde_json::Value) -> Result<()>;
+    /// See [`Scenario::isolated_for`].
+    fn isolated_for(&self, params: &serde_json::Value) -> bool;
 }
 
 struct Erased<S>(std::marker::PhantomData<S>);
@@ -98,6 +113,16 @@ impl<S: Scenario> DynScenario for Erased<S> {
         let typed: S::Params = serde_json::from_value(params.clone())
             .map_err(|e| crate::error::input(format!("{}: bad params: {e}", S::NAME)))?;
         S::run(&typed, ctx)
+    }
+    fn validate(&self, params: &serde_json::Value) -> Result<()> {
+        let typed: S::Params = serde_json::from_value(params.clone())
+            .map_err(|e| crate::error::input(format!("{}: bad params: {e}", S::NAME)))?;
+        S::validate(&typed)
+    }
+    fn isolated_for(&self, params: &serde_json::Value) -> bool {
+        serde_json::from_value::<S::Params>(params.clone())
+            .map(|p| S::isolated_for(&p))
+            .unwrap_or(S::ISOLATED)
     }
     fn params_schema(&self) -> serde_json::Value {
         serde_json::to_value(schemars::schema_for!(S::Params)).expect("schema serialises")

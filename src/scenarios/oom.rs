@@ -72,6 +72,30 @@ fn duration_arg(s: &str) -> Result<String, String> {
     crate::cli::parse_duration(s).map(|_| s.trim().to_string())
 }
 
+/// The fill configuration, or the input error (exit 2) that says which flag is wrong.
+fn config_of(params: &OomParams) -> Result<OomConfig> {
+    let granularity =
+        parse_size(&params.granularity).map_err(|e| input(format!("--granularity: {e}")))?;
+    let chunk = parse_size(&params.chunk).map_err(|e| input(format!("--chunk: {e}")))?;
+    if granularity == 0 || chunk < granularity {
+        return Err(input(
+            "--granularity must be > 0 and no larger than --chunk",
+        ));
+    }
+    if let Some(f) = params.fraction
+        && !(f > 0.0 && f <= 1.0)
+    {
+        return Err(input(format!("--fraction must be in (0, 1], not {f}")));
+    }
+    Ok(OomConfig {
+        async_alloc: params.allocator == Allocator::Async,
+        granularity,
+        chunk,
+        fraction: params.fraction,
+        hold: hold_of(params)?,
+    })
+}
+
 fn hold_of(p: &OomParams) -> Result<Option<Duration>> {
     p.hold
         .as_deref()
@@ -93,27 +117,12 @@ impl Scenario for Oom {
         hold_of(params).ok().flatten().unwrap_or_default()
     }
 
+    fn validate(params: &OomParams) -> Result<()> {
+        config_of(params).map(|_| ())
+    }
+
     fn run(params: &OomParams, ctx: &mut Ctx) -> Result<Report> {
-        let granularity =
-            parse_size(&params.granularity).map_err(|e| input(format!("--granularity: {e}")))?;
-        let chunk = parse_size(&params.chunk).map_err(|e| input(format!("--chunk: {e}")))?;
-        if granularity == 0 || chunk < granularity {
-            return Err(input(
-                "--granularity must be > 0 and no larger than --chunk",
-            ));
-        }
-        if let Some(f) = params.fraction
-            && !(f > 0.0 && f <= 1.0)
-        {
-            return Err(input(format!("--fraction must be in (0, 1], not {f}")));
-        }
-        let cfg = OomConfig {
-            async_alloc: params.allocator == Allocator::Async,
-            granularity,
-            chunk,
-            fraction: params.fraction,
-            hold: hold_of(params)?,
-        };
+        let cfg = config_of(params)?;
         let mut report = Report::begin(Self::NAME, serde_json::to_value(params)?);
         let t = probe::target(ctx)?;
         report.host = t.nvml.host();

@@ -50,10 +50,14 @@ impl Scenario for StreamMisuse {
     const ISOLATED: bool = true;
     const NEEDS_CUDA: bool = true;
 
-    fn run(params: &StreamMisuseParams, ctx: &mut Ctx) -> Result<Report> {
+    fn validate(params: &StreamMisuseParams) -> Result<()> {
         if params.iterations == 0 || params.iterations > 100_000 {
             return Err(input("--iterations must be between 1 and 100000"));
         }
+        Ok(())
+    }
+
+    fn run(params: &StreamMisuseParams, ctx: &mut Ctx) -> Result<Report> {
         let mut parts: Vec<Part> = match params.only {
             Some(p) => vec![p],
             None => Part::ALL.to_vec(),

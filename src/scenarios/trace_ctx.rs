@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::analyze::trace_ctx::{
     self as analysis, DEVICE_MIXUP, MemoryCheck, PRIMARY_LIFETIME, PUSH_POP, THREAD_HOP, TraceData,
 };
-use crate::context::{Ctx, EventSink, RunOptions};
+use crate::context::Ctx;
 use crate::error::input;
 use crate::probe::cuda::device_for_bus_id;
 use crate::probe::loader;
@@ -151,6 +151,20 @@ impl Scenario for TraceCtx {
         "context lifetime per OS thread: thread hops, device mix-ups, push/pop, primary context";
     const ISOLATED: bool = true;
     const NEEDS_CUDA: bool = true;
+
+    /// Bad input is exit 2 before a child or the driver starts.
+    fn validate(params: &TraceCtxParams) -> Result<()> {
+        params.check()?;
+        if let Some(path) = &params.chrome_trace {
+            check_writable(path)?;
+        }
+        Ok(())
+    }
+
+    /// A saved report is re-analysed in this process (no driver needed).
+    fn isolated_for(params: &TraceCtxParams) -> bool {
+        params.from.is_none()
+    }
 
     fn run(params: &TraceCtxParams, ctx: &mut Ctx) -> Result<Report> {
         params.check()?;
@@ -390,23 +404,6 @@ pub fn write_chrome_trace(path: &Path, data: &TraceData) -> Result<()> {
     })
 }
 
-/// What `gpu-doctor trace ctx` runs: a saved report is re-analysed in this process (no driver
-/// needed); a live run goes to an isolated child like every CUDA scenario.
-pub fn execute(params: &TraceCtxParams, opts: &RunOptions) -> Result<Report> {
-    // Bad input is exit 2 before anything else (the child checks again, for suites).
-    params.check()?;
-    if let Some(path) = &params.chrome_trace {
-        check_writable(path)?;
-    }
-    if params.from.is_none() {
-        return crate::runner::execute_typed::<TraceCtx>(params, opts);
-    }
-    let mut ctx = Ctx::new(opts.clone(), EventSink::none());
-    let mut report = TraceCtx::run(params, &mut ctx)?;
-    crate::analyze::verdict::finalize(&mut report);
-    Ok(report)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,7 +467,11 @@ mod tests {
             chrome_trace: Some(tp.clone()),
             ..Default::default()
         };
-        let r = execute(&params, &RunOptions::default()).unwrap();
+        let r = crate::runner::execute_typed::<TraceCtx>(
+            &params,
+            &crate::context::RunOptions::default(),
+        )
+        .unwrap();
         assert_eq!(r.status, crate::report::Status::Pass);
         let c: Vec<_> = r
             .findings
@@ -500,7 +501,13 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            crate::error::exit_code_of(&execute(&bad, &RunOptions::default()).unwrap_err()),
+            crate::error::exit_code_of(
+                &crate::runner::execute_typed::<TraceCtx>(
+                    &bad,
+                    &crate::context::RunOptions::default()
+                )
+                .unwrap_err()
+            ),
             crate::error::exit::USAGE
         );
     }
