@@ -302,8 +302,8 @@ pub fn summarize(timeline: &[TraceEvent], threads: &[ThreadInfo]) -> Vec<ThreadS
                 contexts_seen: seen,
                 max_stack_depth: max_d,
                 final_stack_depth: final_d,
-                first_us: evs.first().map(|e| e.t_us).unwrap_or(0.0),
-                last_us: evs.last().map(|e| e.t_us + e.dur_us).unwrap_or(0.0),
+                first_us: evs.first().map(|e| ns(e.t_us)).unwrap_or(0.0),
+                last_us: evs.last().map(|e| ns(e.t_us + e.dur_us)).unwrap_or(0.0),
             }
         })
         .collect()
@@ -818,6 +818,12 @@ pub fn data_of(report: &crate::report::Report) -> Result<TraceData, String> {
         .find(|r| r.scenario == "trace ctx")
         .ok_or_else(|| format!("a '{}' report, not a trace ctx report", report.scenario))
         .and_then(data_of)
+}
+
+/// Microseconds rounded to the nanosecond, so a summary computed from a timeline read back
+/// from JSON equals the one computed live (float sums can differ in the last bits).
+fn ns(us: f64) -> f64 {
+    (us * 1000.0).round() / 1000.0
 }
 
 #[cfg(test)]

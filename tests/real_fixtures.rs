@@ -1,0 +1,370 @@
+//! Analysis and rendering on reports recorded on the test H100 (tests/fixtures/h100-*.json,
+//! unedited) and on copies derived from them by tests/fixtures/derive.py to simulate faults.
+
+use assert_cmd::Command;
+use gpu_doctor::analyze::faults;
+use gpu_doctor::output::read_report;
+use gpu_doctor::report::{Report, Severity, Status, codes};
+
+fn path(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(name: &str) -> Report {
+    read_report(std::path::Path::new(&path(name))).unwrap()
+}
+
+fn doctor() -> Command {
+    let mut c = Command::cargo_bin("gpu-doctor").unwrap();
+    c.env("GPU_DOCTOR_LIBNVML", "/nonexistent/libnvidia-ml.so.1")
+        .env("GPU_DOCTOR_LIBCUDA", "/nonexistent/libcuda.so.1");
+    c
+}
+
+fn codes_of(findings: &[gpu_doctor::report::Finding]) -> Vec<String> {
+    let mut v: Vec<String> = findings.iter().map(|f| f.code.clone()).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Finding codes the scenario's analysis produces (not the generic ones the runner adds).
+fn analysis_codes(r: &Report) -> Vec<String> {
+    let mut v: Vec<String> = r
+        .findings
+        .iter()
+        .filter(|f| {
+            ![
+                codes::STEP_MISMATCH,
+                codes::UNDEFINED_CALL_CRASHED,
+                codes::XID_REPORTED,
+            ]
+            .contains(&f.code.as_str())
+        })
+        .map(|f| f.code.clone())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn recorded_inject_reports_reanalyse_to_the_same_verdict() {
+    for name in [
+        "h100-inject-oom.json",
+        "h100-inject-oom-async.json",
+        "h100-inject-ctx-destroy.json",
+        "h100-inject-stream-misuse.json",
+        "h100-inject-illegal-address.json",
+    ] {
+        let r = fixture(name);
+        assert_eq!(r.status, Status::Pass, "{name} passed on the H100");
+        assert!(
+            r.steps.iter().all(|s| s.ok),
+            "{name}: every step answered as expected"
+        );
+        let a = faults::analyze_report(&r)
+            .expect("an inject report")
+            .unwrap();
+        let mut again = codes_of(&a.findings);
+        again.retain(|c| c != codes::XID_REPORTED);
+        assert_eq!(again, analysis_codes(&r), "{name}");
+        for (k, m) in &a.metrics {
+            let recorded = r.metrics.get(k).map(|x| x.value).unwrap_or(f64::NAN);
+            assert!(
+                (recorded - m.value).abs() <= 1e-9 * m.value.abs().max(1.0),
+                "{name}: metric {k}: {recorded} vs {}",
+                m.value
+            );
+        }
+    }
+}
+
+#[test]
+fn oom_on_the_h100_reached_the_edge_and_survived() {
+    let r = fixture("h100-inject-oom.json");
+    let ratio = r.metrics["ratio"].value;
+    assert!(ratio > 0.99 && ratio <= 1.0, "allocatable / free = {ratio}");
+    let after: Vec<_> = r
+        .steps
+        .iter()
+        .filter(|s| s.name.starts_with("after OOM: "))
+        .collect();
+    assert!(
+        after.len() >= 4 && after.iter().all(|s| s.observed.code == 0),
+        "OOM is not sticky"
+    );
+    // The same run with the proofs failing (derived): OOM_STICKY and step mismatches.
+    let d = fixture("h100-inject-oom-derived-sticky.json");
+    let a = faults::analyze_report(&d).unwrap().unwrap();
+    assert!(
+        a.findings
+            .iter()
+            .any(|f| f.code == codes::OOM_STICKY && f.severity == Severity::Fail)
+    );
+}
+
+#[test]
+fn sticky_errors_and_recovery_on_the_h100() {
+    let r = fixture("h100-inject-illegal-address.json");
+    let answer = |prefix: &str| -> Vec<i64> {
+        r.steps
+            .iter()
+            .filter(|s| s.name.starts_with(prefix))
+            .map(|s| s.observed.code)
+            .collect()
+    };
+    assert!(
+        answer("[illegal-address] after the fault")
+            .iter()
+            .all(|&c| c == 700)
+    );
+    assert!(answer("[trap] after the fault").iter().all(|&c| c == 719));
+    assert!(answer("[recover]").iter().all(|&c| c == 0));
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.code == codes::XID_REPORTED && f.message.contains("XID 31"))
+    );
+}
+
+#[test]
+fn undefined_calls_that_crashed_are_answers_not_failures() {
+    for name in [
+        "h100-inject-ctx-destroy.json",
+        "h100-inject-stream-misuse.json",
+    ] {
+        let r = fixture(name);
+        let crashed: Vec<_> = r
+            .steps
+            .iter()
+            .filter(|s| s.observed.name.starts_with("PROCESS_DIED"))
+            .collect();
+        assert!(
+            !crashed.is_empty(),
+            "{name}: the H100's driver crashed on a stale handle"
+        );
+        assert!(
+            crashed
+                .iter()
+                .all(|s| s.ok && s.name.starts_with(faults::OWN_PROCESS))
+        );
+        let f = faults::crashed_calls(&r.steps, r.host.driver_version.as_deref());
+        assert_eq!(
+            codes_of(&f),
+            vec![codes::UNDEFINED_CALL_CRASHED.to_string()]
+        );
+        assert_eq!(f.len(), crashed.len());
+    }
+}
+
+#[test]
+fn missing_event_reads_stale_data_and_the_event_fixes_it() {
+    let r = fixture("h100-inject-stream-misuse.json");
+    assert!(r.metrics["stale_reads"].value > 0.0);
+    assert_eq!(r.metrics["stale_reads_with_event"].value, 0.0);
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.code == codes::STALE_READS_WITHOUT_EVENT)
+        .unwrap();
+    assert!(f.hint.as_deref().unwrap().contains("cuStreamWaitEvent"));
+}
+
+#[test]
+fn bandwidth_reanalysis_of_the_h100_passes_and_gen4_rates_fail() {
+    let out = doctor()
+        .args([
+            "bandwidth",
+            "--from",
+            &path("h100-bandwidth.json"),
+            "--json",
+        ])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let r: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let h2d = r["metrics"]["h2d_pinned_gbps"]["value"].as_f64().unwrap();
+    assert!(
+        h2d > 48.0,
+        "Gen5 x16 pinned H2D {h2d} GB/s (Azure's H100 floor is 48)"
+    );
+    let out = doctor()
+        .args([
+            "bandwidth",
+            "--from",
+            &path("h100-bandwidth-derived-gen4-rates.json"),
+            "--json",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let r: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let low: Vec<&serde_json::Value> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "BANDWIDTH_LOW" && f["severity"] == "fail")
+        .collect();
+    assert_eq!(
+        low.len(),
+        2,
+        "H2D and D2H pinned below 0.75 of the Gen5 x16 rate"
+    );
+    assert!(
+        low[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("PCIe Gen5 x16")
+    );
+    // An absolute floor from the command line fails the real report too.
+    doctor()
+        .args([
+            "bandwidth",
+            "--from",
+            &path("h100-bandwidth.json"),
+            "--min-h2d-gbps",
+            "60",
+        ])
+        .assert()
+        .code(1);
+}
+
+#[test]
+fn compare_of_real_suite_reports() {
+    // A report never regresses against itself.
+    doctor()
+        .args([
+            "compare",
+            &path("h100-suite-ci.json"),
+            &path("h100-suite-ci.json"),
+        ])
+        .assert()
+        .code(0);
+    // The derived regression: metric -20%, a new failing finding, pass -> fail.
+    let out = doctor()
+        .args([
+            "compare",
+            &path("h100-suite-ci.json"),
+            &path("h100-suite-ci-derived-regressed.json"),
+            "--json",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    for needle in ["h2d_pinned_gbps", "PCIE_WIDTH_DEGRADED", "OOM_STICKY"] {
+        assert!(text.contains(needle), "{needle} in the comparison");
+    }
+    // A looser tolerance for that metric hides only the metric regression.
+    let out = doctor()
+        .args([
+            "compare",
+            &path("h100-suite-ci.json"),
+            &path("h100-suite-ci-derived-regressed.json"),
+            "--tol",
+            "h2d_pinned_gbps=25%",
+            "--format",
+            "markdown",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let md = String::from_utf8(out).unwrap();
+    assert!(md.contains("OOM_STICKY") && !md.contains("REGRESSED | h2d_pinned_gbps"));
+    // JUnit output is well-formed enough to hold one testsuite with failures.
+    let out = doctor()
+        .args([
+            "compare",
+            &path("h100-suite-ci.json"),
+            &path("h100-suite-ci-derived-regressed.json"),
+            "--format",
+            "junit",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let xml = String::from_utf8(out).unwrap();
+    assert!(xml.starts_with("<?xml") && xml.contains("<testsuite") && xml.contains("<failure"));
+}
+
+#[test]
+fn recorded_suites_ran_every_scenario_in_order() {
+    let r = fixture("h100-suite-quick.json");
+    let names: Vec<&str> = r.reports.iter().map(|x| x.scenario.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "info",
+            "topo",
+            "inject oom",
+            "inject ctx-destroy",
+            "inject stream-misuse",
+            "inject illegal-address"
+        ]
+    );
+    assert!(r.reports.iter().all(|x| x.status == Status::Pass));
+    assert!(
+        r.duration_ms < 30_000.0,
+        "quick suite under 30 s: {} ms",
+        r.duration_ms
+    );
+    let all = fixture("h100-inject-all.json");
+    assert!(all.duration_ms < 30_000.0 && all.status == Status::Pass);
+}
+
+#[test]
+fn recorded_program_mode_reports() {
+    let oom = fixture("h100-shim-torch-oom.json");
+    assert_eq!(oom.status, Status::Pass);
+    let found = codes_of(&oom.findings);
+    assert!(
+        found.contains(&codes::FAULT_INJECTED.to_string())
+            && found.contains(&codes::PROGRAM_SURVIVED.to_string())
+    );
+    let trace = fixture("h100-shim-trace-ctx-hop.json");
+    let unbound = trace
+        .findings
+        .iter()
+        .find(|f| f.code == codes::CTX_UNBOUND_CALL)
+        .expect("the unbound thread");
+    assert!(
+        unbound.message.contains("201") || unbound.message.contains("INVALID_CONTEXT"),
+        "{}",
+        unbound.message
+    );
+}
+
+#[test]
+fn every_recorded_report_renders_as_a_table() {
+    for entry in
+        std::fs::read_dir(format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    {
+        let p = entry.unwrap().path();
+        if p.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let r = read_report(&p).unwrap();
+        let text = gpu_doctor::render::table::render(&r, false);
+        assert!(
+            text.contains(&format!("gpu-doctor {}", r.scenario)),
+            "{}",
+            p.display()
+        );
+        assert!(
+            text.contains(&format!("status: {}", r.status.as_str().to_uppercase())),
+            "{}",
+            p.display()
+        );
+    }
+}
