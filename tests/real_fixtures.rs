@@ -368,3 +368,43 @@ fn every_recorded_report_renders_as_a_table() {
         );
     }
 }
+
+#[test]
+fn two_gpu_h200_peer_bandwidth_and_device_mixup() {
+    let out = doctor()
+        .args([
+            "bandwidth",
+            "--from",
+            &path("h200x2-bandwidth.json"),
+            "--json",
+        ])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let r: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let m = &r["metrics"];
+    let p2p = m["p2p_0_1_gbps"]["value"].as_f64().unwrap();
+    let staged = m["p2p_staged_0_1_gbps"]["value"].as_f64().unwrap();
+    assert!(
+        p2p > 5.0 * staged,
+        "NVLink peer copy {p2p} GB/s vs staged through the host {staged}"
+    );
+    assert!(m["p2p_bidir_0_1_gbps"]["value"].as_f64().unwrap() > 1.5 * p2p);
+    assert!(
+        m["h2d_pinned_gbps.gpu1"]["value"].as_f64().unwrap() > 48.0,
+        "per-GPU metrics carry .gpu<N>"
+    );
+    let t = fixture("h200x2-trace-ctx-device-mixup.json");
+    let mix = t
+        .findings
+        .iter()
+        .find(|f| f.code == codes::DEVICE_MIXUP)
+        .expect("mix-up detected");
+    assert!(
+        mix.message.contains("device 1") && mix.message.contains("device 0"),
+        "{}",
+        mix.message
+    );
+}

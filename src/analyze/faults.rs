@@ -194,8 +194,9 @@ pub fn oom(f: &OomFacts, steps: &[Step]) -> Analysis {
     if f.fraction.is_none() && !f.reached_oom && f.stopped_by != "interrupted" {
         let why = match f.stopped_by.as_str() {
             "guard" => format!(
-                "{} was allocated, more than the GPU's {}, without OUT_OF_MEMORY: the allocator defers it",
+                "{} was allocated, within {} of the GPU's {} total, and the next allocation of the granularity would have gone past the total without OUT_OF_MEMORY having been answered",
                 format_bytes(f.allocatable_bytes),
+                format_bytes(f.granularity_bytes),
                 format_bytes(f.total_bytes)
             ),
             "error" => {

@@ -131,6 +131,12 @@ pub fn run(ctx: &Ctx, steps: &Steps, t: &Target, cfg: &OomConfig) -> Result<OomF
             size = size.min(target - allocated).max(g);
         }
         if allocated.saturating_add(size) > total {
+            // Never ask for more than the GPU has (an allocator that oversubscribes would
+            // otherwise never answer OOM): narrow the chunk first, stop at the granularity.
+            if chunk > g {
+                chunk = (chunk / 2).max(g);
+                continue;
+            }
             break "guard";
         }
         let at_ms = ctx.now_ms();
