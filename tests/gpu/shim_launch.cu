@@ -2,6 +2,8 @@
 //   nvcc -O2 -o shim_launch shim_launch.cu -lcuda).
 //   shim_launch runtime N   N launches of an empty kernel through the runtime (<<<>>>)
 //   shim_launch driver N    N cuLaunchKernel calls (driver API, linked against libcuda)
+//   shim_launch setcurrent N  N cuCtxSetCurrent calls: a driver call that costs almost nothing,
+//                           so with and without the shim the difference is the wrapper's cost
 // Stops at the first failed launch: prints "launch I failed: CODE NAME" and exits 3.
 // Prints "elapsed_us=T launches=N" (loop plus final synchronisation) and exits 0.
 #include <cuda.h>
@@ -59,6 +61,18 @@ int main(int argc, char **argv) {
         cuModuleGetFunction(&f, mod, "empty")) {
         fprintf(stderr, "driver setup failed\n");
         return 2;
+    }
+    if (!strcmp(argv[1], "setcurrent")) {
+        double t0 = now_us();
+        for (long i = 1; i <= n; i++) {
+            CUresult rc = cuCtxSetCurrent(ctx);
+            if (rc != CUDA_SUCCESS) {
+                printf("cuCtxSetCurrent %ld failed: %d\n", i, (int)rc);
+                return 3;
+            }
+        }
+        printf("elapsed_us=%.0f calls=%ld\n", now_us() - t0, n);
+        return 0;
     }
     cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, 0, NULL, NULL);
     cuStreamSynchronize(0);
