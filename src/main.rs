@@ -9,7 +9,7 @@ use clap::Parser;
 use gpu_doctor::cli::{Cli, Command, InjectCommand, TraceCommand};
 use gpu_doctor::context::{self, RunOptions};
 use gpu_doctor::error::{self, exit};
-use gpu_doctor::report::Report;
+use gpu_doctor::report::{Report, Status};
 use gpu_doctor::{output, render, runner, scenarios};
 
 fn main() -> ExitCode {
@@ -129,7 +129,20 @@ fn exit_code_for(report: &Report) -> i32 {
         exit::INTERRUPTED
     } else if report.status.is_failure() {
         exit::FAIL
+    } else if report.status == Status::Skipped {
+        // Nothing could run on this box: the report is written, and the exit code says so.
+        eprintln!("gpu-doctor: {}", skipped_reason(report));
+        exit::UNAVAILABLE
     } else {
         exit::OK
     }
+}
+
+/// Why a report (or every report of a suite) was skipped.
+fn skipped_reason(report: &Report) -> String {
+    std::iter::once(report)
+        .chain(report.reports.iter())
+        .find_map(|r| r.data.get("skipped_reason").and_then(|v| v.as_str()))
+        .unwrap_or("nothing could run on this machine")
+        .to_string()
 }
