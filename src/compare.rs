@@ -87,21 +87,5 @@ pub fn run(args: &CompareArgs, global: &GlobalOpts, color: bool) -> Result<i32> 
 }
 
 fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => std::path::Path::new("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "compare.json".into()),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            crate::error::input(format!("cannot write {}: {e}", path.display()))
-        })
+    crate::output::write_atomic(path, text.as_bytes(), "the comparison")
 }

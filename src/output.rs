@@ -7,9 +7,10 @@ use anyhow::Result;
 
 use crate::report::Report;
 
-/// Writes the report as pretty JSON to `path` atomically: a temp file in the same directory,
-/// then rename, so a reader (or a CI artifact upload) never sees half a report.
-pub fn write_json_atomic(path: &Path, report: &Report) -> Result<()> {
+/// Writes `bytes` to `path` atomically: a temp file in the same directory, synced, then
+/// renamed, so a reader (or a CI artifact upload) never sees half a file. A failure is an
+/// input error (exit 2) naming `what` and the path; no temp file is left behind.
+pub fn write_atomic(path: &Path, bytes: &[u8], what: &str) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -17,20 +18,25 @@ pub fn write_json_atomic(path: &Path, report: &Report) -> Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "report.json".into());
+        .unwrap_or_else(|| "gpu-doctor".into());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let write = || -> Result<()> {
+    let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
-        serde_json::to_writer_pretty(&mut f, report)?;
-        f.write_all(b"\n")?;
+        f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
+        std::fs::rename(&tmp, path)
     };
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        crate::error::input(format!("cannot write report to {}: {e:#}", path.display()))
+        crate::error::input(format!("cannot write {what} to {}: {e}", path.display()))
     })
+}
+
+/// Writes the report as pretty JSON to `path` atomically (see [`write_atomic`]).
+pub fn write_json_atomic(path: &Path, report: &Report) -> Result<()> {
+    let mut text = serde_json::to_vec_pretty(report)?;
+    text.push(b'\n');
+    write_atomic(path, &text, "the report")
 }
 
 /// Reads a saved report; malformed input is an input error (exit 2) naming line and column.

@@ -1,9 +1,10 @@
 //! Sizes as people write them: "2MiB", "1GiB", "512k", "4096". Shared by every scenario that
 //! takes a size option.
 
-/// Parses a byte size. Binary units (KiB, MiB, GiB, TiB; also K, M, G, T and KB/MB/GB/TB
-/// read as binary, as nvidia-smi and PyTorch do) and plain bytes ("4096", "4096B").
-/// Fractions are allowed ("1.5GiB") and rounded down to a whole byte.
+/// Parses a byte size, the one rule for every size option: binary units for `KiB`, `MiB`,
+/// `GiB`, `TiB` and the bare letters `K`, `M`, `G`, `T` (as nvidia-smi and PyTorch mean them);
+/// decimal (SI) for `KB`, `MB`, `GB`, `TB`; plain bytes ("4096", "4096B"). Fractions are
+/// allowed ("1.5GiB") and rounded to a whole byte.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     if t.is_empty() {
@@ -16,19 +17,23 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let value: f64 = num
         .parse()
         .map_err(|_| format!("'{s}' is not a size (try 2MiB, 1GiB, 4096)"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "ki" | "kib" => 1024.0,
+        "m" | "mi" | "mib" => 1024.0 * 1024.0,
+        "g" | "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "ti" | "tib" => 1024.0f64.powi(4),
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
         other => {
             return Err(format!(
-                "'{s}': unknown unit '{other}' (use B, KiB, MiB, GiB or TiB)"
+                "'{s}': unknown unit '{other}' (use B, KiB, MiB, GiB, TiB, or KB, MB, GB, TB for powers of 1000)"
             ));
         }
     };
-    let bytes = value * (1u64 << shift) as f64;
+    let bytes = (value * mult).round();
     if !bytes.is_finite() || bytes >= u64::MAX as f64 {
         return Err(format!("'{s}' is too large"));
     }
@@ -69,6 +74,8 @@ mod tests {
         assert_eq!(parse_size("4096").unwrap(), 4096);
         assert_eq!(parse_size("4096B").unwrap(), 4096);
         assert_eq!(parse_size("1.5GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_size("1GB").unwrap(), 1_000_000_000, "KB/MB/GB are SI");
+        assert_eq!(parse_size("2 kib").unwrap(), 2048);
         assert_eq!(parse_size("2 MiB").unwrap(), 2 << 20);
     }
 

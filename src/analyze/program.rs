@@ -229,7 +229,7 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
                     Mode::Oom { limit } => format!(
                         "{} allocation(s) refused with CUDA_ERROR_OUT_OF_MEMORY at the {} limit",
                         injected_count,
-                        human_bytes(*limit)
+                        crate::units::format_bytes(*limit)
                     ),
                     Mode::Error { code, .. } if *code != 0 => format!(
                         "{} call(s) failed with {} ({code})",
@@ -247,8 +247,8 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
                 let why = match mode {
                     Mode::Oom { limit } => format!(
                         "no allocation crossed the {} limit (peak {})",
-                        human_bytes(*limit),
-                        human_bytes(peak.values().copied().max().unwrap_or(0))
+                        crate::units::format_bytes(*limit),
+                        crate::units::format_bytes(peak.values().copied().max().unwrap_or(0))
                     ),
                     Mode::Error { call, .. } => {
                         let n: u64 = calls
@@ -544,21 +544,6 @@ fn thread_summary(timeline: &[Value]) -> Vec<Value> {
         .collect()
 }
 
-pub fn human_bytes(b: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -851,12 +836,5 @@ mod tests {
                 .iter()
                 .any(|f| f.code == codes::CTX_DESTROYED_IN_USE)
         );
-    }
-
-    #[test]
-    fn bytes_are_human() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(4 << 30), "4.0 GiB");
-        assert_eq!(human_bytes(1536 << 10), "1.5 MiB");
     }
 }

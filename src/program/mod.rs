@@ -332,38 +332,13 @@ pub fn parse_events(text: &str) -> (Vec<ShimEvent>, usize) {
     (events, bad)
 }
 
-/// Parses a size: bytes, or a number with K/M/G/T (powers of 1000) or KiB/MiB/GiB/TiB
-/// (powers of 1024) — `4GiB`, `512MiB`, `1.5G`, `1000000`.
+/// A memory limit (crate::units rule: `4GiB`, `512MiB`, `1.5G`, `1000000`); zero is no limit
+/// a program could live with, so it is refused.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size (try 4GiB, 512MiB, 1000000)"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "m" | "mb" => 1e6,
-        "g" | "gb" => 1e9,
-        "t" | "tb" => 1e12,
-        "ki" | "kib" => 1024.0,
-        "mi" | "mib" => 1024.0 * 1024.0,
-        "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        "ti" | "tib" => 1024.0f64.powi(4),
-        u => {
-            return Err(format!(
-                "'{u}' is not a size unit (B, KiB, MiB, GiB, TiB, K, M, G, T)"
-            ));
-        }
-    };
-    let bytes = n * mult;
-    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
-        return Err(format!("'{s}' is not a usable size"));
+    match crate::units::parse_size(s)? {
+        0 => Err(format!("'{s}' is not a usable size")),
+        n => Ok(n),
     }
-    Ok(bytes.round() as u64)
 }
 
 #[cfg(test)]
@@ -376,7 +351,8 @@ mod tests {
     fn sizes() {
         assert_eq!(parse_size("4GiB"), Ok(4 << 30));
         assert_eq!(parse_size("512MiB"), Ok(512 << 20));
-        assert_eq!(parse_size("1.5G"), Ok(1_500_000_000));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
         assert_eq!(parse_size("1000"), Ok(1000));
         assert_eq!(parse_size(" 2 kib "), Ok(2048));
         assert!(parse_size("0").is_err());

@@ -50,13 +50,13 @@ pub fn render(out: &mut String, report: &Report, style: Style) {
                 format!(
                     "cuda{} {}",
                     s(&p["dev"]),
-                    crate::analyze::program::human_bytes(p["bytes"].as_u64().unwrap_or(0))
+                    crate::units::format_bytes(p["bytes"].as_u64().unwrap_or(0))
                 )
             })
             .collect();
         out.push_str(&format!(
             "  limit {} per device; peak held: {}\n",
-            crate::analyze::program::human_bytes(limit),
+            crate::units::format_bytes(limit),
             if peaks.is_empty() {
                 "-".into()
             } else {
@@ -79,7 +79,7 @@ pub fn render(out: &mut String, report: &Report, style: Style) {
                 format!("{} ({})", s(&e["name"]), s(&e["code"])),
                 e["size"]
                     .as_u64()
-                    .map(crate::analyze::program::human_bytes)
+                    .map(crate::units::format_bytes)
                     .unwrap_or_else(|| "-".into()),
                 s(&e["dev"]),
                 s(&e["ctx"]),

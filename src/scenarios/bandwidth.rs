@@ -142,35 +142,10 @@ impl BandwidthParams {
     }
 }
 
-/// Parses "512MiB", "64M", "1GiB", "1GB" (10^9), "4096".
+/// A buffer size (crate::units rule: "512MiB", "64M", "1GB" = 10^9) within the limits of
+/// the measurement.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size (try 512MiB, 64MiB, 1GiB)"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "ki" | "kib" => 1024.0,
-        "m" | "mi" | "mib" => 1024.0 * 1024.0,
-        "g" | "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        "kb" => 1e3,
-        "mb" => 1e6,
-        "gb" => 1e9,
-        other => {
-            return Err(format!(
-                "'{s}': unknown unit '{other}' (use B, KiB, MiB, GiB, KB, MB, GB)"
-            ));
-        }
-    };
-    let bytes = (value * mult).round();
-    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
-        return Err(format!("'{s}' is out of range"));
-    }
-    let bytes = bytes as u64;
+    let bytes = crate::units::parse_size(s)?;
     check_size(bytes)?;
     Ok(bytes)
 }

@@ -381,27 +381,7 @@ fn check_writable(path: &Path) -> Result<()> {
 /// Writes the Chrome trace atomically (temp file + rename).
 pub fn write_chrome_trace(path: &Path, data: &TraceData) -> Result<()> {
     let doc = crate::render::chrome_trace::export(data);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "trace.json".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let write = || -> Result<()> {
-        std::fs::write(&tmp, serde_json::to_vec(&doc)?)?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        input(format!(
-            "cannot write the Chrome trace to {}: {e:#}",
-            path.display()
-        ))
-    })
+    crate::output::write_atomic(path, &serde_json::to_vec(&doc)?, "the Chrome trace")
 }
 
 #[cfg(test)]
