@@ -408,3 +408,18 @@ fn two_gpu_h200_peer_bandwidth_and_device_mixup() {
         mix.message
     );
 }
+
+#[test]
+fn ctrl_c_during_a_hold_freed_the_memory_and_marked_the_report() {
+    // Recorded by tests/gpu/interrupt.sh: inject oom --fraction 0.9 --hold 60s, SIGINT after 3 s.
+    let r = fixture("h100-inject-oom-interrupted.json");
+    assert!(r.interrupted);
+    assert!(r.findings.iter().any(|f| f.code == codes::INTERRUPTED));
+    let m = &r.data["facts"]["memory"];
+    assert_eq!(
+        m["nvml_used_after"], m["nvml_used_before"],
+        "memory back to baseline after Ctrl-C"
+    );
+    let held = r.data["facts"]["held_ms"].as_f64().unwrap();
+    assert!(held < 60_000.0, "the 60 s hold ended at Ctrl-C ({held} ms)");
+}
