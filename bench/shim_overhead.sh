@@ -78,7 +78,7 @@ PY
 
 CALLS=10000000
 export WRAPPER_NS_FILE="$WORK/wrapper_ns"
-echo "shim overhead, $N launches, $ROUNDS paired rounds pinned to one CPU ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -1))"
+echo "shim overhead, $N launches, $ROUNDS alternating rounds ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -1))"
 bench "wrapper cost (cuCtxSetCurrent)" "" "$WORK/shim_launch" setcurrent $CALLS
 bench "runtime API (<<<>>>)" 2 "$WORK/shim_launch" runtime $N
 bench "driver API (cuLaunchKernel)" 2 "$WORK/shim_launch" driver $N

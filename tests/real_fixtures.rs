@@ -423,3 +423,18 @@ fn ctrl_c_during_a_hold_freed_the_memory_and_marked_the_report() {
     let held = r.data["facts"]["held_ms"].as_f64().unwrap();
     assert!(held < 60_000.0, "the 60 s hold ended at Ctrl-C ({held} ms)");
 }
+
+#[test]
+fn oom_on_the_h200_reaches_the_edge_past_the_total_memory_guard() {
+    // 140 GiB: the last 1 GiB chunks would cross the GPU's total; the fill narrows them.
+    let r = fixture("h200-inject-oom.json");
+    assert_eq!(r.status, Status::Pass);
+    assert_eq!(r.data["facts"]["stopped_by"], "oom");
+    assert!(
+        r.metrics["ratio"].value > 0.999,
+        "{}",
+        r.metrics["ratio"].value
+    );
+    let q = fixture("h200-suite-quick.json");
+    assert!(q.reports.iter().all(|x| x.status == Status::Pass));
+}
