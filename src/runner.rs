@@ -33,7 +33,7 @@ pub fn execute(
     if scenario.isolated_for(&params) && !isolate::in_child() {
         // Fail fast, with the clear message, where the child could not run at all.
         if scenario.needs_cuda() {
-            check_cuda_library()?;
+            loader::check_cuda_present()?;
         }
         let mut opts = opts.clone();
         opts.timeout += scenario.planned_wait(&params);
@@ -68,11 +68,6 @@ fn fill_host(report: &mut Report) {
     if report.host.kernel.is_empty() {
         report.host.kernel = nvml::kernel_release();
     }
-}
-
-/// Presence check of libcuda without initialising it (dlopen only).
-fn check_cuda_library() -> Result<()> {
-    loader::check_cuda_present()
 }
 
 /// The hidden `__child` command: run one scenario, stream events on stdout, report last.

@@ -70,7 +70,6 @@ pub trait Scenario: Send + Sync + 'static {
 pub trait DynScenario: Send + Sync {
     fn name(&self) -> &'static str;
     fn about(&self) -> &'static str;
-    fn isolated(&self) -> bool;
     fn needs_cuda(&self) -> bool;
     /// Validates and normalises params given as JSON (suite files, child command line):
     /// unknown fields and wrong types are errors; missing fields take their defaults.
@@ -93,9 +92,6 @@ impl<S: Scenario> DynScenario for Erased<S> {
     }
     fn about(&self) -> &'static str {
         S::ABOUT
-    }
-    fn isolated(&self) -> bool {
-        S::ISOLATED
     }
     fn needs_cuda(&self) -> bool {
         S::NEEDS_CUDA
