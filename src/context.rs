@@ -104,11 +104,7 @@ impl Ctx {
         } else {
             bar.set_draw_target(ProgressDrawTarget::stderr());
         }
-        bar.set_style(
-            ProgressStyle::with_template("{msg} [{bar:30}] {percent:>3}% {elapsed}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
+        bar.set_style(bar_style());
         bar.set_message(message.to_string());
         bar
     }
@@ -132,6 +128,14 @@ impl Ctx {
             .emit(&crate::isolate::Event::Step { step: step.clone() });
         report.steps.push(step);
     }
+}
+
+/// The look of a scenario's progress bar, drawn by the scenario or, when it is isolated, by
+/// the parent from the child's progress events.
+pub fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{msg} [{bar:30}] {percent:>3}% {elapsed}")
+        .expect("valid template")
+        .progress_chars("=> ")
 }
 
 /// See [`Ctx::progress_sink`].

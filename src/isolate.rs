@@ -290,11 +290,7 @@ impl Accumulator {
                 return;
             }
             let bar = indicatif::ProgressBar::new(len);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {percent:>3}% {elapsed}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
+            bar.set_style(crate::context::bar_style());
             self.bar = Some(bar);
         }
         let bar = self.bar.as_ref().expect("set above");
