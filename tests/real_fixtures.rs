@@ -438,3 +438,16 @@ fn oom_on_the_h200_reaches_the_edge_past_the_total_memory_guard() {
     let q = fixture("h200-suite-quick.json");
     assert!(q.reports.iter().all(|x| x.status == Status::Pass));
 }
+
+#[test]
+fn the_full_suite_ran_every_scenario_on_the_h100() {
+    let r = fixture("h100-suite-full.json");
+    assert_eq!(r.status, Status::Pass);
+    let ran: Vec<&str> = r.reports.iter().map(|x| x.scenario.as_str()).collect();
+    for s in gpu_doctor::scenarios::registry() {
+        if ["inject oom --", "inject error", "trace ctx --"].contains(&s.name()) {
+            continue; // program mode needs a user's COMMAND
+        }
+        assert!(ran.contains(&s.name()), "{} ran in full.toml", s.name());
+    }
+}
