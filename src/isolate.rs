@@ -50,7 +50,9 @@ pub fn in_child() -> bool {
 
 /// Runs `scenario` with `params` in a child of this binary and returns its report — or, if the
 /// child crashed, hung or broke the protocol, a report built from what it sent, with status
-/// `error` and a finding that says what happened.
+/// `error` and a finding that says what happened. The child dies with us (PR_SET_PDEATHSIG):
+/// a killed gpu-doctor leaves no orphan holding the GPU. Scenarios use it too for parts that
+/// poison or may crash their own process (a child of the child).
 pub fn run_isolated(
     scenario: &str,
     params: &serde_json::Value,
@@ -65,6 +67,14 @@ pub fn run_isolated(
         .arg(serde_json::to_string(params)?)
         .arg("--options")
         .arg(serde_json::to_string(opts)?);
+    // SAFETY: prctl is async-signal-safe; it only sets this process's parent-death signal.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     run_child_command(cmd, scenario, params, opts.timeout)
 }
 

@@ -131,18 +131,9 @@ fn exit_code_for(report: &Report) -> i32 {
         exit::FAIL
     } else if report.status == Status::Skipped {
         // Nothing could run on this box: the report is written, and the exit code says so.
-        eprintln!("gpu-doctor: {}", skipped_reason(report));
+        eprintln!("gpu-doctor: {}", runner::skipped_reason(report));
         exit::UNAVAILABLE
     } else {
         exit::OK
     }
-}
-
-/// Why a report (or every report of a suite) was skipped.
-fn skipped_reason(report: &Report) -> String {
-    std::iter::once(report)
-        .chain(report.reports.iter())
-        .find_map(|r| r.data.get("skipped_reason").and_then(|v| v.as_str()))
-        .unwrap_or("nothing could run on this machine")
-        .to_string()
 }

@@ -104,18 +104,8 @@ pub fn execute_many(name: &str, scenarios: &[&str], opts: &RunOptions) -> Result
         &items,
         opts,
     )?;
-    if !report.reports.is_empty()
-        && report
-            .reports
-            .iter()
-            .all(|r| r.status == crate::report::Status::Skipped)
-    {
-        let reason = report.reports[0]
-            .data
-            .get("skipped_reason")
-            .and_then(|r| r.as_str())
-            .unwrap_or("no scenario could run here");
-        return Err(error::unavailable(reason.to_string()));
+    if report.status == crate::report::Status::Skipped {
+        return Err(error::unavailable(skipped_reason(&report)));
     }
     Ok(report)
 }
@@ -186,6 +176,15 @@ pub fn execute_list_with(
         .unwrap_or(crate::report::Status::Skipped);
     fill_host(&mut combined);
     Ok(combined)
+}
+
+/// Why a report (or the first of a combined report's scenarios) was skipped.
+pub fn skipped_reason(report: &Report) -> String {
+    std::iter::once(report)
+        .chain(report.reports.iter())
+        .find_map(|r| r.data.get("skipped_reason").and_then(|v| v.as_str()))
+        .unwrap_or("nothing could run on this machine")
+        .to_string()
 }
 
 /// A report for a scenario that stopped with an internal error (a bug or an unexpected

@@ -135,19 +135,7 @@ impl NvmlProbe {
     }
 
     pub fn device_info(&self, index: u32) -> Result<DeviceInfo> {
-        let d = self.device(index)?;
-        Ok(DeviceInfo {
-            index,
-            uuid: d.uuid().unwrap_or_default(),
-            name: d.name().unwrap_or_default(),
-            pci_bus_id: d.pci_info().map(|p| p.bus_id).unwrap_or_default(),
-            memory_total_bytes: d.memory_info().map(|m| m.total).unwrap_or(0),
-            compute_capability: d
-                .cuda_compute_capability()
-                .ok()
-                .map(|c| format!("{}.{}", c.major, c.minor)),
-            cuda_ordinal: None,
-        })
+        Ok(device_info_of(index, &self.device(index)?))
     }
 
     /// Device memory in use as NVML counts it (all processes).
@@ -194,8 +182,10 @@ impl NvmlProbe {
             .collect()
     }
 
-    pub fn health(&self, index: u32) -> Result<GpuHealth> {
+    /// Health facts of one GPU and its identity, from one set of NVML calls.
+    pub fn health(&self, index: u32) -> Result<(DeviceInfo, GpuHealth)> {
         let d = self.device(index)?;
+        let info = device_info_of(index, &d);
         let mut seen = Unsupported::default();
         let mem = seen.get("memory", d.memory_info());
         let ecc = seen.get("ecc_mode", d.is_ecc_enabled());
@@ -204,15 +194,13 @@ impl NvmlProbe {
         let pstate = seen.get("pstate", d.performance_state());
         let mut h = GpuHealth {
             index,
-            uuid: d.uuid().unwrap_or_default(),
-            name: d.name().unwrap_or_default(),
-            pci_bus_id: d.pci_info().map(|p| p.bus_id).unwrap_or_default(),
+            uuid: info.uuid.clone(),
+            name: info.name.clone(),
+            pci_bus_id: info.pci_bus_id.clone(),
             memory_total_bytes: mem.as_ref().map(|m| m.total),
             memory_used_bytes: mem.as_ref().map(|m| m.used),
             memory_free_bytes: mem.as_ref().map(|m| m.free),
-            compute_capability: seen
-                .get("compute_capability", d.cuda_compute_capability())
-                .map(|c| format!("{}.{}", c.major, c.minor)),
+            compute_capability: info.compute_capability.clone(),
             persistence_mode: seen.get("persistence_mode", d.is_in_persistent_mode()),
             ecc_mode_current: ecc.as_ref().map(|e| e.currently_enabled),
             ecc_mode_pending: ecc.as_ref().map(|e| e.pending_enabled),
@@ -296,13 +284,21 @@ impl NvmlProbe {
             Err(_) => seen.0.push("recovery_action".into()),
         }
         h.processes = self.processes(index);
+        if info.compute_capability.is_none() {
+            seen.0.push("compute_capability".into());
+        }
         h.unsupported = seen.0;
-        Ok(h)
+        Ok((info, h))
     }
 
     /// Topology facts for the selected GPUs. Each GPU's links, and each row of pairs, are read
     /// on their own thread (NVML is thread-safe): on an 8-GPU host that is most of the time.
     pub fn topology(&self, indices: &[u32]) -> Result<TopoFacts> {
+        self.topology_and_devices(indices).map(|(_, facts)| facts)
+    }
+
+    /// [`Self::topology`] and the selected GPUs' identities, from one set of NVML calls.
+    pub fn topology_and_devices(&self, indices: &[u32]) -> Result<(Vec<DeviceInfo>, TopoFacts)> {
         let handles = indices
             .iter()
             .map(|&i| self.device(i))
@@ -311,7 +307,13 @@ impl NvmlProbe {
             let gpu_jobs: Vec<_> = indices
                 .iter()
                 .zip(&handles)
-                .map(|(&i, d)| s.spawn(move || self.gpu_topo(i, d)))
+                .map(|(&i, d)| {
+                    s.spawn(move || {
+                        let info = device_info_of(i, d);
+                        let topo = self.gpu_topo(&info, d);
+                        (info, topo)
+                    })
+                })
                 .collect();
             let pair_jobs: Vec<_> = (0..handles.len())
                 .map(|a| {
@@ -323,7 +325,7 @@ impl NvmlProbe {
                     })
                 })
                 .collect();
-            let gpus: Vec<GpuTopo> = gpu_jobs
+            let gpus: Vec<(DeviceInfo, GpuTopo)> = gpu_jobs
                 .into_iter()
                 .map(|j| j.join().expect("NVML reader panicked"))
                 .collect();
@@ -333,14 +335,16 @@ impl NvmlProbe {
                 .collect::<Result<Vec<_>>>();
             (gpus, pairs)
         });
-        Ok(TopoFacts {
+        let (devices, gpus) = gpus.into_iter().unzip();
+        let facts = TopoFacts {
             gpus,
             pairs: pairs?.into_iter().flatten().collect(),
             host_numa_nodes: host_numa_nodes(),
             host_cpus: std::thread::available_parallelism()
                 .map(|n| n.get() as u32)
                 .unwrap_or(0),
-        })
+        };
+        Ok((devices, facts))
     }
 
     fn pair_facts(&self, a: u32, da: &Device, b: u32) -> Result<PairFacts> {
@@ -361,8 +365,8 @@ impl NvmlProbe {
         })
     }
 
-    fn gpu_topo(&self, index: u32, d: &Device) -> GpuTopo {
-        let bus_id = d.pci_info().map(|p| p.bus_id).unwrap_or_default();
+    fn gpu_topo(&self, info: &DeviceInfo, d: &Device) -> GpuTopo {
+        let bus_id = info.pci_bus_id.clone();
         let cpus = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(64)
@@ -420,9 +424,9 @@ impl NvmlProbe {
             });
         }
         GpuTopo {
-            index,
-            uuid: d.uuid().unwrap_or_default(),
-            name: d.name().unwrap_or_default(),
+            index: info.index,
+            uuid: info.uuid.clone(),
+            name: info.name.clone(),
             pci_bus_id: bus_id,
             cpu_affinity,
             numa_affinity,
@@ -430,6 +434,22 @@ impl NvmlProbe {
             pcie,
             nvlinks,
         }
+    }
+}
+
+/// A GPU's identity as every report lists it.
+fn device_info_of(index: u32, d: &Device) -> DeviceInfo {
+    DeviceInfo {
+        index,
+        uuid: d.uuid().unwrap_or_default(),
+        name: d.name().unwrap_or_default(),
+        pci_bus_id: d.pci_info().map(|p| p.bus_id).unwrap_or_default(),
+        memory_total_bytes: d.memory_info().map(|m| m.total).unwrap_or(0),
+        compute_capability: d
+            .cuda_compute_capability()
+            .ok()
+            .map(|c| format!("{}.{}", c.major, c.minor)),
+        cuda_ordinal: None,
     }
 }
 

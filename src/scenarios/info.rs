@@ -53,8 +53,9 @@ impl Scenario for Info {
                 report.host = nvml.host();
                 let mut gpus = Vec::new();
                 for i in nvml.select(&ctx.opts.devices)? {
-                    report.devices.push(nvml.device_info(i)?);
-                    gpus.push(nvml.health(i)?);
+                    let (device, health) = nvml.health(i)?;
+                    report.devices.push(device);
+                    gpus.push(health);
                 }
                 gpus
             }

@@ -62,10 +62,8 @@ impl Scenario for Topo {
                 let nvml = NvmlProbe::open()?;
                 report.host = nvml.host();
                 let selected = nvml.select(&ctx.opts.devices)?;
-                for &i in &selected {
-                    report.devices.push(nvml.device_info(i)?);
-                }
-                let facts = nvml.topology(&selected)?;
+                let (devices, facts) = nvml.topology_and_devices(&selected)?;
+                report.devices = devices;
                 if params.bandwidth {
                     let defaults = bw::BandwidthParams::default();
                     let plan = defaults.plan()?;
