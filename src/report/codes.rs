@@ -57,11 +57,6 @@ pub const ALL: &[(&str, &str)] = &[
         NUMA_AFFINITY_MISSING,
         "The GPU reports no NUMA node / CPU affinity on a multi-node host.",
     ),
-    (NO_GPU, "No NVIDIA GPU is visible to NVML."),
-    (
-        QUERY_UNSUPPORTED,
-        "A field could not be read on this GPU or driver (not supported or no permission).",
-    ),
     (
         FOREIGN_PROCESSES,
         "Other processes hold GPU memory; memory figures include their use.",
@@ -262,8 +257,6 @@ pub const PCIE_REPLAYS: &str = "PCIE_REPLAYS";
 pub const NVLINK_INACTIVE: &str = "NVLINK_INACTIVE";
 pub const P2P_UNSUPPORTED: &str = "P2P_UNSUPPORTED";
 pub const NUMA_AFFINITY_MISSING: &str = "NUMA_AFFINITY_MISSING";
-pub const NO_GPU: &str = "NO_GPU";
-pub const QUERY_UNSUPPORTED: &str = "QUERY_UNSUPPORTED";
 pub const FOREIGN_PROCESSES: &str = "FOREIGN_PROCESSES";
 pub const STEP_MISMATCH: &str = "STEP_MISMATCH";
 pub const MEMORY_NOT_RETURNED: &str = "MEMORY_NOT_RETURNED";

@@ -239,14 +239,6 @@ pub struct Step {
     pub note: Option<String>,
 }
 
-impl Report {
-    /// The worst status among this report's findings and steps, for scenarios that do not set
-    /// it themselves. Skipped and error are set explicitly by the runner.
-    pub fn worst_finding(&self) -> Option<Severity> {
-        self.findings.iter().map(|f| f.severity).max()
-    }
-}
-
 /// Renders the JSON Schema of [`Report`] (what `gpu-doctor schema` prints).
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(Report)).expect("schema serialises")
