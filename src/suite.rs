@@ -744,11 +744,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// True when metric `name` is covered by a threshold on `key`: the same name, or the name of a
 /// per-device variant (`key.gpu<N>`).
 pub fn metric_matches(key: &str, name: &str) -> bool {
-    name == key
-        || name
-            .strip_prefix(key)
-            .and_then(|rest| rest.strip_prefix(".gpu"))
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    name == key || crate::analyze::compare::per_device_base(name) == Some(key)
 }
 
 /// Checks a scenario's report against the entry's thresholds: each miss becomes a `THRESHOLD`

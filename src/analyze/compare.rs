@@ -31,18 +31,18 @@ impl Default for Options {
 
 impl Options {
     pub fn tolerance_for(&self, name: &str) -> f64 {
-        if let Some(t) = self.per_metric.get(name) {
-            return *t;
-        }
-        if let Some((base, suffix)) = name.rsplit_once(".gpu")
-            && !suffix.is_empty()
-            && suffix.bytes().all(|b| b.is_ascii_digit())
-            && let Some(t) = self.per_metric.get(base)
-        {
-            return *t;
-        }
-        self.tolerance
+        self.per_metric
+            .get(name)
+            .or_else(|| per_device_base(name).and_then(|base| self.per_metric.get(base)))
+            .copied()
+            .unwrap_or(self.tolerance)
     }
+}
+
+/// The base name of a per-device metric name `NAME.gpu<N>`, or None for any other name.
+pub fn per_device_base(name: &str) -> Option<&str> {
+    let (base, n) = name.rsplit_once(".gpu")?;
+    (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(base)
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
