@@ -110,6 +110,18 @@ pub struct ScenarioDiff {
     pub metrics: Vec<MetricDiff>,
 }
 
+impl ScenarioDiff {
+    /// The status itself regressed: worse than the baseline's, or a new scenario that failed.
+    pub fn status_regressed(&self) -> bool {
+        status_regressed(self.status, self.current)
+    }
+}
+
+fn status_regressed(status: StatusChange, current: Option<Status>) -> bool {
+    status == StatusChange::Regressed
+        || (status == StatusChange::Added && current.is_some_and(Status::is_failure))
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct FindingDiff {
     pub severity: Severity,
@@ -533,9 +545,7 @@ fn diff_scenario(
     }
     metrics.sort_by(|a, b| a.name.cmp(&b.name));
 
-    let added_failing = status == StatusChange::Added && cur.is_some_and(|c| c.status.is_failure());
-    let regression = status == StatusChange::Regressed
-        || added_failing
+    let regression = status_regressed(status, cur.map(|c| c.status))
         || new_findings.iter().any(|f| f.regression)
         || metrics
             .iter()
