@@ -6,7 +6,7 @@
 //! a name matches the n-th). Devices are matched by UUID first, then by NVML index, and
 //! findings are keyed by (code, matched device). Everything is hash-map based: O(n).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -218,7 +218,7 @@ pub fn compare(baseline: &Report, current: &Report, opts: &Options) -> Compariso
     let cur_units = units(current);
     let base_by_key: HashMap<&str, &Report> =
         base_units.iter().map(|(k, r)| (k.as_str(), *r)).collect();
-    let cur_keys: HashMap<&str, ()> = cur_units.iter().map(|(k, _)| (k.as_str(), ())).collect();
+    let cur_keys: HashSet<&str> = cur_units.iter().map(|(k, _)| k.as_str()).collect();
     let mut scenarios = Vec::new();
     for (key, cur) in &cur_units {
         let base = base_by_key.get(key.as_str()).copied();
@@ -233,7 +233,7 @@ pub fn compare(baseline: &Report, current: &Report, opts: &Options) -> Compariso
         ));
     }
     for (key, base) in &base_units {
-        if !cur_keys.contains_key(key.as_str()) {
+        if !cur_keys.contains(key.as_str()) {
             scenarios.push(diff_scenario(
                 key,
                 Some(base),
@@ -294,13 +294,13 @@ fn units(r: &Report) -> Vec<(String, &Report)> {
 /// The devices a report names, its own first, then any its scenarios add (by UUID).
 fn all_devices(r: &Report) -> Vec<DeviceInfo> {
     let mut out: Vec<DeviceInfo> = Vec::new();
-    let mut seen: HashMap<String, ()> = HashMap::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for d in r
         .devices
         .iter()
         .chain(r.reports.iter().flat_map(|x| x.devices.iter()))
     {
-        if seen.insert(d.uuid.clone(), ()).is_none() {
+        if seen.insert(d.uuid.as_str()) {
             out.push(d.clone());
         }
     }
