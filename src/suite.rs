@@ -779,31 +779,24 @@ pub fn apply_thresholds(report: &mut Report, entry: &Entry, file: &str) {
         }
         _ => {}
     }
+    let miss = |message: String| Finding::new(t.severity, codes::THRESHOLD, message);
     let mut found = Vec::new();
     if let Some(max) = t.max_status
         && report.status > max
     {
-        found.push(Finding::new(
-            t.severity,
-            codes::THRESHOLD,
-            format!(
-                "status {} is worse than the suite's max_status {}",
-                report.status.as_str(),
-                max.as_str()
-            ),
-        ));
+        found.push(miss(format!(
+            "status {} is worse than the suite's max_status {}",
+            report.status.as_str(),
+            max.as_str()
+        )));
     }
     if let Some(max) = t.max_duration_ms
         && report.duration_ms > max
     {
-        found.push(Finding::new(
-            t.severity,
-            codes::THRESHOLD,
-            format!(
-                "took {:.0} ms, above the suite's max_duration_ms {max}",
-                report.duration_ms
-            ),
-        ));
+        found.push(miss(format!(
+            "took {:.0} ms, above the suite's max_duration_ms {max}",
+            report.duration_ms
+        )));
     }
     for (key, bound) in &t.metrics {
         let mut any = false;
@@ -813,21 +806,17 @@ pub fn apply_thresholds(report: &mut Report, entry: &Entry, file: &str) {
             .filter(|(n, _)| metric_matches(key, n))
         {
             any = true;
-            let miss = match (bound.min, bound.max) {
+            let outside = match (bound.min, bound.max) {
                 (Some(lo), _) if m.value < lo => Some(format!("below the suite's min {lo}")),
                 (_, Some(hi)) if m.value > hi => Some(format!("above the suite's max {hi}")),
                 _ => None,
             };
-            if let Some(miss) = miss {
-                let mut f = Finding::new(
-                    t.severity,
-                    codes::THRESHOLD,
-                    format!(
-                        "{name} = {} {}, {miss}",
-                        crate::render::table::format_value(m.value),
-                        m.unit
-                    ),
-                );
+            if let Some(outside) = outside {
+                let mut f = miss(format!(
+                    "{name} = {} {}, {outside}",
+                    crate::render::table::format_value(m.value),
+                    m.unit
+                ));
                 f.device = m.device;
                 found.push(f);
             }
@@ -844,13 +833,9 @@ pub fn apply_thresholds(report: &mut Report, entry: &Entry, file: &str) {
             ));
         }
     }
-    for f in found {
-        report.findings.push(if f.hint.is_none() {
-            f.hint(hint.clone())
-        } else {
-            f
-        });
-    }
+    report
+        .findings
+        .extend(found.into_iter().map(|f| f.hint(hint.clone())));
     let from_findings = verdict::status_from_findings(&report.findings);
     report.status = report.status.max(from_findings);
 }
