@@ -893,8 +893,7 @@ fn plan_report(suite: &Suite) -> Report {
         serde_json::json!({ "suite": suite.name, "file": suite.file, "check": true }),
     );
     for e in &suite.scenarios {
-        let mut r = crate::runner::skipped(e.scenario.name(), &e.params, "not run: --check");
-        r.params = e.params.clone();
+        let r = crate::runner::skipped(e.scenario.name(), &e.params, "not run: --check");
         report.reports.push(r);
     }
     report.status = Status::Pass;
