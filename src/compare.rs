@@ -72,7 +72,8 @@ pub fn render(c: &Comparison, format: Format, color: bool, limit: usize) -> Resu
 pub fn run(args: &CompareArgs, global: &GlobalOpts, color: bool) -> Result<i32> {
     let c = load_and_compare(args)?;
     if let Some(path) = &global.output {
-        write_atomic(path, &(serde_json::to_string_pretty(&c)? + "\n"))?;
+        let json = serde_json::to_string_pretty(&c)? + "\n";
+        crate::output::write_atomic(path, json.as_bytes(), "the comparison")?;
     }
     let format = if global.json {
         Format::Json
@@ -84,8 +85,4 @@ pub fn run(args: &CompareArgs, global: &GlobalOpts, color: bool) -> Result<i32> 
     // A closed pipe (`| head`) is not an error worth reporting.
     let _ = out.write_all(text.as_bytes());
     Ok(if c.regression { exit::FAIL } else { exit::OK })
-}
-
-fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
-    crate::output::write_atomic(path, text.as_bytes(), "the comparison")
 }

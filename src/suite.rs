@@ -744,11 +744,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// True when metric `name` is covered by a threshold on `key`: the same name, or the name of a
 /// per-device variant (`key.gpu<N>`).
 pub fn metric_matches(key: &str, name: &str) -> bool {
-    name == key
-        || name
-            .strip_prefix(key)
-            .and_then(|rest| rest.strip_prefix(".gpu"))
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    name == key || crate::analyze::compare::per_device_base(name) == Some(key)
 }
 
 /// Checks a scenario's report against the entry's thresholds: each miss becomes a `THRESHOLD`
@@ -783,31 +779,24 @@ pub fn apply_thresholds(report: &mut Report, entry: &Entry, file: &str) {
         }
         _ => {}
     }
+    let miss = |message: String| Finding::new(t.severity, codes::THRESHOLD, message);
     let mut found = Vec::new();
     if let Some(max) = t.max_status
         && report.status > max
     {
-        found.push(Finding::new(
-            t.severity,
-            codes::THRESHOLD,
-            format!(
-                "status {} is worse than the suite's max_status {}",
-                report.status.as_str(),
-                max.as_str()
-            ),
-        ));
+        found.push(miss(format!(
+            "status {} is worse than the suite's max_status {}",
+            report.status.as_str(),
+            max.as_str()
+        )));
     }
     if let Some(max) = t.max_duration_ms
         && report.duration_ms > max
     {
-        found.push(Finding::new(
-            t.severity,
-            codes::THRESHOLD,
-            format!(
-                "took {:.0} ms, above the suite's max_duration_ms {max}",
-                report.duration_ms
-            ),
-        ));
+        found.push(miss(format!(
+            "took {:.0} ms, above the suite's max_duration_ms {max}",
+            report.duration_ms
+        )));
     }
     for (key, bound) in &t.metrics {
         let mut any = false;
@@ -817,21 +806,17 @@ pub fn apply_thresholds(report: &mut Report, entry: &Entry, file: &str) {
             .filter(|(n, _)| metric_matches(key, n))
         {
             any = true;
-            let miss = match (bound.min, bound.max) {
+            let outside = match (bound.min, bound.max) {
                 (Some(lo), _) if m.value < lo => Some(format!("below the suite's min {lo}")),
                 (_, Some(hi)) if m.value > hi => Some(format!("above the suite's max {hi}")),
                 _ => None,
             };
-            if let Some(miss) = miss {
-                let mut f = Finding::new(
-                    t.severity,
-                    codes::THRESHOLD,
-                    format!(
-                        "{name} = {} {}, {miss}",
-                        crate::render::table::format_value(m.value),
-                        m.unit
-                    ),
-                );
+            if let Some(outside) = outside {
+                let mut f = miss(format!(
+                    "{name} = {} {}, {outside}",
+                    crate::render::table::format_value(m.value),
+                    m.unit
+                ));
                 f.device = m.device;
                 found.push(f);
             }
@@ -848,13 +833,9 @@ pub fn apply_thresholds(report: &mut Report, entry: &Entry, file: &str) {
             ));
         }
     }
-    for f in found {
-        report.findings.push(if f.hint.is_none() {
-            f.hint(hint.clone())
-        } else {
-            f
-        });
-    }
+    report
+        .findings
+        .extend(found.into_iter().map(|f| f.hint(hint.clone())));
     let from_findings = verdict::status_from_findings(&report.findings);
     report.status = report.status.max(from_findings);
 }
@@ -912,8 +893,7 @@ fn plan_report(suite: &Suite) -> Report {
         serde_json::json!({ "suite": suite.name, "file": suite.file, "check": true }),
     );
     for e in &suite.scenarios {
-        let mut r = crate::runner::skipped(e.scenario.name(), &e.params, "not run: --check");
-        r.params = e.params.clone();
+        let r = crate::runner::skipped(e.scenario.name(), &e.params, "not run: --check");
         report.reports.push(r);
     }
     report.status = Status::Pass;

@@ -6,7 +6,7 @@
 //! a name matches the n-th). Devices are matched by UUID first, then by NVML index, and
 //! findings are keyed by (code, matched device). Everything is hash-map based: O(n).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -31,18 +31,18 @@ impl Default for Options {
 
 impl Options {
     pub fn tolerance_for(&self, name: &str) -> f64 {
-        if let Some(t) = self.per_metric.get(name) {
-            return *t;
-        }
-        if let Some((base, suffix)) = name.rsplit_once(".gpu")
-            && !suffix.is_empty()
-            && suffix.bytes().all(|b| b.is_ascii_digit())
-            && let Some(t) = self.per_metric.get(base)
-        {
-            return *t;
-        }
-        self.tolerance
+        self.per_metric
+            .get(name)
+            .or_else(|| per_device_base(name).and_then(|base| self.per_metric.get(base)))
+            .copied()
+            .unwrap_or(self.tolerance)
     }
+}
+
+/// The base name of a per-device metric name `NAME.gpu<N>`, or None for any other name.
+pub fn per_device_base(name: &str) -> Option<&str> {
+    let (base, n) = name.rsplit_once(".gpu")?;
+    (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(base)
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -108,6 +108,18 @@ pub struct ScenarioDiff {
     pub resolved_findings: Vec<FindingDiff>,
     /// Every metric of either side, sorted by name.
     pub metrics: Vec<MetricDiff>,
+}
+
+impl ScenarioDiff {
+    /// The status itself regressed: worse than the baseline's, or a new scenario that failed.
+    pub fn status_regressed(&self) -> bool {
+        status_regressed(self.status, self.current)
+    }
+}
+
+fn status_regressed(status: StatusChange, current: Option<Status>) -> bool {
+    status == StatusChange::Regressed
+        || (status == StatusChange::Added && current.is_some_and(Status::is_failure))
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -206,7 +218,7 @@ pub fn compare(baseline: &Report, current: &Report, opts: &Options) -> Compariso
     let cur_units = units(current);
     let base_by_key: HashMap<&str, &Report> =
         base_units.iter().map(|(k, r)| (k.as_str(), *r)).collect();
-    let cur_keys: HashMap<&str, ()> = cur_units.iter().map(|(k, _)| (k.as_str(), ())).collect();
+    let cur_keys: HashSet<&str> = cur_units.iter().map(|(k, _)| k.as_str()).collect();
     let mut scenarios = Vec::new();
     for (key, cur) in &cur_units {
         let base = base_by_key.get(key.as_str()).copied();
@@ -221,7 +233,7 @@ pub fn compare(baseline: &Report, current: &Report, opts: &Options) -> Compariso
         ));
     }
     for (key, base) in &base_units {
-        if !cur_keys.contains_key(key.as_str()) {
+        if !cur_keys.contains(key.as_str()) {
             scenarios.push(diff_scenario(
                 key,
                 Some(base),
@@ -282,13 +294,13 @@ fn units(r: &Report) -> Vec<(String, &Report)> {
 /// The devices a report names, its own first, then any its scenarios add (by UUID).
 fn all_devices(r: &Report) -> Vec<DeviceInfo> {
     let mut out: Vec<DeviceInfo> = Vec::new();
-    let mut seen: HashMap<String, ()> = HashMap::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for d in r
         .devices
         .iter()
         .chain(r.reports.iter().flat_map(|x| x.devices.iter()))
     {
-        if seen.insert(d.uuid.clone(), ()).is_none() {
+        if seen.insert(d.uuid.as_str()) {
             out.push(d.clone());
         }
     }
@@ -533,9 +545,7 @@ fn diff_scenario(
     }
     metrics.sort_by(|a, b| a.name.cmp(&b.name));
 
-    let added_failing = status == StatusChange::Added && cur.is_some_and(|c| c.status.is_failure());
-    let regression = status == StatusChange::Regressed
-        || added_failing
+    let regression = status_regressed(status, cur.map(|c| c.status))
         || new_findings.iter().any(|f| f.regression)
         || metrics
             .iter()

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::analyze::compare::{Comparison, MetricVerdict, ScenarioDiff, StatusChange};
+use crate::analyze::compare::{Comparison, MetricVerdict, ScenarioDiff};
 use crate::render::compare::{change_str, pct, status_str};
 use crate::report::Status;
 
@@ -58,8 +58,7 @@ fn cases(s: &ScenarioDiff) -> Vec<Case> {
             format!("new {} {}{gpu}: {}", f.severity.as_str(), f.code, f.message)
         })
         .collect();
-    let status_regressed = s.status == StatusChange::Regressed
-        || (s.status == StatusChange::Added && s.current.is_some_and(Status::is_failure));
+    let status_regressed = s.status_regressed();
     let failure = if status_regressed || !bad.is_empty() {
         let mut body = status_msg.clone();
         for b in &bad {
