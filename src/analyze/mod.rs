@@ -6,6 +6,7 @@ pub mod compare;
 pub mod faults;
 pub mod health;
 pub mod program;
+pub mod thresholds;
 pub mod topology;
 pub mod trace_ctx;
 pub mod verdict;
