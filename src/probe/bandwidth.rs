@@ -479,69 +479,60 @@ impl Gpu {
             return None;
         }
         self.set_flag(1);
-        let idx = self.index;
-        let tag = |w: &str| format!("GPU{idx}: {w}");
         let ctx = self.ctx;
         // SAFETY: the context this probe retained.
         rec.call(
-            &tag("make context current for cleanup"),
+            &self.tag("make context current for cleanup"),
             "cuCtxSetCurrent",
             &[OK],
             || unsafe { sys::cuCtxSetCurrent(ctx) },
         );
         // SAFETY: plain synchronisation of the current context.
         rec.call(
-            &tag("wait for outstanding work"),
+            &self.tag("wait for outstanding work"),
             "cuCtxSynchronize",
             &[OK],
             || unsafe { sys::cuCtxSynchronize() },
         );
-        for e in self.events.drain(..).rev() {
-            // SAFETY: an event this probe created.
-            rec.call(
-                &tag("destroy event"),
-                "cuEventDestroy_v2",
-                &[OK],
-                || unsafe { sys::cuEventDestroy_v2(e) },
-            );
-        }
-        for s in self.streams.drain(..).rev() {
-            // SAFETY: a stream this probe created.
-            rec.call(
-                &tag("destroy stream"),
-                "cuStreamDestroy_v2",
-                &[OK],
-                || unsafe { sys::cuStreamDestroy_v2(s) },
-            );
-        }
-        for p in self.dev_bufs.drain(..).rev() {
-            // SAFETY: device memory this probe allocated.
-            rec.call(
-                &tag("free device buffer"),
-                "cuMemFree_v2",
-                &[OK],
-                || unsafe { sys::cuMemFree_v2(p) },
-            );
-        }
+        // SAFETY (all four): handles this probe created in this context, each freed once.
+        free_each(
+            rec,
+            &self.tag("destroy event"),
+            "cuEventDestroy_v2",
+            &mut self.events,
+            |e| unsafe { sys::cuEventDestroy_v2(e) },
+        );
+        free_each(
+            rec,
+            &self.tag("destroy stream"),
+            "cuStreamDestroy_v2",
+            &mut self.streams,
+            |s| unsafe { sys::cuStreamDestroy_v2(s) },
+        );
+        free_each(
+            rec,
+            &self.tag("free device buffer"),
+            "cuMemFree_v2",
+            &mut self.dev_bufs,
+            |p| unsafe { sys::cuMemFree_v2(p) },
+        );
         self.flag_host = ptr::null_mut();
-        for p in self.host_bufs.drain(..).rev() {
-            // SAFETY: host memory this probe allocated with cuMemHostAlloc.
-            rec.call(
-                &tag("free pinned host buffer"),
-                "cuMemFreeHost",
-                &[OK],
-                || unsafe { sys::cuMemFreeHost(p) },
-            );
-        }
+        free_each(
+            rec,
+            &self.tag("free pinned host buffer"),
+            "cuMemFreeHost",
+            &mut self.host_bufs,
+            |p| unsafe { sys::cuMemFreeHost(p) },
+        );
         if let Some(m) = self.module.take() {
-            rec.call(&tag("unload kernels"), "cuModuleUnload", &[OK], || {
+            rec.call(&self.tag("unload kernels"), "cuModuleUnload", &[OK], || {
                 m.unload()
             });
         }
         let free_after = cuda::mem_get_info().ok().map(|(f, _)| f);
         // SAFETY: unbinding the context from this thread.
         rec.call(
-            &tag("unbind context"),
+            &self.tag("unbind context"),
             "cuCtxSetCurrent",
             &[OK],
             || unsafe { sys::cuCtxSetCurrent(ptr::null_mut()) },
@@ -549,13 +540,26 @@ impl Gpu {
         let dev = self.dev;
         // SAFETY: releases the reference this probe retained.
         rec.call(
-            &tag("release primary context"),
+            &self.tag("release primary context"),
             "cuDevicePrimaryCtxRelease_v2",
             &[OK],
             || unsafe { sys::cuDevicePrimaryCtxRelease_v2(dev) },
         );
         self.retained = false;
         free_after
+    }
+}
+
+/// Frees every handle of `items`, newest first, each as a step; empties `items`.
+fn free_each<T>(
+    rec: &mut Recorder,
+    name: &str,
+    call: &str,
+    items: &mut Vec<T>,
+    free: impl Fn(T) -> CUresult,
+) {
+    for h in items.drain(..).rev() {
+        rec.call(name, call, &[OK], || free(h));
     }
 }
 
