@@ -36,17 +36,6 @@ pub mod path {
     pub const P2P_BIDIR: &str = "p2p_bidir";
     /// Small peer copies a → b: time per copy.
     pub const P2P_LATENCY: &str = "p2p_latency";
-
-    /// Paths measured on one device, in the order they run and are shown.
-    pub const DEVICE: [&str; 7] = [
-        H2D_PINNED,
-        D2H_PINNED,
-        H2D_PAGEABLE,
-        D2H_PAGEABLE,
-        BIDIR_PINNED,
-        D2D_CE,
-        D2D_SM,
-    ];
 }
 
 /// The raw measurement of one path: what the probe returns and the report stores.
