@@ -280,6 +280,13 @@ pub fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// (median, min, max) of non-empty values.
+fn spread(v: &[f64]) -> (f64, f64, f64) {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(0.0, f64::max);
+    (median(v), min, max)
+}
+
 /// Metric name of a path. Device paths get `.gpu<N>` when several devices were measured.
 pub fn metric_name(s: &PathSamples, multi_gpu: bool) -> String {
     match (s.path.as_str(), s.peer) {
@@ -352,9 +359,7 @@ pub fn analyze(samples: &[PathSamples], links: &Links, t: &Thresholds) -> Analys
                 .iter()
                 .map(|x| x / s.copies.max(1) as f64 * 1e6)
                 .collect();
-            r.median = median(&per_copy);
-            r.min = per_copy.iter().copied().fold(f64::INFINITY, f64::min);
-            r.max = per_copy.iter().copied().fold(0.0, f64::max);
+            (r.median, r.min, r.max) = spread(&per_copy);
             r.unit = "us".into();
             out.metrics.insert(
                 metric,
@@ -364,9 +369,7 @@ pub fn analyze(samples: &[PathSamples], links: &Links, t: &Thresholds) -> Analys
             continue;
         }
         let rates: Vec<f64> = valid.iter().map(|x| s.bytes as f64 / x / 1e9).collect();
-        r.median = median(&rates);
-        r.min = rates.iter().copied().fold(f64::INFINITY, f64::min);
-        r.max = rates.iter().copied().fold(0.0, f64::max);
+        (r.median, r.min, r.max) = spread(&rates);
         r.unit = "GB/s".into();
         let link = match s.path.as_str() {
             path::H2D_PINNED | path::D2H_PINNED | path::H2D_PAGEABLE | path::D2H_PAGEABLE => {
