@@ -140,6 +140,11 @@ impl std::fmt::Display for Interrupted {
 }
 impl std::error::Error for Interrupted {}
 
+/// Free device memory a GPU needs: two buffers of `plan.size` and 64 MiB of headroom.
+fn device_need(plan: &Plan) -> u64 {
+    2 * plan.size as u64 + (64 << 20)
+}
+
 /// Progress units of a device run with this plan.
 pub fn device_units(plan: &Plan) -> u64 {
     if plan.pageable { 7 } else { 5 }
@@ -818,7 +823,7 @@ fn device_paths(
     let (free, _) = cuda::mem_get_info()?;
     run.memory_free_before = Some(free);
     let n = plan.size;
-    let need = 2 * n as u64 + (64 << 20);
+    let need = device_need(plan);
     if free < need {
         return Err(error::input(format!(
             "--size {} MiB needs {} MiB of device memory on GPU{}, {} MiB are free: choose a smaller --size",
@@ -911,14 +916,7 @@ fn device_paths(
         check_interrupt(rec)?;
         poison(rec, da, size)?;
         let mut op = || unsafe { sys::cuMemcpyHtoD_v2(da, pa as *const c_void, size) };
-        let mut s = wall_path(
-            rec,
-            plan,
-            idx,
-            path::H2D_PAGEABLE,
-            "cuMemcpyHtoD_v2",
-            &mut op,
-        )?;
+        let mut s = wall_path(rec, g, plan, path::H2D_PAGEABLE, "cuMemcpyHtoD_v2", &mut op)?;
         read_back(rec, hb64, da)?;
         s.verified = Some(check(hb64, words, 2, false));
         run.samples.push(s);
@@ -927,14 +925,7 @@ fn device_paths(
 
         check_interrupt(rec)?;
         let mut op = || unsafe { sys::cuMemcpyDtoH_v2(pb as *mut c_void, da, size) };
-        let mut s = wall_path(
-            rec,
-            plan,
-            idx,
-            path::D2H_PAGEABLE,
-            "cuMemcpyDtoH_v2",
-            &mut op,
-        )?;
+        let mut s = wall_path(rec, g, plan, path::D2H_PAGEABLE, "cuMemcpyDtoH_v2", &mut op)?;
         s.verified = Some(check(pb, words, 2, false));
         run.samples.push(s);
         step_done(path::D2H_PAGEABLE);
@@ -1129,13 +1120,13 @@ fn held_path_n(
 /// stages them through its own pinned buffers), so a spin kernel cannot hold them.
 fn wall_path(
     rec: &mut Recorder,
+    g: &Gpu,
     plan: &Plan,
-    device: u32,
     p: &str,
     call: &str,
     op: &mut dyn FnMut() -> CUresult,
 ) -> Result<PathSamples> {
-    let what = format!("GPU{device}: {p}");
+    let what = g.tag(p);
     hot(rec, &what, call, op())?;
     // SAFETY: plain synchronisation of the current context.
     hot(rec, &what, "cuCtxSynchronize", unsafe {
@@ -1155,7 +1146,7 @@ fn wall_path(
     }
     Ok(samples_of(
         p,
-        device,
+        g.index,
         None,
         plan.size as u64 * plan.slow_copies as u64,
         plan.slow_copies,
@@ -1290,12 +1281,12 @@ fn peer_paths(
     for g in gpus.iter_mut() {
         g.open(rec)?;
         let (free, _) = cuda::mem_get_info()?;
-        if free < 2 * n as u64 + (64 << 20) {
+        if free < device_need(plan) {
             return Err(anyhow!(
                 "GPU{}: {} MiB free, the peer paths need {} MiB",
                 g.index,
                 free >> 20,
-                (2 * n as u64 + (64 << 20)) >> 20
+                device_need(plan) >> 20
             ));
         }
         let src = g.alloc_dev(rec, n, "peer source")?;
