@@ -36,17 +36,6 @@ pub mod path {
     pub const P2P_BIDIR: &str = "p2p_bidir";
     /// Small peer copies a → b: time per copy.
     pub const P2P_LATENCY: &str = "p2p_latency";
-
-    /// Paths measured on one device, in the order they run and are shown.
-    pub const DEVICE: [&str; 7] = [
-        H2D_PINNED,
-        D2H_PINNED,
-        H2D_PAGEABLE,
-        D2H_PAGEABLE,
-        BIDIR_PINNED,
-        D2D_CE,
-        D2D_SM,
-    ];
 }
 
 /// The raw measurement of one path: what the probe returns and the report stores.
@@ -291,6 +280,13 @@ pub fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// (median, min, max) of non-empty values.
+fn spread(v: &[f64]) -> (f64, f64, f64) {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(0.0, f64::max);
+    (median(v), min, max)
+}
+
 /// Metric name of a path. Device paths get `.gpu<N>` when several devices were measured.
 pub fn metric_name(s: &PathSamples, multi_gpu: bool) -> String {
     match (s.path.as_str(), s.peer) {
@@ -363,9 +359,7 @@ pub fn analyze(samples: &[PathSamples], links: &Links, t: &Thresholds) -> Analys
                 .iter()
                 .map(|x| x / s.copies.max(1) as f64 * 1e6)
                 .collect();
-            r.median = median(&per_copy);
-            r.min = per_copy.iter().copied().fold(f64::INFINITY, f64::min);
-            r.max = per_copy.iter().copied().fold(0.0, f64::max);
+            (r.median, r.min, r.max) = spread(&per_copy);
             r.unit = "us".into();
             out.metrics.insert(
                 metric,
@@ -375,9 +369,7 @@ pub fn analyze(samples: &[PathSamples], links: &Links, t: &Thresholds) -> Analys
             continue;
         }
         let rates: Vec<f64> = valid.iter().map(|x| s.bytes as f64 / x / 1e9).collect();
-        r.median = median(&rates);
-        r.min = rates.iter().copied().fold(f64::INFINITY, f64::min);
-        r.max = rates.iter().copied().fold(0.0, f64::max);
+        (r.median, r.min, r.max) = spread(&rates);
         r.unit = "GB/s".into();
         let link = match s.path.as_str() {
             path::H2D_PINNED | path::D2H_PINNED | path::H2D_PAGEABLE | path::D2H_PAGEABLE => {
@@ -592,6 +584,29 @@ fn findings(results: &[PathResult], links: &Links, t: &Thresholds) -> Vec<Findin
         }
     }
     out
+}
+
+/// Free device memory before a device's run and after it freed its buffers: more than 32 MiB
+/// missing → MEMORY_NOT_RETURNED (warn).
+pub fn memory_not_returned(
+    device: u32,
+    before: Option<u64>,
+    after: Option<u64>,
+) -> Option<Finding> {
+    let (before, after) = (before?, after?);
+    (before > after + (32 << 20)).then(|| {
+        Finding::new(
+            Severity::Warn,
+            codes::MEMORY_NOT_RETURNED,
+            format!(
+                "GPU{device}: {} MiB of device memory free before the bandwidth run, {} MiB after freeing its buffers",
+                before >> 20,
+                after >> 20
+            ),
+        )
+        .device(device)
+        .hint("Another process may have allocated meanwhile (data.processes); otherwise the driver kept memory after cuMemFree.")
+    })
 }
 
 fn asymmetry(
@@ -949,6 +964,19 @@ mod tests {
             .unwrap();
         assert!(f.message.contains("NUMA node 1"), "{}", f.message);
         assert!(!a.metrics.contains_key("d2d_sm_gbps"));
+    }
+
+    #[test]
+    fn memory_missing_after_the_run_warns_beyond_32_mib() {
+        const MIB: u64 = 1 << 20;
+        let f = memory_not_returned(1, Some(80_000 * MIB), Some(79_900 * MIB)).unwrap();
+        assert_eq!(
+            (f.code.as_str(), f.severity),
+            (codes::MEMORY_NOT_RETURNED, Severity::Warn)
+        );
+        assert!(f.message.starts_with("GPU1: 80000 MiB"), "{}", f.message);
+        assert!(memory_not_returned(0, Some(80_000 * MIB), Some(79_990 * MIB)).is_none());
+        assert!(memory_not_returned(0, Some(80_000 * MIB), None).is_none());
     }
 
     #[test]

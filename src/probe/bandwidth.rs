@@ -19,11 +19,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::analyze::bandwidth::{PathSamples, path};
-use crate::context::thread_id;
 use crate::error::{self, exit};
 use crate::probe::cuda::{self, CUresult, Recorder, sys};
 use crate::probe::kernels::{self, Module};
-use crate::report::Step;
 
 const OK: CUresult = CUresult::CUDA_SUCCESS;
 
@@ -142,6 +140,11 @@ impl std::fmt::Display for Interrupted {
 }
 impl std::error::Error for Interrupted {}
 
+/// Free device memory a GPU needs: two buffers of `plan.size` and 64 MiB of headroom.
+fn device_need(plan: &Plan) -> u64 {
+    2 * plan.size as u64 + (64 << 20)
+}
+
 /// Progress units of a device run with this plan.
 pub fn device_units(plan: &Plan) -> u64 {
     if plan.pageable { 7 } else { 5 }
@@ -159,19 +162,31 @@ fn hot(rec: &mut Recorder, name: &str, call: &str, rc: CUresult) -> Result<()> {
     if rc == OK {
         return Ok(());
     }
-    let step = Step {
-        name: name.to_string(),
-        call: call.to_string(),
-        expected: cuda::codes(&[OK]),
-        observed: cuda::code(rc),
-        at_ms: rec.ctx.now_ms(),
-        elapsed_ms: 0.0,
-        thread: thread_id(),
-        ok: false,
-        note: Some("a copy-path call failed; the rest of this phase was skipped".into()),
-    };
-    rec.ctx.record(rec.report, step);
+    let note = "a copy-path call failed; the rest of this phase was skipped";
+    rec.call_noted(name, call, &[OK], Some(note.into()), || rc);
     Err(anyhow!("{name}: {call} answered {rc:?}"))
+}
+
+/// Ends the current phase when Ctrl-C was pressed.
+fn check_interrupt(rec: &Recorder) -> Result<()> {
+    if rec.ctx.interrupted() {
+        Err(anyhow::Error::new(Interrupted))
+    } else {
+        Ok(())
+    }
+}
+
+/// Zeroes a destination buffer of the current context, then waits: the memset runs on the
+/// legacy stream, which the non-blocking streams of the copies would not wait for.
+fn poison(rec: &mut Recorder, p: sys::CUdeviceptr, bytes: usize) -> Result<()> {
+    // SAFETY: `bytes` of device memory of the current context.
+    hot(rec, "poison destination", "cuMemsetD8_v2", unsafe {
+        sys::cuMemsetD8_v2(p, 0, bytes)
+    })?;
+    // SAFETY: plain synchronisation of the current context.
+    hot(rec, "poison destination", "cuCtxSynchronize", unsafe {
+        sys::cuCtxSynchronize()
+    })
 }
 
 /// A recorded set-up call that must succeed for the run to go on.
@@ -188,8 +203,8 @@ fn step(rec: &mut Recorder, name: &str, call: &str, f: impl FnOnce() -> CUresult
 struct Gpu {
     index: u32,
     dev: sys::CUdevice,
+    /// The retained primary context; null when not retained (before `open`, after `release`).
     ctx: sys::CUcontext,
-    retained: bool,
     module: Option<Module>,
     spin: sys::CUfunction,
     copy: sys::CUfunction,
@@ -208,7 +223,6 @@ impl Gpu {
             index,
             dev,
             ctx: ptr::null_mut(),
-            retained: false,
             module: None,
             spin: ptr::null_mut(),
             copy: ptr::null_mut(),
@@ -239,7 +253,6 @@ impl Gpu {
             || unsafe { sys::cuDevicePrimaryCtxRetain(&mut ctx, dev) },
         )?;
         self.ctx = ctx;
-        self.retained = true;
         self.make_current(rec)?;
         let mut module = None;
         step(rec, &self.tag("load kernels"), "cuModuleLoadData", || {
@@ -475,73 +488,64 @@ impl Gpu {
     /// Frees everything, in reverse order, and releases the primary context. Returns the free
     /// device memory measured after freeing (before the context reference is dropped).
     fn release(&mut self, rec: &mut Recorder) -> Option<u64> {
-        if !self.retained {
+        if self.ctx.is_null() {
             return None;
         }
         self.set_flag(1);
-        let idx = self.index;
-        let tag = |w: &str| format!("GPU{idx}: {w}");
         let ctx = self.ctx;
         // SAFETY: the context this probe retained.
         rec.call(
-            &tag("make context current for cleanup"),
+            &self.tag("make context current for cleanup"),
             "cuCtxSetCurrent",
             &[OK],
             || unsafe { sys::cuCtxSetCurrent(ctx) },
         );
         // SAFETY: plain synchronisation of the current context.
         rec.call(
-            &tag("wait for outstanding work"),
+            &self.tag("wait for outstanding work"),
             "cuCtxSynchronize",
             &[OK],
             || unsafe { sys::cuCtxSynchronize() },
         );
-        for e in self.events.drain(..).rev() {
-            // SAFETY: an event this probe created.
-            rec.call(
-                &tag("destroy event"),
-                "cuEventDestroy_v2",
-                &[OK],
-                || unsafe { sys::cuEventDestroy_v2(e) },
-            );
-        }
-        for s in self.streams.drain(..).rev() {
-            // SAFETY: a stream this probe created.
-            rec.call(
-                &tag("destroy stream"),
-                "cuStreamDestroy_v2",
-                &[OK],
-                || unsafe { sys::cuStreamDestroy_v2(s) },
-            );
-        }
-        for p in self.dev_bufs.drain(..).rev() {
-            // SAFETY: device memory this probe allocated.
-            rec.call(
-                &tag("free device buffer"),
-                "cuMemFree_v2",
-                &[OK],
-                || unsafe { sys::cuMemFree_v2(p) },
-            );
-        }
+        // SAFETY (all four): handles this probe created in this context, each freed once.
+        free_each(
+            rec,
+            &self.tag("destroy event"),
+            "cuEventDestroy_v2",
+            &mut self.events,
+            |e| unsafe { sys::cuEventDestroy_v2(e) },
+        );
+        free_each(
+            rec,
+            &self.tag("destroy stream"),
+            "cuStreamDestroy_v2",
+            &mut self.streams,
+            |s| unsafe { sys::cuStreamDestroy_v2(s) },
+        );
+        free_each(
+            rec,
+            &self.tag("free device buffer"),
+            "cuMemFree_v2",
+            &mut self.dev_bufs,
+            |p| unsafe { sys::cuMemFree_v2(p) },
+        );
         self.flag_host = ptr::null_mut();
-        for p in self.host_bufs.drain(..).rev() {
-            // SAFETY: host memory this probe allocated with cuMemHostAlloc.
-            rec.call(
-                &tag("free pinned host buffer"),
-                "cuMemFreeHost",
-                &[OK],
-                || unsafe { sys::cuMemFreeHost(p) },
-            );
-        }
+        free_each(
+            rec,
+            &self.tag("free pinned host buffer"),
+            "cuMemFreeHost",
+            &mut self.host_bufs,
+            |p| unsafe { sys::cuMemFreeHost(p) },
+        );
         if let Some(m) = self.module.take() {
-            rec.call(&tag("unload kernels"), "cuModuleUnload", &[OK], || {
+            rec.call(&self.tag("unload kernels"), "cuModuleUnload", &[OK], || {
                 m.unload()
             });
         }
         let free_after = cuda::mem_get_info().ok().map(|(f, _)| f);
         // SAFETY: unbinding the context from this thread.
         rec.call(
-            &tag("unbind context"),
+            &self.tag("unbind context"),
             "cuCtxSetCurrent",
             &[OK],
             || unsafe { sys::cuCtxSetCurrent(ptr::null_mut()) },
@@ -549,13 +553,26 @@ impl Gpu {
         let dev = self.dev;
         // SAFETY: releases the reference this probe retained.
         rec.call(
-            &tag("release primary context"),
+            &self.tag("release primary context"),
             "cuDevicePrimaryCtxRelease_v2",
             &[OK],
             || unsafe { sys::cuDevicePrimaryCtxRelease_v2(dev) },
         );
-        self.retained = false;
+        self.ctx = ptr::null_mut();
         free_after
+    }
+}
+
+/// Frees every handle of `items`, newest first, each as a step; empties `items`.
+fn free_each<T>(
+    rec: &mut Recorder,
+    name: &str,
+    call: &str,
+    items: &mut Vec<T>,
+    free: impl Fn(T) -> CUresult,
+) {
+    for h in items.drain(..).rev() {
+        rec.call(name, call, &[OK], || free(h));
     }
 }
 
@@ -806,7 +823,7 @@ fn device_paths(
     let (free, _) = cuda::mem_get_info()?;
     run.memory_free_before = Some(free);
     let n = plan.size;
-    let need = 2 * n as u64 + (64 << 20);
+    let need = device_need(plan);
     if free < need {
         return Err(error::input(format!(
             "--size {} MiB needs {} MiB of device memory on GPU{}, {} MiB are free: choose a smaller --size",
@@ -843,23 +860,6 @@ fn device_paths(
             .progress
             .set_message(format!("bandwidth GPU{idx} {p}"));
     };
-    let interrupted = |rec: &Recorder| {
-        if rec.ctx.interrupted() {
-            Err(anyhow::Error::new(Interrupted))
-        } else {
-            Ok(())
-        }
-    };
-    let poison_dev = |rec: &mut Recorder, p: sys::CUdeviceptr| -> Result<()> {
-        // SAFETY: device memory of the current context; then wait so non-blocking streams
-        // cannot overtake the legacy-stream memset.
-        hot(rec, "poison destination", "cuMemsetD8_v2", unsafe {
-            sys::cuMemsetD8_v2(p, 0, size)
-        })?;
-        hot(rec, "poison destination", "cuCtxSynchronize", unsafe {
-            sys::cuCtxSynchronize()
-        })
-    };
     let read_back = |rec: &mut Recorder, host: *mut u64, p: sys::CUdeviceptr| -> Result<()> {
         // SAFETY: `host` holds `size` bytes; synchronous copy.
         hot(rec, "verify: read back", "cuMemcpyDtoH_v2", unsafe {
@@ -868,7 +868,7 @@ fn device_paths(
     };
 
     // H2D pinned: A(host, seed 1) → A(device).
-    interrupted(rec)?;
+    check_interrupt(rec)?;
     let mut op = |s| unsafe { sys::cuMemcpyHtoDAsync_v2(da, ha, size, s) };
     let link_now = hooks.link_now;
     let mut first = true;
@@ -894,7 +894,7 @@ fn device_paths(
     step_done(path::H2D_PINNED);
 
     // D2H pinned: A(device, seed 1) → B(host, zeroed).
-    interrupted(rec)?;
+    check_interrupt(rec)?;
     zero(hb64, words);
     let mut op = |s| unsafe { sys::cuMemcpyDtoHAsync_v2(hb, da, size, s) };
     let mut s = held_path(
@@ -913,41 +913,27 @@ fn device_paths(
     // Pageable: synchronous copies timed with the host clock.
     let mut a_seed = 1;
     if plan.pageable {
-        interrupted(rec)?;
-        poison_dev(rec, da)?;
+        check_interrupt(rec)?;
+        poison(rec, da, size)?;
         let mut op = || unsafe { sys::cuMemcpyHtoD_v2(da, pa as *const c_void, size) };
-        let mut s = wall_path(
-            rec,
-            plan,
-            idx,
-            path::H2D_PAGEABLE,
-            "cuMemcpyHtoD_v2",
-            &mut op,
-        )?;
+        let mut s = wall_path(rec, g, plan, path::H2D_PAGEABLE, "cuMemcpyHtoD_v2", &mut op)?;
         read_back(rec, hb64, da)?;
         s.verified = Some(check(hb64, words, 2, false));
         run.samples.push(s);
         a_seed = 2;
         step_done(path::H2D_PAGEABLE);
 
-        interrupted(rec)?;
+        check_interrupt(rec)?;
         let mut op = || unsafe { sys::cuMemcpyDtoH_v2(pb as *mut c_void, da, size) };
-        let mut s = wall_path(
-            rec,
-            plan,
-            idx,
-            path::D2H_PAGEABLE,
-            "cuMemcpyDtoH_v2",
-            &mut op,
-        )?;
+        let mut s = wall_path(rec, g, plan, path::D2H_PAGEABLE, "cuMemcpyDtoH_v2", &mut op)?;
         s.verified = Some(check(pb, words, 2, false));
         run.samples.push(s);
         step_done(path::D2H_PAGEABLE);
     }
 
     // Bidirectional: A(host, seed 1) → B(device) on stream 0, A(device) → B(host) on stream 1.
-    interrupted(rec)?;
-    poison_dev(rec, db)?;
+    check_interrupt(rec)?;
+    poison(rec, db, size)?;
     zero(hb64, words);
     let mut samples = Vec::new();
     let mut h2d = |s| unsafe { sys::cuMemcpyHtoDAsync_v2(db, ha, size, s) };
@@ -994,8 +980,8 @@ fn device_paths(
     step_done(path::BIDIR_PINNED);
 
     // Device-local, copy engine: B(device, seed 1) → A(device).
-    interrupted(rec)?;
-    poison_dev(rec, da)?;
+    check_interrupt(rec)?;
+    poison(rec, da, size)?;
     let mut op = |s| unsafe { sys::cuMemcpyDtoDAsync_v2(da, db, size, s) };
     let mut s = held_path(
         rec,
@@ -1012,8 +998,8 @@ fn device_paths(
     step_done(path::D2D_CE);
 
     // Device-local, SM kernel: A(device, seed 1) → B(device), 16-byte elements, grid-stride.
-    interrupted(rec)?;
-    poison_dev(rec, db)?;
+    check_interrupt(rec)?;
+    poison(rec, db, size)?;
     let (func, grid) = (g.copy, g.sm_count * 4);
     let elems = (size / 16) as u64;
     let mut op = |s| {
@@ -1134,13 +1120,13 @@ fn held_path_n(
 /// stages them through its own pinned buffers), so a spin kernel cannot hold them.
 fn wall_path(
     rec: &mut Recorder,
+    g: &Gpu,
     plan: &Plan,
-    device: u32,
     p: &str,
     call: &str,
     op: &mut dyn FnMut() -> CUresult,
 ) -> Result<PathSamples> {
-    let what = format!("GPU{device}: {p}");
+    let what = g.tag(p);
     hot(rec, &what, call, op())?;
     // SAFETY: plain synchronisation of the current context.
     hot(rec, &what, "cuCtxSynchronize", unsafe {
@@ -1160,7 +1146,7 @@ fn wall_path(
     }
     Ok(samples_of(
         p,
-        device,
+        g.index,
         None,
         plan.size as u64 * plan.slow_copies as u64,
         plan.slow_copies,
@@ -1295,12 +1281,12 @@ fn peer_paths(
     for g in gpus.iter_mut() {
         g.open(rec)?;
         let (free, _) = cuda::mem_get_info()?;
-        if free < 2 * n as u64 + (64 << 20) {
+        if free < device_need(plan) {
             return Err(anyhow!(
                 "GPU{}: {} MiB free, the peer paths need {} MiB",
                 g.index,
                 free >> 20,
-                (2 * n as u64 + (64 << 20)) >> 20
+                device_need(plan) >> 20
             ));
         }
         let src = g.alloc_dev(rec, n, "peer source")?;
@@ -1338,13 +1324,6 @@ fn peer_paths(
         hooks.progress.inc(1);
         hooks.progress.set_message(format!("bandwidth {what}"));
     };
-    let check_interrupt = |rec: &Recorder| {
-        if rec.ctx.interrupted() {
-            Err(anyhow::Error::new(Interrupted))
-        } else {
-            Ok(())
-        }
-    };
     // Verifies that GPU j's destination holds GPU i's source (sparse check).
     let verify = |rec: &mut Recorder, gpus: &[Gpu], i: usize, j: usize| -> Result<bool> {
         gpus[j].make_current(rec)?;
@@ -1357,15 +1336,9 @@ fn peer_paths(
         )?;
         Ok(check(host, words, 100 + gpus[i].index as u64, true))
     };
-    let poison = |rec: &mut Recorder, gpus: &[Gpu], j: usize| -> Result<()> {
+    let poison_dst = |rec: &mut Recorder, gpus: &[Gpu], j: usize| -> Result<()> {
         gpus[j].make_current(rec)?;
-        // SAFETY: device memory of GPU j's context; then wait (legacy-stream memset).
-        hot(rec, "poison destination", "cuMemsetD8_v2", unsafe {
-            sys::cuMemsetD8_v2(bufs[j].1, 0, n)
-        })?;
-        hot(rec, "poison destination", "cuCtxSynchronize", unsafe {
-            sys::cuCtxSynchronize()
-        })
+        poison(rec, bufs[j].1, n)
     };
     let pair_name = |p: &str, i: usize, j: usize, gpus: &[Gpu]| {
         format!("GPU{}→GPU{} {p}", gpus[i].index, gpus[j].index)
@@ -1375,7 +1348,7 @@ fn peer_paths(
     for i in 0..count {
         for j in (0..count).filter(|&j| j != i) {
             check_interrupt(rec)?;
-            poison(rec, gpus, j)?;
+            poison_dst(rec, gpus, j)?;
             let g = &gpus[i];
             g.make_current(rec)?;
             let what = pair_name(path::P2P_STAGED, i, j, gpus);
@@ -1414,6 +1387,7 @@ fn peer_paths(
     }
 
     // 2. Enable peer access where both directions can have it.
+    let mut peer_on = vec![vec![false; count]; count];
     for i in 0..count {
         for j in (0..count).filter(|&j| j != i) {
             let both = can[i][j] && can[j][i];
@@ -1437,6 +1411,7 @@ fn peer_paths(
                 }
                 on = rc == OK || rc == CUresult::CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED;
             }
+            peer_on[i][j] = on;
             run.pairs.push(PeerPair {
                 a: gpus[i].index,
                 b: gpus[j].index,
@@ -1445,21 +1420,18 @@ fn peer_paths(
             });
         }
     }
-    let on = |i: usize, j: usize, run: &PeerRun, gpus: &[Gpu]| {
-        let ok = |a: u32, b: u32| run.pairs.iter().any(|p| p.a == a && p.b == b && p.enabled);
-        ok(gpus[i].index, gpus[j].index) && ok(gpus[j].index, gpus[i].index)
-    };
+    let on = |i: usize, j: usize| peer_on[i][j] && peer_on[j][i];
 
     // 3. Peer copies, one direction at a time.
     for i in 0..count {
         for j in (0..count).filter(|&j| j != i) {
             let what = pair_name(path::P2P, i, j, gpus);
-            if !on(i, j, run, gpus) {
+            if !on(i, j) {
                 progress(&what);
                 continue;
             }
             check_interrupt(rec)?;
-            poison(rec, gpus, j)?;
+            poison_dst(rec, gpus, j)?;
             let g = &gpus[i];
             g.make_current(rec)?;
             let (dst, dctx, src, sctx) = (bufs[j].1, gpus[j].ctx, bufs[i].0, g.ctx);
@@ -1488,13 +1460,13 @@ fn peer_paths(
         // Each unordered pair once, lower NVML index first (metric p2p_bidir_<low>_<high>).
         for j in (0..count).filter(|&j| gpus[j].index > gpus[i].index) {
             let what = pair_name(path::P2P_BIDIR, i, j, gpus);
-            if !on(i, j, run, gpus) {
+            if !on(i, j) {
                 progress(&what);
                 continue;
             }
             check_interrupt(rec)?;
-            poison(rec, gpus, i)?;
-            poison(rec, gpus, j)?;
+            poison_dst(rec, gpus, i)?;
+            poison_dst(rec, gpus, j)?;
             let (a, b) = (&gpus[i], &gpus[j]);
             let (dj, cj, si, ci) = (bufs[j].1, b.ctx, bufs[i].0, a.ctx);
             let (di, sj) = (bufs[i].1, bufs[j].0);
@@ -1539,7 +1511,7 @@ fn peer_paths(
     for i in 0..count {
         for j in (0..count).filter(|&j| j != i) {
             let what = pair_name(path::P2P_LATENCY, i, j, gpus);
-            if !on(i, j, run, gpus) {
+            if !on(i, j) {
                 progress(&what);
                 continue;
             }

@@ -20,7 +20,7 @@ use crate::probe::bandwidth::{self as probe, DeviceRun, Hooks, PeerRun, Plan, Ta
 use crate::probe::cuda::{self, Recorder};
 use crate::probe::loader;
 use crate::probe::nvml::NvmlProbe;
-use crate::report::{Finding, Report, Severity, codes};
+use crate::report::Report;
 use crate::scenarios::Scenario;
 
 pub const DEFAULT_SIZE: u64 = 512 << 20;
@@ -349,17 +349,10 @@ pub fn measure(
     for t in &targets {
         // A fresh thread per GPU: pinned to the GPU's CPUs, preferring its NUMA node, so the
         // host buffers it touches first are local to the GPU.
-        let result = std::thread::scope(|s| {
-            s.spawn(|| {
-                let mut rec = Recorder::new(ctx, report);
-                probe::measure_device(&mut rec, t, plan, topo.host_numa_nodes, &hooks)
-            })
-            .join()
-        });
-        let mut run = match result {
-            Ok(r) => r?,
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
+        let mut run = on_own_thread(|| {
+            let mut rec = Recorder::new(ctx, report);
+            probe::measure_device(&mut rec, t, plan, topo.host_numa_nodes, &hooks)
+        })?;
         samples.append(&mut run.samples);
         stop |= run.interrupted;
         data.devices.push(run);
@@ -368,17 +361,10 @@ pub fn measure(
         }
     }
     if peers && !stop {
-        let result = std::thread::scope(|s| {
-            s.spawn(|| {
-                let mut rec = Recorder::new(ctx, report);
-                probe::measure_peers(&mut rec, &targets, plan, &hooks)
-            })
-            .join()
+        let mut run = on_own_thread(|| {
+            let mut rec = Recorder::new(ctx, report);
+            probe::measure_peers(&mut rec, &targets, plan, &hooks)
         });
-        let mut run = match result {
-            Ok(r) => r,
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
         samples.append(&mut run.samples);
         stop |= run.interrupted;
         data.peers = Some(run);
@@ -390,26 +376,11 @@ pub fn measure(
         samples,
         links: links_of(report, topo, nvml, &data.devices),
     };
-    for run in &data.devices {
-        if let (Some(before), Some(after)) = (run.memory_free_before, run.memory_free_after)
-            && before > after + (32 << 20)
-        {
-            report.findings.push(
-                Finding::new(
-                    Severity::Warn,
-                    codes::MEMORY_NOT_RETURNED,
-                    format!(
-                        "GPU{}: {} MiB of device memory free before the bandwidth run, {} MiB after freeing its buffers",
-                        run.index,
-                        before >> 20,
-                        after >> 20
-                    ),
-                )
-                .device(run.index)
-                .hint("Another process may have allocated meanwhile (data.processes); otherwise the driver kept memory after cuMemFree."),
-            );
-        }
-    }
+    report
+        .findings
+        .extend(data.devices.iter().filter_map(|run| {
+            analysis::memory_not_returned(run.index, run.memory_free_before, run.memory_free_after)
+        }));
     for d in &report.devices {
         let processes = nvml.processes(d.index);
         if !processes.is_empty() {
@@ -421,6 +392,16 @@ pub fn measure(
     }
     let data = reanalyze(report, data, thresholds);
     Ok(data)
+}
+
+/// Runs `f` on a fresh thread (its CPU affinity and memory policy stay its own), re-raising
+/// its panic here.
+fn on_own_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(f)
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// Link facts for the analysis: topology (PCIe, NVLink, NUMA) + memory bus + what the run saw.
@@ -467,6 +448,7 @@ fn links_of(report: &Report, topo: &TopoFacts, nvml: &NvmlProbe, runs: &[DeviceR
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::codes;
     use clap::Parser;
 
     #[derive(Parser)]

@@ -51,10 +51,12 @@ impl Scenario for Topo {
                 report.devices = saved.devices.clone();
                 report.started_at = saved.started_at.clone();
                 if params.bandwidth {
-                    // Re-analyse the saved measurement (no GPU needed); none saved is an error.
+                    // Re-analyse the saved measurement with its own thresholds (no GPU
+                    // needed); none saved is an error.
                     let data = bw::data_of(&saved)
                         .map_err(|e| input(format!("{}: {e}", path.display())))?;
-                    bandwidth = Some(data);
+                    let t = data.thresholds.clone();
+                    bandwidth = Some(bw::reanalyze(&mut report, data, &t));
                 }
                 facts
             }
@@ -86,11 +88,7 @@ impl Scenario for Topo {
         report.findings = findings;
         let view = topology::view(&facts);
         report.data = serde_json::json!({ "facts": facts, "view": view });
-        if let Some(mut data) = bandwidth {
-            if params.from.is_some() {
-                let t = data.thresholds.clone();
-                data = bw::reanalyze(&mut report, data, &t);
-            }
+        if let Some(data) = bandwidth {
             report.data["bandwidth"] = serde_json::to_value(data)?;
         }
         Ok(report)
