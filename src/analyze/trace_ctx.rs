@@ -252,7 +252,8 @@ pub struct TraceData {
     pub summary: Vec<ThreadSummary>,
 }
 
-fn code_label(c: &Code) -> String {
+/// "CUDA_ERROR_INVALID_CONTEXT (201)": how findings and the Chrome trace name an answer.
+pub(crate) fn code_label(c: &Code) -> String {
     format!("{} ({})", c.name, c.code)
 }
 
@@ -820,9 +821,10 @@ pub fn data_of(report: &crate::report::Report) -> Result<TraceData, String> {
         .and_then(data_of)
 }
 
-/// Microseconds rounded to the nanosecond, so a summary computed from a timeline read back
-/// from JSON equals the one computed live (float sums can differ in the last bits).
-fn ns(us: f64) -> f64 {
+/// Microseconds rounded to the nanosecond, so a summary (or a Chrome trace) computed from a
+/// timeline read back from JSON equals the one computed live (float sums can differ in the
+/// last bits).
+pub(crate) fn ns(us: f64) -> f64 {
     (us * 1000.0).round() / 1000.0
 }
 

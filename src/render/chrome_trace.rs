@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use crate::analyze::trace_ctx::{CtxRef, THREAD_HOP, TraceData, TraceEvent};
+use crate::analyze::trace_ctx::{CtxRef, THREAD_HOP, TraceData, TraceEvent, code_label, ns};
 
 /// Reserved colour names of the trace viewer.
 pub const COLOR_OK: &str = "good";
@@ -26,10 +26,6 @@ fn ctx_arg(c: &Option<CtxRef>) -> Value {
         Some(c) => json!(format!("{} ({})", c.id, c.ptr)),
         None => json!("none"),
     }
-}
-
-fn result_label(e: &TraceEvent) -> String {
-    format!("{} ({})", e.result.name, e.result.code)
 }
 
 fn color(e: &TraceEvent) -> &'static str {
@@ -60,13 +56,8 @@ fn thread_order(d: &TraceData) -> Vec<(u64, String)> {
     out
 }
 
-/// The trace-event document for a `trace ctx` timeline.
-/// Microseconds rounded to the nanosecond: the export is then the same whether it is made from
-/// the live timeline or from a report read back (where float sums can differ in the last bits).
-fn ns(us: f64) -> f64 {
-    (us * 1000.0).round() / 1000.0
-}
-
+/// The trace-event document for a `trace ctx` timeline. Times go through [`ns`], so the export
+/// is the same whether it is made from the live timeline or from a report read back.
 pub fn export(d: &TraceData) -> Value {
     let pid = d.pid;
     let mut ev: Vec<Value> = Vec::new();
@@ -132,8 +123,8 @@ pub fn export(d: &TraceData) -> Value {
         let mut args = json!({
             "what": e.what,
             "seq": e.seq,
-            "result": result_label(e),
-            "expected": e.expected.iter().map(|c| format!("{} ({})", c.name, c.code)).collect::<Vec<_>>(),
+            "result": code_label(&e.result),
+            "expected": e.expected.iter().map(code_label).collect::<Vec<_>>(),
             "ctx_before": ctx_arg(&e.ctx_before),
             "ctx_after": ctx_arg(&e.ctx_after),
         });
@@ -163,7 +154,7 @@ pub fn export(d: &TraceData) -> Value {
                 "name": format!("{} in {}", e.result.name, e.op), "cat": e.sub, "ph": "i", "s": "t",
                 "ts": ns(e.t_us + e.dur_us.max(0.0)), "pid": pid, "tid": e.thread,
                 "cname": COLOR_FAILED,
-                "args": { "result": result_label(e), "ctx_before": ctx_arg(&e.ctx_before), "what": e.what }
+                "args": { "result": code_label(&e.result), "ctx_before": ctx_arg(&e.ctx_before), "what": e.what }
             }));
         }
     }
