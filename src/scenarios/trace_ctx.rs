@@ -166,11 +166,9 @@ impl Scenario for TraceCtx {
         params.from.is_none()
     }
 
+    /// Params were checked by [`validate`](Self::validate): the runner calls it before any
+    /// run (in the parent, for an isolated one).
     fn run(params: &TraceCtxParams, ctx: &mut Ctx) -> Result<Report> {
-        params.check()?;
-        if let Some(path) = &params.chrome_trace {
-            check_writable(path)?;
-        }
         if let Some(from) = &params.from {
             return from_saved(params, from);
         }
