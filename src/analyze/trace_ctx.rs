@@ -805,20 +805,25 @@ pub fn findings(d: &TraceData) -> Vec<Finding> {
     out
 }
 
-/// The `trace ctx` data of a saved report (a trace ctx report, or a suite report holding one).
-pub fn data_of(report: &crate::report::Report) -> Result<TraceData, String> {
+/// The trace ctx report itself, or the one a suite report holds.
+pub fn report_of(report: &crate::report::Report) -> Result<&crate::report::Report, String> {
     if report.scenario == "trace ctx" {
-        if report.data.get("timeline").is_none() {
-            return Err("a trace ctx report without data.timeline".into());
-        }
-        return serde_json::from_value(report.data.clone()).map_err(|e| format!("data: {e}"));
+        return Ok(report);
     }
     report
         .reports
         .iter()
         .find(|r| r.scenario == "trace ctx")
         .ok_or_else(|| format!("a '{}' report, not a trace ctx report", report.scenario))
-        .and_then(data_of)
+}
+
+/// The `trace ctx` data of a saved report (a trace ctx report, or a suite report holding one).
+pub fn data_of(report: &crate::report::Report) -> Result<TraceData, String> {
+    let report = report_of(report)?;
+    if report.data.get("timeline").is_none() {
+        return Err("a trace ctx report without data.timeline".into());
+    }
+    serde_json::from_value(report.data.clone()).map_err(|e| format!("data: {e}"))
 }
 
 /// Microseconds rounded to the nanosecond, so a summary (or a Chrome trace) computed from a

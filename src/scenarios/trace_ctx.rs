@@ -323,17 +323,9 @@ fn median(it: impl Iterator<Item = f64>) -> Option<f64> {
 /// `--from`: the saved report's run, re-analysed with this build's analysis.
 fn from_saved(params: &TraceCtxParams, path: &Path) -> Result<Report> {
     let saved = crate::output::read_report(path)?;
-    let inner = if saved.scenario == TraceCtx::NAME {
-        saved.clone()
-    } else {
-        saved
-            .reports
-            .iter()
-            .find(|r| r.scenario == TraceCtx::NAME)
-            .cloned()
-            .unwrap_or_else(|| saved.clone())
-    };
-    let data = analysis::data_of(&inner).map_err(|e| input(format!("{}: {e}", path.display())))?;
+    let bad = |e: String| input(format!("{}: {e}", path.display()));
+    let inner = analysis::report_of(&saved).map_err(bad)?.clone();
+    let data = analysis::data_of(&inner).map_err(bad)?;
     let mut report = Report::begin(TraceCtx::NAME, serde_json::to_value(params)?);
     report.host = inner.host;
     report.devices = inner.devices;
