@@ -277,7 +277,7 @@ impl Scenario for TraceCtx {
         data.timeline = events;
         data.contexts = contexts;
         data.threads = threads;
-        complete(&mut report, data.clone());
+        complete(&mut report, &mut data);
         if let Some(path) = &params.chrome_trace {
             write_chrome_trace(path, &data)?;
         }
@@ -286,9 +286,9 @@ impl Scenario for TraceCtx {
 }
 
 /// Analysis from data: per-thread summary, findings, metrics; stores the data in the report.
-pub fn complete(report: &mut Report, mut data: TraceData) {
+pub fn complete(report: &mut Report, data: &mut TraceData) {
     data.summary = analysis::summarize(&data.timeline, &data.threads);
-    report.findings.extend(analysis::findings(&data));
+    report.findings.extend(analysis::findings(data));
     let device = report.devices.first().map(|d| d.index);
     let mut metric = |name: &str, v: Option<f64>, unit: &str| {
         if let Some(v) = v {
@@ -308,7 +308,7 @@ pub fn complete(report: &mut Report, mut data: TraceData) {
         ),
         "ms",
     );
-    report.data = serde_json::to_value(&data).expect("trace data serialises");
+    report.data = serde_json::to_value(&*data).expect("trace data serialises");
 }
 
 fn median(it: impl Iterator<Item = f64>) -> Option<f64> {
@@ -325,7 +325,7 @@ fn from_saved(params: &TraceCtxParams, path: &Path) -> Result<Report> {
     let saved = crate::output::read_report(path)?;
     let bad = |e: String| input(format!("{}: {e}", path.display()));
     let inner = analysis::report_of(&saved).map_err(bad)?.clone();
-    let data = analysis::data_of(&inner).map_err(bad)?;
+    let mut data = analysis::data_of(&inner).map_err(bad)?;
     let mut report = Report::begin(TraceCtx::NAME, serde_json::to_value(params)?);
     report.host = inner.host;
     report.devices = inner.devices;
@@ -346,7 +346,7 @@ fn from_saved(params: &TraceCtxParams, path: &Path) -> Result<Report> {
             .contains(&f.code.as_str())
         })
         .collect();
-    complete(&mut report, data.clone());
+    complete(&mut report, &mut data);
     if let Some(out) = &params.chrome_trace {
         write_chrome_trace(out, &data)?;
     }
