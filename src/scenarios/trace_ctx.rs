@@ -300,24 +300,10 @@ pub fn complete(report: &mut Report, data: &mut TraceData) {
     metric("bind_ctx_us", analysis::bind_cost_us(&data.timeline), "us");
     metric(
         "ctx_create_ms",
-        median(
-            data.timeline
-                .iter()
-                .filter(|e| e.op == "cuCtxCreate_v2" && !e.failed())
-                .map(|e| e.dur_us / 1e3),
-        ),
+        analysis::ctx_create_ms(&data.timeline),
         "ms",
     );
     report.data = serde_json::to_value(&*data).expect("trace data serialises");
-}
-
-fn median(it: impl Iterator<Item = f64>) -> Option<f64> {
-    let mut v: Vec<f64> = it.collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    Some(v[v.len() / 2])
 }
 
 /// `--from`: the saved report's run, re-analysed with this build's analysis.
