@@ -21,6 +21,7 @@ use crate::analyze::trace_ctx::{
 use crate::context::{Ctx, thread_id};
 use crate::isolate::Event;
 use crate::probe::cuda::{CUresult, code, codes, current_context, sys};
+use crate::probe::faults::Steps;
 use crate::report::Step;
 
 use CUresult::{
@@ -115,21 +116,21 @@ struct Known {
 #[derive(Default)]
 struct Inner {
     events: Vec<TraceEvent>,
-    steps: Vec<Step>,
     contexts: Vec<Known>,
     threads: Vec<ThreadInfo>,
 }
 
 /// Records every call of the scenario, from any thread.
 pub struct Tracer<'a> {
-    ctx: &'a Ctx,
+    /// The calls that are also report steps (each announced to the parent as it completes).
+    steps: Steps<'a>,
     inner: Mutex<Inner>,
 }
 
 impl<'a> Tracer<'a> {
     pub fn new(ctx: &'a Ctx) -> Self {
         Tracer {
-            ctx,
+            steps: Steps::new(ctx),
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -221,10 +222,10 @@ impl<'a> Tracer<'a> {
     ) -> CUresult {
         let before = RawCtx(current_context());
         let expected = codes(spec.expected);
-        let at_ms = self.ctx.now_ms();
+        let at_ms = self.steps.ctx.now_ms();
         let tid = thread_id();
         if spec.step {
-            self.ctx.events.emit(&Event::Call {
+            self.steps.ctx.events.emit(&Event::Call {
                 name: spec.what.clone(),
                 call: spec.op.to_string(),
                 expected: expected.clone(),
@@ -267,7 +268,8 @@ impl<'a> Tracer<'a> {
         };
         g.events.push(event);
         if spec.step {
-            let step = Step {
+            // Pushed while the timeline is locked: steps keep the timeline's order.
+            self.steps.push(Step {
                 name: spec.what,
                 call: spec.op.to_string(),
                 expected,
@@ -277,9 +279,7 @@ impl<'a> Tracer<'a> {
                 thread: tid,
                 ok,
                 note: spec.note,
-            };
-            self.ctx.events.emit(&Event::Step { step: step.clone() });
-            g.steps.push(step);
+            });
         }
         rc
     }
@@ -288,7 +288,7 @@ impl<'a> Tracer<'a> {
     pub fn finish(self) -> (Vec<Step>, Vec<TraceEvent>, Vec<CtxInfo>, Vec<ThreadInfo>) {
         let g = self.inner.into_inner().unwrap_or_else(|e| e.into_inner());
         (
-            g.steps,
+            self.steps.into_vec(),
             g.events,
             g.contexts.into_iter().map(|k| k.info).collect(),
             g.threads,
@@ -296,7 +296,7 @@ impl<'a> Tracer<'a> {
     }
 
     pub fn interrupted(&self) -> bool {
-        self.ctx.interrupted()
+        self.steps.ctx.interrupted()
     }
 }
 
