@@ -922,6 +922,29 @@ pub mod tests {
         }
     }
 
+    /// One call outside thread-hop: thread, op, argument context, context current before and
+    /// after, result, expected results.
+    pub type Row<'a> = (
+        u64,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+        i64,
+        &'a [i64],
+    );
+
+    impl Tl {
+        /// One event per row (no variant, no task).
+        pub fn calls(&mut self, sub: &str, rows: &[Row]) {
+            for &(thread, op, arg, before, after, result, expected) in rows {
+                self.ev(
+                    thread, sub, None, None, op, arg, before, after, result, expected,
+                );
+            }
+        }
+    }
+
     /// A thread-hop run as the probe records it: creator tid 100, workers 101.. .
     pub fn hop_timeline(threads: u32, tasks: u32, bound_fails: bool) -> TraceData {
         let mut tl = Tl::default();
@@ -1099,118 +1122,23 @@ pub mod tests {
     #[test]
     fn stack_model_and_unbalanced_pops() {
         let mut tl = Tl::default();
-        let p = PUSH_POP;
-        // balanced then one too many
-        tl.ev(
-            1,
-            p,
-            None,
-            None,
-            "cuCtxPushCurrent_v2",
-            Some("ctx#1"),
-            None,
-            Some("ctx#1"),
-            0,
-            &[0],
-        );
-        tl.ev(
-            1,
-            p,
-            None,
-            None,
-            "cuCtxPushCurrent_v2",
-            Some("ctx#2"),
-            Some("ctx#1"),
-            Some("ctx#2"),
-            0,
-            &[0],
-        );
-        tl.ev(
-            1,
-            p,
-            None,
-            None,
-            "cuCtxPopCurrent_v2",
-            None,
-            Some("ctx#2"),
-            Some("ctx#1"),
-            0,
-            &[0],
-        );
-        tl.ev(
-            1,
-            p,
-            None,
-            None,
-            "cuCtxPopCurrent_v2",
-            None,
-            Some("ctx#1"),
-            None,
-            0,
-            &[0],
-        );
-        tl.ev(
-            1,
-            p,
-            None,
-            None,
-            "cuCtxPopCurrent_v2",
-            None,
-            None,
-            None,
-            201,
-            &[201],
-        );
-        // never pushed
-        tl.ev(
-            2,
-            p,
-            None,
-            None,
-            "cuCtxPopCurrent_v2",
-            None,
-            None,
-            None,
-            201,
-            &[201],
-        );
-        // bound with SetCurrent, then popped, then a call with nothing current
-        tl.ev(
-            3,
-            p,
-            None,
-            None,
-            "cuCtxSetCurrent",
-            Some("ctx#1"),
-            None,
-            Some("ctx#1"),
-            0,
-            &[0],
-        );
-        tl.ev(
-            3,
-            p,
-            None,
-            None,
-            "cuCtxPopCurrent_v2",
-            None,
-            Some("ctx#1"),
-            None,
-            0,
-            &[0],
-        );
-        tl.ev(
-            3,
-            p,
-            None,
-            None,
-            "cuMemAlloc_v2",
-            None,
-            None,
-            None,
-            201,
-            &[201],
-        );
+        let (c1, c2) = (Some("ctx#1"), Some("ctx#2"));
+        #[rustfmt::skip]
+        let rows: &[Row] = &[
+            // balanced then one too many
+            (1, "cuCtxPushCurrent_v2", c1, None, c1, 0, &[0]),
+            (1, "cuCtxPushCurrent_v2", c2, c1, c2, 0, &[0]),
+            (1, "cuCtxPopCurrent_v2", None, c2, c1, 0, &[0]),
+            (1, "cuCtxPopCurrent_v2", None, c1, None, 0, &[0]),
+            (1, "cuCtxPopCurrent_v2", None, None, None, 201, &[201]),
+            // never pushed
+            (2, "cuCtxPopCurrent_v2", None, None, None, 201, &[201]),
+            // bound with SetCurrent, then popped, then a call with nothing current
+            (3, "cuCtxSetCurrent", c1, None, c1, 0, &[0]),
+            (3, "cuCtxPopCurrent_v2", None, c1, None, 0, &[0]),
+            (3, "cuMemAlloc_v2", None, None, None, 201, &[201]),
+        ];
+        tl.calls(PUSH_POP, rows);
         let depths = stack_depths(&tl.events);
         assert_eq!(depths[&1], (2, 0));
         assert_eq!(depths[&2], (0, 0));
@@ -1235,17 +1163,9 @@ pub mod tests {
     #[test]
     fn an_unexpected_pop_answer_warns() {
         let mut tl = Tl::default();
-        tl.ev(
-            2,
+        tl.calls(
             PUSH_POP,
-            None,
-            None,
-            "cuCtxPopCurrent_v2",
-            None,
-            None,
-            None,
-            400,
-            &[201],
+            &[(2, "cuCtxPopCurrent_v2", None, None, None, 400, &[201])],
         );
         let d = TraceData {
             timeline: tl.events,
@@ -1262,31 +1182,14 @@ pub mod tests {
     #[test]
     fn destroy_of_the_current_context_pops_it() {
         let mut tl = Tl::default();
-        tl.ev(
-            1,
-            DEVICE_MIXUP,
-            None,
-            None,
-            "cuCtxCreate_v2",
-            None,
-            None,
-            Some("ctx#1"),
-            0,
-            &[0],
-        )
-        .out_ctx = cref("ctx#1");
-        tl.ev(
-            1,
-            DEVICE_MIXUP,
-            None,
-            None,
-            "cuCtxDestroy_v2",
-            Some("ctx#1"),
-            Some("ctx#1"),
-            None,
-            0,
-            &[0],
-        );
+        let c = Some("ctx#1");
+        #[rustfmt::skip]
+        let rows: &[Row] = &[
+            (1, "cuCtxCreate_v2", None, None, c, 0, &[0]),
+            (1, "cuCtxDestroy_v2", c, c, None, 0, &[0]),
+        ];
+        tl.calls(DEVICE_MIXUP, rows);
+        tl.events[0].out_ctx = cref("ctx#1");
         assert_eq!(stack_depths(&tl.events)[&1], (1, 0));
     }
 
@@ -1431,67 +1334,16 @@ pub mod tests {
     #[test]
     fn retain_counts_replay_the_calls() {
         let mut tl = Tl::default();
-        let p = PRIMARY_LIFETIME;
-        tl.ev(
-            1,
-            p,
-            None,
-            None,
-            "cuDevicePrimaryCtxRetain",
-            None,
-            None,
-            None,
-            0,
-            &[0],
-        );
-        tl.ev(
-            2,
-            p,
-            None,
-            None,
-            "cuDevicePrimaryCtxRetain",
-            None,
-            None,
-            None,
-            0,
-            &[0],
-        );
-        tl.ev(
-            1,
-            p,
-            None,
-            None,
-            "cuDevicePrimaryCtxRelease_v2",
-            None,
-            None,
-            None,
-            0,
-            &[0],
-        );
-        tl.ev(
-            1,
-            p,
-            None,
-            None,
-            "cuDevicePrimaryCtxRelease_v2",
-            None,
-            None,
-            None,
-            0,
-            &[0],
-        );
-        tl.ev(
-            2,
-            p,
-            None,
-            None,
-            "cuDevicePrimaryCtxRelease_v2",
-            None,
-            None,
-            None,
-            201,
-            &[201, 0],
-        );
+        let (retain, release) = ("cuDevicePrimaryCtxRetain", "cuDevicePrimaryCtxRelease_v2");
+        #[rustfmt::skip]
+        let rows: &[Row] = &[
+            (1, retain, None, None, None, 0, &[0]),
+            (2, retain, None, None, None, 0, &[0]),
+            (1, release, None, None, None, 0, &[0]),
+            (1, release, None, None, None, 0, &[0]),
+            (2, release, None, None, None, 201, &[201, 0]),
+        ];
+        tl.calls(PRIMARY_LIFETIME, rows);
         let counts: Vec<i64> = primary_retain_counts(&tl.events)
             .into_iter()
             .map(|c| c.1)
