@@ -334,7 +334,8 @@ pub struct StackIssue {
 /// Replays the documented stack rules over each thread's successful calls: cuCtxCreate and
 /// cuCtxPushCurrent push; cuCtxPopCurrent pops; cuCtxSetCurrent(ctx) replaces the top (pushes
 /// on an empty stack), cuCtxSetCurrent(NULL) pops; cuCtxDestroy pops when the context is current
-/// on the calling thread. Returns the entries per thread after each call.
+/// on the calling thread. Returns the (max, final) depth per thread and the pops that undid
+/// no push of the same thread.
 fn replay_stacks(timeline: &[TraceEvent]) -> (BTreeMap<u64, (u32, u32)>, Vec<StackIssue>) {
     let mut stacks: BTreeMap<u64, Vec<Entry>> = BTreeMap::new();
     let mut depth: BTreeMap<u64, (u32, u32)> = BTreeMap::new();
@@ -413,8 +414,9 @@ pub fn stack_issues(timeline: &[TraceEvent]) -> Vec<StackIssue> {
     replay_stacks(timeline).1
 }
 
-/// Primary-context retain count per CUDA device ordinal after each successful retain/release,
-/// as (seq, count). The driver does not expose the count; this replays the calls.
+/// Primary-context retain count after each successful retain/release, as (seq, count): one
+/// count for the whole timeline (primary-lifetime works on one device). The driver does not
+/// expose the count; this replays the calls.
 pub fn primary_retain_counts(timeline: &[TraceEvent]) -> Vec<(u32, i64)> {
     let mut count = 0i64;
     let mut out = Vec::new();
@@ -773,7 +775,7 @@ pub fn findings(d: &TraceData) -> Vec<Finding> {
                 )
             } else {
                 (
-                    severity(true),
+                    Severity::Info,
                     format!(
                         "cuDevicePrimaryCtxSetFlags_v2(0x{:x}) on an active primary context answered {} on this driver ({driver}); {state}{ctx_flags}",
                         p.requested_flags,
