@@ -77,20 +77,24 @@ pub fn export(d: &TraceData) -> Value {
     }
 
     // thread-hop tasks: an enclosing slice each, and a flow arrow to the next task.
-    let mut tasks: BTreeMap<(String, u32), Vec<&TraceEvent>> = BTreeMap::new();
-    let mut variant_order: Vec<String> = Vec::new();
+    // Variants in the order they ran, each with its tasks' calls by task number.
+    let mut passes: Vec<(&str, BTreeMap<u32, Vec<&TraceEvent>>)> = Vec::new();
     for e in d.timeline.iter().filter(|e| e.sub == THREAD_HOP) {
-        if let (Some(v), Some(t)) = (&e.variant, e.task) {
-            if !variant_order.contains(v) {
-                variant_order.push(v.clone());
-            }
-            tasks.entry((v.clone(), t)).or_default().push(e);
+        if let (Some(v), Some(t)) = (e.variant.as_deref(), e.task) {
+            let i = match passes.iter().position(|(pv, _)| *pv == v) {
+                Some(i) => i,
+                None => {
+                    passes.push((v, BTreeMap::new()));
+                    passes.len() - 1
+                }
+            };
+            passes[i].1.entry(t).or_default().push(e);
         }
     }
     let mut flow_id = 0u64;
-    for v in &variant_order {
+    for (v, tasks) in &passes {
         let mut prev: Option<(u64, f64)> = None;
-        for ((_, t), evs) in tasks.range((v.clone(), 0)..=(v.clone(), u32::MAX)) {
+        for (t, evs) in tasks {
             let first = evs[0];
             let last = evs[evs.len() - 1];
             let start = first.t_us;
