@@ -185,3 +185,23 @@ fn altered_fixture_a_failing_bound_task_fails_the_report() {
         .unwrap();
     assert_eq!(c.severity, gpu_doctor::report::Severity::Warn);
 }
+
+#[test]
+fn from_a_suite_report_reanalyses_the_trace_ctx_report_it_holds() {
+    let Some((r, d)) = fixture() else { return };
+    let mut suite = Report::begin("suite", serde_json::json!({}));
+    suite.reports.push(r);
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "suite.json", &suite);
+    let out = bin()
+        .args(["trace", "ctx", "--json", "--from"])
+        .arg(&p)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let rep = gpu_doctor::output::parse_report(&String::from_utf8(out).unwrap()).unwrap();
+    assert_eq!(rep.scenario, "trace ctx");
+    assert_eq!(a::data_of(&rep).unwrap().timeline, d.timeline);
+}

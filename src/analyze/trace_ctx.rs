@@ -252,7 +252,8 @@ pub struct TraceData {
     pub summary: Vec<ThreadSummary>,
 }
 
-fn code_label(c: &Code) -> String {
+/// "CUDA_ERROR_INVALID_CONTEXT (201)": how findings and the Chrome trace name an answer.
+pub(crate) fn code_label(c: &Code) -> String {
     format!("{} ({})", c.name, c.code)
 }
 
@@ -333,7 +334,8 @@ pub struct StackIssue {
 /// Replays the documented stack rules over each thread's successful calls: cuCtxCreate and
 /// cuCtxPushCurrent push; cuCtxPopCurrent pops; cuCtxSetCurrent(ctx) replaces the top (pushes
 /// on an empty stack), cuCtxSetCurrent(NULL) pops; cuCtxDestroy pops when the context is current
-/// on the calling thread. Returns the entries per thread after each call.
+/// on the calling thread. Returns the (max, final) depth per thread and the pops that undid
+/// no push of the same thread.
 fn replay_stacks(timeline: &[TraceEvent]) -> (BTreeMap<u64, (u32, u32)>, Vec<StackIssue>) {
     let mut stacks: BTreeMap<u64, Vec<Entry>> = BTreeMap::new();
     let mut depth: BTreeMap<u64, (u32, u32)> = BTreeMap::new();
@@ -412,8 +414,9 @@ pub fn stack_issues(timeline: &[TraceEvent]) -> Vec<StackIssue> {
     replay_stacks(timeline).1
 }
 
-/// Primary-context retain count per CUDA device ordinal after each successful retain/release,
-/// as (seq, count). The driver does not expose the count; this replays the calls.
+/// Primary-context retain count after each successful retain/release, as (seq, count): one
+/// count for the whole timeline (primary-lifetime works on one device). The driver does not
+/// expose the count; this replays the calls.
 pub fn primary_retain_counts(timeline: &[TraceEvent]) -> Vec<(u32, i64)> {
     let mut count = 0i64;
     let mut out = Vec::new();
@@ -431,23 +434,40 @@ pub fn primary_retain_counts(timeline: &[TraceEvent]) -> Vec<(u32, i64)> {
     out
 }
 
-/// Median duration of cuCtxSetCurrent in the bound thread-hop variant: what the fix costs.
-pub fn bind_cost_us(timeline: &[TraceEvent]) -> Option<f64> {
-    let mut v: Vec<f64> = timeline
-        .iter()
-        .filter(|e| {
-            e.sub == THREAD_HOP
-                && e.variant.as_deref() == Some(BOUND)
-                && e.op == "cuCtxSetCurrent"
-                && !e.failed()
-        })
-        .map(|e| e.dur_us)
-        .collect();
+/// The middle value (the upper one of the two middle values of an even count).
+fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
     v.sort_by(|a, b| a.total_cmp(b));
     Some(v[v.len() / 2])
+}
+
+/// Median duration of cuCtxSetCurrent in the bound thread-hop variant: what the fix costs.
+pub fn bind_cost_us(timeline: &[TraceEvent]) -> Option<f64> {
+    median(
+        timeline
+            .iter()
+            .filter(|e| {
+                e.sub == THREAD_HOP
+                    && e.variant.as_deref() == Some(BOUND)
+                    && e.op == "cuCtxSetCurrent"
+                    && !e.failed()
+            })
+            .map(|e| e.dur_us)
+            .collect(),
+    )
+}
+
+/// Median duration of a successful cuCtxCreate_v2, in milliseconds.
+pub fn ctx_create_ms(timeline: &[TraceEvent]) -> Option<f64> {
+    median(
+        timeline
+            .iter()
+            .filter(|e| e.op == "cuCtxCreate_v2" && !e.failed())
+            .map(|e| e.dur_us / 1e3)
+            .collect(),
+    )
 }
 
 /// Per variant of thread-hop: (tasks, failed tasks, threads with failures) from the timeline.
@@ -755,7 +775,7 @@ pub fn findings(d: &TraceData) -> Vec<Finding> {
                 )
             } else {
                 (
-                    severity(true),
+                    Severity::Info,
                     format!(
                         "cuDevicePrimaryCtxSetFlags_v2(0x{:x}) on an active primary context answered {} on this driver ({driver}); {state}{ctx_flags}",
                         p.requested_flags,
@@ -804,25 +824,31 @@ pub fn findings(d: &TraceData) -> Vec<Finding> {
     out
 }
 
-/// The `trace ctx` data of a saved report (a trace ctx report, or a suite report holding one).
-pub fn data_of(report: &crate::report::Report) -> Result<TraceData, String> {
+/// The trace ctx report itself, or the one a suite report holds.
+pub fn report_of(report: &crate::report::Report) -> Result<&crate::report::Report, String> {
     if report.scenario == "trace ctx" {
-        if report.data.get("timeline").is_none() {
-            return Err("a trace ctx report without data.timeline".into());
-        }
-        return serde_json::from_value(report.data.clone()).map_err(|e| format!("data: {e}"));
+        return Ok(report);
     }
     report
         .reports
         .iter()
         .find(|r| r.scenario == "trace ctx")
         .ok_or_else(|| format!("a '{}' report, not a trace ctx report", report.scenario))
-        .and_then(data_of)
 }
 
-/// Microseconds rounded to the nanosecond, so a summary computed from a timeline read back
-/// from JSON equals the one computed live (float sums can differ in the last bits).
-fn ns(us: f64) -> f64 {
+/// The `trace ctx` data of a saved report (a trace ctx report, or a suite report holding one).
+pub fn data_of(report: &crate::report::Report) -> Result<TraceData, String> {
+    let report = report_of(report)?;
+    if report.data.get("timeline").is_none() {
+        return Err("a trace ctx report without data.timeline".into());
+    }
+    serde_json::from_value(report.data.clone()).map_err(|e| format!("data: {e}"))
+}
+
+/// Microseconds rounded to the nanosecond, so a summary (or a Chrome trace) computed from a
+/// timeline read back from JSON equals the one computed live (float sums can differ in the
+/// last bits).
+pub(crate) fn ns(us: f64) -> f64 {
     (us * 1000.0).round() / 1000.0
 }
 
@@ -895,6 +921,29 @@ pub mod tests {
                 note: None,
             });
             self.events.last_mut().unwrap()
+        }
+    }
+
+    /// One call outside thread-hop: thread, op, argument context, context current before and
+    /// after, result, expected results.
+    pub type Row<'a> = (
+        u64,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+        i64,
+        &'a [i64],
+    );
+
+    impl Tl {
+        /// One event per row (no variant, no task).
+        pub fn calls(&mut self, sub: &str, rows: &[Row]) {
+            for &(thread, op, arg, before, after, result, expected) in rows {
+                self.ev(
+                    thread, sub, None, None, op, arg, before, after, result, expected,
+                );
+            }
         }
     }
 
@@ -1075,118 +1124,23 @@ pub mod tests {
     #[test]
     fn stack_model_and_unbalanced_pops() {
         let mut tl = Tl::default();
-        let p = PUSH_POP;
-        // balanced then one too many
-        tl.ev(
-            1,
-            p,
-            None,
-            None,
-            "cuCtxPushCurrent_v2",
-            Some("ctx#1"),
-            None,
-            Some("ctx#1"),
-            0,
-            &[0],
-        );
-        tl.ev(
-            1,
-            p,
-            None,
-            None,
-            "cuCtxPushCurrent_v2",
-            Some("ctx#2"),
-            Some("ctx#1"),
-            Some("ctx#2"),
-            0,
-            &[0],
-        );
-        tl.ev(
-            1,
-            p,
-            None,
-            None,
-            "cuCtxPopCurrent_v2",
-            None,
-            Some("ctx#2"),
-            Some("ctx#1"),
-            0,
-            &[0],
-        );
-        tl.ev(
-            1,
-            p,
-            None,
-            None,
-            "cuCtxPopCurrent_v2",
-            None,
-            Some("ctx#1"),
-            None,
-            0,
-            &[0],
-        );
-        tl.ev(
-            1,
-            p,
-            None,
-            None,
-            "cuCtxPopCurrent_v2",
-            None,
-            None,
-            None,
-            201,
-            &[201],
-        );
-        // never pushed
-        tl.ev(
-            2,
-            p,
-            None,
-            None,
-            "cuCtxPopCurrent_v2",
-            None,
-            None,
-            None,
-            201,
-            &[201],
-        );
-        // bound with SetCurrent, then popped, then a call with nothing current
-        tl.ev(
-            3,
-            p,
-            None,
-            None,
-            "cuCtxSetCurrent",
-            Some("ctx#1"),
-            None,
-            Some("ctx#1"),
-            0,
-            &[0],
-        );
-        tl.ev(
-            3,
-            p,
-            None,
-            None,
-            "cuCtxPopCurrent_v2",
-            None,
-            Some("ctx#1"),
-            None,
-            0,
-            &[0],
-        );
-        tl.ev(
-            3,
-            p,
-            None,
-            None,
-            "cuMemAlloc_v2",
-            None,
-            None,
-            None,
-            201,
-            &[201],
-        );
+        let (c1, c2) = (Some("ctx#1"), Some("ctx#2"));
+        #[rustfmt::skip]
+        let rows: &[Row] = &[
+            // balanced then one too many
+            (1, "cuCtxPushCurrent_v2", c1, None, c1, 0, &[0]),
+            (1, "cuCtxPushCurrent_v2", c2, c1, c2, 0, &[0]),
+            (1, "cuCtxPopCurrent_v2", None, c2, c1, 0, &[0]),
+            (1, "cuCtxPopCurrent_v2", None, c1, None, 0, &[0]),
+            (1, "cuCtxPopCurrent_v2", None, None, None, 201, &[201]),
+            // never pushed
+            (2, "cuCtxPopCurrent_v2", None, None, None, 201, &[201]),
+            // bound with SetCurrent, then popped, then a call with nothing current
+            (3, "cuCtxSetCurrent", c1, None, c1, 0, &[0]),
+            (3, "cuCtxPopCurrent_v2", None, c1, None, 0, &[0]),
+            (3, "cuMemAlloc_v2", None, None, None, 201, &[201]),
+        ];
+        tl.calls(PUSH_POP, rows);
         let depths = stack_depths(&tl.events);
         assert_eq!(depths[&1], (2, 0));
         assert_eq!(depths[&2], (0, 0));
@@ -1211,17 +1165,9 @@ pub mod tests {
     #[test]
     fn an_unexpected_pop_answer_warns() {
         let mut tl = Tl::default();
-        tl.ev(
-            2,
+        tl.calls(
             PUSH_POP,
-            None,
-            None,
-            "cuCtxPopCurrent_v2",
-            None,
-            None,
-            None,
-            400,
-            &[201],
+            &[(2, "cuCtxPopCurrent_v2", None, None, None, 400, &[201])],
         );
         let d = TraceData {
             timeline: tl.events,
@@ -1238,31 +1184,14 @@ pub mod tests {
     #[test]
     fn destroy_of_the_current_context_pops_it() {
         let mut tl = Tl::default();
-        tl.ev(
-            1,
-            DEVICE_MIXUP,
-            None,
-            None,
-            "cuCtxCreate_v2",
-            None,
-            None,
-            Some("ctx#1"),
-            0,
-            &[0],
-        )
-        .out_ctx = cref("ctx#1");
-        tl.ev(
-            1,
-            DEVICE_MIXUP,
-            None,
-            None,
-            "cuCtxDestroy_v2",
-            Some("ctx#1"),
-            Some("ctx#1"),
-            None,
-            0,
-            &[0],
-        );
+        let c = Some("ctx#1");
+        #[rustfmt::skip]
+        let rows: &[Row] = &[
+            (1, "cuCtxCreate_v2", None, None, c, 0, &[0]),
+            (1, "cuCtxDestroy_v2", c, c, None, 0, &[0]),
+        ];
+        tl.calls(DEVICE_MIXUP, rows);
+        tl.events[0].out_ctx = cref("ctx#1");
         assert_eq!(stack_depths(&tl.events)[&1], (1, 0));
     }
 
@@ -1407,72 +1336,29 @@ pub mod tests {
     #[test]
     fn retain_counts_replay_the_calls() {
         let mut tl = Tl::default();
-        let p = PRIMARY_LIFETIME;
-        tl.ev(
-            1,
-            p,
-            None,
-            None,
-            "cuDevicePrimaryCtxRetain",
-            None,
-            None,
-            None,
-            0,
-            &[0],
-        );
-        tl.ev(
-            2,
-            p,
-            None,
-            None,
-            "cuDevicePrimaryCtxRetain",
-            None,
-            None,
-            None,
-            0,
-            &[0],
-        );
-        tl.ev(
-            1,
-            p,
-            None,
-            None,
-            "cuDevicePrimaryCtxRelease_v2",
-            None,
-            None,
-            None,
-            0,
-            &[0],
-        );
-        tl.ev(
-            1,
-            p,
-            None,
-            None,
-            "cuDevicePrimaryCtxRelease_v2",
-            None,
-            None,
-            None,
-            0,
-            &[0],
-        );
-        tl.ev(
-            2,
-            p,
-            None,
-            None,
-            "cuDevicePrimaryCtxRelease_v2",
-            None,
-            None,
-            None,
-            201,
-            &[201, 0],
-        );
+        let (retain, release) = ("cuDevicePrimaryCtxRetain", "cuDevicePrimaryCtxRelease_v2");
+        #[rustfmt::skip]
+        let rows: &[Row] = &[
+            (1, retain, None, None, None, 0, &[0]),
+            (2, retain, None, None, None, 0, &[0]),
+            (1, release, None, None, None, 0, &[0]),
+            (1, release, None, None, None, 0, &[0]),
+            (2, release, None, None, None, 201, &[201, 0]),
+        ];
+        tl.calls(PRIMARY_LIFETIME, rows);
         let counts: Vec<i64> = primary_retain_counts(&tl.events)
             .into_iter()
             .map(|c| c.1)
             .collect();
         assert_eq!(counts, vec![1, 2, 1, 0]);
+    }
+
+    #[test]
+    fn bind_and_create_costs_are_medians_of_the_successful_calls() {
+        let d = hop_timeline(4, 16, false);
+        assert_eq!(bind_cost_us(&d.timeline), Some(2.5));
+        assert_eq!(ctx_create_ms(&d.timeline), Some(0.0025));
+        assert_eq!(ctx_create_ms(&[]), None);
     }
 
     #[test]

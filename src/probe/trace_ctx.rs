@@ -21,6 +21,7 @@ use crate::analyze::trace_ctx::{
 use crate::context::{Ctx, thread_id};
 use crate::isolate::Event;
 use crate::probe::cuda::{CUresult, code, codes, current_context, sys};
+use crate::probe::faults::Steps;
 use crate::report::Step;
 
 use CUresult::{
@@ -115,21 +116,21 @@ struct Known {
 #[derive(Default)]
 struct Inner {
     events: Vec<TraceEvent>,
-    steps: Vec<Step>,
     contexts: Vec<Known>,
     threads: Vec<ThreadInfo>,
 }
 
 /// Records every call of the scenario, from any thread.
 pub struct Tracer<'a> {
-    ctx: &'a Ctx,
+    /// The calls that are also report steps (each announced to the parent as it completes).
+    steps: Steps<'a>,
     inner: Mutex<Inner>,
 }
 
 impl<'a> Tracer<'a> {
     pub fn new(ctx: &'a Ctx) -> Self {
         Tracer {
-            ctx,
+            steps: Steps::new(ctx),
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -221,10 +222,10 @@ impl<'a> Tracer<'a> {
     ) -> CUresult {
         let before = RawCtx(current_context());
         let expected = codes(spec.expected);
-        let at_ms = self.ctx.now_ms();
+        let at_ms = self.steps.ctx.now_ms();
         let tid = thread_id();
         if spec.step {
-            self.ctx.events.emit(&Event::Call {
+            self.steps.ctx.events.emit(&Event::Call {
                 name: spec.what.clone(),
                 call: spec.op.to_string(),
                 expected: expected.clone(),
@@ -267,7 +268,8 @@ impl<'a> Tracer<'a> {
         };
         g.events.push(event);
         if spec.step {
-            let step = Step {
+            // Pushed while the timeline is locked: steps keep the timeline's order.
+            self.steps.push(Step {
                 name: spec.what,
                 call: spec.op.to_string(),
                 expected,
@@ -277,9 +279,7 @@ impl<'a> Tracer<'a> {
                 thread: tid,
                 ok,
                 note: spec.note,
-            };
-            self.ctx.events.emit(&Event::Step { step: step.clone() });
-            g.steps.push(step);
+            });
         }
         rc
     }
@@ -288,7 +288,7 @@ impl<'a> Tracer<'a> {
     pub fn finish(self) -> (Vec<Step>, Vec<TraceEvent>, Vec<CtxInfo>, Vec<ThreadInfo>) {
         let g = self.inner.into_inner().unwrap_or_else(|e| e.into_inner());
         (
-            g.steps,
+            self.steps.into_vec(),
             g.events,
             g.contexts.into_iter().map(|k| k.info).collect(),
             g.threads,
@@ -296,7 +296,7 @@ impl<'a> Tracer<'a> {
     }
 
     pub fn interrupted(&self) -> bool {
-        self.ctx.interrupted()
+        self.steps.ctx.interrupted()
     }
 }
 
@@ -659,6 +659,27 @@ fn device_of_current(t: &Tracer, site: Site, what: &str) -> Option<i32> {
     (rc == SUCCESS).then_some(d)
 }
 
+/// One device-mixup step: cuPointerGetAttribute(`attr`) on the device pointer `p` into `out`
+/// (the attribute's name is the step's note). Whether it succeeded.
+///
+/// # Safety
+/// `out` must point to a value of the type the driver writes for `attr`.
+unsafe fn pointer_attribute(
+    t: &Tracer,
+    what: String,
+    attr: sys::CUpointer_attribute,
+    out: *mut c_void,
+    p: sys::CUdeviceptr,
+) -> bool {
+    let spec = Spec::new(what, "cuPointerGetAttribute", &[SUCCESS])
+        .step()
+        .note(format!("{attr:?}"));
+    // SAFETY: `out` fits `attr` (the caller's promise); p is a device pointer.
+    t.call(Site::sub(DEVICE_MIXUP), spec, || unsafe {
+        sys::cuPointerGetAttribute(out, attr, p)
+    }) == SUCCESS
+}
+
 /// Allocates with whatever context is current and asks the driver where the memory landed.
 fn alloc_and_locate(
     t: &Tracer,
@@ -705,49 +726,29 @@ fn alloc_and_locate(
         return (case_facts, None);
     }
     let mut owner: sys::CUcontext = std::ptr::null_mut();
-    let owner_ptr = &mut owner as *mut sys::CUcontext as *mut c_void;
-    let rc = t.call(
-        site,
-        Spec::new(
+    // SAFETY: CONTEXT writes one CUcontext.
+    if unsafe {
+        pointer_attribute(
+            t,
             format!("device-mixup ({case}): which context owns the pointer"),
-            "cuPointerGetAttribute",
-            &[SUCCESS],
+            sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_CONTEXT,
+            (&mut owner as *mut sys::CUcontext).cast(),
+            p,
         )
-        .step()
-        .note("CU_POINTER_ATTRIBUTE_CONTEXT"),
-        // SAFETY: CONTEXT writes one CUcontext; p is a device pointer.
-        || unsafe {
-            sys::cuPointerGetAttribute(
-                owner_ptr,
-                sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_CONTEXT,
-                p,
-            )
-        },
-    );
-    if rc == SUCCESS {
+    } {
         case_facts.landed_ctx = t.id(RawCtx(owner));
     }
     let mut ordinal: i32 = -1;
-    let ord_ptr = &mut ordinal as *mut i32 as *mut c_void;
-    let rc = t.call(
-        site,
-        Spec::new(
+    // SAFETY: DEVICE_ORDINAL writes one int.
+    if unsafe {
+        pointer_attribute(
+            t,
             format!("device-mixup ({case}): which device holds the pointer"),
-            "cuPointerGetAttribute",
-            &[SUCCESS],
+            sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+            (&mut ordinal as *mut i32).cast(),
+            p,
         )
-        .step()
-        .note("CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL"),
-        // SAFETY: DEVICE_ORDINAL writes one int; p is a device pointer.
-        || unsafe {
-            sys::cuPointerGetAttribute(
-                ord_ptr,
-                sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
-                p,
-            )
-        },
-    );
-    if rc == SUCCESS {
+    } {
         case_facts.landed_device = Some(ordinal);
     }
     (case_facts, Some(p))
@@ -1261,4 +1262,25 @@ pub fn primary_lifetime(
         Ok(())
     })?;
     Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pointer_attribute_notes_name_the_attribute() {
+        for (attr, note) in [
+            (
+                sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_CONTEXT,
+                "CU_POINTER_ATTRIBUTE_CONTEXT",
+            ),
+            (
+                sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+                "CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL",
+            ),
+        ] {
+            assert_eq!(format!("{attr:?}"), note);
+        }
+    }
 }

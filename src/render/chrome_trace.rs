@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use crate::analyze::trace_ctx::{CtxRef, THREAD_HOP, TraceData, TraceEvent};
+use crate::analyze::trace_ctx::{CtxRef, THREAD_HOP, TraceData, TraceEvent, code_label, ns};
 
 /// Reserved colour names of the trace viewer.
 pub const COLOR_OK: &str = "good";
@@ -26,10 +26,6 @@ fn ctx_arg(c: &Option<CtxRef>) -> Value {
         Some(c) => json!(format!("{} ({})", c.id, c.ptr)),
         None => json!("none"),
     }
-}
-
-fn result_label(e: &TraceEvent) -> String {
-    format!("{} ({})", e.result.name, e.result.code)
 }
 
 fn color(e: &TraceEvent) -> &'static str {
@@ -60,13 +56,8 @@ fn thread_order(d: &TraceData) -> Vec<(u64, String)> {
     out
 }
 
-/// The trace-event document for a `trace ctx` timeline.
-/// Microseconds rounded to the nanosecond: the export is then the same whether it is made from
-/// the live timeline or from a report read back (where float sums can differ in the last bits).
-fn ns(us: f64) -> f64 {
-    (us * 1000.0).round() / 1000.0
-}
-
+/// The trace-event document for a `trace ctx` timeline. Times go through [`ns`], so the export
+/// is the same whether it is made from the live timeline or from a report read back.
 pub fn export(d: &TraceData) -> Value {
     let pid = d.pid;
     let mut ev: Vec<Value> = Vec::new();
@@ -86,20 +77,24 @@ pub fn export(d: &TraceData) -> Value {
     }
 
     // thread-hop tasks: an enclosing slice each, and a flow arrow to the next task.
-    let mut tasks: BTreeMap<(String, u32), Vec<&TraceEvent>> = BTreeMap::new();
-    let mut variant_order: Vec<String> = Vec::new();
+    // Variants in the order they ran, each with its tasks' calls by task number.
+    let mut passes: Vec<(&str, BTreeMap<u32, Vec<&TraceEvent>>)> = Vec::new();
     for e in d.timeline.iter().filter(|e| e.sub == THREAD_HOP) {
-        if let (Some(v), Some(t)) = (&e.variant, e.task) {
-            if !variant_order.contains(v) {
-                variant_order.push(v.clone());
-            }
-            tasks.entry((v.clone(), t)).or_default().push(e);
+        if let (Some(v), Some(t)) = (e.variant.as_deref(), e.task) {
+            let i = match passes.iter().position(|(pv, _)| *pv == v) {
+                Some(i) => i,
+                None => {
+                    passes.push((v, BTreeMap::new()));
+                    passes.len() - 1
+                }
+            };
+            passes[i].1.entry(t).or_default().push(e);
         }
     }
     let mut flow_id = 0u64;
-    for v in &variant_order {
+    for (v, tasks) in &passes {
         let mut prev: Option<(u64, f64)> = None;
-        for ((_, t), evs) in tasks.range((v.clone(), 0)..=(v.clone(), u32::MAX)) {
+        for (t, evs) in tasks {
             let first = evs[0];
             let last = evs[evs.len() - 1];
             let start = first.t_us;
@@ -132,8 +127,8 @@ pub fn export(d: &TraceData) -> Value {
         let mut args = json!({
             "what": e.what,
             "seq": e.seq,
-            "result": result_label(e),
-            "expected": e.expected.iter().map(|c| format!("{} ({})", c.name, c.code)).collect::<Vec<_>>(),
+            "result": code_label(&e.result),
+            "expected": e.expected.iter().map(code_label).collect::<Vec<_>>(),
             "ctx_before": ctx_arg(&e.ctx_before),
             "ctx_after": ctx_arg(&e.ctx_after),
         });
@@ -163,7 +158,7 @@ pub fn export(d: &TraceData) -> Value {
                 "name": format!("{} in {}", e.result.name, e.op), "cat": e.sub, "ph": "i", "s": "t",
                 "ts": ns(e.t_us + e.dur_us.max(0.0)), "pid": pid, "tid": e.thread,
                 "cname": COLOR_FAILED,
-                "args": { "result": result_label(e), "ctx_before": ctx_arg(&e.ctx_before), "what": e.what }
+                "args": { "result": code_label(&e.result), "ctx_before": ctx_arg(&e.ctx_before), "what": e.what }
             }));
         }
     }

@@ -166,11 +166,9 @@ impl Scenario for TraceCtx {
         params.from.is_none()
     }
 
+    /// Params were checked by [`validate`](Self::validate): the runner calls it before any
+    /// run (in the parent, for an isolated one).
     fn run(params: &TraceCtxParams, ctx: &mut Ctx) -> Result<Report> {
-        params.check()?;
-        if let Some(path) = &params.chrome_trace {
-            check_writable(path)?;
-        }
         if let Some(from) = &params.from {
             return from_saved(params, from);
         }
@@ -279,7 +277,7 @@ impl Scenario for TraceCtx {
         data.timeline = events;
         data.contexts = contexts;
         data.threads = threads;
-        complete(&mut report, data.clone());
+        complete(&mut report, &mut data);
         if let Some(path) = &params.chrome_trace {
             write_chrome_trace(path, &data)?;
         }
@@ -288,9 +286,9 @@ impl Scenario for TraceCtx {
 }
 
 /// Analysis from data: per-thread summary, findings, metrics; stores the data in the report.
-pub fn complete(report: &mut Report, mut data: TraceData) {
+pub fn complete(report: &mut Report, data: &mut TraceData) {
     data.summary = analysis::summarize(&data.timeline, &data.threads);
-    report.findings.extend(analysis::findings(&data));
+    report.findings.extend(analysis::findings(data));
     let device = report.devices.first().map(|d| d.index);
     let mut metric = |name: &str, v: Option<f64>, unit: &str| {
         if let Some(v) = v {
@@ -302,40 +300,18 @@ pub fn complete(report: &mut Report, mut data: TraceData) {
     metric("bind_ctx_us", analysis::bind_cost_us(&data.timeline), "us");
     metric(
         "ctx_create_ms",
-        median(
-            data.timeline
-                .iter()
-                .filter(|e| e.op == "cuCtxCreate_v2" && !e.failed())
-                .map(|e| e.dur_us / 1e3),
-        ),
+        analysis::ctx_create_ms(&data.timeline),
         "ms",
     );
-    report.data = serde_json::to_value(&data).expect("trace data serialises");
-}
-
-fn median(it: impl Iterator<Item = f64>) -> Option<f64> {
-    let mut v: Vec<f64> = it.collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    Some(v[v.len() / 2])
+    report.data = serde_json::to_value(&*data).expect("trace data serialises");
 }
 
 /// `--from`: the saved report's run, re-analysed with this build's analysis.
 fn from_saved(params: &TraceCtxParams, path: &Path) -> Result<Report> {
     let saved = crate::output::read_report(path)?;
-    let inner = if saved.scenario == TraceCtx::NAME {
-        saved.clone()
-    } else {
-        saved
-            .reports
-            .iter()
-            .find(|r| r.scenario == TraceCtx::NAME)
-            .cloned()
-            .unwrap_or_else(|| saved.clone())
-    };
-    let data = analysis::data_of(&inner).map_err(|e| input(format!("{}: {e}", path.display())))?;
+    let bad = |e: String| input(format!("{}: {e}", path.display()));
+    let inner = analysis::report_of(&saved).map_err(bad)?.clone();
+    let mut data = analysis::data_of(&inner).map_err(bad)?;
     let mut report = Report::begin(TraceCtx::NAME, serde_json::to_value(params)?);
     report.host = inner.host;
     report.devices = inner.devices;
@@ -356,7 +332,7 @@ fn from_saved(params: &TraceCtxParams, path: &Path) -> Result<Report> {
             .contains(&f.code.as_str())
         })
         .collect();
-    complete(&mut report, data.clone());
+    complete(&mut report, &mut data);
     if let Some(out) = &params.chrome_trace {
         write_chrome_trace(out, &data)?;
     }
