@@ -519,16 +519,28 @@ pub fn illegal_address(f: &IllegalAddressFacts, steps: &[Step]) -> Analysis {
 /// Tag of steps that ran in a process of their own because they may crash it.
 pub const OWN_PROCESS: &str = "[own process] ";
 
+/// The steps of a sub-process, ready to merge into the parent's report: each name is prefixed
+/// with `tag` and its time shifted to the parent's clock (the sub-process started at
+/// `started_at_ms`).
+pub fn merge_sub_steps(
+    sub: Vec<Step>,
+    tag: &str,
+    started_at_ms: f64,
+) -> impl Iterator<Item = Step> + '_ {
+    sub.into_iter().map(move |mut s| {
+        s.name = format!("{tag}{}", s.name);
+        s.at_ms += started_at_ms;
+        s
+    })
+}
+
 /// The steps of a sub-process that made crash-prone calls (undefined behaviour per NVIDIA),
-/// ready to merge: each is tagged, its time shifted to the parent's clock, and a death of the
+/// ready to merge: each is tagged [`OWN_PROCESS`] by [`merge_sub_steps`], and a death of the
 /// process inside a call counts as an answer the driver gave — recorded, accepted, and
 /// explained by a finding from [`crashed_calls`] — rather than as a broken scenario.
 pub fn merge_crash_prone(sub: &[Step], started_at_ms: f64) -> Vec<Step> {
-    sub.iter()
-        .map(|s| {
-            let mut s = s.clone();
-            s.name = format!("{OWN_PROCESS}{}", s.name);
-            s.at_ms += started_at_ms;
+    merge_sub_steps(sub.to_vec(), OWN_PROCESS, started_at_ms)
+        .map(|mut s| {
             if is_process_death(&s) {
                 s.expected.push(s.observed.clone());
                 s.ok = true;
