@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use crate::facts::faults::{
-    CtxDestroyFacts, IllegalAddressFacts, MemoryCheck, OomFacts, StreamMisuseFacts,
+    CtxDestroyFacts, IllegalAddressFacts, MemoryCheck, OomFacts, StreamMisuseFacts, step_names,
 };
 use crate::report::{Better, Finding, Metric, Report, Severity, Step, codes};
 use crate::units::format_bytes;
@@ -30,12 +30,6 @@ impl Analysis {
     fn finding(&mut self, f: Finding) {
         self.findings.push(f);
     }
-}
-
-/// Step names the probes use (kept here too so the analysis does not depend on the probe).
-pub mod names {
-    pub const AFTER_OOM: &str = "after OOM: ";
-    pub const STICKY_AFTER: &str = "after the fault: ";
 }
 
 /// Re-runs the verdict of a saved `inject …` report from its data and steps. None for other
@@ -172,7 +166,7 @@ pub fn oom(f: &OomFacts, steps: &[Step]) -> Analysis {
 
     let failed: Vec<String> = steps
         .iter()
-        .filter(|s| s.name.starts_with(names::AFTER_OOM) && !s.ok)
+        .filter(|s| s.name.starts_with(step_names::AFTER_OOM) && !s.ok)
         .map(|s| format!("{} → {} ({})", s.call, s.observed.name, s.observed.code))
         .collect();
     if f.reached_oom && (!failed.is_empty() || f.proof_value_ok == Some(false)) {
@@ -329,7 +323,7 @@ pub fn ctx_destroy(f: &CtxDestroyFacts, steps: &[Step]) -> Analysis {
     if !f.recovery_ok {
         let failed: Vec<String> = steps
             .iter()
-            .filter(|s| s.name.starts_with("recovery") && !s.ok)
+            .filter(|s| s.name.starts_with(step_names::RECOVERY) && !s.ok)
             .map(|s| format!("{} → {}", s.call, s.observed.name))
             .collect();
         a.finding(
@@ -451,7 +445,7 @@ pub fn illegal_address(f: &IllegalAddressFacts, steps: &[Step]) -> Analysis {
     let d = f.device;
     let not_sticky: Vec<String> = steps
         .iter()
-        .filter(|s| s.name.contains(names::STICKY_AFTER) && s.observed.code == 0)
+        .filter(|s| s.name.contains(step_names::STICKY_AFTER) && s.observed.code == 0)
         .map(|s| s.name.clone())
         .collect();
     if !not_sticky.is_empty() {

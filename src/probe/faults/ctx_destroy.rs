@@ -24,7 +24,7 @@ pub mod step {
     /// The launch with a destroyed context's handles, in a process of its own.
     pub const STALE_LAUNCH: &str = "stale-launch";
     pub const PRIMARY: &str = "primary";
-    pub const RECOVERY: &str = "recovery";
+    pub const RECOVERY: &str = crate::facts::faults::step_names::RECOVERY;
     /// Suffix of the step that shows the kernel was still running at destroy.
     pub const IN_FLIGHT: &str = "the kernel is still running";
     /// Infix of steps that use a handle of the destroyed context.

@@ -46,7 +46,7 @@ pub mod step {
     pub const LAUNCH: &str = "launch the faulting kernel";
     pub const FAULT: &str = "synchronize: the fault surfaces";
     /// Prefix of the calls made in the faulted context.
-    pub const AFTER: &str = "after the fault: ";
+    pub const AFTER: &str = crate::facts::faults::step_names::STICKY_AFTER;
     pub const RECOVER: &str = "fresh process: ";
 }
 

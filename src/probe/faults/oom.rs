@@ -24,7 +24,7 @@ pub mod step {
     pub const FILL_ERROR: &str = "fill allocation";
     pub const ASYNC_SYNC: &str = "stream sync after the async fill";
     /// Prefix of the steps that prove OOM is not sticky.
-    pub const AFTER_OOM: &str = "after OOM: ";
+    pub const AFTER_OOM: &str = crate::facts::faults::step_names::AFTER_OOM;
     pub const FREE_ALL: &str = "free every allocation";
     pub const TRIM: &str = "trim the pool to 0 bytes";
     pub const DESTROY: &str = "destroy the context";
