@@ -228,39 +228,33 @@ impl XidWatch {
         let bus = pci_bus_id.to_string();
         let (stop2, during2) = (stop.clone(), during.clone());
         let handle = std::thread::spawn(move || watch(started, &bus, &stop2, &during2, tx));
-        match rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(Ok(())) => XidWatch {
-                stop,
-                during,
-                handle: Some(handle),
-                failed: None,
-            },
-            Ok(Err(e)) => {
-                let _ = handle.join();
-                XidWatch {
+        let error = match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(())) => {
+                return XidWatch {
                     stop,
                     during,
-                    handle: None,
-                    failed: Some(XidFacts {
-                        watched: false,
-                        error: Some(e),
-                        events: vec![],
-                    }),
-                }
+                    handle: Some(handle),
+                    failed: None,
+                };
+            }
+            Ok(Err(e)) => {
+                let _ = handle.join();
+                e
             }
             Err(_) => {
                 stop.store(true, Ordering::SeqCst);
-                XidWatch {
-                    stop,
-                    during,
-                    handle: None,
-                    failed: Some(XidFacts {
-                        watched: false,
-                        error: Some("NVML event registration did not answer within 5 s".into()),
-                        events: vec![],
-                    }),
-                }
+                "NVML event registration did not answer within 5 s".into()
             }
+        };
+        XidWatch {
+            stop,
+            during,
+            handle: None,
+            failed: Some(XidFacts {
+                watched: false,
+                error: Some(error),
+                events: vec![],
+            }),
         }
     }
 
@@ -294,22 +288,19 @@ fn watch(
     use nvml_wrapper::enums::event::XidError;
     use nvml_wrapper::error::NvmlError;
 
-    let mut facts = XidFacts::default();
+    // A failure goes to XidWatch::start, which reports it (what this thread returns then is
+    // not read).
+    let fail = |e: String| {
+        let _ = ready.send(Err(e));
+        XidFacts::default()
+    };
     let path = crate::probe::loader::nvml_library();
-    let setup = (|| -> Result<_, String> {
-        let nvml = Nvml::builder()
-            .lib_path(std::ffi::OsStr::new(&path))
-            .init()
-            .map_err(|e| format!("NVML: {e}"))?;
-        Ok(nvml)
-    })();
-    let nvml = match setup {
+    let nvml = match Nvml::builder()
+        .lib_path(std::ffi::OsStr::new(&path))
+        .init()
+    {
         Ok(n) => n,
-        Err(e) => {
-            let _ = ready.send(Err(e.clone()));
-            facts.error = Some(e);
-            return facts;
-        }
+        Err(e) => return fail(format!("NVML: {e}")),
     };
     let registered = (|| -> Result<_, String> {
         let dev = nvml
@@ -323,13 +314,12 @@ fn watch(
     })();
     let set = match registered {
         Ok(s) => s,
-        Err(e) => {
-            let _ = ready.send(Err(e.clone()));
-            facts.error = Some(e);
-            return facts;
-        }
+        Err(e) => return fail(e),
     };
-    facts.watched = true;
+    let mut facts = XidFacts {
+        watched: true,
+        ..Default::default()
+    };
     let _ = ready.send(Ok(()));
     while !stop.load(Ordering::SeqCst) {
         match set.wait(100) {
