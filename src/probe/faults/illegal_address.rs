@@ -86,30 +86,8 @@ pub fn run_variant(steps: &Steps, t: &Target, variant: Variant) -> Result<Varian
 
     if recover {
         let fill = module.function(name::FILL_U32)?;
-        steps.call(
-            &format!("{pre}launch fill_u32"),
-            "cuLaunchKernel",
-            &[rc::SUCCESS],
-            || unsafe { super::launch_fill(fill, std::ptr::null_mut(), buf, RECOVER_VALUE, ELEMS) },
-        );
-        steps.call(
-            &format!("{pre}synchronize"),
-            "cuCtxSynchronize",
-            &[rc::SUCCESS],
-            || unsafe { sys::cuCtxSynchronize() },
-        );
-        let mut ok = false;
-        steps.call(
-            &format!("{pre}read the result back"),
-            "cuMemcpyDtoH_v2",
-            &[rc::SUCCESS],
-            || {
-                let (r, e) = super::read_back_equals(buf, ELEMS as usize, RECOVER_VALUE);
-                ok = e;
-                r
-            },
-        );
-        f.value_ok = Some(ok);
+        let (_, equal) = super::fill_and_read_back(steps, pre, fill, buf, RECOVER_VALUE, ELEMS);
+        f.value_ok = Some(equal);
         steps.call(
             &format!("{pre}free"),
             "cuMemFree_v2",
