@@ -273,10 +273,7 @@ fn watch(
         XidFacts::default()
     };
     let path = crate::probe::loader::nvml_library();
-    let nvml = match Nvml::builder()
-        .lib_path(std::ffi::OsStr::new(&path))
-        .init()
-    {
+    let nvml = match Nvml::builder().lib_path(std::ffi::OsStr::new(&path)).init() {
         Ok(n) => n,
         Err(e) => return fail(format!("NVML: {e}")),
     };
