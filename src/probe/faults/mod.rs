@@ -251,7 +251,7 @@ pub unsafe fn launch_empty(f: sys::CUfunction, stream: sys::CUstream) -> CUresul
 /// steps `{prefix}launch fill_u32`, `{prefix}synchronize` and `{prefix}read the result back`
 /// (all three are made whatever the earlier ones answer). Returns (every call succeeded,
 /// every element holds `value`).
-pub fn fill_and_read_back(
+fn fill_and_read_back(
     steps: &Steps,
     prefix: &str,
     fill: sys::CUfunction,
