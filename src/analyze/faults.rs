@@ -926,6 +926,17 @@ mod tests {
         assert!(analyze_report(&r).is_none());
     }
     #[test]
+    fn sub_steps_are_tagged_and_shifted_but_keep_their_verdict() {
+        let died = code(-1, "PROCESS_DIED: was killed by signal 11 (SIGSEGV)");
+        let mut s = step("launch", success(), died);
+        s.at_ms = 2.0;
+        let all: Vec<Step> = merge_sub_steps(vec![s], "[trap] ", 10.0).collect();
+        assert_eq!(all[0].name, "[trap] launch");
+        assert_eq!(all[0].at_ms, 12.0);
+        assert!(!all[0].ok, "only merge_crash_prone accepts a death");
+    }
+
+    #[test]
     fn a_crash_inside_an_undefined_call_is_an_answer_with_a_finding() {
         let step = |name: &str, observed: Code, ok: bool| Step {
             name: name.into(),
