@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use crate::facts::faults::{
-    CtxDestroyFacts, IllegalAddressFacts, MemoryCheck, OomFacts, StreamMisuseFacts,
+    CtxDestroyFacts, IllegalAddressFacts, MemoryCheck, OomFacts, StreamMisuseFacts, step_names,
 };
 use crate::report::{Better, Finding, Metric, Report, Severity, Step, codes};
 use crate::units::format_bytes;
@@ -30,12 +30,6 @@ impl Analysis {
     fn finding(&mut self, f: Finding) {
         self.findings.push(f);
     }
-}
-
-/// Step names the probes use (kept here too so the analysis does not depend on the probe).
-pub mod names {
-    pub const AFTER_OOM: &str = "after OOM: ";
-    pub const STICKY_AFTER: &str = "after the fault: ";
 }
 
 /// Re-runs the verdict of a saved `inject …` report from its data and steps. None for other
@@ -172,7 +166,7 @@ pub fn oom(f: &OomFacts, steps: &[Step]) -> Analysis {
 
     let failed: Vec<String> = steps
         .iter()
-        .filter(|s| s.name.starts_with(names::AFTER_OOM) && !s.ok)
+        .filter(|s| s.name.starts_with(step_names::AFTER_OOM) && !s.ok)
         .map(|s| format!("{} → {} ({})", s.call, s.observed.name, s.observed.code))
         .collect();
     if f.reached_oom && (!failed.is_empty() || f.proof_value_ok == Some(false)) {
@@ -329,7 +323,7 @@ pub fn ctx_destroy(f: &CtxDestroyFacts, steps: &[Step]) -> Analysis {
     if !f.recovery_ok {
         let failed: Vec<String> = steps
             .iter()
-            .filter(|s| s.name.starts_with("recovery") && !s.ok)
+            .filter(|s| s.name.starts_with(step_names::RECOVERY) && !s.ok)
             .map(|s| format!("{} → {}", s.call, s.observed.name))
             .collect();
         a.finding(
@@ -451,7 +445,7 @@ pub fn illegal_address(f: &IllegalAddressFacts, steps: &[Step]) -> Analysis {
     let d = f.device;
     let not_sticky: Vec<String> = steps
         .iter()
-        .filter(|s| s.name.contains(names::STICKY_AFTER) && s.observed.code == 0)
+        .filter(|s| s.name.contains(step_names::STICKY_AFTER) && s.observed.code == 0)
         .map(|s| s.name.clone())
         .collect();
     if !not_sticky.is_empty() {
@@ -519,16 +513,28 @@ pub fn illegal_address(f: &IllegalAddressFacts, steps: &[Step]) -> Analysis {
 /// Tag of steps that ran in a process of their own because they may crash it.
 pub const OWN_PROCESS: &str = "[own process] ";
 
+/// The steps of a sub-process, ready to merge into the parent's report: each name is prefixed
+/// with `tag` and its time shifted to the parent's clock (the sub-process started at
+/// `started_at_ms`).
+pub fn merge_sub_steps(
+    sub: Vec<Step>,
+    tag: &str,
+    started_at_ms: f64,
+) -> impl Iterator<Item = Step> + '_ {
+    sub.into_iter().map(move |mut s| {
+        s.name = format!("{tag}{}", s.name);
+        s.at_ms += started_at_ms;
+        s
+    })
+}
+
 /// The steps of a sub-process that made crash-prone calls (undefined behaviour per NVIDIA),
-/// ready to merge: each is tagged, its time shifted to the parent's clock, and a death of the
+/// ready to merge: each is tagged [`OWN_PROCESS`] by [`merge_sub_steps`], and a death of the
 /// process inside a call counts as an answer the driver gave — recorded, accepted, and
 /// explained by a finding from [`crashed_calls`] — rather than as a broken scenario.
 pub fn merge_crash_prone(sub: &[Step], started_at_ms: f64) -> Vec<Step> {
-    sub.iter()
-        .map(|s| {
-            let mut s = s.clone();
-            s.name = format!("{OWN_PROCESS}{}", s.name);
-            s.at_ms += started_at_ms;
+    merge_sub_steps(sub.to_vec(), OWN_PROCESS, started_at_ms)
+        .map(|mut s| {
             if is_process_death(&s) {
                 s.expected.push(s.observed.clone());
                 s.ok = true;
@@ -919,6 +925,17 @@ mod tests {
         r.scenario = "topo".into();
         assert!(analyze_report(&r).is_none());
     }
+    #[test]
+    fn sub_steps_are_tagged_and_shifted_but_keep_their_verdict() {
+        let died = code(-1, "PROCESS_DIED: was killed by signal 11 (SIGSEGV)");
+        let mut s = step("launch", success(), died);
+        s.at_ms = 2.0;
+        let all: Vec<Step> = merge_sub_steps(vec![s], "[trap] ", 10.0).collect();
+        assert_eq!(all[0].name, "[trap] launch");
+        assert_eq!(all[0].at_ms, 12.0);
+        assert!(!all[0].ok, "only merge_crash_prone accepts a death");
+    }
+
     #[test]
     fn a_crash_inside_an_undefined_call_is_an_answer_with_a_finding() {
         let step = |name: &str, observed: Code, ok: bool| Step {

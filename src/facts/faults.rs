@@ -9,6 +9,16 @@ use serde::{Deserialize, Serialize};
 use crate::facts::GpuProcess;
 use crate::report::Code;
 
+/// Step-name prefixes that `analyze::faults` reads: the probes name their steps with them.
+pub mod step_names {
+    /// `inject oom`: the steps that prove OOM is not sticky.
+    pub const AFTER_OOM: &str = "after OOM: ";
+    /// `inject illegal-address`: the calls made in the faulted context.
+    pub const STICKY_AFTER: &str = "after the fault: ";
+    /// `inject ctx-destroy`: the fresh context after the destroyed ones.
+    pub const RECOVERY: &str = "recovery";
+}
+
 /// Device memory before and after a scenario, to check that cleanup returned what it took.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct MemoryCheck {

@@ -80,9 +80,7 @@ impl Scenario for IllegalAddress {
                 report.devices = vec![d.clone()];
             }
             let tag = v.as_str();
-            for mut s in sub.steps {
-                s.name = format!("[{tag}] {}", s.name);
-                s.at_ms += started_at_ms;
+            for s in faults::merge_sub_steps(sub.steps, &format!("[{tag}] "), started_at_ms) {
                 ctx.record(&mut report, s);
             }
             for mut f in sub.findings {

@@ -24,7 +24,7 @@ pub mod step {
     /// The launch with a destroyed context's handles, in a process of its own.
     pub const STALE_LAUNCH: &str = "stale-launch";
     pub const PRIMARY: &str = "primary";
-    pub const RECOVERY: &str = "recovery";
+    pub const RECOVERY: &str = crate::facts::faults::step_names::RECOVERY;
     /// Suffix of the step that shows the kernel was still running at destroy.
     pub const IN_FLIGHT: &str = "the kernel is still running";
     /// Infix of steps that use a handle of the destroyed context.
@@ -510,32 +510,9 @@ fn recovery(steps: &Steps, dev: sys::CUdevice) -> (bool, Option<u64>) {
         || unsafe { sys::cuMemAlloc_v2(&mut buf, (ELEMS * 4) as usize) },
     ) == rc::SUCCESS;
     if ok && let Some(fill) = fill {
-        ok &= steps.call(
-            &format!("{p}: launch fill_u32"),
-            "cuLaunchKernel",
-            &[rc::SUCCESS],
-            || unsafe {
-                super::launch_fill(fill, std::ptr::null_mut(), buf, RECOVERY_VALUE, ELEMS)
-            },
-        ) == rc::SUCCESS;
-        ok &= steps.call(
-            &format!("{p}: synchronize"),
-            "cuCtxSynchronize",
-            &[rc::SUCCESS],
-            || unsafe { sys::cuCtxSynchronize() },
-        ) == rc::SUCCESS;
-        let mut equal = false;
-        ok &= steps.call(
-            &format!("{p}: read the result back"),
-            "cuMemcpyDtoH_v2",
-            &[rc::SUCCESS],
-            || {
-                let (r, e) = super::read_back_equals(buf, ELEMS as usize, RECOVERY_VALUE);
-                equal = e;
-                r
-            },
-        ) == rc::SUCCESS;
-        ok &= equal;
+        let (calls_ok, equal) =
+            super::fill_and_read_back(steps, &format!("{p}: "), fill, buf, RECOVERY_VALUE, ELEMS);
+        ok = calls_ok && equal;
     } else {
         ok = false;
     }

@@ -46,7 +46,7 @@ pub mod step {
     pub const LAUNCH: &str = "launch the faulting kernel";
     pub const FAULT: &str = "synchronize: the fault surfaces";
     /// Prefix of the calls made in the faulted context.
-    pub const AFTER: &str = "after the fault: ";
+    pub const AFTER: &str = crate::facts::faults::step_names::STICKY_AFTER;
     pub const RECOVER: &str = "fresh process: ";
 }
 
@@ -86,30 +86,8 @@ pub fn run_variant(steps: &Steps, t: &Target, variant: Variant) -> Result<Varian
 
     if recover {
         let fill = module.function(name::FILL_U32)?;
-        steps.call(
-            &format!("{pre}launch fill_u32"),
-            "cuLaunchKernel",
-            &[rc::SUCCESS],
-            || unsafe { super::launch_fill(fill, std::ptr::null_mut(), buf, RECOVER_VALUE, ELEMS) },
-        );
-        steps.call(
-            &format!("{pre}synchronize"),
-            "cuCtxSynchronize",
-            &[rc::SUCCESS],
-            || unsafe { sys::cuCtxSynchronize() },
-        );
-        let mut ok = false;
-        steps.call(
-            &format!("{pre}read the result back"),
-            "cuMemcpyDtoH_v2",
-            &[rc::SUCCESS],
-            || {
-                let (r, e) = super::read_back_equals(buf, ELEMS as usize, RECOVER_VALUE);
-                ok = e;
-                r
-            },
-        );
-        f.value_ok = Some(ok);
+        let (_, equal) = super::fill_and_read_back(steps, pre, fill, buf, RECOVER_VALUE, ELEMS);
+        f.value_ok = Some(equal);
         steps.call(
             &format!("{pre}free"),
             "cuMemFree_v2",
@@ -228,39 +206,33 @@ impl XidWatch {
         let bus = pci_bus_id.to_string();
         let (stop2, during2) = (stop.clone(), during.clone());
         let handle = std::thread::spawn(move || watch(started, &bus, &stop2, &during2, tx));
-        match rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(Ok(())) => XidWatch {
-                stop,
-                during,
-                handle: Some(handle),
-                failed: None,
-            },
-            Ok(Err(e)) => {
-                let _ = handle.join();
-                XidWatch {
+        let error = match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(())) => {
+                return XidWatch {
                     stop,
                     during,
-                    handle: None,
-                    failed: Some(XidFacts {
-                        watched: false,
-                        error: Some(e),
-                        events: vec![],
-                    }),
-                }
+                    handle: Some(handle),
+                    failed: None,
+                };
+            }
+            Ok(Err(e)) => {
+                let _ = handle.join();
+                e
             }
             Err(_) => {
                 stop.store(true, Ordering::SeqCst);
-                XidWatch {
-                    stop,
-                    during,
-                    handle: None,
-                    failed: Some(XidFacts {
-                        watched: false,
-                        error: Some("NVML event registration did not answer within 5 s".into()),
-                        events: vec![],
-                    }),
-                }
+                "NVML event registration did not answer within 5 s".into()
             }
+        };
+        XidWatch {
+            stop,
+            during,
+            handle: None,
+            failed: Some(XidFacts {
+                watched: false,
+                error: Some(error),
+                events: vec![],
+            }),
         }
     }
 
@@ -294,22 +266,16 @@ fn watch(
     use nvml_wrapper::enums::event::XidError;
     use nvml_wrapper::error::NvmlError;
 
-    let mut facts = XidFacts::default();
+    // A failure goes to XidWatch::start, which reports it (what this thread returns then is
+    // not read).
+    let fail = |e: String| {
+        let _ = ready.send(Err(e));
+        XidFacts::default()
+    };
     let path = crate::probe::loader::nvml_library();
-    let setup = (|| -> Result<_, String> {
-        let nvml = Nvml::builder()
-            .lib_path(std::ffi::OsStr::new(&path))
-            .init()
-            .map_err(|e| format!("NVML: {e}"))?;
-        Ok(nvml)
-    })();
-    let nvml = match setup {
+    let nvml = match Nvml::builder().lib_path(std::ffi::OsStr::new(&path)).init() {
         Ok(n) => n,
-        Err(e) => {
-            let _ = ready.send(Err(e.clone()));
-            facts.error = Some(e);
-            return facts;
-        }
+        Err(e) => return fail(format!("NVML: {e}")),
     };
     let registered = (|| -> Result<_, String> {
         let dev = nvml
@@ -323,13 +289,12 @@ fn watch(
     })();
     let set = match registered {
         Ok(s) => s,
-        Err(e) => {
-            let _ = ready.send(Err(e.clone()));
-            facts.error = Some(e);
-            return facts;
-        }
+        Err(e) => return fail(e),
     };
-    facts.watched = true;
+    let mut facts = XidFacts {
+        watched: true,
+        ..Default::default()
+    };
     let _ = ready.send(Ok(()));
     while !stop.load(Ordering::SeqCst) {
         match set.wait(100) {

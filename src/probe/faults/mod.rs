@@ -247,6 +247,47 @@ pub unsafe fn launch_empty(f: sys::CUfunction, stream: sys::CUstream) -> CUresul
     unsafe { kernels::launch(f, 1, 1, stream, &mut []) }
 }
 
+/// The proof that a context works: fill_u32 on the legacy stream, synchronize, read back, as
+/// steps `{prefix}launch fill_u32`, `{prefix}synchronize` and `{prefix}read the result back`
+/// (all three are made whatever the earlier ones answer). Returns (every call succeeded,
+/// every element holds `value`).
+fn fill_and_read_back(
+    steps: &Steps,
+    prefix: &str,
+    fill: sys::CUfunction,
+    buf: sys::CUdeviceptr,
+    value: u32,
+    n: u64,
+) -> (bool, bool) {
+    let launched = steps.call(
+        &format!("{prefix}launch fill_u32"),
+        "cuLaunchKernel",
+        &[rc::SUCCESS],
+        || unsafe { launch_fill(fill, std::ptr::null_mut(), buf, value, n) },
+    );
+    let synced = steps.call(
+        &format!("{prefix}synchronize"),
+        "cuCtxSynchronize",
+        &[rc::SUCCESS],
+        || unsafe { sys::cuCtxSynchronize() },
+    );
+    let mut equal = false;
+    let read = steps.call(
+        &format!("{prefix}read the result back"),
+        "cuMemcpyDtoH_v2",
+        &[rc::SUCCESS],
+        || {
+            let (r, e) = read_back_equals(buf, n as usize, value);
+            equal = e;
+            r
+        },
+    );
+    (
+        [launched, synced, read].iter().all(|&r| r == rc::SUCCESS),
+        equal,
+    )
+}
+
 /// Copies `n` u32 from the device and says whether every one equals `value`.
 pub fn read_back_equals(p: sys::CUdeviceptr, n: usize, value: u32) -> (CUresult, bool) {
     let mut host = vec![0u32; n];

@@ -24,7 +24,7 @@ pub mod step {
     pub const FILL_ERROR: &str = "fill allocation";
     pub const ASYNC_SYNC: &str = "stream sync after the async fill";
     /// Prefix of the steps that prove OOM is not sticky.
-    pub const AFTER_OOM: &str = "after OOM: ";
+    pub const AFTER_OOM: &str = crate::facts::faults::step_names::AFTER_OOM;
     pub const FREE_ALL: &str = "free every allocation";
     pub const TRIM: &str = "trim the pool to 0 bytes";
     pub const DESTROY: &str = "destroy the context";
@@ -259,14 +259,7 @@ pub fn run(ctx: &Ctx, steps: &Steps, t: &Target, cfg: &OomConfig) -> Result<OomF
         let mut headroom = 0u64;
         while headroom < PROOF_HEADROOM {
             let Some((p, size)) = ptrs.pop() else { break };
-            // SAFETY: our allocation, freed once.
-            unsafe {
-                if cfg.async_alloc {
-                    sys::cuMemFreeAsync(p, stream);
-                } else {
-                    sys::cuMemFree_v2(p);
-                }
-            }
+            free(cfg.async_alloc, stream, p);
             headroom += size;
         }
         if cfg.async_alloc {
@@ -283,14 +276,7 @@ pub fn run(ctx: &Ctx, steps: &Steps, t: &Target, cfg: &OomConfig) -> Result<OomF
     let mut first_bad = rc::SUCCESS;
     let mut bad = 0usize;
     for (p, _) in ptrs.drain(..) {
-        // SAFETY: our allocations, each freed once.
-        let r = unsafe {
-            if cfg.async_alloc {
-                sys::cuMemFreeAsync(p, stream)
-            } else {
-                sys::cuMemFree_v2(p)
-            }
-        };
+        let r = free(cfg.async_alloc, stream, p);
         if r != rc::SUCCESS {
             bad += 1;
             if first_bad == rc::SUCCESS {
@@ -373,45 +359,34 @@ fn prove(
     );
     let note = Some(note.as_str());
     let mut dptr: sys::CUdeviceptr = 0;
-    let r = if async_alloc {
-        let r = steps.call_noted(
-            &p("alloc 4 KiB"),
-            "cuMemAllocAsync",
-            &[rc::SUCCESS],
-            note,
-            || unsafe { sys::cuMemAllocAsync(&mut dptr, bytes, stream) },
-        );
-        if r == rc::SUCCESS {
-            steps.call_noted(
-                &p("memset"),
-                "cuMemsetD32Async",
-                &[rc::SUCCESS],
-                note,
-                || unsafe { sys::cuMemsetD32Async(dptr, 0, PROOF_ELEMS, stream) },
-            )
-        } else {
-            r
-        }
+    let (alloc_call, memset_call) = if async_alloc {
+        ("cuMemAllocAsync", "cuMemsetD32Async")
     } else {
-        let r = steps.call_noted(
-            &p("alloc 4 KiB"),
-            "cuMemAlloc_v2",
-            &[rc::SUCCESS],
-            note,
-            || unsafe { sys::cuMemAlloc_v2(&mut dptr, bytes) },
-        );
-        if r == rc::SUCCESS {
-            steps.call_noted(
-                &p("memset"),
-                "cuMemsetD32_v2",
-                &[rc::SUCCESS],
-                note,
-                || unsafe { sys::cuMemsetD32_v2(dptr, 0, PROOF_ELEMS) },
-            )
-        } else {
-            r
-        }
+        ("cuMemAlloc_v2", "cuMemsetD32_v2")
     };
+    let r = steps.call_noted(
+        &p("alloc 4 KiB"),
+        alloc_call,
+        &[rc::SUCCESS],
+        note,
+        || unsafe {
+            if async_alloc {
+                sys::cuMemAllocAsync(&mut dptr, bytes, stream)
+            } else {
+                sys::cuMemAlloc_v2(&mut dptr, bytes)
+            }
+        },
+    );
+    if r != rc::SUCCESS {
+        return false;
+    }
+    let r = steps.call_noted(&p("memset"), memset_call, &[rc::SUCCESS], note, || unsafe {
+        if async_alloc {
+            sys::cuMemsetD32Async(dptr, 0, PROOF_ELEMS, stream)
+        } else {
+            sys::cuMemsetD32_v2(dptr, 0, PROOF_ELEMS)
+        }
+    });
     if r != rc::SUCCESS {
         return false;
     }
@@ -450,16 +425,25 @@ fn prove(
             r
         },
     );
-    // SAFETY: our allocation.
-    unsafe {
-        if async_alloc {
-            sys::cuMemFreeAsync(dptr, stream);
-            sys::cuStreamSynchronize(stream);
-        } else {
-            sys::cuMemFree_v2(dptr);
-        }
+    free(async_alloc, stream, dptr);
+    if async_alloc {
+        // SAFETY: our stream.
+        unsafe { sys::cuStreamSynchronize(stream) };
     }
     ok
+}
+
+/// Frees one of our allocations (each freed once): cuMemFreeAsync on our stream for the
+/// async allocator, cuMemFree_v2 otherwise.
+fn free(async_alloc: bool, stream: sys::CUstream, p: sys::CUdeviceptr) -> CUresult {
+    // SAFETY: `p` is our allocation, not freed before; the stream is ours.
+    unsafe {
+        if async_alloc {
+            sys::cuMemFreeAsync(p, stream)
+        } else {
+            sys::cuMemFree_v2(p)
+        }
+    }
 }
 
 const ATTR_THRESHOLD: sys::CUmemPool_attribute =
