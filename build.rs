@@ -1,5 +1,5 @@
 //! Builds the LD_PRELOAD shim (workspace member `shim/`, a cdylib) and hands its path to the
-//! main crate, which embeds it with `include_bytes!` (src/program/shim.rs).
+//! main crate, which embeds it with `include_bytes!` (src/program/mod.rs).
 //!
 //! Cargo cannot depend on a cdylib artifact on stable, so this runs a nested
 //! `cargo build -p gpu-doctor-shim --release` with its own target directory under OUT_DIR
@@ -76,11 +76,10 @@ fn build_shim(out: &Path) -> Result<PathBuf, String> {
     let output = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
     if !output.status.success() {
         let err = String::from_utf8_lossy(&output.stderr);
-        let tail: Vec<&str> = err.lines().rev().take(15).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        let lines: Vec<&str> = err.lines().collect();
         return Err(format!(
             "cargo build -p gpu-doctor-shim failed: {}",
-            tail.join(" | ")
+            lines[lines.len().saturating_sub(15)..].join(" | ")
         ));
     }
     let mut so = target_dir;

@@ -97,7 +97,7 @@ impl Config {
     /// does nothing but report the error).
     pub fn parse(line: &str) -> Result<Config, String> {
         let mut cfg = Config::default();
-        let mut fp: Option<Failpoint> = None;
+        let mut call: Option<String> = None;
         let mut sched = Schedule::default();
         let mut code: Option<u32> = None;
         let mut delay_us = 0u64;
@@ -117,12 +117,7 @@ impl Config {
                     if v.is_empty() || !v.starts_with("cu") {
                         return Err(format!("call: '{v}' is not a driver entry point"));
                     }
-                    fp = Some(Failpoint {
-                        call: v.to_string(),
-                        code: 0,
-                        schedule: Schedule::default(),
-                        delay_us: 0,
-                    })
+                    call = Some(v.to_string())
                 }
                 "code" => {
                     code = Some(
@@ -166,15 +161,18 @@ impl Config {
                 _ => return Err(format!("unknown key '{k}'")),
             }
         }
-        match fp {
-            Some(mut f) => {
-                f.code = code.unwrap_or(0);
-                f.schedule = sched;
-                f.delay_us = delay_us;
-                if f.code == 0 && f.delay_us == 0 {
-                    return Err(format!("call={}: needs a code or a delay", f.call));
+        match call {
+            Some(call) => {
+                let code = code.unwrap_or(0);
+                if code == 0 && delay_us == 0 {
+                    return Err(format!("call={call}: needs a code or a delay"));
                 }
-                cfg.fail = Some(f);
+                cfg.fail = Some(Failpoint {
+                    call,
+                    code,
+                    schedule: sched,
+                    delay_us,
+                });
             }
             None if fp_keys => return Err("failpoint keys without call=".into()),
             None => {}

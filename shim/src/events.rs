@@ -1,6 +1,6 @@
 //! Event lines the shim writes (one JSON object per line) — encoded into a fixed stack buffer,
 //! without allocating, so it is safe from any hook. gpu-doctor parses them with serde
-//! (src/program/events.rs) and includes this file in its tests to check both sides agree.
+//! (src/program/mod.rs) and includes this file in its tests to check both sides agree.
 //!
 //! Every event has `ev`, `pid`, `tid` (OS thread id) and `t_us` (CLOCK_MONOTONIC, µs).
 //! - `start`: the shim loaded into a process (`exe`, `ppid`, `config_error` if any).
@@ -15,8 +15,6 @@
 //! - `peak`: device memory held grew to a new peak (`dev`, `bytes`).
 //! - `stats`: at exit, calls per variant (`calls`: {name: count}), `injected_total` failures,
 //!   `dropped` events (over the caps), `ctx_noops` (cuCtxSetCurrent of the current context).
-
-use core::fmt::Write;
 
 /// A JSON line under construction in a fixed buffer; too-long lines are cut at a field
 /// boundary and still closed (fields past the cut are lost, the line stays valid JSON).
@@ -84,8 +82,8 @@ impl Line {
                 '"' => self.raw("\\\""),
                 '\\' => self.raw("\\\\"),
                 c if (c as u32) < 0x20 => {
-                    let mut b = [0u8; 6];
-                    let _ = write!(Slice(&mut b, 0), "\\u{:04x}", c as u32);
+                    let c = c as usize;
+                    let b = [b'\\', b'u', b'0', b'0', HEX[c >> 4], HEX[c & 15]];
                     self.raw(core::str::from_utf8(&b).unwrap_or(""));
                 }
                 c => {
@@ -99,27 +97,36 @@ impl Line {
         self
     }
 
+    /// `v` in base 10 or 16, most significant digit first.
+    fn digits(&mut self, mut v: u64, radix: u64) {
+        let mut tmp = [0u8; 20];
+        let mut n = tmp.len();
+        loop {
+            n -= 1;
+            tmp[n] = HEX[(v % radix) as usize];
+            v /= radix;
+            if v == 0 {
+                break;
+            }
+        }
+        self.raw(core::str::from_utf8(&tmp[n..]).unwrap_or("0"));
+    }
+
     pub fn u64(&mut self, k: &str, v: u64) -> &mut Self {
         let m = self.key(k);
-        let mut b = [0u8; 20];
-        let n = fmt_u64(v, &mut b);
-        self.raw(core::str::from_utf8(&b[..n]).unwrap_or("0"));
+        self.digits(v, 10);
         self.settle(m);
         self
     }
 
     pub fn i64(&mut self, k: &str, v: i64) -> &mut Self {
+        let m = self.key(k);
         if v < 0 {
-            let m = self.key(k);
             self.raw("-");
-            let mut b = [0u8; 20];
-            let n = fmt_u64(v.unsigned_abs(), &mut b);
-            self.raw(core::str::from_utf8(&b[..n]).unwrap_or("0"));
-            self.settle(m);
-            self
-        } else {
-            self.u64(k, v as u64)
         }
+        self.digits(v.unsigned_abs(), 10);
+        self.settle(m);
+        self
     }
 
     pub fn bool(&mut self, k: &str, v: bool) -> &mut Self {
@@ -132,12 +139,8 @@ impl Line {
     /// A pointer-sized handle as a "0x…" string (contexts): JSON numbers lose bits past 2^53.
     pub fn hex(&mut self, k: &str, v: u64) -> &mut Self {
         let m = self.key(k);
-        let mut b = [0u8; 18];
-        b[0] = b'0';
-        b[1] = b'x';
-        let n = fmt_hex(v, &mut b[2..]);
-        self.raw("\"");
-        self.raw(core::str::from_utf8(&b[..n + 2]).unwrap_or("0x0"));
+        self.raw("\"0x");
+        self.digits(v, 16);
         self.raw("\"");
         self.settle(m);
         self
@@ -168,54 +171,7 @@ impl Line {
     }
 }
 
-struct Slice<'a>(&'a mut [u8], usize);
-
-impl Write for Slice<'_> {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let b = s.as_bytes();
-        if self.1 + b.len() > self.0.len() {
-            return Err(core::fmt::Error);
-        }
-        self.0[self.1..self.1 + b.len()].copy_from_slice(b);
-        self.1 += b.len();
-        Ok(())
-    }
-}
-
-fn fmt_u64(mut v: u64, out: &mut [u8; 20]) -> usize {
-    let mut tmp = [0u8; 20];
-    let mut n = 0;
-    loop {
-        tmp[n] = b'0' + (v % 10) as u8;
-        n += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for i in 0..n {
-        out[i] = tmp[n - 1 - i];
-    }
-    n
-}
-
-fn fmt_hex(mut v: u64, out: &mut [u8]) -> usize {
-    const D: &[u8; 16] = b"0123456789abcdef";
-    let mut tmp = [0u8; 16];
-    let mut n = 0;
-    loop {
-        tmp[n] = D[(v & 15) as usize];
-        n += 1;
-        v >>= 4;
-        if v == 0 {
-            break;
-        }
-    }
-    for i in 0..n {
-        out[i] = tmp[n - 1 - i];
-    }
-    n
-}
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
 mod tests {

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use crate::accounting::{Accounting, Key};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::events::Line;
 use crate::names::{self, IDENTITY_ONLY, RULE_MAX_VERSION, VARIANTS};
 
@@ -91,6 +91,13 @@ struct Wrap {
     proc_: *const c_void,
     /// The exported symbol (forwards to slot 0).
     export: *const c_void,
+}
+
+impl Wrap {
+    /// `p` is one of these wrappers (or the export): wrapping it again would count twice.
+    fn is_ours(&self, p: *const c_void) -> bool {
+        p == self.export || p == self.link || p == self.proc_
+    }
 }
 
 struct Table([Wrap; N]);
@@ -209,12 +216,19 @@ fn real<const S: usize>(id: usize) -> Option<Ptr> {
     if S == 1 {
         return None;
     }
-    let p = lookup_real(VARIANTS[id].name);
+    resolve(&SLOTS[0][id], VARIANTS[id].name)
+}
+
+/// An empty `slot` on first use: libcuda's `name`, stored once (a racing lookup stores the
+/// same pointer).
+#[cold]
+fn resolve(slot: &AtomicPtr<c_void>, name: &str) -> Option<Ptr> {
+    let p = lookup_real(name);
     if p.is_null() {
         return None;
     }
-    set_once(&SLOTS[0][id], p);
-    Some(SLOTS[0][id].load(Ordering::Acquire))
+    set_once(slot, p);
+    Some(slot.load(Ordering::Acquire))
 }
 
 /// Internal helpers the shim calls itself (never wrapped).
@@ -226,17 +240,12 @@ fn internal(slot: &AtomicPtr<c_void>, name: &str) -> Option<Ptr> {
     if !p.is_null() {
         return Some(p);
     }
-    let p = lookup_real(name);
-    if p.is_null() {
-        return None;
-    }
-    slot.store(p, Ordering::Release);
-    Some(p)
+    resolve(slot, name)
 }
 
 /// The context current on this thread (0 when none or the driver is not initialised).
 fn current_ctx() -> u64 {
-    let Some(f) = internal(&CTX_GET_CURRENT, "cuCtxGetCurrent\0") else {
+    let Some(f) = internal(&CTX_GET_CURRENT, "cuCtxGetCurrent") else {
         return 0;
     };
     let mut ctx: Ptr = core::ptr::null_mut();
@@ -251,7 +260,7 @@ fn current_ctx() -> u64 {
 
 /// The device of the current context (-1 when none).
 fn current_device() -> i32 {
-    let Some(f) = internal(&CTX_GET_DEVICE, "cuCtxGetDevice\0") else {
+    let Some(f) = internal(&CTX_GET_DEVICE, "cuCtxGetDevice") else {
         return -1;
     };
     let mut dev: c_int = -1;
@@ -275,7 +284,8 @@ struct State {
 
 static STATE: OnceLock<State> = OnceLock::new();
 
-fn getenv(name: &CStr) -> Option<String> {
+fn getenv(name: &str) -> Option<String> {
+    let name = std::ffi::CString::new(name).ok()?;
     // SAFETY: getenv with a valid C string; the value is copied at once.
     let p = unsafe { libc::getenv(name.as_ptr()) };
     if p.is_null() {
@@ -300,7 +310,7 @@ fn state() -> &'static State {
 }
 
 fn init_state() -> State {
-    let line = getenv(c"GPU_DOCTOR_SHIM_CONFIG").unwrap_or_default();
+    let line = getenv(config::ENV_CONFIG).unwrap_or_default();
     let (config, config_error) = match Config::parse(&line) {
         Ok(c) => (c, None),
         Err(e) => (Config::default(), Some(e)),
@@ -322,7 +332,7 @@ fn init_state() -> State {
         armed,
         acct,
         peak_step,
-        sink: Sink::open(getenv(c"GPU_DOCTOR_SHIM_EVENTS")),
+        sink: Sink::open(getenv(config::ENV_EVENTS)),
     }
 }
 
@@ -556,6 +566,14 @@ fn event_budget() -> bool {
     }
 }
 
+/// The real call with nothing configured around it: its failure recorded.
+#[inline(always)]
+fn passthrough(id: usize, call: impl FnOnce() -> CUresult) -> CUresult {
+    let rc = call();
+    after(id, rc);
+    rc
+}
+
 /// After the real call: record a failure.
 #[inline(always)]
 fn after(id: usize, rc: CUresult) {
@@ -590,9 +608,7 @@ fn alloc(
 ) -> CUresult {
     let s = state();
     let (Some(acct), Some(dev)) = (&s.acct, dev) else {
-        let rc = call();
-        after(id, rc);
-        return rc;
+        return passthrough(id, call);
     };
     let reserved = lock(acct).reserve(dev, size);
     if let Err(used) = reserved {
@@ -607,7 +623,7 @@ fn alloc(
             .u64("size", size)
             .i64("dev", dev as i64)
             .u64("used", used)
-            .u64("limit", lock(acct).limit)
+            .u64("limit", s.config.limit.unwrap_or(0))
             .hex("ctx", current_ctx());
         emit(l);
         return OUT_OF_MEMORY;
@@ -637,9 +653,7 @@ fn alloc(
 fn free(id: usize, key: Key, call: impl FnOnce() -> CUresult) -> CUresult {
     let s = state();
     let Some(acct) = &s.acct else {
-        let rc = call();
-        after(id, rc);
-        return rc;
+        return passthrough(id, call);
     };
     let removed = lock(acct).remove(key);
     let rc = call();
@@ -672,9 +686,7 @@ fn ctx_op(
 ) -> CUresult {
     let s = state();
     if !s.config.trace {
-        let rc = call();
-        after(id, rc);
-        return rc;
+        return passthrough(id, call);
     }
     let before_ctx = current_ctx();
     let rc = call();
@@ -1020,7 +1032,7 @@ fn proc_wrapper(name: &[u8], p: Ptr, version: c_int, flags: u64) -> Option<*cons
         && VARIANTS[i].base.as_bytes() != name
     {
         let w = TABLE.0[i];
-        if pc == w.export || pc == w.link || pc == w.proc_ {
+        if w.is_ours(pc) {
             return None;
         }
         if real::<0>(i) == Some(p) {
@@ -1045,7 +1057,7 @@ fn proc_wrapper(name: &[u8], p: Ptr, version: c_int, flags: u64) -> Option<*cons
         // the shim's export (LD_PRELOAD interposes it), and a nested lookup may answer one of
         // our wrappers. Wrapping again would count and account every call twice.
         let w = TABLE.0[i];
-        if pc == w.export || pc == w.link || pc == w.proc_ {
+        if w.is_ours(pc) {
             if mark(i, 1) {
                 hooked(i, "proc", "already");
             }
@@ -1058,7 +1070,7 @@ fn proc_wrapper(name: &[u8], p: Ptr, version: c_int, flags: u64) -> Option<*cons
             if mark(i, 1) {
                 hooked(i, "proc", "identity");
             }
-            return Some(TABLE.0[i].link);
+            return Some(w.link);
         }
     }
     let first = first?;

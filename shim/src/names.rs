@@ -31,7 +31,7 @@ pub struct Variant {
     pub name: &'static str,
     pub base: &'static str,
     pub min_version: u32,
-    /// A per-thread default stream variant (`_ptsz`, `_ptds`).
+    /// A per-thread default stream variant: derived from the `_ptsz` / `_ptds` suffix.
     pub per_thread: bool,
     pub kind: Kind,
 }
@@ -40,18 +40,27 @@ pub const IDENTITY_ONLY: u32 = u32::MAX;
 /// Callers asking for this CUDA version or newer get wrappers on identity only.
 pub const RULE_MAX_VERSION: u32 = 13000;
 
-const fn v(
-    name: &'static str,
-    base: &'static str,
-    min_version: u32,
-    per_thread: bool,
-    kind: Kind,
-) -> Variant {
+const fn ends_with(name: &str, suffix: &str) -> bool {
+    let (n, s) = (name.as_bytes(), suffix.as_bytes());
+    if n.len() < s.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < s.len() {
+        if n[n.len() - s.len() + i] != s[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+const fn v(name: &'static str, base: &'static str, min_version: u32, kind: Kind) -> Variant {
     Variant {
         name,
         base,
         min_version,
-        per_thread,
+        per_thread: ends_with(name, "_ptsz") || ends_with(name, "_ptds"),
         kind,
     }
 }
@@ -60,202 +69,130 @@ use Kind::*;
 
 /// Every intercepted variant. The order is the shim's internal id (hooks.rs checks it).
 pub const VARIANTS: &[Variant] = &[
-    v(
-        "cuGetProcAddress",
-        "cuGetProcAddress",
-        11030,
-        false,
-        ProcAddress,
-    ),
+    v("cuGetProcAddress", "cuGetProcAddress", 11030, ProcAddress),
     v(
         "cuGetProcAddress_v2",
         "cuGetProcAddress",
         12000,
-        false,
         ProcAddress,
     ),
-    v("cuInit", "cuInit", 2000, false, Other),
+    v("cuInit", "cuInit", 2000, Other),
     // memory
-    v("cuMemAlloc_v2", "cuMemAlloc", 3020, false, Alloc),
-    v("cuMemAllocPitch_v2", "cuMemAllocPitch", 3020, false, Alloc),
-    v("cuMemAllocManaged", "cuMemAllocManaged", 6000, false, Alloc),
-    v("cuMemAllocAsync", "cuMemAllocAsync", 11020, false, Alloc),
-    v(
-        "cuMemAllocAsync_ptsz",
-        "cuMemAllocAsync",
-        11020,
-        true,
-        Alloc,
-    ),
+    v("cuMemAlloc_v2", "cuMemAlloc", 3020, Alloc),
+    v("cuMemAllocPitch_v2", "cuMemAllocPitch", 3020, Alloc),
+    v("cuMemAllocManaged", "cuMemAllocManaged", 6000, Alloc),
+    v("cuMemAllocAsync", "cuMemAllocAsync", 11020, Alloc),
+    v("cuMemAllocAsync_ptsz", "cuMemAllocAsync", 11020, Alloc),
     v(
         "cuMemAllocFromPoolAsync",
         "cuMemAllocFromPoolAsync",
         11020,
-        false,
         Alloc,
     ),
     v(
         "cuMemAllocFromPoolAsync_ptsz",
         "cuMemAllocFromPoolAsync",
         11020,
-        true,
         Alloc,
     ),
-    v("cuMemCreate", "cuMemCreate", 10020, false, Alloc),
-    v("cuMemFree_v2", "cuMemFree", 3020, false, Free),
-    v("cuMemFreeAsync", "cuMemFreeAsync", 11020, false, Free),
-    v("cuMemFreeAsync_ptsz", "cuMemFreeAsync", 11020, true, Free),
-    v("cuMemRelease", "cuMemRelease", 10020, false, Free),
-    v("cuMemGetInfo_v2", "cuMemGetInfo", 3020, false, MemInfo),
+    v("cuMemCreate", "cuMemCreate", 10020, Alloc),
+    v("cuMemFree_v2", "cuMemFree", 3020, Free),
+    v("cuMemFreeAsync", "cuMemFreeAsync", 11020, Free),
+    v("cuMemFreeAsync_ptsz", "cuMemFreeAsync", 11020, Free),
+    v("cuMemRelease", "cuMemRelease", 10020, Free),
+    v("cuMemGetInfo_v2", "cuMemGetInfo", 3020, MemInfo),
     // launches
-    v("cuLaunchKernel", "cuLaunchKernel", 4000, false, Other),
-    v("cuLaunchKernel_ptsz", "cuLaunchKernel", 4000, true, Other),
-    v("cuLaunchKernelEx", "cuLaunchKernelEx", 11060, false, Other),
-    v(
-        "cuLaunchKernelEx_ptsz",
-        "cuLaunchKernelEx",
-        11060,
-        true,
-        Other,
-    ),
+    v("cuLaunchKernel", "cuLaunchKernel", 4000, Other),
+    v("cuLaunchKernel_ptsz", "cuLaunchKernel", 4000, Other),
+    v("cuLaunchKernelEx", "cuLaunchKernelEx", 11060, Other),
+    v("cuLaunchKernelEx_ptsz", "cuLaunchKernelEx", 11060, Other),
     v(
         "cuLaunchCooperativeKernel",
         "cuLaunchCooperativeKernel",
         9000,
-        false,
         Other,
     ),
     v(
         "cuLaunchCooperativeKernel_ptsz",
         "cuLaunchCooperativeKernel",
         9000,
-        true,
         Other,
     ),
-    v("cuGraphLaunch", "cuGraphLaunch", 10000, false, Other),
-    v("cuGraphLaunch_ptsz", "cuGraphLaunch", 10000, true, Other),
+    v("cuGraphLaunch", "cuGraphLaunch", 10000, Other),
+    v("cuGraphLaunch_ptsz", "cuGraphLaunch", 10000, Other),
     // copies
-    v("cuMemcpy", "cuMemcpy", 4000, false, Other),
-    v("cuMemcpy_ptds", "cuMemcpy", 4000, true, Other),
-    v("cuMemcpyAsync", "cuMemcpyAsync", 4000, false, Other),
-    v("cuMemcpyAsync_ptsz", "cuMemcpyAsync", 4000, true, Other),
-    v("cuMemcpyHtoD_v2", "cuMemcpyHtoD", 3020, false, Other),
-    v("cuMemcpyHtoD_v2_ptds", "cuMemcpyHtoD", 3020, true, Other),
-    v("cuMemcpyDtoH_v2", "cuMemcpyDtoH", 3020, false, Other),
-    v("cuMemcpyDtoH_v2_ptds", "cuMemcpyDtoH", 3020, true, Other),
-    v("cuMemcpyDtoD_v2", "cuMemcpyDtoD", 3020, false, Other),
-    v("cuMemcpyDtoD_v2_ptds", "cuMemcpyDtoD", 3020, true, Other),
-    v(
-        "cuMemcpyHtoDAsync_v2",
-        "cuMemcpyHtoDAsync",
-        3020,
-        false,
-        Other,
-    ),
+    v("cuMemcpy", "cuMemcpy", 4000, Other),
+    v("cuMemcpy_ptds", "cuMemcpy", 4000, Other),
+    v("cuMemcpyAsync", "cuMemcpyAsync", 4000, Other),
+    v("cuMemcpyAsync_ptsz", "cuMemcpyAsync", 4000, Other),
+    v("cuMemcpyHtoD_v2", "cuMemcpyHtoD", 3020, Other),
+    v("cuMemcpyHtoD_v2_ptds", "cuMemcpyHtoD", 3020, Other),
+    v("cuMemcpyDtoH_v2", "cuMemcpyDtoH", 3020, Other),
+    v("cuMemcpyDtoH_v2_ptds", "cuMemcpyDtoH", 3020, Other),
+    v("cuMemcpyDtoD_v2", "cuMemcpyDtoD", 3020, Other),
+    v("cuMemcpyDtoD_v2_ptds", "cuMemcpyDtoD", 3020, Other),
+    v("cuMemcpyHtoDAsync_v2", "cuMemcpyHtoDAsync", 3020, Other),
     v(
         "cuMemcpyHtoDAsync_v2_ptsz",
         "cuMemcpyHtoDAsync",
         3020,
-        true,
         Other,
     ),
-    v(
-        "cuMemcpyDtoHAsync_v2",
-        "cuMemcpyDtoHAsync",
-        3020,
-        false,
-        Other,
-    ),
+    v("cuMemcpyDtoHAsync_v2", "cuMemcpyDtoHAsync", 3020, Other),
     v(
         "cuMemcpyDtoHAsync_v2_ptsz",
         "cuMemcpyDtoHAsync",
         3020,
-        true,
         Other,
     ),
     // synchronisation
-    v(
-        "cuStreamSynchronize",
-        "cuStreamSynchronize",
-        2000,
-        false,
-        Sync,
-    ),
+    v("cuStreamSynchronize", "cuStreamSynchronize", 2000, Sync),
     v(
         "cuStreamSynchronize_ptsz",
         "cuStreamSynchronize",
         2000,
-        true,
         Sync,
     ),
-    v("cuCtxSynchronize", "cuCtxSynchronize", 2000, false, Sync),
-    v(
-        "cuEventSynchronize",
-        "cuEventSynchronize",
-        2000,
-        false,
-        Sync,
-    ),
+    v("cuCtxSynchronize", "cuCtxSynchronize", 2000, Sync),
+    v("cuEventSynchronize", "cuEventSynchronize", 2000, Sync),
     // modules, streams, events
-    v("cuModuleLoadData", "cuModuleLoadData", 2000, false, Other),
-    v(
-        "cuModuleLoadDataEx",
-        "cuModuleLoadDataEx",
-        2010,
-        false,
-        Other,
-    ),
-    v(
-        "cuModuleGetFunction",
-        "cuModuleGetFunction",
-        2000,
-        false,
-        Other,
-    ),
-    v(
-        "cuLibraryLoadData",
-        "cuLibraryLoadData",
-        12000,
-        false,
-        Other,
-    ),
-    v("cuStreamCreate", "cuStreamCreate", 2000, false, Other),
+    v("cuModuleLoadData", "cuModuleLoadData", 2000, Other),
+    v("cuModuleLoadDataEx", "cuModuleLoadDataEx", 2010, Other),
+    v("cuModuleGetFunction", "cuModuleGetFunction", 2000, Other),
+    v("cuLibraryLoadData", "cuLibraryLoadData", 12000, Other),
+    v("cuStreamCreate", "cuStreamCreate", 2000, Other),
     v(
         "cuStreamCreateWithPriority",
         "cuStreamCreateWithPriority",
         5050,
-        false,
         Other,
     ),
-    v("cuEventRecord", "cuEventRecord", 2000, false, Other),
-    v("cuEventRecord_ptsz", "cuEventRecord", 2000, true, Other),
+    v("cuEventRecord", "cuEventRecord", 2000, Other),
+    v("cuEventRecord_ptsz", "cuEventRecord", 2000, Other),
     // contexts
-    v("cuCtxCreate_v2", "cuCtxCreate", IDENTITY_ONLY, false, Ctx),
-    v("cuCtxCreate_v3", "cuCtxCreate", IDENTITY_ONLY, false, Ctx),
-    v("cuCtxCreate_v4", "cuCtxCreate", IDENTITY_ONLY, false, Ctx),
-    v("cuCtxDestroy_v2", "cuCtxDestroy", 4000, false, Ctx),
-    v("cuCtxSetCurrent", "cuCtxSetCurrent", 4000, false, Ctx),
-    v("cuCtxPushCurrent_v2", "cuCtxPushCurrent", 4000, false, Ctx),
-    v("cuCtxPopCurrent_v2", "cuCtxPopCurrent", 4000, false, Ctx),
+    v("cuCtxCreate_v2", "cuCtxCreate", IDENTITY_ONLY, Ctx),
+    v("cuCtxCreate_v3", "cuCtxCreate", IDENTITY_ONLY, Ctx),
+    v("cuCtxCreate_v4", "cuCtxCreate", IDENTITY_ONLY, Ctx),
+    v("cuCtxDestroy_v2", "cuCtxDestroy", 4000, Ctx),
+    v("cuCtxSetCurrent", "cuCtxSetCurrent", 4000, Ctx),
+    v("cuCtxPushCurrent_v2", "cuCtxPushCurrent", 4000, Ctx),
+    v("cuCtxPopCurrent_v2", "cuCtxPopCurrent", 4000, Ctx),
     v(
         "cuDevicePrimaryCtxRetain",
         "cuDevicePrimaryCtxRetain",
         7000,
-        false,
         Ctx,
     ),
     v(
         "cuDevicePrimaryCtxRelease_v2",
         "cuDevicePrimaryCtxRelease",
         11000,
-        false,
         Ctx,
     ),
     v(
         "cuDevicePrimaryCtxReset_v2",
         "cuDevicePrimaryCtxReset",
         11000,
-        false,
         Ctx,
     ),
 ];

@@ -606,6 +606,21 @@ mod tests {
 
     const OOM: Mode = Mode::Oom { limit: 1 << 30 };
 
+    fn launch_failed() -> Mode {
+        Mode::Error {
+            call: "cuLaunchKernel".into(),
+            code: 719,
+            delay_us: 0,
+        }
+    }
+
+    fn finding<'a>(a: &'a Analysis, code: &str) -> &'a Finding {
+        a.findings
+            .iter()
+            .find(|f| f.code == code)
+            .unwrap_or_else(|| panic!("no {code} finding"))
+    }
+
     #[test]
     fn oom_handled_and_exit_0_survives() {
         let peak = ShimEvent {
@@ -646,17 +661,8 @@ mod tests {
         stats.injected_total = Some(25_000);
         stats.dropped = Some(15_000);
         let o = outcome(Some(0), None, Ended::Exited, vec![start(), stats]);
-        let mode = Mode::Error {
-            call: "cuLaunchKernel".into(),
-            code: 719,
-            delay_us: 0,
-        };
-        let a = analyze(&mode, Expect::Survive, &[], &o);
-        let f = a
-            .findings
-            .iter()
-            .find(|f| f.code == codes::FAULT_INJECTED)
-            .unwrap();
+        let a = analyze(&launch_failed(), Expect::Survive, &[], &o);
+        let f = finding(&a, codes::FAULT_INJECTED);
         assert!(
             f.message.starts_with("25000 call(s) failed"),
             "{}",
@@ -678,11 +684,7 @@ mod tests {
         let a = analyze(&OOM, Expect::Survive, &[], &o);
         assert_eq!(a.verdict, Verdict::Crashed);
         assert!(!a.expectation_met);
-        let f = a
-            .findings
-            .iter()
-            .find(|f| f.code == codes::PROGRAM_CRASHED)
-            .unwrap();
+        let f = finding(&a, codes::PROGRAM_CRASHED);
         assert_eq!(f.severity, Severity::Fail);
         assert!(f.message.contains("SIGABRT"), "{}", f.message);
         let a = analyze(&OOM, Expect::Fail, &[], &o);
@@ -756,17 +758,8 @@ mod tests {
             ("cuMemAlloc_v2".to_string(), 3u64),
         ]));
         let o = outcome(Some(0), None, Ended::Exited, vec![start(), stats]);
-        let mode = Mode::Error {
-            call: "cuLaunchKernel".into(),
-            code: 719,
-            delay_us: 0,
-        };
-        let a = analyze(&mode, Expect::Survive, &[], &o);
-        let f = a
-            .findings
-            .iter()
-            .find(|f| f.code == codes::FAULT_NOT_INJECTED)
-            .unwrap();
+        let a = analyze(&launch_failed(), Expect::Survive, &[], &o);
+        let f = finding(&a, codes::FAULT_NOT_INJECTED);
         assert!(f.message.contains("called 42 time(s)"), "{}", f.message);
         assert_eq!(a.data["calls"]["cuMemAlloc_v2"], 3);
         assert_eq!(a.data["failpoint"]["name"], "CUDA_ERROR_LAUNCH_FAILED");
@@ -791,11 +784,7 @@ mod tests {
         };
         let o = outcome(Some(1), None, Ended::Exited, vec![start(), set, unbound]);
         let a = analyze(&Mode::Trace, Expect::Survive, &[], &o);
-        let f = a
-            .findings
-            .iter()
-            .find(|f| f.code == codes::CTX_UNBOUND_CALL)
-            .unwrap();
+        let f = finding(&a, codes::CTX_UNBOUND_CALL);
         assert!(f.message.contains("thread 102"), "{}", f.message);
         let tl = a.data["timeline"].as_array().unwrap();
         assert_eq!(tl.len(), 2);

@@ -261,7 +261,7 @@ fn run_program(
     survive_after: &Option<String>,
     command: &[String],
     ctx: &mut Ctx,
-) -> Result<(Report, analysis::Analysis)> {
+) -> Result<Report> {
     need_command(command, name)?;
     let survive_after = duration("--survive-after", survive_after)?;
     let outcome = program::run(&Launch {
@@ -272,15 +272,15 @@ fn run_program(
     })?;
     let a = analysis::analyze(&mode, expect, command, &outcome);
     let mut report = Report::begin(name, serde_json::Value::Null);
-    report.findings = a.findings.clone();
-    report.metrics = a.metrics.clone();
-    report.data = a.data.clone();
+    report.findings = a.findings;
+    report.metrics = a.metrics;
+    report.data = a.data;
     report.interrupted = outcome.ended == program::Ended::Interrupted;
     // Driver versions for the record, when NVML is there (program mode itself needs no GPU).
     if let Ok(nvml) = crate::probe::nvml::NvmlProbe::open() {
         report.host = nvml.host();
     }
-    Ok((report, a))
+    Ok(report)
 }
 
 pub struct ProgramOom;
@@ -298,7 +298,7 @@ impl Scenario for ProgramOom {
             limit: Some(limit),
             ..Config::default()
         };
-        let (report, _) = run_program(
+        run_program(
             Self::NAME,
             Mode::Oom { limit },
             config,
@@ -306,8 +306,7 @@ impl Scenario for ProgramOom {
             &p.survive_after,
             &p.command,
             ctx,
-        )?;
-        Ok(report)
+        )
     }
 }
 
@@ -330,7 +329,7 @@ impl Scenario for InjectError {
             fail: Some(fp),
             ..Config::default()
         };
-        let (report, _) = run_program(
+        run_program(
             Self::NAME,
             mode,
             config,
@@ -338,8 +337,7 @@ impl Scenario for InjectError {
             &p.survive_after,
             &p.command,
             ctx,
-        )?;
-        Ok(report)
+        )
     }
 }
 
@@ -355,7 +353,7 @@ impl Scenario for ProgramTrace {
             trace: true,
             ..Config::default()
         };
-        let (report, _) = run_program(
+        let report = run_program(
             Self::NAME,
             Mode::Trace,
             config,
@@ -366,8 +364,11 @@ impl Scenario for ProgramTrace {
         )?;
         if let Some(path) = &p.chrome_trace {
             let trace = crate::render::program::chrome_trace(&report);
-            std::fs::write(path, serde_json::to_vec_pretty(&trace)?)
-                .map_err(|e| error::input(format!("cannot write {}: {e}", path.display())))?;
+            crate::output::write_atomic(
+                path,
+                &serde_json::to_vec_pretty(&trace)?,
+                "the Chrome trace",
+            )?;
         }
         Ok(report)
     }
