@@ -335,6 +335,9 @@ pub fn signal_name(sig: i32) -> &'static str {
         libc::SIGFPE => "SIGFPE",
         libc::SIGTERM => "SIGTERM",
         libc::SIGINT => "SIGINT",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGPIPE => "SIGPIPE",
         _ => "signal",
     }
 }

@@ -300,7 +300,7 @@ pub fn ctx_destroy(f: &CtxDestroyFacts, steps: &[Step]) -> Analysis {
                 .old_pointer_memcpy
                 .as_ref()
                 .or(p.old_pointer_query.as_ref())
-                .map(|c| format!("{} ({})", c.name, c.code))
+                .map(|c| c.to_string())
                 .unwrap_or_default();
             a.finding(
                 Finding::new(
@@ -310,7 +310,7 @@ pub fn ctx_destroy(f: &CtxDestroyFacts, steps: &[Step]) -> Analysis {
                         "cuDevicePrimaryCtxReset freed the allocations of another holder of the primary context: its old pointer now answers {code}; its retained handle {}",
                         match &p.holder_alloc_after_reset {
                             Some(c) if c.code == 0 => "still allocates (the primary context is re-initialised on use)".to_string(),
-                            Some(c) => format!("answers {} ({})", c.name, c.code),
+                            Some(c) => format!("answers {c}"),
                             None => "was not tried".to_string(),
                         }
                     ),

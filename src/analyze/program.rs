@@ -86,18 +86,9 @@ pub struct Analysis {
 const MAX_FAILURES_LISTED: usize = 1000;
 
 fn signal_name(sig: i32) -> String {
-    match sig {
-        libc::SIGHUP => "SIGHUP".into(),
-        libc::SIGQUIT => "SIGQUIT".into(),
-        libc::SIGPIPE => "SIGPIPE".into(),
-        s => {
-            let n = crate::isolate::signal_name(s);
-            if n == "signal" {
-                format!("signal {s}")
-            } else {
-                n.into()
-            }
-        }
+    match crate::isolate::signal_name(sig) {
+        "signal" => format!("signal {sig}"),
+        n => n.into(),
     }
 }
 

@@ -252,11 +252,6 @@ pub struct TraceData {
     pub summary: Vec<ThreadSummary>,
 }
 
-/// "CUDA_ERROR_INVALID_CONTEXT (201)": how findings and the Chrome trace name an answer.
-pub(crate) fn code_label(c: &Code) -> String {
-    format!("{} ({})", c.name, c.code)
-}
-
 /// Per-thread summary: calls, failures, contexts seen, modelled stack depth.
 pub fn summarize(timeline: &[TraceEvent], threads: &[ThreadInfo]) -> Vec<ThreadSummary> {
     let depths = stack_depths(timeline);
@@ -274,7 +269,7 @@ pub fn summarize(timeline: &[TraceEvent], threads: &[ThreadInfo]) -> Vec<ThreadS
             let mut seen: Vec<String> = Vec::new();
             for e in &evs {
                 if e.failed() {
-                    *codes_count.entry(code_label(&e.result)).or_default() += 1;
+                    *codes_count.entry(e.result.to_string()).or_default() += 1;
                 }
                 for c in [&e.ctx_before, &e.ctx_after, &e.arg_ctx, &e.out_ctx]
                     .into_iter()
@@ -511,7 +506,7 @@ pub fn findings(d: &TraceData) -> Vec<Finding> {
 
     // Calls outside the steps that answered against the documentation.
     for e in tl.iter().filter(|e| !e.ok && !e.step) {
-        let expected: Vec<String> = e.expected.iter().map(code_label).collect();
+        let expected: Vec<String> = e.expected.iter().map(Code::to_string).collect();
         out.push(
             Finding::new(
                 Severity::Fail,
@@ -527,7 +522,7 @@ pub fn findings(d: &TraceData) -> Vec<Finding> {
                     e.task.map(|t| format!(", task {t}")).unwrap_or_default(),
                     e.op,
                     e.thread,
-                    code_label(&e.result),
+                    e.result,
                     expected.join(" or ")
                 ),
             )
@@ -683,7 +678,7 @@ pub fn findings(d: &TraceData) -> Vec<Finding> {
         let bound: Vec<&StackIssue> = issues.iter().filter(|i| i.kind == "bound").collect();
         let mut parts = Vec::new();
         if !empty.is_empty() {
-            let answers: BTreeSet<String> = empty.iter().map(|i| code_label(&i.result)).collect();
+            let answers: BTreeSet<String> = empty.iter().map(|i| i.result.to_string()).collect();
             let threads: BTreeSet<u64> = empty.iter().map(|i| i.thread).collect();
             parts.push(format!(
                 "{} with an empty context stack on {} answered {}",
@@ -714,7 +709,7 @@ pub fn findings(d: &TraceData) -> Vec<Finding> {
             let over = p
                 .over_release
                 .as_ref()
-                .map(|c| format!("; its own release afterwards answered {}", code_label(c)))
+                .map(|c| format!("; its own release afterwards answered {}", c))
                 .unwrap_or_default();
             let fixed = p
                 .fixed_use
@@ -722,7 +717,7 @@ pub fn findings(d: &TraceData) -> Vec<Finding> {
                 .map(|c| {
                     format!(
                         ". With one retain for the whole process the same work answered {}",
-                        code_label(c)
+                        c
                     )
                 })
                 .unwrap_or_default();
@@ -738,7 +733,7 @@ pub fn findings(d: &TraceData) -> Vec<Finding> {
                             None => "state not read".into(),
                         },
                         p.use_after_release_call,
-                        code_label(used),
+                        used,
                     ),
                 )
                 .device(p.nvml)
@@ -778,8 +773,7 @@ pub fn findings(d: &TraceData) -> Vec<Finding> {
                     Severity::Info,
                     format!(
                         "cuDevicePrimaryCtxSetFlags_v2(0x{:x}) on an active primary context answered {} on this driver ({driver}); {state}{ctx_flags}",
-                        p.requested_flags,
-                        code_label(rc)
+                        p.requested_flags, rc
                     ),
                     "Set the primary context's flags before anything retains it (cuDevicePrimaryCtxSetFlags / cudaSetDeviceFlags first thing in the process).",
                 )

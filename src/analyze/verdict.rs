@@ -12,11 +12,7 @@ pub fn finalize(report: &mut Report) {
         if already {
             continue;
         }
-        let expected: Vec<String> = step
-            .expected
-            .iter()
-            .map(|c| format!("{} ({})", c.name, c.code))
-            .collect();
+        let expected: Vec<String> = step.expected.iter().map(|c| c.to_string()).collect();
         let mut f = Finding::new(
             Severity::Fail,
             codes::STEP_MISMATCH,

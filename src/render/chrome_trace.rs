@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use crate::analyze::trace_ctx::{CtxRef, THREAD_HOP, TraceData, TraceEvent, code_label, ns};
+use crate::analyze::trace_ctx::{CtxRef, THREAD_HOP, TraceData, TraceEvent, ns};
 
 /// Reserved colour names of the trace viewer.
 pub const COLOR_OK: &str = "good";
@@ -127,8 +127,8 @@ pub fn export(d: &TraceData) -> Value {
         let mut args = json!({
             "what": e.what,
             "seq": e.seq,
-            "result": code_label(&e.result),
-            "expected": e.expected.iter().map(code_label).collect::<Vec<_>>(),
+            "result": e.result.to_string(),
+            "expected": e.expected.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "ctx_before": ctx_arg(&e.ctx_before),
             "ctx_after": ctx_arg(&e.ctx_after),
         });
@@ -158,7 +158,7 @@ pub fn export(d: &TraceData) -> Value {
                 "name": format!("{} in {}", e.result.name, e.op), "cat": e.sub, "ph": "i", "s": "t",
                 "ts": ns(e.t_us + e.dur_us.max(0.0)), "pid": pid, "tid": e.thread,
                 "cname": COLOR_FAILED,
-                "args": { "result": code_label(&e.result), "ctx_before": ctx_arg(&e.ctx_before), "what": e.what }
+                "args": { "result": e.result.to_string(), "ctx_before": ctx_arg(&e.ctx_before), "what": e.what }
             }));
         }
     }

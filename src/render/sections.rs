@@ -578,7 +578,7 @@ fn trace_ctx(out: &mut String, report: &Report, style: Style) {
         };
         let code = |c: &Option<crate::report::Code>| {
             c.as_ref()
-                .map(|c| format!("{} ({})", c.name, c.code))
+                .map(|c| c.to_string())
                 .unwrap_or_else(|| "-".into())
         };
         let counts: Vec<String> = a::primary_retain_counts(&d.timeline)
@@ -667,7 +667,7 @@ fn trace_ctx(out: &mut String, report: &Report, style: Style) {
                 comfy_table::Cell::new(place),
                 comfy_table::Cell::new(&e.op),
                 comfy_table::Cell::new(format!("{} → {}", ctx(&e.ctx_before), ctx(&e.ctx_after))),
-                comfy_table::Cell::new(format!("{} ({})", e.result.name, e.result.code)),
+                comfy_table::Cell::new(e.result.to_string()),
                 style.ok_cell(e.ok),
             ]);
         }
@@ -761,7 +761,7 @@ fn inject(out: &mut String, report: &Report, style: Style) {
             if let Some(p) = &f.primary {
                 let c = |c: &Option<crate::report::Code>| {
                     c.as_ref()
-                        .map(|c| format!("{} ({})", c.name, c.code))
+                        .map(|c| c.to_string())
                         .unwrap_or_else(|| "-".into())
                 };
                 rows.push((
@@ -818,11 +818,7 @@ fn inject(out: &mut String, report: &Report, style: Style) {
                 return;
             };
             for r in &f.runs {
-                let fault = r
-                    .facts
-                    .fault
-                    .as_ref()
-                    .map(|c| format!(", fault {} ({})", c.name, c.code));
+                let fault = r.facts.fault.as_ref().map(|c| format!(", fault {c}"));
                 rows.push((
                     format!("process: {}", r.variant),
                     format!(

@@ -122,7 +122,7 @@ fn render_into(out: &mut String, report: &Report, style: Style) {
                 Cell::new(&s.name),
                 Cell::new(&s.call),
                 Cell::new(expected.join(" | ")),
-                Cell::new(format!("{} ({})", s.observed.name, s.observed.code)),
+                Cell::new(s.observed.to_string()),
                 Cell::new(format!("{:.3}", s.elapsed_ms)),
                 style.ok_cell(s.ok),
             ]);

@@ -263,6 +263,8 @@ pub const MEMORY_NOT_RETURNED: &str = "MEMORY_NOT_RETURNED";
 pub const CHILD_CRASHED: &str = "CHILD_CRASHED";
 pub const CHILD_TIMEOUT: &str = "CHILD_TIMEOUT";
 pub const CHILD_PROTOCOL: &str = "CHILD_PROTOCOL";
+/// What the parent of an isolated child concludes about the child itself (not its data).
+pub const CHILD_FAILURES: [&str; 3] = [CHILD_CRASHED, CHILD_TIMEOUT, CHILD_PROTOCOL];
 pub const INTERRUPTED: &str = "INTERRUPTED";
 pub const THRESHOLD: &str = "THRESHOLD";
 pub const CONTEXT_NOT_CURRENT: &str = "CONTEXT_NOT_CURRENT";

@@ -218,6 +218,13 @@ pub struct Code {
     pub name: String,
 }
 
+/// "CUDA_ERROR_INVALID_CONTEXT (201)": how reports and tables write a driver result.
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.name, self.code)
+    }
+}
+
 /// One driver call that matters to a scenario: what was expected, what came back.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct Step {

@@ -50,12 +50,12 @@ impl Scenario for CtxDestroy {
             if ctx.interrupted() {
                 break;
             }
-            let started_at_ms = ctx.now_ms();
-            let sub =
-                probe::run_subprocess(Self::NAME, &serde_json::json!({ "part": part }), &ctx.opts)?;
-            for step in faults::merge_crash_prone(&sub.steps, started_at_ms) {
-                ctx.record(&mut report, step);
-            }
+            let sub = super::run_crash_prone_part(
+                ctx,
+                &mut report,
+                Self::NAME,
+                &serde_json::json!({ "part": part }),
+            )?;
             if let Some(v) = sub
                 .data
                 .get("variant")

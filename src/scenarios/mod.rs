@@ -130,6 +130,23 @@ impl<S: Scenario> DynScenario for Erased<S> {
     }
 }
 
+/// Runs a part of scenario `name` that may crash its process (undefined driver behaviour) in
+/// a process of its own, records its steps in `report` (a death there is the driver's answer,
+/// see `analyze::faults::merge_crash_prone`) and returns the sub-process's report for its data.
+pub fn run_crash_prone_part(
+    ctx: &Ctx,
+    report: &mut Report,
+    name: &str,
+    params: &serde_json::Value,
+) -> Result<Report> {
+    let started_at_ms = ctx.now_ms();
+    let sub = crate::isolate::run_isolated(name, params, &ctx.opts)?;
+    for step in crate::analyze::faults::merge_crash_prone(&sub.steps, started_at_ms) {
+        ctx.record(report, step);
+    }
+    Ok(sub)
+}
+
 /// Helper for [`registry`].
 pub const fn entry<S: Scenario>() -> &'static dyn DynScenario {
     &Erased::<S>(std::marker::PhantomData)

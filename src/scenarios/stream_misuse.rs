@@ -76,16 +76,12 @@ impl Scenario for StreamMisuse {
         let facts = probe::stream_misuse::run(ctx, &steps, &t, &parts, params.iterations)?;
         report.steps = steps.into_vec();
         if crash_prone && !ctx.interrupted() {
-            let started_at_ms = ctx.now_ms();
             let sub_params = serde_json::json!({
                 "only": Part::DestroyedStream,
                 "own_process": true,
                 "iterations": params.iterations,
             });
-            let sub = probe::run_subprocess(Self::NAME, &sub_params, &ctx.opts)?;
-            for step in faults::merge_crash_prone(&sub.steps, started_at_ms) {
-                ctx.record(&mut report, step);
-            }
+            super::run_crash_prone_part(ctx, &mut report, Self::NAME, &sub_params)?;
         }
         report.findings.extend(faults::crashed_calls(
             &report.steps,

@@ -323,14 +323,7 @@ fn from_saved(params: &TraceCtxParams, path: &Path) -> Result<Report> {
     report.findings = inner
         .findings
         .into_iter()
-        .filter(|f| {
-            [
-                codes::CHILD_CRASHED,
-                codes::CHILD_TIMEOUT,
-                codes::CHILD_PROTOCOL,
-            ]
-            .contains(&f.code.as_str())
-        })
+        .filter(|f| codes::CHILD_FAILURES.contains(&f.code.as_str()))
         .collect();
     complete(&mut report, &mut data);
     if let Some(out) = &params.chrome_trace {

@@ -179,9 +179,9 @@ pub fn run_variant(steps: &Steps, t: &Target, variant: Variant) -> Result<Varian
     Ok(f)
 }
 
-/// Runs one variant in a fresh process of this binary (see [`super::run_subprocess`]).
+/// Runs one variant in a fresh process of this binary (`isolate::run_isolated`).
 pub fn run_variant_process(scenario: &str, variant: Variant, opts: &RunOptions) -> Result<Report> {
-    super::run_subprocess(
+    crate::isolate::run_isolated(
         scenario,
         &serde_json::json!({ "variant": variant.as_str() }),
         opts,

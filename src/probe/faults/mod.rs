@@ -325,33 +325,3 @@ pub mod rc {
         INVALID_VALUE,
     ];
 }
-
-/// Runs `scenario` with `params` in a fresh process of this binary (the isolation protocol,
-/// one level down) and returns its report — for sequences that poison or may crash the
-/// process. The process dies with us (PR_SET_PDEATHSIG), so a killed orchestrator leaves no
-/// orphan on the GPU.
-pub fn run_subprocess(
-    scenario: &str,
-    params: &serde_json::Value,
-    opts: &crate::context::RunOptions,
-) -> Result<crate::report::Report> {
-    use anyhow::Context as _;
-    use std::os::unix::process::CommandExt;
-    let exe = std::env::current_exe().context("cannot find gpu-doctor's own executable")?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("__child")
-        .arg("--scenario")
-        .arg(scenario)
-        .arg("--params")
-        .arg(serde_json::to_string(params)?)
-        .arg("--options")
-        .arg(serde_json::to_string(opts)?);
-    // SAFETY: prctl is async-signal-safe; it only sets this process's parent-death signal.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    crate::isolate::run_child_command(cmd, scenario, params, opts.timeout)
-}
