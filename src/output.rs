@@ -7,14 +7,19 @@ use anyhow::Result;
 
 use crate::report::Report;
 
+/// The directory a file at `path` goes into ("." for a bare file name).
+pub fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
 /// Writes `bytes` to `path` atomically: a temp file in the same directory, synced, then
 /// renamed, so a reader (or a CI artifact upload) never sees half a file. A failure is an
 /// input error (exit 2) naming `what` and the path; no temp file is left behind.
 pub fn write_atomic(path: &Path, bytes: &[u8], what: &str) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = dir_of(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

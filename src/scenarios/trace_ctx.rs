@@ -333,10 +333,7 @@ fn from_saved(params: &TraceCtxParams, path: &Path) -> Result<Report> {
 }
 
 fn check_writable(path: &Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = crate::output::dir_of(path);
     if !dir.is_dir() {
         return Err(input(format!(
             "--chrome-trace {}: directory {} does not exist",
