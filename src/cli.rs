@@ -1,12 +1,18 @@
-//! Command-line interface (clap derive). Scenario parameters are the scenarios' own `Params`
-//! types, flattened in, so the command line and suite files share one definition.
+//! The command line. Commands that are scenarios come from the registry
+//! (crate::scenarios::registry): each scenario's `Params` are its flags, its name is its command
+//! (`inject oom` is `inject` → `oom`), its `ABOUT` and `EXAMPLES` its help, and every one takes
+//! `--from`. The other commands (run, compare, schema, …) are declared here. One clap command
+//! tree serves parsing, `--help`, completions and the man page.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use anyhow::Result;
+use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::scenarios;
+use crate::context::RunOptions;
+use crate::runner::{self, ChildArgs, Request};
+use crate::scenarios::{self, DynScenario};
 
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
@@ -23,13 +29,15 @@ Exit codes:
     version,
     about = "Tells what is wrong with a GPU box and proves how the CUDA stack behaves under faults.",
     after_help = EXIT_CODES_HELP,
-    propagate_version = true
+    propagate_version = true,
+    subcommand_required = true,
+    arg_required_else_help = true
 )]
-pub struct Cli {
+struct Cli {
     #[command(flatten)]
-    pub global: GlobalOpts,
+    global: GlobalOpts,
     #[command(subcommand)]
-    pub command: Command,
+    command: Builtin,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -50,8 +58,26 @@ pub struct GlobalOpts {
     #[arg(long, global = true)]
     pub no_color: bool,
     /// Kill an isolated scenario's child process after this long (e.g. 60s, 2m).
-    #[arg(long, global = true, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, global = true, default_value = "60s", value_parser = crate::units::parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
+}
+
+impl GlobalOpts {
+    /// Colours in tables: only on a terminal, and not with --no-color or NO_COLOR.
+    pub fn color(&self) -> bool {
+        use std::io::IsTerminal;
+        !self.no_color
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            && std::io::stdout().is_terminal()
+    }
+
+    pub fn run_options(&self) -> RunOptions {
+        RunOptions {
+            devices: self.device.clone(),
+            quiet: self.quiet,
+            timeout: self.timeout,
+        }
+    }
 }
 
 /// A `--device` entry: an NVML index or a GPU/MIG UUID (whether it exists is checked later).
@@ -66,52 +92,28 @@ pub fn parse_device(s: &str) -> Result<String, String> {
     }
 }
 
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (try 500ms, 30s, 2m)"))
-}
-
+/// Commands that are not scenarios.
 #[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Driver, CUDA and NVML versions and per-GPU health: memory, clocks, throttling, ECC, row remapping.
-    #[command(
-        after_help = "Examples:\n  gpu-doctor info\n  gpu-doctor info --device 0 --json\n  gpu-doctor info --from tests/fixtures/h100-info.json   # re-analyse a saved report, no GPU needed"
-    )]
-    Info(scenarios::info::InfoParams),
-
-    /// Interconnect matrix (like `nvidia-smi topo -m`), PCIe and NVLink state, P2P, GPU groups.
-    #[command(
-        after_help = "Examples:\n  gpu-doctor topo\n  gpu-doctor topo --json -o topo.json\n  gpu-doctor topo --from tests/fixtures/h100-topo.json   # re-analyse a saved report, no GPU needed"
-    )]
-    Topo(scenarios::topo::TopoParams),
-
-    /// Provoke a CUDA fault inside gpu-doctor's own processes and check the driver's answers.
-    #[command(subcommand)]
-    Inject(InjectCommand),
-
-    /// Trace CUDA context lifetimes per OS thread.
-    #[command(subcommand)]
-    Trace(TraceCommand),
-
-    /// Measure host<->device, device-local and peer-to-peer copy bandwidth.
-    #[command(
-        after_help = "Examples:\n  gpu-doctor bandwidth\n  gpu-doctor bandwidth --size 256MiB --json -o bw.json"
-    )]
-    Bandwidth(scenarios::bandwidth::BandwidthParams),
-
+enum Builtin {
     /// Run a suite of scenarios (TOML) and write one combined report.
     #[command(
-        after_help = "Examples:\n  gpu-doctor run scenarios/quick.toml\n  gpu-doctor run scenarios/ci.toml -o report.json"
+        display_order = 20,
+        after_help = "Examples:\n  gpu-doctor run scenarios/quick.toml\n  gpu-doctor run scenarios/ci.toml -o report.json\n  gpu-doctor run --check my.toml   # validate only"
     )]
     Run(crate::suite::RunArgs),
 
     /// Compare two reports (scenario or suite) and flag regressions.
     #[command(
+        display_order = 21,
         after_help = "Examples:\n  gpu-doctor compare baseline.json current.json\n  gpu-doctor compare baseline.json current.json --format markdown --tolerance 5% --tol h2d_pinned=10%"
     )]
     Compare(crate::compare::CompareArgs),
 
     /// Print the JSON Schema of the report format.
-    #[command(after_help = "Example:\n  gpu-doctor schema > report.schema.json")]
+    #[command(
+        display_order = 22,
+        after_help = "Example:\n  gpu-doctor schema > report.schema.json"
+    )]
     Schema,
 
     /// Re-executed child of an isolated scenario (internal).
@@ -119,56 +121,161 @@ pub enum Command {
     Child(ChildArgs),
 }
 
-#[derive(Debug, Subcommand)]
-pub enum InjectCommand {
-    /// Fill device memory to CUDA_ERROR_OUT_OF_MEMORY, prove the context survives, free, check.
-    #[command(
-        after_help = "Examples:\n  gpu-doctor inject oom\n  gpu-doctor inject oom --allocator async\n  gpu-doctor inject oom --fraction 0.9 --hold 5m   # memory pressure for another program"
-    )]
-    Oom(scenarios::oom::OomParams),
-    /// Destroy a context that still has memory, a stream and a kernel in flight.
-    #[command(
-        name = "ctx-destroy",
-        after_help = "Example:\n  gpu-doctor inject ctx-destroy --json"
-    )]
-    CtxDestroy(scenarios::ctx_destroy::CtxDestroyParams),
-    /// Streams used after destroy, from the wrong context, without ordering events, in capture.
-    #[command(
-        name = "stream-misuse",
-        after_help = "Example:\n  gpu-doctor inject stream-misuse --iterations 200"
-    )]
-    StreamMisuse(scenarios::stream_misuse::StreamMisuseParams),
-    /// A kernel writes through a bad pointer: the sticky error, and recovery in a new process.
-    #[command(
-        name = "illegal-address",
-        after_help = "Example:\n  gpu-doctor inject illegal-address"
-    )]
-    IllegalAddress(scenarios::illegal_address::IllegalAddressParams),
-    /// Run COMMAND with a failpoint on a CUDA driver call (LD_PRELOAD shim): does it cope?
-    #[command(
-        after_help = "Examples:\n  gpu-doctor inject error --call cuLaunchKernel --code CUDA_ERROR_LAUNCH_FAILED --nth 100 -- python train.py\n  gpu-doctor inject error --call cuMemAlloc --code 2 --nth 1 --every 10 -- ./app\n  gpu-doctor inject error --call cuStreamSynchronize --delay 30s --nth 5 -- ./server\n  gpu-doctor inject error --call cuLaunchKernel --code 719 --probability 0.001 --seed 7 --expect fail -- ./app\n\nExit code: 0 when COMMAND did what --expect says (survive: exit 0), 1 otherwise. See docs/shim.md."
-    )]
-    Error(scenarios::program::InjectErrorParams),
-    /// All four in sequence, one combined report.
-    #[command(after_help = "Example:\n  gpu-doctor inject all -o inject.json")]
-    All,
+/// Help of the command groups that scenario names start with.
+const GROUPS: &[(&str, &str)] = &[
+    (
+        "inject",
+        "Provoke a CUDA fault inside gpu-doctor's own processes (or, with -- COMMAND, in your program) and check the answers.",
+    ),
+    ("trace", "Trace CUDA context lifetimes per OS thread."),
+];
+
+const INJECT_ALL_ABOUT: &str = "All the built-in fault scenarios in sequence, one combined report.";
+
+/// The whole command tree: the built-in commands and one command per scenario, in registry
+/// order (a two-word name goes under its group's command).
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    let mut groups: Vec<(&str, clap::Command)> = Vec::new();
+    for (order, s) in scenarios::registry()
+        .iter()
+        .filter(|s| s.in_cli())
+        .enumerate()
+    {
+        match s.name().split(' ').collect::<Vec<_>>().as_slice() {
+            [name] => cmd = cmd.subcommand(scenario_command(*s, name).display_order(order)),
+            [group, name] => {
+                let leaf = scenario_command(*s, name).display_order(order);
+                match groups.iter_mut().find(|(g, _)| g == group) {
+                    Some((_, g)) => *g = g.clone().subcommand(leaf),
+                    None => groups.push((group, group_command(group, order).subcommand(leaf))),
+                }
+            }
+            _ => unreachable!("scenario names have one or two words: {}", s.name()),
+        }
+    }
+    for (name, mut group) in groups {
+        if name == "inject" {
+            group = group.subcommand(
+                clap::Command::new("all")
+                    .about(INJECT_ALL_ABOUT)
+                    .display_order(usize::MAX)
+                    .after_help("Example:\n  gpu-doctor inject all -o inject.json"),
+            );
+        }
+        cmd = cmd.subcommand(group);
+    }
+    cmd
 }
 
-#[derive(Debug, Subcommand)]
-pub enum TraceCommand {
-    /// Context lifetime per OS thread: thread hops, device mix-ups, push/pop, primary context.
-    #[command(
-        after_help = "Examples:\n  gpu-doctor trace ctx\n  gpu-doctor trace ctx thread-hop --chrome-trace hop.json"
-    )]
-    Ctx(scenarios::trace_ctx::TraceCtxParams),
+fn group_command(name: &str, order: usize) -> clap::Command {
+    let about = GROUPS
+        .iter()
+        .find(|(g, _)| *g == name)
+        .map(|(_, a)| *a)
+        .unwrap_or("");
+    clap::Command::new(name.to_string())
+        .about(about)
+        .display_order(order)
+        .subcommand_required(true)
+        .arg_required_else_help(true)
 }
 
-#[derive(Debug, Args)]
-pub struct ChildArgs {
-    #[arg(long)]
-    pub scenario: String,
-    #[arg(long)]
-    pub params: String,
-    #[arg(long)]
-    pub options: String,
+fn scenario_command(s: &'static dyn DynScenario, leaf: &str) -> clap::Command {
+    let mut examples: Vec<String> = s.examples().lines().map(str::to_string).collect();
+    examples.push(format!(
+        "gpu-doctor {} --from saved.json   # re-analyse a saved report (or a suite's): no GPU needed",
+        s.name()
+    ));
+    let examples: Vec<String> = examples.iter().map(|e| format!("  {e}")).collect();
+    // The params' doc comment would become the command's about: ours is set after them.
+    s.add_args(clap::Command::new(leaf.to_string()))
+        .about(s.about())
+        .long_about(None)
+        .after_help(format!("Examples:\n{}", examples.join("\n")))
+        .arg(
+            Arg::new("from")
+                .long("from")
+                .value_name("REPORT.json")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("Re-analyse and re-render a saved report of this scenario (or a suite report holding one) instead of probing: no GPU needed"),
+        )
+}
+
+/// What the command line asks for.
+pub enum Invocation {
+    Scenario(Request),
+    InjectAll,
+    Run(crate::suite::RunArgs),
+    Compare(crate::compare::CompareArgs),
+    Schema,
+    Child(ChildArgs),
+}
+
+/// Parses the command line (`--help`, `--version` and usage errors exit here, as clap does).
+pub fn parse() -> (GlobalOpts, Invocation) {
+    let matches = command().get_matches();
+    match invocation(&matches) {
+        Ok(parsed) => parsed,
+        Err(e) => e.exit(),
+    }
+}
+
+fn invocation(matches: &ArgMatches) -> Result<(GlobalOpts, Invocation), clap::Error> {
+    // Global flags are propagated to the deepest subcommand: read them there.
+    let mut leaf = matches;
+    let mut path = Vec::new();
+    while let Some((name, sub)) = leaf.subcommand() {
+        path.push(name);
+        leaf = sub;
+    }
+    let global = GlobalOpts::from_arg_matches(leaf)?;
+    let name = path.join(" ");
+    if name == "inject all" {
+        return Ok((global, Invocation::InjectAll));
+    }
+    if let Some(s) = scenarios::find(&name).filter(|s| s.in_cli()) {
+        let mut request = Request::new(s, s.params_from_matches(leaf)?);
+        request.from = leaf.get_one::<PathBuf>("from").cloned();
+        return Ok((global, Invocation::Scenario(request)));
+    }
+    let invocation = match Builtin::from_arg_matches(matches)? {
+        Builtin::Run(a) => Invocation::Run(a),
+        Builtin::Compare(a) => Invocation::Compare(a),
+        Builtin::Schema => Invocation::Schema,
+        Builtin::Child(a) => Invocation::Child(a),
+    };
+    Ok((global, invocation))
+}
+
+/// What a command produced, for main.rs to print and turn into an exit code.
+pub enum Outcome {
+    /// A report to print (and write with `-o`); its status decides the exit code.
+    Report(Box<crate::report::Report>),
+    /// Text for stdout and the exit code.
+    Text(String, i32),
+}
+
+/// Runs what the command line asks for.
+pub fn execute(global: &GlobalOpts, invocation: Invocation) -> Result<Outcome> {
+    let opts = global.run_options();
+    let report = |r: crate::report::Report| Outcome::Report(Box::new(r));
+    Ok(match invocation {
+        Invocation::Scenario(request) => report(runner::execute(request, &opts)?),
+        Invocation::InjectAll => report(runner::execute_inject_all(&opts)?),
+        Invocation::Run(args) => report(crate::suite::run(&args, &opts)?),
+        Invocation::Compare(args) => {
+            let (text, code) =
+                crate::compare::run(&args, global.output.as_deref(), global.json, global.color())?;
+            Outcome::Text(text, code)
+        }
+        Invocation::Schema => {
+            let schema = crate::report::json_schema();
+            Outcome::Text(
+                serde_json::to_string_pretty(&schema)? + "\n",
+                crate::error::exit::OK,
+            )
+        }
+        Invocation::Child(args) => Outcome::Text(String::new(), runner::child_main(&args)?),
+    })
 }

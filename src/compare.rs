@@ -2,14 +2,12 @@
 //! (analyze::compare) and renders the result. Exit 0 no regression, 1 regression, 2 input.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 
 use crate::analyze::compare::{self, Comparison, Options, parse_metric_tolerance, parse_percent};
-use crate::cli::GlobalOpts;
 use crate::error::exit;
 use crate::render;
 
@@ -61,28 +59,27 @@ pub fn load_and_compare(args: &CompareArgs) -> Result<Comparison> {
 /// Renders a comparison in the given format.
 pub fn render(c: &Comparison, format: Format, color: bool, limit: usize) -> Result<String> {
     Ok(match format {
-        Format::Table => render::compare::table(c, render::table::Style { color }, limit),
+        Format::Table => render::compare::table(c, render::style::Style { color }, limit),
         Format::Json => serde_json::to_string_pretty(c)? + "\n",
         Format::Markdown => render::compare::markdown(c, limit),
         Format::Junit => render::junit::junit(c),
     })
 }
 
-/// Returns the exit code: 0 no regression, 1 regression, 2 unreadable input (as an error).
-pub fn run(args: &CompareArgs, global: &GlobalOpts, color: bool) -> Result<i32> {
+/// The comparison as text for stdout, and the exit code: 0 no regression, 1 regression (an
+/// unreadable input is an error, exit 2). `output` also gets the comparison as JSON.
+pub fn run(
+    args: &CompareArgs,
+    output: Option<&Path>,
+    json: bool,
+    color: bool,
+) -> Result<(String, i32)> {
     let c = load_and_compare(args)?;
-    if let Some(path) = &global.output {
+    if let Some(path) = output {
         let json = serde_json::to_string_pretty(&c)? + "\n";
         crate::output::write_atomic(path, json.as_bytes(), "the comparison")?;
     }
-    let format = if global.json {
-        Format::Json
-    } else {
-        args.format
-    };
+    let format = if json { Format::Json } else { args.format };
     let text = render(&c, format, color && format == Format::Table, args.limit)?;
-    let mut out = std::io::stdout().lock();
-    // A closed pipe (`| head`) is not an error worth reporting.
-    let _ = out.write_all(text.as_bytes());
-    Ok(if c.regression { exit::FAIL } else { exit::OK })
+    Ok((text, if c.regression { exit::FAIL } else { exit::OK }))
 }

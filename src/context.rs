@@ -1,13 +1,15 @@
-//! What a running scenario gets from the runner: options, progress bars, the child-process
-//! event sink and the Ctrl-C flag.
+//! What a running scenario gets from the runner ([`RunCtx`]): options, the steps it records,
+//! progress bars, the child-process event sink and the Ctrl-C flag.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::report::{Host, Report, SCHEMA_VERSION, Status, Step, Tool};
+use crate::isolate::protocol::{Event, EventSink};
+use crate::report::Step;
 
 /// Options every scenario sees (parsed from the global flags).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -44,46 +46,22 @@ pub fn thread_id() -> u64 {
     unsafe { libc::gettid() as u64 }
 }
 
-/// Where a scenario announces driver calls. In an isolated child every event is one JSON line
-/// on stdout, flushed, so the parent keeps the steps up to a call that kills the process.
-pub struct EventSink {
-    enabled: bool,
-}
-
-impl EventSink {
-    pub fn none() -> Self {
-        EventSink { enabled: false }
-    }
-    pub fn stdout() -> Self {
-        EventSink { enabled: true }
-    }
-    pub fn is_enabled(&self) -> bool {
-        self.enabled
-    }
-    pub fn emit(&self, event: &crate::isolate::Event) {
-        if !self.enabled {
-            return;
-        }
-        let line = serde_json::to_string(event).expect("event serialises");
-        let mut out = std::io::stdout().lock();
-        // A closed pipe means the parent is gone; nothing useful to do about it here.
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
-    }
-}
-
-pub struct Ctx {
+/// The run of one scenario: its options, its clock, and the steps it records (from any
+/// thread). Named apart from CUDA contexts, which probes trace.
+pub struct RunCtx {
     pub opts: RunOptions,
     pub started: Instant,
     pub events: EventSink,
+    steps: Mutex<Vec<Step>>,
 }
 
-impl Ctx {
+impl RunCtx {
     pub fn new(opts: RunOptions, events: EventSink) -> Self {
-        Ctx {
+        RunCtx {
             opts,
             started: Instant::now(),
             events,
+            steps: Mutex::new(Vec::new()),
         }
     }
 
@@ -122,11 +100,27 @@ impl Ctx {
         }
     }
 
-    /// Records a step: announces it to the parent (when isolated) and keeps it in the report.
-    pub fn record(&self, report: &mut Report, step: Step) {
-        self.events
-            .emit(&crate::isolate::Event::Step { step: step.clone() });
-        report.steps.push(step);
+    /// Records a step, from any thread: announces it to the parent at once (when isolated, so
+    /// a crash keeps every step before it) and keeps it for the report.
+    pub fn record(&self, step: Step) {
+        self.events.emit(&Event::Step { step: step.clone() });
+        self.lock_steps().push(step);
+    }
+
+    /// Announces a driver call about to be made (the parent records it as the crash if the
+    /// process dies inside it).
+    pub fn announce(&self, event: &Event) {
+        self.events.emit(event);
+    }
+
+    /// The steps recorded so far, in order, leaving none.
+    pub fn take_steps(&self) -> Vec<Step> {
+        std::mem::take(&mut *self.lock_steps())
+    }
+
+    fn lock_steps(&self) -> std::sync::MutexGuard<'_, Vec<Step>> {
+        // A panicking recorder cannot leave the list half-written in a way that matters.
+        self.steps.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -138,7 +132,7 @@ pub fn bar_style() -> ProgressStyle {
         .progress_chars("=> ")
 }
 
-/// See [`Ctx::progress_sink`].
+/// See [`RunCtx::progress_sink`].
 pub struct Progress {
     bar: Option<ProgressBar>,
     events: bool,
@@ -152,13 +146,13 @@ impl Progress {
     const EVERY: Duration = Duration::from_millis(100);
 
     /// Sets the position (cheap: in a child, at most one event per 100 ms).
-    pub fn set(&mut self, ctx: &Ctx, pos: u64) {
+    pub fn set(&mut self, ctx: &RunCtx, pos: u64) {
         if let Some(bar) = &self.bar {
             bar.set_position(pos);
         }
         if self.events && self.last.is_none_or(|t| t.elapsed() >= Self::EVERY) {
             self.last = Some(Instant::now());
-            ctx.events.emit(&crate::isolate::Event::Progress {
+            ctx.events.emit(&Event::Progress {
                 pos,
                 len: self.len,
                 message: self.message.clone(),
@@ -166,7 +160,7 @@ impl Progress {
         }
     }
 
-    pub fn set_message(&mut self, ctx: &Ctx, message: &str, pos: u64) {
+    pub fn set_message(&mut self, ctx: &RunCtx, message: &str, pos: u64) {
         self.message = message.to_string();
         if let Some(bar) = &self.bar {
             bar.set_message(message.to_string());
@@ -182,25 +176,5 @@ impl Progress {
     }
 }
 
-impl Report {
-    /// An empty report for `scenario`, started now. The runner fills host, status and duration.
-    pub fn begin(scenario: &str, params: serde_json::Value) -> Report {
-        Report {
-            schema_version: SCHEMA_VERSION,
-            tool: Tool::this(),
-            host: Host::default(),
-            scenario: scenario.to_string(),
-            params,
-            started_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-            duration_ms: 0.0,
-            status: Status::Pass,
-            interrupted: false,
-            devices: vec![],
-            findings: vec![],
-            metrics: Default::default(),
-            steps: vec![],
-            data: serde_json::Value::Null,
-            reports: vec![],
-        }
-    }
-}
+/// Transitional name while files move (see RunCtx).
+pub type Ctx = RunCtx;

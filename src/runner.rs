@@ -1,36 +1,79 @@
-//! Runs a scenario — in process, or in an isolated child — and finishes its report
-//! (status, duration, host).
+//! Runs scenarios and finishes their reports, the same way for every scenario: in this
+//! process or in an isolated child, or (`--from`) by analysing a saved report again; then the
+//! verdict, the duration and the host. Lists of scenarios (`inject all`, suites) run here too.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Result;
+use clap::Args;
 
 use crate::analyze::verdict;
-use crate::cli::ChildArgs;
-use crate::context::{Ctx, EventSink, RunOptions};
+use crate::context::{RunCtx, RunOptions};
 use crate::error::{self, exit};
-use crate::isolate::{self, Event};
+use crate::isolate::{self, protocol::EventSink};
 use crate::probe::{loader, nvml};
-use crate::report::Report;
-use crate::scenarios::{self, DynScenario, Scenario};
+use crate::report::{Finding, Report, Severity, Status, codes};
+use crate::scenarios::{self, DynScenario};
 
-/// Runs a scenario from the command line with typed params.
-pub fn execute_typed<S: Scenario>(params: &S::Params, opts: &RunOptions) -> Result<Report> {
-    let scenario = scenarios::find(S::NAME).expect("every scenario is registered");
-    execute(scenario, serde_json::to_value(params)?, opts)
+/// One scenario to run: which, with what params (JSON, normalised by the scenario), and
+/// whether from a saved report instead of the GPU.
+#[derive(Clone)]
+pub struct Request {
+    pub(crate) scenario: &'static dyn DynScenario,
+    pub(crate) params: serde_json::Value,
+    pub(crate) from: Option<PathBuf>,
 }
 
-/// Runs a scenario, isolated in a child process when it asks for it.
-pub fn execute(
-    scenario: &dyn DynScenario,
-    params: serde_json::Value,
-    opts: &RunOptions,
-) -> Result<Report> {
-    let params = scenario
-        .normalize_params(params)
-        .map_err(|e| error::input(format!("{}: {e}", scenario.name())))?;
-    scenario.validate(&params)?;
-    if scenario.isolated_for(&params) && !isolate::in_child() {
+impl Request {
+    pub(crate) fn new(scenario: &'static dyn DynScenario, params: serde_json::Value) -> Self {
+        Request {
+            scenario,
+            params,
+            from: None,
+        }
+    }
+
+    /// Normalises the params (defaults filled in, unknown or mistyped fields refused), follows
+    /// a redirect (program mode), and validates: everything that can be checked before a GPU
+    /// is touched. Suites call it for every entry before the first one runs.
+    pub(crate) fn checked(self) -> Result<Request> {
+        let name = self.scenario.name();
+        let params = self
+            .scenario
+            .normalize_params(self.params)
+            .map_err(|e| error::input(format!("{name}: {e}")))?;
+        if let Some(redirect) = self.scenario.redirect(&params) {
+            let r = redirect?;
+            let target = scenarios::find(r.scenario).expect("redirects name registered scenarios");
+            return Request {
+                scenario: target,
+                params: r.params,
+                from: self.from,
+            }
+            .checked();
+        }
+        self.scenario.validate(&params)?;
+        Ok(Request { params, ..self })
+    }
+}
+
+/// Runs one scenario and returns its finished report.
+pub(crate) fn execute(request: Request, opts: &RunOptions) -> Result<Report> {
+    let Request {
+        scenario,
+        params,
+        from,
+    } = request.checked()?;
+    if let Some(path) = from {
+        if !opts.devices.is_empty() {
+            return Err(error::input(
+                "--device does not apply to --from: a saved report is analysed with the devices it recorded",
+            ));
+        }
+        return reanalyse(scenario, &params, &path);
+    }
+    if scenario.isolated() && !isolate::in_child() {
         // Fail fast, with the clear message, where the child could not run at all.
         if scenario.needs_cuda() {
             loader::check_cuda_present()?;
@@ -41,23 +84,75 @@ pub fn execute(
         fill_host(&mut report);
         return Ok(report);
     }
-    let mut ctx = Ctx::new(opts.clone(), EventSink::none());
-    run_in_process(scenario, &params, &mut ctx)
+    let ctx = RunCtx::new(opts.clone(), EventSink::none());
+    run_in_process(scenario, &params, &ctx)
+}
+
+/// Runs the scenario named `name` (tests, `inject all`).
+pub(crate) fn execute_named(
+    name: &str,
+    params: serde_json::Value,
+    from: Option<&Path>,
+    opts: &RunOptions,
+) -> Result<Report> {
+    let scenario = scenarios::find(name).expect("a registered scenario");
+    let mut request = Request::new(scenario, params);
+    request.from = from.map(Path::to_path_buf);
+    execute(request, opts)
 }
 
 fn run_in_process(
     scenario: &dyn DynScenario,
     params: &serde_json::Value,
-    ctx: &mut Ctx,
+    ctx: &RunCtx,
 ) -> Result<Report> {
     let started = Instant::now();
-    let mut report = scenario.run_json(params, ctx)?;
-    report.params = params.clone();
+    let mut report = scenario.run(params, ctx)?;
     report.duration_ms = started.elapsed().as_secs_f64() * 1e3;
     report.interrupted |= crate::context::interrupted();
     verdict::finalize(&mut report);
     fill_host(&mut report);
     Ok(report)
+}
+
+/// `--from`: the scenario's report in `path` (the file itself, or one of a suite's reports),
+/// analysed again with `params`. Its host, devices, steps and duration are the recorded ones.
+fn reanalyse(
+    scenario: &dyn DynScenario,
+    params: &serde_json::Value,
+    path: &Path,
+) -> Result<Report> {
+    let saved = crate::output::read_report(path)?;
+    let bad = |e: anyhow::Error| error::input(format!("{}: {e:#}", path.display()));
+    let mut report = std::iter::once(&saved)
+        .chain(&saved.reports)
+        .find_map(|r| scenario.reanalyse(params, r))
+        .ok_or_else(|| error::input(not_found(scenario.name(), &saved, path)))?
+        .map_err(bad)?;
+    if let Some(obj) = report.params.as_object_mut() {
+        obj.insert("from".into(), path.display().to_string().into());
+    }
+    verdict::finalize(&mut report);
+    Ok(report)
+}
+
+/// Why a saved report holds nothing for `scenario`.
+fn not_found(scenario: &str, saved: &Report, path: &Path) -> String {
+    let holds: Vec<&str> = saved.reports.iter().map(|r| r.scenario.as_str()).collect();
+    if holds.is_empty() {
+        format!(
+            "{}: a '{}' report, not a '{scenario}' report",
+            path.display(),
+            saved.scenario
+        )
+    } else {
+        format!(
+            "{}: a '{}' report whose scenarios ({}) include no '{scenario}' report",
+            path.display(),
+            saved.scenario,
+            holds.join(", ")
+        )
+    }
 }
 
 /// Host facts NVML did not already fill (hostname and kernel need no driver).
@@ -70,85 +165,85 @@ fn fill_host(report: &mut Report) {
     }
 }
 
+/// The hidden `__child` command's arguments: what the parent of an isolated run passes.
+#[derive(Debug, Args)]
+pub struct ChildArgs {
+    #[arg(long)]
+    pub scenario: String,
+    #[arg(long)]
+    pub params: String,
+    #[arg(long)]
+    pub options: String,
+}
+
 /// The hidden `__child` command: run one scenario, stream events on stdout, report last.
 /// Errors go to stderr with their exit code; the parent turns them into its own.
-pub fn child_main(args: &ChildArgs) -> Result<i32> {
+pub(crate) fn child_main(args: &ChildArgs) -> Result<i32> {
     let scenario = scenarios::find(&args.scenario)
         .ok_or_else(|| error::input(format!("unknown scenario {}", args.scenario)))?;
     let params: serde_json::Value = serde_json::from_str(&args.params)?;
     let opts: RunOptions = serde_json::from_str(&args.options)?;
-    let mut ctx = Ctx::new(opts, EventSink::stdout());
-    let report = run_in_process(scenario, &params, &mut ctx)?;
-    ctx.events.emit(&Event::Report {
+    let ctx = RunCtx::new(opts, EventSink::stdout());
+    let report = run_in_process(scenario, &params, &ctx)?;
+    ctx.announce(&isolate::Event::Report {
         report: Box::new(report),
     });
     Ok(exit::OK)
 }
 
-/// Runs several scenarios with their default params in order and returns one combined report
-/// whose `reports` hold theirs (`inject all`). A scenario the box cannot serve is `skipped`;
-/// when none could run, that is the command's answer (exit 3), not an empty pass.
-pub fn execute_many(name: &str, scenarios: &[&str], opts: &RunOptions) -> Result<Report> {
-    let items: Vec<(&'static dyn DynScenario, serde_json::Value)> = scenarios
+/// `gpu-doctor inject all`: every scenario that joins it, default params, one combined report.
+/// A scenario the box cannot serve is `skipped`; when none could run, that is the command's
+/// answer (exit 3), not an empty pass.
+pub(crate) fn execute_inject_all(opts: &RunOptions) -> Result<Report> {
+    let items: Vec<Request> = scenarios::registry()
         .iter()
-        .map(|n| {
-            (
-                scenarios::find(n).expect("registered"),
-                serde_json::Value::Null,
-            )
-        })
+        .filter(|s| s.in_inject_all())
+        .map(|s| Request::new(*s, serde_json::Value::Null))
         .collect();
+    let names: Vec<&str> = items.iter().map(|r| r.scenario.name()).collect();
     let report = execute_list(
-        name,
-        serde_json::json!({ "scenarios": scenarios }),
+        "inject all",
+        serde_json::json!({ "scenarios": names }),
         &items,
         opts,
+        |_, _| {},
+        |_, _| {},
     )?;
-    if report.status == crate::report::Status::Skipped {
+    if report.status == Status::Skipped {
         return Err(error::unavailable(skipped_reason(&report)));
     }
     Ok(report)
 }
 
-/// Runs a list of (scenario, params) and combines the reports. Errors that mean "cannot run
-/// here" turn into a skipped report with the reason; input errors stop the run.
-pub fn execute_list(
+/// Runs a list of requests and combines the reports: `before(i, scenario)` as item `i` starts,
+/// `after(i, report)` once its report is final (a suite applies its thresholds there). Errors
+/// that mean "cannot run here" turn into a skipped report with the reason; an internal error of
+/// one scenario becomes an `error` report with a `SCENARIO_ERROR` finding, so the others still
+/// run; input errors stop the run.
+pub(crate) fn execute_list(
     name: &str,
     params: serde_json::Value,
-    items: &[(&'static dyn DynScenario, serde_json::Value)],
-    opts: &RunOptions,
-) -> Result<Report> {
-    execute_list_with(name, params, items, opts, |_, _| {}, |_, _| {})
-}
-
-/// [`execute_list`] with hooks: `before(i, scenario)` as item `i` starts, `after(i, report)`
-/// once its report is final (a suite applies its thresholds there), before it is combined.
-/// An internal error of one scenario becomes an `error` report with a `SCENARIO_ERROR`
-/// finding, so the others still run and the combined report is kept.
-pub fn execute_list_with(
-    name: &str,
-    params: serde_json::Value,
-    items: &[(&'static dyn DynScenario, serde_json::Value)],
+    items: &[Request],
     opts: &RunOptions,
     mut before: impl FnMut(usize, &dyn DynScenario),
     mut after: impl FnMut(usize, &mut Report),
 ) -> Result<Report> {
     let started = Instant::now();
     let mut combined = Report::begin(name, params);
-    for (i, (scenario, p)) in items.iter().enumerate() {
+    for (i, item) in items.iter().enumerate() {
         if crate::context::interrupted() {
             combined.interrupted = true;
             break;
         }
-        before(i, *scenario);
+        before(i, item.scenario);
         let item_started = Instant::now();
-        let mut report = match execute(*scenario, p.clone(), opts) {
+        let mut report = match execute(item.clone(), opts) {
             Ok(r) => r,
             Err(e) if error::exit_code_of(&e) == exit::UNAVAILABLE => {
-                skipped(scenario.name(), p, &e.to_string())
+                skipped(item.scenario.name(), &item.params, &e.to_string())
             }
             Err(e) if error::exit_code_of(&e) == exit::INTERNAL => {
-                let mut r = errored(scenario.name(), p, &format!("{e:#}"));
+                let mut r = errored(item.scenario.name(), &item.params, &format!("{e:#}"));
                 r.duration_ms = item_started.elapsed().as_secs_f64() * 1e3;
                 r
             }
@@ -171,9 +266,9 @@ pub fn execute_list_with(
         .reports
         .iter()
         .map(|r| r.status)
-        .filter(|s| *s != crate::report::Status::Skipped)
+        .filter(|s| *s != Status::Skipped)
         .max()
-        .unwrap_or(crate::report::Status::Skipped);
+        .unwrap_or(Status::Skipped);
     fill_host(&mut combined);
     Ok(combined)
 }
@@ -189,13 +284,13 @@ pub fn skipped_reason(report: &Report) -> String {
 
 /// A report for a scenario that stopped with an internal error (a bug or an unexpected
 /// failure of gpu-doctor itself, not of the GPU).
-pub fn errored(name: &str, params: &serde_json::Value, message: &str) -> Report {
+pub(crate) fn errored(name: &str, params: &serde_json::Value, message: &str) -> Report {
     let mut r = Report::begin(name, params.clone());
-    r.status = crate::report::Status::Error;
+    r.status = Status::Error;
     r.findings.push(
-        crate::report::Finding::new(
-            crate::report::Severity::Fail,
-            crate::report::codes::SCENARIO_ERROR,
+        Finding::new(
+            Severity::Fail,
+            codes::SCENARIO_ERROR,
             format!("the scenario stopped with an internal error: {message}"),
         )
         .hint("This is a gpu-doctor problem rather than a GPU one; please report it with this report attached."),
@@ -205,9 +300,9 @@ pub fn errored(name: &str, params: &serde_json::Value, message: &str) -> Report 
 }
 
 /// A report for a scenario that could not run on this box.
-pub fn skipped(name: &str, params: &serde_json::Value, reason: &str) -> Report {
+pub(crate) fn skipped(name: &str, params: &serde_json::Value, reason: &str) -> Report {
     let mut r = Report::begin(name, params.clone());
-    r.status = crate::report::Status::Skipped;
+    r.status = Status::Skipped;
     r.data = serde_json::json!({ "skipped_reason": reason });
     fill_host(&mut r);
     r

@@ -21,6 +21,7 @@ pub use crate::analyze::thresholds::{Bound, Thresholds, metric_matches};
 use crate::context::RunOptions;
 use crate::error;
 use crate::report::{Report, Severity, Status};
+use crate::runner::Request;
 use crate::scenarios::{self, DynScenario};
 
 #[derive(Debug, Clone, Args)]
@@ -52,6 +53,10 @@ pub struct Entry {
     pub line: usize,
     /// Normalised params (every field, defaults filled in).
     pub params: serde_json::Value,
+    /// A saved report to analyse instead of probing (`from = "x.json"`, also accepted under
+    /// `[scenario.params]`, where earlier versions took it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<PathBuf>,
     /// A skipped run of a required scenario is a failure.
     pub required: bool,
     #[serde(skip_serializing_if = "Thresholds::is_empty")]
@@ -92,7 +97,7 @@ impl SuiteError {
 }
 
 const TOP_KEYS: &[&str] = &["name", "description", "scenario"];
-const ENTRY_KEYS: &[&str] = &["name", "params", "thresholds", "required"];
+const ENTRY_KEYS: &[&str] = &["name", "params", "from", "thresholds", "required"];
 const THRESHOLD_KEYS: &[&str] = &["metrics", "max_duration_ms", "max_status", "severity"];
 const BOUND_KEYS: &[&str] = &["min", "max"];
 
@@ -255,12 +260,12 @@ impl Parser<'_> {
             ));
         };
         let name = self.string(name_v, "name")?;
-        let Some(scenario) = scenarios::find(&name) else {
+        let Some(scenario) = scenarios::find(&name).filter(|s| !s.internal()) else {
             return Err(self.err(
                 name_v.span(),
                 format!(
                     "unknown scenario `{name}`{}; scenarios: {}",
-                    did_you_mean(&name, scenarios::registry().iter().map(|s| s.name())),
+                    did_you_mean(&name, scenarios::public().map(|s| s.name())),
                     scenario_names()
                 ),
             ));
@@ -296,10 +301,15 @@ impl Parser<'_> {
                 )
             })?,
         };
-        let params = match table.get("params") {
-            None => serde_json::Value::Null,
+        let (params, params_from) = match table.get("params") {
+            None => (serde_json::Value::Null, None),
             Some(v) => self.params(scenario, v)?,
         };
+        let from = match table.get("from") {
+            Some(v) => Some(self.string(v, "from")?),
+            None => params_from,
+        }
+        .map(PathBuf::from);
         let params = match scenario.normalize_params(params) {
             Ok(p) => p,
             // Located per key above; this only fires if the whole fails where each key passed.
@@ -319,18 +329,20 @@ impl Parser<'_> {
             scenario,
             line,
             params,
+            from,
             required,
             thresholds,
         })
     }
 
     /// Converts `[scenario.params]` to JSON and checks it against the scenario's Params type,
-    /// key by key, so the error points at the key or value that is wrong.
+    /// key by key, so the error points at the key or value that is wrong. A `from` key is
+    /// returned apart: it is the entry's, not a param.
     fn params(
         &self,
         scenario: &dyn DynScenario,
         v: &Spanned<DeValue<'_>>,
-    ) -> Result<serde_json::Value, SuiteError> {
+    ) -> Result<(serde_json::Value, Option<String>), SuiteError> {
         let name = scenario.name();
         let Some(table) = v.get_ref().as_table() else {
             return Err(self.err(
@@ -343,8 +355,13 @@ impl Parser<'_> {
             ));
         };
         let mut obj = serde_json::Map::new();
+        let mut from = None;
         for (k, val) in sorted(table) {
             let key = k.get_ref().to_string();
+            if key == "from" {
+                from = Some(self.string(val, "from")?);
+                continue;
+            }
             let json = self.to_json(val)?;
             if let Err(e) = scenario.normalize_params(serde_json::Value::Object(
                 [(key.clone(), json.clone())].into_iter().collect(),
@@ -360,7 +377,13 @@ impl Parser<'_> {
                         k.span(),
                         format!(
                             "unknown param `{key}` for `{name}`{}",
-                            did_you_mean(&key, param_names(scenario).iter().map(String::as_str))
+                            did_you_mean(
+                                &key,
+                                param_names(scenario)
+                                    .iter()
+                                    .map(String::as_str)
+                                    .chain(["from"])
+                            )
                         ),
                     )
                 };
@@ -368,7 +391,7 @@ impl Parser<'_> {
             }
             obj.insert(key, json);
         }
-        Ok(serde_json::Value::Object(obj))
+        Ok((serde_json::Value::Object(obj), from))
     }
 
     fn to_json(&self, v: &Spanned<DeValue<'_>>) -> Result<serde_json::Value, SuiteError> {
@@ -574,8 +597,7 @@ pub fn line_col_of(text: &str, offset: usize) -> (usize, usize) {
 }
 
 fn scenario_names() -> String {
-    scenarios::registry()
-        .iter()
+    scenarios::public()
         .map(|s| format!("\"{}\"", s.name()))
         .collect::<Vec<_>>()
         .join(", ")
@@ -715,21 +737,19 @@ pub fn apply_thresholds(report: &mut Report, entry: &Entry, file: &str) {
 /// `gpu-doctor run SUITE`: runs the suite's scenarios in order and returns the combined report.
 pub fn run(args: &RunArgs, opts: &RunOptions) -> Result<Report> {
     let suite = load(&args.suite)?;
+    // Everything `run` checks before a scenario starts, for every entry: `--check` is exactly
+    // this, and a bad value in the last entry stops the run before the first one starts.
+    let items = requests(&suite)?;
     if args.check {
         return Ok(plan_report(&suite));
     }
-    let items: Vec<(&'static dyn DynScenario, serde_json::Value)> = suite
-        .scenarios
-        .iter()
-        .map(|e| (e.scenario, e.params.clone()))
-        .collect();
     let params = serde_json::json!({
         "suite": suite.name,
         "file": suite.file,
     });
     let progress = Progress::new(opts, suite.scenarios.len());
     let current = std::cell::Cell::new(0usize);
-    let result = crate::runner::execute_list_with(
+    let result = crate::runner::execute_list(
         "suite",
         params,
         &items,
@@ -755,6 +775,33 @@ pub fn run(args: &RunArgs, opts: &RunOptions) -> Result<Report> {
     })?;
     report.data = serde_json::json!({ "suite": suite });
     Ok(report)
+}
+
+/// Every entry as a checked request (params normalised, program modes followed, values
+/// validated); the first error names the entry's line.
+fn requests(suite: &Suite) -> Result<Vec<Request>> {
+    suite
+        .scenarios
+        .iter()
+        .map(|e| {
+            let mut r = Request::new(e.scenario, e.params.clone());
+            r.from = e.from.clone();
+            r.checked().map_err(|err| {
+                let code = error::exit_code_of(&err);
+                let msg = format!(
+                    "{}:{}: scenario `{}`: {err:#}",
+                    suite.file,
+                    e.line,
+                    e.scenario.name()
+                );
+                if code == error::exit::UNAVAILABLE {
+                    error::unavailable(msg)
+                } else {
+                    error::input(msg)
+                }
+            })
+        })
+        .collect()
 }
 
 /// What `run --check` prints: the suite's scenarios, none run (each `skipped`); the suite
@@ -886,7 +933,18 @@ metrics."a.b" = { min = 1.5, max = 3 }
         let topo = &s.scenarios[1];
         assert_eq!(topo.line, 8);
         assert!(topo.required);
-        assert_eq!(topo.params["from"], "x.json");
+        assert_eq!(topo.from, Some(PathBuf::from("x.json")));
+        assert_eq!(
+            topo.params,
+            serde_json::json!({}),
+            "`from` is the entry's, not a param"
+        );
+        let s = parse(
+            "[[scenario]]\nname = \"info\"\nfrom = \"i.json\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(s.scenarios[0].from, Some(PathBuf::from("i.json")));
         assert_eq!(topo.thresholds.max_duration_ms, Some(500.0));
         assert_eq!(topo.thresholds.max_status, Some(Status::Warn));
         assert_eq!(topo.thresholds.severity, Severity::Warn);
@@ -918,8 +976,17 @@ metrics."a.b" = { min = 1.5, max = 3 }
 
         let e = err("[[scenario]]\nname = \"topo\"\n[scenario.params]\nfrom = 3\n");
         assert_eq!((e.line, e.column), (4, 8));
-        assert!(e.message.contains("param `from`"), "{}", e.message);
-        assert!(e.message.contains("from (string or null"), "{}", e.message);
+        assert!(
+            e.message
+                .contains("`from` must be a string, found integer 3"),
+            "{}",
+            e.message
+        );
+
+        let e = err("[[scenario]]\nname = \"topo\"\n[scenario.params]\nbandwidth = 3\n");
+        assert_eq!((e.line, e.column), (4, 13));
+        assert!(e.message.contains("param `bandwidth`"), "{}", e.message);
+        assert!(e.message.contains("bandwidth (boolean"), "{}", e.message);
 
         let e = err("[[scenario]]\nname = \"topo\"\n[scenario.params]\n  form = \"x\"\n");
         assert_eq!((e.line, e.column), (4, 3));
@@ -928,12 +995,12 @@ metrics."a.b" = { min = 1.5, max = 3 }
 
         let e = err("[[scenario]]\nname = \"info\"\n[scenario.params]\nx = 1\n");
         assert!(
-            e.message.contains("unknown param `x` for `info`") && e.message.contains("from ("),
+            e.message.contains("unknown param `x` for `info`"),
             "{}",
             e.message
         );
 
-        let e = err("[[scenario]]\nname = \"topo\"\nfrom = \"x\"\n");
+        let e = err("[[scenario]]\nname = \"topo\"\nbandwidth = true\n");
         assert_eq!((e.line, e.column), (3, 1));
         assert!(
             e.message.contains("put it under [scenario.params]"),
@@ -998,6 +1065,7 @@ metrics."a.b" = { min = 1.5, max = 3 }
             scenario: scenarios::find("info").unwrap(),
             line: 7,
             params: serde_json::json!({}),
+            from: None,
             required,
             thresholds,
         }
@@ -1101,7 +1169,7 @@ metrics."a.b" = { min = 1.5, max = 3 }
         let needs_program = ["inject oom --", "inject error", "trace ctx --"];
         for s in scenarios::registry()
             .iter()
-            .filter(|s| !needs_program.contains(&s.name()))
+            .filter(|s| !s.internal() && !needs_program.contains(&s.name()))
         {
             assert!(
                 full.scenarios.iter().any(|e| e.scenario.name() == s.name()),

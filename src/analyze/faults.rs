@@ -5,20 +5,13 @@
 //! Step mismatches themselves become STEP_MISMATCH findings in `verdict::finalize`; here are
 //! the findings that need more than one step, or facts (counts, timings, memory).
 
-use std::collections::BTreeMap;
-
 use crate::facts::faults::{
     CtxDestroyFacts, IllegalAddressFacts, MemoryCheck, OomFacts, StreamMisuseFacts, step_names,
 };
 use crate::report::{Better, Finding, Metric, Report, Severity, Step, codes};
 use crate::units::format_bytes;
 
-/// What a scenario's verdict adds to its report.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Analysis {
-    pub findings: Vec<Finding>,
-    pub metrics: BTreeMap<String, Metric>,
-}
+pub use crate::report::Analysis;
 
 impl Analysis {
     fn metric(&mut self, name: &str, value: f64, unit: &str, better: Better, device: u32) {

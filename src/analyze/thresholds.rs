@@ -120,7 +120,7 @@ pub fn apply(report: &mut Report, t: &Thresholds, required: bool, origin: &str) 
             if let Some(outside) = outside {
                 let mut f = miss(format!(
                     "{name} = {} {}, {outside}",
-                    crate::render::table::format_value(m.value),
+                    crate::units::format_value(m.value),
                     m.unit
                 ));
                 f.device = m.device;

@@ -11,11 +11,11 @@ use anyhow::Result;
 pub use cudarc::driver::sys;
 pub use cudarc::driver::sys::CUresult;
 
-use crate::context::{Ctx, thread_id};
+use crate::context::{RunCtx, thread_id};
 use crate::error::unavailable;
-use crate::isolate::Event;
+use crate::isolate::protocol::Event;
 use crate::probe::loader;
-use crate::report::{Code, Report, Step};
+use crate::report::{Code, Step};
 
 /// A CUresult as the report writes it: number and name.
 pub fn code(rc: CUresult) -> Code {
@@ -38,15 +38,14 @@ pub fn check(rc: CUresult, what: &str) -> Result<()> {
     }
 }
 
-/// Records driver calls as steps of one report.
+/// Records driver calls as steps of the run.
 pub struct Recorder<'a> {
-    pub ctx: &'a Ctx,
-    pub report: &'a mut Report,
+    pub ctx: &'a RunCtx,
 }
 
 impl<'a> Recorder<'a> {
-    pub fn new(ctx: &'a Ctx, report: &'a mut Report) -> Self {
-        Recorder { ctx, report }
+    pub fn new(ctx: &'a RunCtx) -> Self {
+        Recorder { ctx }
     }
 
     /// Makes one driver call as a step. `expected` lists every answer that counts as correct.
@@ -69,7 +68,7 @@ impl<'a> Recorder<'a> {
         f: impl FnOnce() -> CUresult,
     ) -> CUresult {
         let (rc, step) = timed_step(self.ctx, name, call, expected, note, f);
-        self.ctx.record(self.report, step);
+        self.ctx.record(step);
         rc
     }
 }
@@ -77,7 +76,7 @@ impl<'a> Recorder<'a> {
 /// Makes a call and returns it as a [`Step`] without recording it (for calls made on worker
 /// threads, whose steps are collected and recorded by the scenario's thread).
 pub fn timed_step(
-    ctx: &Ctx,
+    ctx: &RunCtx,
     name: &str,
     call: &str,
     expected: &[CUresult],
@@ -87,7 +86,7 @@ pub fn timed_step(
     let at_ms = ctx.now_ms();
     let thread = thread_id();
     let expected = codes(expected);
-    ctx.events.emit(&Event::Call {
+    ctx.announce(&Event::Call {
         name: name.to_string(),
         call: call.to_string(),
         expected: expected.clone(),

@@ -284,11 +284,10 @@ impl<'a> Tracer<'a> {
         rc
     }
 
-    /// Steps recorded so far (already announced to the parent), events, contexts, threads.
-    pub fn finish(self) -> (Vec<Step>, Vec<TraceEvent>, Vec<CtxInfo>, Vec<ThreadInfo>) {
+    /// The timeline, contexts and threads (its steps are already recorded in the run).
+    pub fn finish(self) -> (Vec<TraceEvent>, Vec<CtxInfo>, Vec<ThreadInfo>) {
         let g = self.inner.into_inner().unwrap_or_else(|e| e.into_inner());
         (
-            self.steps.into_vec(),
             g.events,
             g.contexts.into_iter().map(|k| k.info).collect(),
             g.threads,

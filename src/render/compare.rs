@@ -6,7 +6,7 @@ use comfy_table::{Cell, Color};
 use crate::analyze::compare::{
     Comparison, FindingDiff, MetricDiff, MetricVerdict, ScenarioDiff, StatusChange,
 };
-use crate::render::table::{Style, format_value};
+use crate::render::style::{Style, format_value};
 use crate::report::Status;
 
 /// Rows of one scenario's metrics / findings, flattened with the scenario they belong to.

@@ -1,8 +1,16 @@
-//! Rendering: a report → text. No analysis here: renderers only read what the report holds.
+//! Rendering: facts, views and reports → text. No analysis here: renderers only show what they
+//! are given. `style` is how tables look; `report` the parts every report shares; one module
+//! per scenario area for their own tables; `compare`, `junit` and `chrome_trace` for the other
+//! outputs.
 
+pub mod bandwidth;
 pub mod chrome_trace;
 pub mod compare;
+pub mod faults;
+pub mod health;
 pub mod junit;
 pub mod program;
-pub mod sections;
-pub mod table;
+pub mod report;
+pub mod style;
+pub mod topo;
+pub mod trace_ctx;

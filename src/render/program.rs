@@ -3,8 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::render::table::Style;
-use crate::report::Report;
+use crate::render::style::Style;
 
 fn s(v: &Value) -> String {
     match v {
@@ -14,8 +13,7 @@ fn s(v: &Value) -> String {
     }
 }
 
-pub fn render(out: &mut String, report: &Report, style: Style) {
-    let d = &report.data;
+pub fn render(out: &mut String, d: &Value, style: Style) {
     if d.is_null() {
         return;
     }
@@ -150,8 +148,8 @@ pub fn render(out: &mut String, report: &Report, style: Style) {
 
 /// The `trace ctx --` timeline in Chrome trace format: one instant event per context
 /// operation or failed call, per (pid, thread).
-pub fn chrome_trace(report: &Report) -> Value {
-    let events: Vec<Value> = report.data["timeline"]
+pub fn chrome_trace(data: &Value) -> Value {
+    let events: Vec<Value> = data["timeline"]
         .as_array()
         .into_iter()
         .flatten()

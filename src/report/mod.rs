@@ -11,6 +11,13 @@ use serde::{Deserialize, Serialize};
 
 pub mod codes;
 
+/// What an analysis concludes from a scenario's facts: findings and metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Analysis {
+    pub findings: Vec<Finding>,
+    pub metrics: BTreeMap<String, Metric>,
+}
+
 /// Major version of the report format. Readers accept reports whose major matches.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -249,4 +256,27 @@ pub struct Step {
 /// Renders the JSON Schema of [`Report`] (what `gpu-doctor schema` prints).
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(Report)).expect("schema serialises")
+}
+
+impl Report {
+    /// An empty report for `scenario`, started now. The runner fills host, status and duration.
+    pub fn begin(scenario: &str, params: serde_json::Value) -> Report {
+        Report {
+            schema_version: SCHEMA_VERSION,
+            tool: Tool::this(),
+            host: Host::default(),
+            scenario: scenario.to_string(),
+            params,
+            started_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            duration_ms: 0.0,
+            status: Status::Pass,
+            interrupted: false,
+            devices: vec![],
+            findings: vec![],
+            metrics: Default::default(),
+            steps: vec![],
+            data: serde_json::Value::Null,
+            reports: vec![],
+        }
+    }
 }

@@ -2,8 +2,6 @@
 //! engine, SM kernel) and peer-to-peer copy bandwidth with NVIDIA's method, each against its
 //! link's theoretical rate. `topo --bandwidth` runs the same measurement via [`measure`].
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use clap::Args;
 use schemars::JsonSchema;
@@ -13,15 +11,16 @@ use crate::analyze::bandwidth::{
     self as analysis, BandwidthFacts, DeviceLinks, Links, PairLink, Thresholds,
 };
 use crate::analyze::topology;
-use crate::context::Ctx;
+use crate::context::RunCtx;
 use crate::error::input;
 use crate::facts::{GpuProcess, TopoFacts};
 use crate::probe::bandwidth::{self as probe, DeviceRun, Hooks, PeerRun, Plan, Target};
 use crate::probe::cuda::{self, Recorder};
 use crate::probe::loader;
 use crate::probe::nvml::NvmlProbe;
-use crate::report::Report;
-use crate::scenarios::Scenario;
+use crate::render::style::Style;
+use crate::report::{Analysis, DeviceInfo, Report};
+use crate::scenarios::{Probed, Scenario};
 
 pub const DEFAULT_SIZE: u64 = 512 << 20;
 
@@ -33,16 +32,16 @@ pub struct BandwidthParams {
     #[serde(deserialize_with = "size_from_number_or_text")]
     pub size: u64,
     /// Copies per sample on the pinned, device-local and peer paths.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = Self::default().copies)]
     pub copies: u32,
     /// Samples per path (the report gives their median, min and max).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = Self::default().samples)]
     pub samples: u32,
     /// Untimed copies before the first sample.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = Self::default().warmup)]
     pub warmup: u32,
     /// Copies per sample on the slow paths (pageable, peer staged through the host).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = Self::default().slow_copies)]
     pub slow_copies: u32,
     /// Skip the pageable host-memory paths.
     #[arg(long)]
@@ -51,7 +50,7 @@ pub struct BandwidthParams {
     #[arg(long)]
     pub no_p2p: bool,
     /// Pinned H2D / D2H below this fraction of the PCIe link rate fail (BANDWIDTH_LOW).
-    #[arg(long, default_value_t = 0.75, value_name = "FRACTION")]
+    #[arg(long, default_value_t = Self::default().min_efficiency, value_name = "FRACTION")]
     pub min_efficiency: f64,
     /// Pinned H2D below this many GB/s fails, whatever the link (e.g. 48 for H100 Gen5 x16).
     #[arg(long, value_name = "GB/S")]
@@ -62,21 +61,17 @@ pub struct BandwidthParams {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_d2h_gbps: Option<f64>,
     /// Device-local copies (read + write) below this fraction of the memory rate warn.
-    #[arg(long, default_value_t = 0.5, value_name = "FRACTION")]
+    #[arg(long, default_value_t = Self::default().min_memory_efficiency, value_name = "FRACTION")]
     pub min_memory_efficiency: f64,
     /// Peer copies below this fraction of the NVLink / PCIe rate warn.
-    #[arg(long, default_value_t = 0.6, value_name = "FRACTION")]
+    #[arg(long, default_value_t = Self::default().min_p2p_efficiency, value_name = "FRACTION")]
     pub min_p2p_efficiency: f64,
     /// Slower / faster direction of a link below this warns (BANDWIDTH_ASYMMETRIC).
-    #[arg(long, default_value_t = 0.8, value_name = "FRACTION")]
+    #[arg(long, default_value_t = Self::default().min_symmetry, value_name = "FRACTION")]
     pub min_symmetry: f64,
     /// Pageable / pinned below this is noted (PAGEABLE_SLOW, info).
-    #[arg(long, default_value_t = 0.2, value_name = "FRACTION")]
+    #[arg(long, default_value_t = Self::default().min_pageable_ratio, value_name = "FRACTION")]
     pub min_pageable_ratio: f64,
-    /// Re-analyse a saved bandwidth (or topo --bandwidth) report with these thresholds; no GPU needed.
-    #[arg(long, value_name = "REPORT.json")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub from: Option<PathBuf>,
 }
 
 impl Default for BandwidthParams {
@@ -97,7 +92,6 @@ impl Default for BandwidthParams {
             min_p2p_efficiency: t.min_p2p_efficiency,
             min_symmetry: t.min_symmetry,
             min_pageable_ratio: t.min_pageable_ratio,
-            from: None,
         }
     }
 }
@@ -239,83 +233,91 @@ pub struct Bandwidth;
 
 impl Scenario for Bandwidth {
     type Params = BandwidthParams;
+    type Data = BandwidthData;
     const NAME: &'static str = "bandwidth";
-    const ABOUT: &'static str = "host<->device, device-local and P2P copy bandwidth vs link rates";
-    const ISOLATED: bool = false;
+    const ABOUT: &'static str =
+        "Measure host<->device, device-local and peer-to-peer copy bandwidth against link rates.";
+    const EXAMPLES: &'static str = "gpu-doctor bandwidth\ngpu-doctor bandwidth --size 256MiB --json -o bw.json\ngpu-doctor bandwidth --from bw.json --min-h2d-gbps 48   # new thresholds on a saved run";
     const NEEDS_CUDA: bool = true;
 
-    fn run(params: &BandwidthParams, ctx: &mut Ctx) -> Result<Report> {
-        let mut report = Report::begin(Self::NAME, serde_json::to_value(params)?);
-        if let Some(path) = &params.from {
-            let saved = crate::output::read_report(path)?;
-            let data = data_of(&saved).map_err(|e| input(format!("{}: {e}", path.display())))?;
-            report.host = saved.host;
-            report.devices = saved.devices;
-            report.started_at = saved.started_at;
-            let data = reanalyze(&mut report, data, &params.thresholds());
-            report.data = serde_json::to_value(data)?;
-            return Ok(report);
-        }
+    fn validate(params: &BandwidthParams) -> Result<()> {
+        params.plan().map(|_| ())
+    }
+
+    fn probe(params: &BandwidthParams, ctx: &RunCtx) -> Result<Probed<BandwidthData>> {
         let plan = params.plan()?;
         let nvml = NvmlProbe::open()?;
-        report.host = nvml.host();
         let selected = nvml.select(&ctx.opts.devices)?;
+        let mut devices = Vec::new();
         for &i in &selected {
-            report.devices.push(nvml.device_info(i)?);
+            devices.push(nvml.device_info(i)?);
         }
         let topo = nvml.topology(&selected)?;
-        let data = measure(&mut report, ctx, &nvml, &topo, &plan, &params.thresholds())?;
-        report.data = serde_json::to_value(data)?;
-        Ok(report)
+        let data = measure(ctx, &nvml, &mut devices, &topo, &plan, &params.thresholds())?;
+        Ok(Probed::new(data, nvml.host(), devices))
+    }
+
+    fn analyze(params: &BandwidthParams, data: &mut BandwidthData, _run: &Report) -> Analysis {
+        analyze_data(data, &params.thresholds())
+    }
+
+    /// A bandwidth report, or a topo report measured with `--bandwidth`.
+    fn saved_data(
+        _params: &BandwidthParams,
+        saved: &Report,
+    ) -> Option<Result<BandwidthData, String>> {
+        let found = match saved.scenario.as_str() {
+            "bandwidth" => Some(&saved.data),
+            "topo" => saved.data.get("bandwidth"),
+            _ => None,
+        }?;
+        Some(serde_json::from_value(found.clone()).map_err(|e| format!("bandwidth data: {e}")))
+    }
+
+    fn render(data: &BandwidthData, _report: &Report, out: &mut String, style: Style) {
+        render(data, out, style);
     }
 }
 
-/// The bandwidth data a saved report holds: a bandwidth report, a topo report measured with
-/// `--bandwidth`, or a suite report containing either.
-pub fn data_of(report: &Report) -> Result<BandwidthData, String> {
-    let found = match report.scenario.as_str() {
-        "bandwidth" => Some(&report.data),
-        "topo" => report.data.get("bandwidth"),
-        _ => None,
-    };
-    if let Some(v) = found {
-        return serde_json::from_value(v.clone()).map_err(|e| format!("bandwidth data: {e}"));
-    }
-    report
-        .reports
+/// The bandwidth tables of `data` (also under `topo --bandwidth`).
+pub fn render(data: &BandwidthData, out: &mut String, style: Style) {
+    crate::render::bandwidth::bandwidth(out, &data.method, &data.results, &data.devices, style);
+}
+
+/// The verdicts on measured (or saved) data with thresholds `t`: memory returned, then every
+/// path against its link. Fills `data.results` and records `t` in it.
+pub fn analyze_data(data: &mut BandwidthData, t: &Thresholds) -> Analysis {
+    let mut findings: Vec<_> = data
+        .devices
         .iter()
-        .find_map(|r| data_of(r).ok())
-        .ok_or_else(|| {
-            format!(
-                "a '{}' report without bandwidth data (run `gpu-doctor bandwidth` or `topo --bandwidth`)",
-                report.scenario
-            )
+        .filter_map(|run| {
+            analysis::memory_not_returned(run.index, run.memory_free_before, run.memory_free_after)
         })
-}
-
-/// Re-runs the analysis on saved facts with `t`: results, metrics and findings are replaced.
-pub fn reanalyze(report: &mut Report, mut data: BandwidthData, t: &Thresholds) -> BandwidthData {
+        .collect();
     let a = analysis::analyze(&data.facts.samples, &data.facts.links, t);
-    report.metrics.extend(a.metrics);
-    report.findings.extend(a.findings);
+    findings.extend(a.findings);
     data.results = a.results;
     data.thresholds = t.clone();
-    data
+    Analysis {
+        findings,
+        metrics: a.metrics,
+    }
 }
 
-/// Measures the GPUs `report.devices` lists (their topology in `topo`), adds metrics, findings
-/// and steps to `report`, and returns the data to store. Used by `bandwidth` and `topo --bandwidth`.
+/// Measures the GPUs in `devices` (their topology in `topo`; their CUDA ordinals are filled
+/// in) and returns the data to store, results not yet analysed. Its driver calls are steps of
+/// `ctx`. Used by `bandwidth` and `topo --bandwidth`.
 pub fn measure(
-    report: &mut Report,
-    ctx: &Ctx,
+    ctx: &RunCtx,
     nvml: &NvmlProbe,
+    devices: &mut [DeviceInfo],
     topo: &TopoFacts,
     plan: &Plan,
     thresholds: &Thresholds,
 ) -> Result<BandwidthData> {
     loader::load_cuda()?;
     let mut targets = Vec::new();
-    for d in report.devices.iter_mut() {
+    for d in devices.iter_mut() {
         let dev = cuda::device_for_bus_id(&d.pci_bus_id)?;
         d.cuda_ordinal = Some(dev as u32);
         let g = topo.gpus.iter().find(|g| g.index == d.index);
@@ -345,43 +347,34 @@ pub fn measure(
         ..Default::default()
     };
     let mut samples = Vec::new();
-    let mut stop = false;
     for t in &targets {
         // A fresh thread per GPU: pinned to the GPU's CPUs, preferring its NUMA node, so the
         // host buffers it touches first are local to the GPU.
         let mut run = on_own_thread(|| {
-            let mut rec = Recorder::new(ctx, report);
+            let mut rec = Recorder::new(ctx);
             probe::measure_device(&mut rec, t, plan, topo.host_numa_nodes, &hooks)
         })?;
         samples.append(&mut run.samples);
-        stop |= run.interrupted;
         data.devices.push(run);
-        if stop {
+        if ctx.interrupted() {
             break;
         }
     }
-    if peers && !stop {
+    if peers && !ctx.interrupted() {
         let mut run = on_own_thread(|| {
-            let mut rec = Recorder::new(ctx, report);
+            let mut rec = Recorder::new(ctx);
             probe::measure_peers(&mut rec, &targets, plan, &hooks)
         });
         samples.append(&mut run.samples);
-        stop |= run.interrupted;
         data.peers = Some(run);
     }
     bar.finish_and_clear();
-    report.interrupted |= stop;
 
     data.facts = BandwidthFacts {
         samples,
-        links: links_of(report, topo, nvml, &data.devices),
+        links: links_of(devices, topo, nvml, &data.devices),
     };
-    report
-        .findings
-        .extend(data.devices.iter().filter_map(|run| {
-            analysis::memory_not_returned(run.index, run.memory_free_before, run.memory_free_after)
-        }));
-    for d in &report.devices {
+    for d in devices.iter() {
         let processes = nvml.processes(d.index);
         if !processes.is_empty() {
             data.processes.push(DeviceProcesses {
@@ -390,7 +383,6 @@ pub fn measure(
             });
         }
     }
-    let data = reanalyze(report, data, thresholds);
     Ok(data)
 }
 
@@ -405,7 +397,12 @@ fn on_own_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 }
 
 /// Link facts for the analysis: topology (PCIe, NVLink, NUMA) + memory bus + what the run saw.
-fn links_of(report: &Report, topo: &TopoFacts, nvml: &NvmlProbe, runs: &[DeviceRun]) -> Links {
+fn links_of(
+    devices: &[DeviceInfo],
+    topo: &TopoFacts,
+    nvml: &NvmlProbe,
+    runs: &[DeviceRun],
+) -> Links {
     let mut links = Links::default();
     for g in &topo.gpus {
         let run = runs.iter().find(|r| r.index == g.index);
@@ -413,8 +410,7 @@ fn links_of(report: &Report, topo: &TopoFacts, nvml: &NvmlProbe, runs: &[DeviceR
         links.devices.push(DeviceLinks {
             index: g.index,
             pci_bus_id: g.pci_bus_id.clone(),
-            compute_capability: report
-                .devices
+            compute_capability: devices
                 .iter()
                 .find(|d| d.index == g.index)
                 .and_then(|d| d.compute_capability.clone()),
@@ -561,41 +557,31 @@ mod tests {
     #[test]
     fn saved_data_is_found_and_reanalysed_with_new_thresholds() {
         let saved = saved_report();
-        let data = data_of(&saved).unwrap();
-        let mut r = Report::begin("bandwidth", serde_json::json!({}));
-        let out = reanalyze(&mut r, data.clone(), &Thresholds::default());
+        let p = BandwidthParams::default();
+        let mut data = Bandwidth::saved_data(&p, &saved).unwrap().unwrap();
+        let a = analyze_data(&mut data.clone(), &Thresholds::default());
         assert_eq!(
-            r.findings
+            a.findings
                 .iter()
                 .filter(|f| f.code == codes::BANDWIDTH_LOW)
                 .count(),
             2
         );
-        assert_eq!(out.results.len(), 2);
-        assert!((r.metrics["h2d_pinned_gbps"].value - 26.0).abs() < 1e-9);
+        assert!((a.metrics["h2d_pinned_gbps"].value - 26.0).abs() < 1e-9);
         let lenient = Thresholds {
             min_efficiency: 0.4,
             ..Default::default()
         };
-        let mut r = Report::begin("bandwidth", serde_json::json!({}));
-        reanalyze(&mut r, data, &lenient);
-        assert!(r.findings.is_empty(), "{:?}", r.findings);
+        let a = analyze_data(&mut data, &lenient);
+        assert!(a.findings.is_empty(), "{:?}", a.findings);
+        assert_eq!(data.results.len(), 2);
+        assert_eq!(data.thresholds, lenient, "the thresholds used are recorded");
 
-        // Inside a topo report, and inside a suite.
+        // Inside a topo report measured with --bandwidth; not in an info report.
         let mut topo = Report::begin("topo", serde_json::json!({}));
         topo.data = serde_json::json!({ "bandwidth": saved.data.clone() });
-        assert!(data_of(&topo).is_ok());
-        let mut suite = Report::begin("suite", serde_json::json!({}));
-        suite
-            .reports
-            .push(Report::begin("info", serde_json::json!({})));
-        suite.reports.push(topo);
-        assert!(data_of(&suite).is_ok());
+        assert!(Bandwidth::saved_data(&p, &topo).unwrap().is_ok());
         let info = Report::begin("info", serde_json::json!({}));
-        assert!(
-            data_of(&info)
-                .unwrap_err()
-                .contains("without bandwidth data")
-        );
+        assert!(Bandwidth::saved_data(&p, &info).is_none());
     }
 }

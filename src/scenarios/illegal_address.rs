@@ -2,9 +2,9 @@
 //! pointer, 719 from a trap), each in a process of its own, then recovery in a fresh process.
 //!
 //! The isolated child of this scenario orchestrates: it never touches CUDA; it runs the
-//! variants `illegal-address`, `trap` and `recover` as processes of their own (the isolation
-//! protocol again, one level down), merges their steps (prefixed `[variant]`), and watches NVML
-//! for the XIDs the faults raise.
+//! variants `illegal-address`, `trap` and `recover` as [`IllegalAddressVariant`], an internal
+//! scenario, in processes of their own (the isolation protocol again, one level down), merges
+//! their steps (prefixed `[variant]`), and watches NVML for the XIDs the faults raise.
 
 use std::time::Duration;
 
@@ -14,20 +14,23 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::analyze::faults;
-use crate::context::Ctx;
-use crate::facts::faults::{IllegalAddressFacts, SubRun};
+use crate::context::RunCtx;
+use crate::facts::faults::{IllegalAddressFacts, SubRun, VariantFacts};
 use crate::probe::faults::illegal_address::{self as ia, Variant, XidWatch};
 use crate::probe::faults::{self as probe, Steps};
-use crate::report::{Report, codes};
-use crate::scenarios::Scenario;
+use crate::render::faults as render;
+use crate::render::style::Style;
+use crate::report::{Analysis, Report, codes};
+use crate::scenarios::{Probed, Scenario};
 
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
-pub struct IllegalAddressParams {
-    /// Internal: run one variant (illegal-address, trap, recover) in this process.
-    #[arg(long, value_enum, hide = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub variant: Option<Variant>,
+pub struct IllegalAddressParams {}
+
+/// What an `inject illegal-address` report stores.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IllegalAddressData {
+    pub facts: IllegalAddressFacts,
 }
 
 pub struct IllegalAddress;
@@ -37,28 +40,19 @@ const XID_LINGER: Duration = Duration::from_millis(500);
 
 impl Scenario for IllegalAddress {
     type Params = IllegalAddressParams;
+    type Data = IllegalAddressData;
     const NAME: &'static str = "inject illegal-address";
     const ABOUT: &'static str =
-        "sticky 700/719 errors in their own processes, recovery in a fresh one, XIDs";
+        "A kernel writes through a bad pointer: the sticky error, and recovery in a new process.";
+    const EXAMPLES: &'static str = "gpu-doctor inject illegal-address";
     const ISOLATED: bool = true;
     const NEEDS_CUDA: bool = true;
+    const IN_INJECT_ALL: bool = true;
 
-    fn run(params: &IllegalAddressParams, ctx: &mut Ctx) -> Result<Report> {
-        let mut report = Report::begin(Self::NAME, serde_json::to_value(params)?);
-        if let Some(v) = params.variant {
-            let t = probe::target(ctx)?;
-            report.host = t.nvml.host();
-            report.devices.push(t.info.clone());
-            let steps = Steps::new(ctx);
-            let facts = ia::run_variant(&steps, &t, v)?;
-            report.steps = steps.into_vec();
-            report.data = serde_json::json!({ "facts": facts });
-            return Ok(report);
-        }
-
+    fn probe(_params: &IllegalAddressParams, ctx: &RunCtx) -> Result<Probed<IllegalAddressData>> {
         let (nvml, index, info) = probe::nvml_target(ctx)?;
-        report.host = nvml.host();
-        report.devices.push(info.clone());
+        let mut devices = vec![info.clone()];
+        let mut findings = Vec::new();
         let mut facts = IllegalAddressFacts {
             device: index,
             memory: probe::memory_baseline(&nvml, index, &[std::process::id()]),
@@ -73,29 +67,30 @@ impl Scenario for IllegalAddress {
             }
             watch.set_during(v.as_str());
             let started_at_ms = ctx.now_ms();
-            let sub = ia::run_variant_process(Self::NAME, v, &sub_opts)?;
+            let params = serde_json::json!({ "variant": v.as_str() });
+            let sub =
+                crate::isolate::run_isolated(IllegalAddressVariant::NAME, &params, &sub_opts)?;
             if let Some(d) = sub.devices.first()
                 && d.cuda_ordinal.is_some()
             {
-                report.devices = vec![d.clone()];
+                devices = vec![d.clone()];
             }
             let tag = v.as_str();
             for s in faults::merge_sub_steps(sub.steps, &format!("[{tag}] "), started_at_ms) {
-                ctx.record(&mut report, s);
+                ctx.record(s);
             }
             for mut f in sub.findings {
                 if f.code == codes::STEP_MISMATCH || f.code == codes::INTERRUPTED {
                     continue; // regenerated from the merged steps
                 }
                 f.message = format!("[{tag}] {}", f.message);
-                report.findings.push(f);
+                findings.push(f);
             }
             let vf = sub
                 .data
                 .get("facts")
                 .and_then(|x| serde_json::from_value(x.clone()).ok())
                 .unwrap_or_default();
-            report.interrupted |= sub.interrupted;
             facts.runs.push(SubRun {
                 variant: tag.into(),
                 status: sub.status.as_str().into(),
@@ -110,11 +105,69 @@ impl Scenario for IllegalAddress {
             .own_pids
             .extend(facts.runs.iter().map(|r| r.facts.pid).filter(|&p| p != 0));
         probe::memory_after(&mut facts.memory, &nvml, index);
-        let a = faults::illegal_address(&facts, &report.steps);
-        report.findings.extend(a.findings);
-        report.metrics.extend(a.metrics);
-        report.interrupted |= ctx.interrupted();
-        report.data = serde_json::json!({ "facts": facts });
-        Ok(report)
+        let mut probed = Probed::new(IllegalAddressData { facts }, nvml.host(), devices);
+        probed.findings = findings;
+        Ok(probed)
     }
+
+    fn analyze(
+        _params: &IllegalAddressParams,
+        data: &mut IllegalAddressData,
+        run: &Report,
+    ) -> Analysis {
+        faults::illegal_address(&data.facts, &run.steps)
+    }
+
+    fn render(data: &IllegalAddressData, _report: &Report, out: &mut String, style: Style) {
+        let mut rows = render::illegal_address_rows(&data.facts);
+        rows.extend(render::memory_rows(&data.facts.memory));
+        render::facts_table(out, rows, style);
+    }
+}
+
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct VariantParams {
+    /// The variant to run in this process.
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<Variant>,
+}
+
+/// What one variant's report carries back to the orchestrator.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VariantData {
+    pub facts: VariantFacts,
+}
+
+/// One variant of `inject illegal-address`, in the process the orchestrator started for it.
+pub struct IllegalAddressVariant;
+
+impl Scenario for IllegalAddressVariant {
+    type Params = VariantParams;
+    type Data = VariantData;
+    const NAME: &'static str = "inject illegal-address (variant)";
+    const ABOUT: &'static str = "One variant of inject illegal-address, in a process of its own.";
+    const ISOLATED: bool = true;
+    const NEEDS_CUDA: bool = true;
+    const INTERNAL: bool = true;
+
+    fn probe(params: &VariantParams, ctx: &RunCtx) -> Result<Probed<VariantData>> {
+        let v = params.variant.ok_or_else(|| {
+            crate::error::input("inject illegal-address (variant): no variant given")
+        })?;
+        let t = probe::target(ctx)?;
+        let facts = ia::run_variant(&Steps::new(ctx), &t, v)?;
+        Ok(Probed::new(
+            VariantData { facts },
+            t.nvml.host(),
+            vec![t.info],
+        ))
+    }
+
+    fn analyze(_: &VariantParams, _: &mut VariantData, _: &Report) -> Analysis {
+        Analysis::default()
+    }
+
+    fn render(_: &VariantData, _: &Report, _: &mut String, _: Style) {}
 }

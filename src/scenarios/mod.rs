@@ -1,31 +1,76 @@
-//! Scenarios: one file each, all implementing [`Scenario`]. A scenario's `Params` type is
-//! used both by the CLI (clap `Args`) and by suite files (serde), so the two cannot drift.
+//! Scenarios: one file each, all implementing [`Scenario`], plus one line in [`registry`].
 //!
-//! Adding a scenario = a new file here + one line in [`registry`].
+//! A scenario carries its whole pipeline: its name and parameters (one `Params` type for the
+//! command line, suite files and reports, defaults written once in its `Default`), the typed
+//! facts it gathers (`Data`), its `probe` (the only part that touches the GPU, through
+//! `crate::probe`), its pure `analyze` (through `crate::analyze`), and its `render` (through
+//! `crate::render`). The runner (`crate::runner`) does the plumbing every scenario shares:
+//! isolation in a child process, the report skeleton (host, devices, steps, timing), the
+//! verdict, and `--from` (re-analysing a saved report). The command line (`crate::cli`), suites
+//! (`crate::suite`) and `inject all` find scenarios here, never by a list of their own.
+//!
+//! Adding a scenario: write `src/scenarios/NAME.rs` with a unit struct implementing
+//! [`Scenario`], and add `entry::<NAME::Struct>()` to [`registry`]. Its finding codes go in
+//! `crate::report::codes`, its docs in docs/. See docs/design.md.
 
 use std::fmt::Debug;
+use std::time::Duration;
 
 use anyhow::Result;
+use clap::{ArgMatches, Args, FromArgMatches};
 use schemars::JsonSchema;
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::context::Ctx;
-use crate::report::Report;
+use crate::context::RunCtx;
+use crate::error::input;
+use crate::render::style::Style;
+use crate::report::{Analysis, DeviceInfo, Finding, Host, Report, codes};
 
-pub mod bandwidth;
-pub mod ctx_destroy;
-pub mod illegal_address;
-pub mod info;
-pub mod oom;
-pub mod program;
-pub mod stream_misuse;
-pub mod topo;
-pub mod trace_ctx;
+pub(crate) mod bandwidth;
+pub(crate) mod ctx_destroy;
+pub(crate) mod illegal_address;
+pub(crate) mod info;
+pub(crate) mod oom;
+pub(crate) mod program;
+pub(crate) mod stream_misuse;
+pub(crate) mod topo;
+pub(crate) mod trace_ctx;
 
-/// One scenario: provoke or probe something, return a report.
-pub trait Scenario: Send + Sync + 'static {
-    /// Parameters, shared by the command line and suite files.
-    type Params: clap::Args
+/// What a probe hands back: its typed facts, and where they come from. The steps it made are
+/// recorded in the [`RunCtx`] as they happen.
+pub(crate) struct Probed<D> {
+    pub data: D,
+    pub host: Host,
+    pub devices: Vec<DeviceInfo>,
+    /// Findings the probe observed rather than concluded (a sub-process that crashed), in the
+    /// order they came; analysis findings follow them.
+    pub findings: Vec<Finding>,
+}
+
+impl<D> Probed<D> {
+    pub fn new(data: D, host: Host, devices: Vec<DeviceInfo>) -> Self {
+        Probed {
+            data,
+            host,
+            devices,
+            findings: Vec::new(),
+        }
+    }
+}
+
+/// Another scenario that serves a command line (program mode: `inject oom --limit … -- CMD`
+/// is the `inject oom --` scenario).
+pub(crate) struct Redirect {
+    pub scenario: &'static str,
+    pub params: serde_json::Value,
+}
+
+/// One scenario: what it takes, what it gathers, how it judges and shows it.
+pub(crate) trait Scenario: Send + Sync + 'static {
+    /// Parameters, shared by the command line (clap), suite files and reports (serde). Their
+    /// `Default` is the one place defaults are written: clap attributes read it.
+    type Params: Args
+        + FromArgMatches
         + Serialize
         + DeserializeOwned
         + JsonSchema
@@ -34,57 +79,112 @@ pub trait Scenario: Send + Sync + 'static {
         + Clone
         + Send
         + Sync;
+    /// The facts the probe gathers and analysis completes (views, summaries); stored as the
+    /// report's `data`, so `--from` can analyse them again on any machine.
+    type Data: Serialize + DeserializeOwned + Debug;
 
-    /// The name used in suites, reports and the hidden child command ("inject oom").
+    /// The name in reports and suites; its words are the command (`inject oom`).
     const NAME: &'static str;
-    /// One line for suite listings.
+    /// One line for `--help` and suite listings.
     const ABOUT: &'static str;
-    /// Destructive scenarios run in a re-executed child process (see isolate.rs).
+    /// Examples for `--help`, one command per line.
+    const EXAMPLES: &'static str = "";
+    /// Destructive scenarios run in a re-executed child process (crate::isolate).
     const ISOLATED: bool = false;
-    /// True when the scenario needs the CUDA driver (not only NVML).
+    /// Needs the CUDA driver, not only NVML (checked before a child is started).
     const NEEDS_CUDA: bool = false;
+    /// Part of `gpu-doctor inject all`.
+    const IN_INJECT_ALL: bool = false;
+    /// Has a command of its own (program modes are reached through their built-in's command).
+    const IN_CLI: bool = true;
+    /// A part of another scenario, run in a process of its own: no command, not in suites.
+    const INTERNAL: bool = false;
+    /// Its `Data` holds everything `analyze` reads, so `--from` re-runs the verdicts. When not
+    /// (program modes keep a digest of the program's events), `--from` re-renders the saved
+    /// findings.
+    const REANALYSABLE: bool = true;
 
-    /// Time the scenario deliberately waits with these params (e.g. `inject oom --hold`): the
-    /// runner adds it to an isolated child's timeout.
-    fn planned_wait(_params: &Self::Params) -> std::time::Duration {
-        std::time::Duration::ZERO
-    }
-
-    /// Checks params beyond their types (ranges, writable output paths) before anything runs,
-    /// so bad input is exit 2 before a child process or the driver is started.
+    /// Checks params beyond their types (ranges, combinations, writable paths) before anything
+    /// runs: bad input is exit 2 before a child process or the driver is started.
     fn validate(_params: &Self::Params) -> Result<()> {
         Ok(())
     }
 
-    /// Whether these params need an isolated child (a re-analysis of a saved report does not).
-    fn isolated_for(_params: &Self::Params) -> bool {
-        Self::ISOLATED
+    /// Time the scenario deliberately waits with these params (`inject oom --hold`): the runner
+    /// adds it to an isolated child's timeout.
+    fn planned_wait(_params: &Self::Params) -> Duration {
+        Duration::ZERO
     }
 
-    /// Runs the scenario in this process and returns its report. Steps, findings, metrics and
-    /// data are filled here; the caller (`runner`) sets status, duration and host.
-    fn run(params: &Self::Params, ctx: &mut Ctx) -> Result<Report>;
+    /// Another scenario serves these params (see [`Redirect`]); None for this one.
+    fn redirect(_params: &Self::Params) -> Option<Result<Redirect>> {
+        None
+    }
+
+    /// Gathers the facts: the only part that touches NVML or CUDA.
+    fn probe(params: &Self::Params, ctx: &RunCtx) -> Result<Probed<Self::Data>>;
+
+    /// Judges the facts (no I/O): findings and metrics, and the derived parts of `data`
+    /// (views, summaries). `run` is the report so far: host, devices, steps.
+    fn analyze(params: &Self::Params, data: &mut Self::Data, run: &Report) -> Analysis;
+
+    /// The data of this scenario in a saved report: None when `saved` is not one of its
+    /// reports, an error when it is but the data does not read.
+    fn saved_data(_params: &Self::Params, saved: &Report) -> Option<Result<Self::Data, String>> {
+        (saved.scenario == Self::NAME)
+            .then(|| serde_json::from_value(saved.data.clone()).map_err(|e| format!("data: {e}")))
+    }
+
+    /// Files the params ask for besides the report (a Chrome trace), written once the report is
+    /// complete.
+    fn write_outputs(_params: &Self::Params, _data: &Self::Data, _report: &Report) -> Result<()> {
+        Ok(())
+    }
+
+    /// The scenario's own tables, between the report's header and its generic sections.
+    fn render(data: &Self::Data, report: &Report, out: &mut String, style: Style);
 }
 
-/// Object-safe view of a [`Scenario`], for the registry (suites, child process).
-pub trait DynScenario: Send + Sync {
+/// Object-safe view of a [`Scenario`] with params as JSON, for the registry.
+pub(crate) trait DynScenario: Send + Sync {
     fn name(&self) -> &'static str;
     fn about(&self) -> &'static str;
+    fn examples(&self) -> &'static str;
+    fn isolated(&self) -> bool;
     fn needs_cuda(&self) -> bool;
-    /// Validates and normalises params given as JSON (suite files, child command line):
+    fn in_inject_all(&self) -> bool;
+    fn in_cli(&self) -> bool;
+    fn internal(&self) -> bool;
+    fn reanalysable(&self) -> bool;
+    /// The params' flags, added to `command`.
+    fn add_args(&self, command: clap::Command) -> clap::Command;
+    /// The params the command line gave, as JSON.
+    fn params_from_matches(&self, matches: &ArgMatches) -> Result<serde_json::Value, clap::Error>;
+    /// Validates and normalises params given as JSON (suite files, the child command line):
     /// unknown fields and wrong types are errors; missing fields take their defaults.
     fn normalize_params(&self, params: serde_json::Value) -> Result<serde_json::Value, String>;
-    fn run_json(&self, params: &serde_json::Value, ctx: &mut Ctx) -> Result<Report>;
     fn params_schema(&self) -> serde_json::Value;
-    /// See [`Scenario::planned_wait`] (zero for params that do not parse).
-    fn planned_wait(&self, params: &serde_json::Value) -> std::time::Duration;
     /// See [`Scenario::validate`].
     fn validate(&self, params: &serde_json::Value) -> Result<()>;
-    /// See [`Scenario::isolated_for`].
-    fn isolated_for(&self, params: &serde_json::Value) -> bool;
+    /// See [`Scenario::planned_wait`].
+    fn planned_wait(&self, params: &serde_json::Value) -> Duration;
+    /// See [`Scenario::redirect`].
+    fn redirect(&self, params: &serde_json::Value) -> Option<Result<Redirect>>;
+    /// Probes and analyses in this process; the runner finishes the report.
+    fn run(&self, params: &serde_json::Value, ctx: &RunCtx) -> Result<Report>;
+    /// Analyses the data of `saved` again with `params` (`--from`); None when `saved` is not a
+    /// report of this scenario.
+    fn reanalyse(&self, params: &serde_json::Value, saved: &Report) -> Option<Result<Report>>;
+    /// The scenario's tables for a report of it.
+    fn render(&self, report: &Report, out: &mut String, style: Style);
 }
 
 struct Erased<S>(std::marker::PhantomData<S>);
+
+fn typed<S: Scenario>(params: &serde_json::Value) -> Result<S::Params> {
+    serde_json::from_value(params.clone())
+        .map_err(|e| input(format!("{}: bad params: {e}", S::NAME)))
+}
 
 impl<S: Scenario> DynScenario for Erased<S> {
     fn name(&self) -> &'static str {
@@ -93,8 +193,33 @@ impl<S: Scenario> DynScenario for Erased<S> {
     fn about(&self) -> &'static str {
         S::ABOUT
     }
+    fn examples(&self) -> &'static str {
+        S::EXAMPLES
+    }
+    fn isolated(&self) -> bool {
+        S::ISOLATED
+    }
     fn needs_cuda(&self) -> bool {
         S::NEEDS_CUDA
+    }
+    fn in_inject_all(&self) -> bool {
+        S::IN_INJECT_ALL
+    }
+    fn in_cli(&self) -> bool {
+        S::IN_CLI && !S::INTERNAL
+    }
+    fn internal(&self) -> bool {
+        S::INTERNAL
+    }
+    fn reanalysable(&self) -> bool {
+        S::REANALYSABLE
+    }
+    fn add_args(&self, command: clap::Command) -> clap::Command {
+        S::Params::augment_args(command)
+    }
+    fn params_from_matches(&self, matches: &ArgMatches) -> Result<serde_json::Value, clap::Error> {
+        let p = S::Params::from_arg_matches(matches)?;
+        Ok(serde_json::to_value(p).expect("params serialise"))
     }
     fn normalize_params(&self, params: serde_json::Value) -> Result<serde_json::Value, String> {
         let params = if params.is_null() {
@@ -105,62 +230,107 @@ impl<S: Scenario> DynScenario for Erased<S> {
         let typed: S::Params = serde_json::from_value(params).map_err(|e| e.to_string())?;
         Ok(serde_json::to_value(typed).expect("params serialise"))
     }
-    fn run_json(&self, params: &serde_json::Value, ctx: &mut Ctx) -> Result<Report> {
-        let typed: S::Params = serde_json::from_value(params.clone())
-            .map_err(|e| crate::error::input(format!("{}: bad params: {e}", S::NAME)))?;
-        S::run(&typed, ctx)
-    }
-    fn validate(&self, params: &serde_json::Value) -> Result<()> {
-        let typed: S::Params = serde_json::from_value(params.clone())
-            .map_err(|e| crate::error::input(format!("{}: bad params: {e}", S::NAME)))?;
-        S::validate(&typed)
-    }
-    fn isolated_for(&self, params: &serde_json::Value) -> bool {
-        serde_json::from_value::<S::Params>(params.clone())
-            .map(|p| S::isolated_for(&p))
-            .unwrap_or(S::ISOLATED)
-    }
     fn params_schema(&self) -> serde_json::Value {
         serde_json::to_value(schemars::schema_for!(S::Params)).expect("schema serialises")
     }
-    fn planned_wait(&self, params: &serde_json::Value) -> std::time::Duration {
-        serde_json::from_value::<S::Params>(params.clone())
+    fn validate(&self, params: &serde_json::Value) -> Result<()> {
+        S::validate(&typed::<S>(params)?)
+    }
+    fn planned_wait(&self, params: &serde_json::Value) -> Duration {
+        typed::<S>(params)
             .map(|p| S::planned_wait(&p))
             .unwrap_or_default()
     }
-}
-
-/// Runs a part of scenario `name` that may crash its process (undefined driver behaviour) in
-/// a process of its own, records its steps in `report` (a death there is the driver's answer,
-/// see `analyze::faults::merge_crash_prone`) and returns the sub-process's report for its data.
-pub fn run_crash_prone_part(
-    ctx: &Ctx,
-    report: &mut Report,
-    name: &str,
-    params: &serde_json::Value,
-) -> Result<Report> {
-    let started_at_ms = ctx.now_ms();
-    let sub = crate::isolate::run_isolated(name, params, &ctx.opts)?;
-    for step in crate::analyze::faults::merge_crash_prone(&sub.steps, started_at_ms) {
-        ctx.record(report, step);
+    fn redirect(&self, params: &serde_json::Value) -> Option<Result<Redirect>> {
+        match typed::<S>(params) {
+            Ok(p) => S::redirect(&p),
+            Err(e) => Some(Err(e)),
+        }
     }
-    Ok(sub)
+    fn run(&self, params: &serde_json::Value, ctx: &RunCtx) -> Result<Report> {
+        let p = typed::<S>(params)?;
+        let probed = S::probe(&p, ctx)?;
+        let mut report = Report::begin(S::NAME, params.clone());
+        report.host = probed.host;
+        report.devices = probed.devices;
+        report.steps = ctx.take_steps();
+        report.interrupted = ctx.interrupted();
+        report.findings = probed.findings;
+        let mut data = probed.data;
+        let analysis = S::analyze(&p, &mut data, &report);
+        report.findings.extend(analysis.findings);
+        report.metrics.extend(analysis.metrics);
+        report.data = serde_json::to_value(&data)?;
+        S::write_outputs(&p, &data, &report)?;
+        Ok(report)
+    }
+    fn reanalyse(&self, params: &serde_json::Value, saved: &Report) -> Option<Result<Report>> {
+        let p = match typed::<S>(params) {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        let data = S::saved_data(&p, saved)?;
+        Some((|| {
+            let mut data = data.map_err(|e| input(format!("a '{}' report: {e}", S::NAME)))?;
+            let mut report = Report::begin(S::NAME, params.clone());
+            report.host = saved.host.clone();
+            report.devices = saved.devices.clone();
+            report.started_at = saved.started_at.clone();
+            report.duration_ms = saved.duration_ms;
+            report.steps = saved.steps.clone();
+            report.interrupted = saved.interrupted;
+            if !S::REANALYSABLE {
+                report.findings = saved.findings.clone();
+                report.metrics = saved.metrics.clone();
+                report.data = saved.data.clone();
+                return Ok(report);
+            }
+            // What the parent concluded about a child process is not in the data: keep it.
+            report.findings = saved
+                .findings
+                .iter()
+                .filter(|f| codes::CHILD_FAILURES.contains(&f.code.as_str()))
+                .cloned()
+                .collect();
+            let analysis = S::analyze(&p, &mut data, &report);
+            report.findings.extend(analysis.findings);
+            report.metrics.extend(analysis.metrics);
+            report.data = serde_json::to_value(&data)?;
+            S::write_outputs(&p, &data, &report)?;
+            Ok(report)
+        })())
+    }
+    fn render(&self, report: &Report, out: &mut String, style: Style) {
+        if report.data.is_null() || report.data.get("skipped_reason").is_some() {
+            return;
+        }
+        match serde_json::from_value::<S::Data>(report.data.clone()) {
+            Ok(data) => S::render(&data, report, out, style),
+            Err(e) => out.push_str(&format!(
+                "\n(the report's data could not be read as '{}' data: {e})\n",
+                S::NAME
+            )),
+        }
+    }
 }
 
 /// Helper for [`registry`].
-pub const fn entry<S: Scenario>() -> &'static dyn DynScenario {
+const fn entry<S: Scenario>() -> &'static dyn DynScenario {
     &Erased::<S>(std::marker::PhantomData)
 }
 
-/// Every scenario gpu-doctor knows, in the order `inject all` / listings use.
-pub fn registry() -> &'static [&'static dyn DynScenario] {
+/// Every scenario gpu-doctor knows, in the order `inject all`, listings and `--help` use.
+pub(crate) fn registry() -> &'static [&'static dyn DynScenario] {
     static ALL: &[&dyn DynScenario] = &[
         entry::<info::Info>(),
         entry::<topo::Topo>(),
         entry::<oom::Oom>(),
         entry::<ctx_destroy::CtxDestroy>(),
+        entry::<ctx_destroy::CtxDestroyPart>(),
         entry::<stream_misuse::StreamMisuse>(),
+        entry::<stream_misuse::DestroyedStream>(),
         entry::<illegal_address::IllegalAddress>(),
+        entry::<illegal_address::IllegalAddressVariant>(),
         entry::<trace_ctx::TraceCtx>(),
         entry::<bandwidth::Bandwidth>(),
         entry::<program::ProgramOom>(),
@@ -170,14 +340,40 @@ pub fn registry() -> &'static [&'static dyn DynScenario] {
     ALL
 }
 
-/// What `gpu-doctor inject all` runs, in order.
-pub const INJECT_ALL: [&str; 4] = [
-    "inject oom",
-    "inject ctx-destroy",
-    "inject stream-misuse",
-    "inject illegal-address",
-];
+/// The scenarios a person can name (in suites, listings): all but internal parts.
+pub(crate) fn public() -> impl Iterator<Item = &'static dyn DynScenario> {
+    registry().iter().copied().filter(|s| !s.internal())
+}
 
-pub fn find(name: &str) -> Option<&'static dyn DynScenario> {
+pub(crate) fn find(name: &str) -> Option<&'static dyn DynScenario> {
     registry().iter().copied().find(|s| s.name() == name)
+}
+
+/// The whole report as text: the generic header, the scenario's own tables, the generic
+/// sections (steps, metrics, scenarios of a suite, findings).
+pub fn render_report(report: &Report, style: Style) -> String {
+    let mut out = String::new();
+    crate::render::report::header(&mut out, report, style);
+    if let Some(s) = find(&report.scenario) {
+        s.render(report, &mut out, style);
+    }
+    crate::render::report::sections(&mut out, report, style);
+    out
+}
+
+/// Runs `part`, an internal scenario that may crash its process (a driver call NVIDIA documents
+/// as undefined), in a process of its own; records its steps in this run (a death there is the
+/// driver's answer, see `analyze::faults::merge_crash_prone`) and returns its report for its
+/// data.
+pub(crate) fn run_crash_prone_part(
+    ctx: &RunCtx,
+    part: &str,
+    params: &serde_json::Value,
+) -> Result<Report> {
+    let started_at_ms = ctx.now_ms();
+    let sub = crate::isolate::run_isolated(part, params, &ctx.opts)?;
+    for step in crate::analyze::faults::merge_crash_prone(&sub.steps, started_at_ms) {
+        ctx.record(step);
+    }
+    Ok(sub)
 }

@@ -9,12 +9,15 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::analyze::faults;
-use crate::context::Ctx;
+use crate::context::RunCtx;
 use crate::error::input;
+use crate::facts::faults::OomFacts;
 use crate::probe::faults::{self as probe, Steps, oom::OomConfig};
-use crate::report::Report;
-use crate::scenarios::Scenario;
-use crate::units::{parse_size, size_arg};
+use crate::render::faults as render;
+use crate::render::style::Style;
+use crate::report::{Analysis, Report};
+use crate::scenarios::{Probed, Redirect, Scenario};
+use crate::units::{Size, Span, check_range};
 
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize, JsonSchema,
@@ -32,22 +35,22 @@ pub enum Allocator {
 #[serde(deny_unknown_fields, default)]
 pub struct OomParams {
     /// sync: cuMemAlloc; async: cuMemAllocAsync from the device's default memory pool.
-    #[arg(long, value_enum, default_value_t = Allocator::Sync)]
+    #[arg(long, value_enum, default_value_t = Self::default().allocator)]
     pub allocator: Allocator,
     /// Precision of the edge: the smallest allocation tried (e.g. 2MiB, 512KiB).
-    #[arg(long, default_value = "2MiB", value_parser = size_arg, value_name = "SIZE")]
-    pub granularity: String,
+    #[arg(long, default_value_t = Self::default().granularity, value_name = "SIZE")]
+    pub granularity: Size,
     /// First (largest) chunk; halved on each OUT_OF_MEMORY down to the granularity.
-    #[arg(long, default_value = "1GiB", value_parser = size_arg, value_name = "SIZE")]
-    pub chunk: String,
+    #[arg(long, default_value_t = Self::default().chunk, value_name = "SIZE")]
+    pub chunk: Size,
     /// Stop at this fraction of the free memory instead of the edge (0 < F <= 1).
     #[arg(long, value_name = "F")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fraction: Option<f64>,
     /// Keep the memory allocated this long before freeing it (Ctrl-C frees it earlier), e.g. 30s, 5m.
-    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hold: Option<String>,
+    pub hold: Option<Span>,
     /// Program mode (`--limit SIZE -- COMMAND`): docs/shim.md.
     #[command(flatten)]
     #[serde(skip)]
@@ -59,8 +62,8 @@ impl Default for OomParams {
     fn default() -> Self {
         OomParams {
             allocator: Allocator::Sync,
-            granularity: "2MiB".into(),
-            chunk: "1GiB".into(),
+            granularity: "2MiB".parse().expect("a size"),
+            chunk: "1GiB".parse().expect("a size"),
             fraction: None,
             hold: None,
             program: Default::default(),
@@ -68,74 +71,74 @@ impl Default for OomParams {
     }
 }
 
-fn duration_arg(s: &str) -> Result<String, String> {
-    crate::cli::parse_duration(s).map(|_| s.trim().to_string())
-}
-
 /// The fill configuration, or the input error (exit 2) that says which flag is wrong.
 fn config_of(params: &OomParams) -> Result<OomConfig> {
-    let granularity =
-        parse_size(&params.granularity).map_err(|e| input(format!("--granularity: {e}")))?;
-    let chunk = parse_size(&params.chunk).map_err(|e| input(format!("--chunk: {e}")))?;
+    let granularity = params.granularity.bytes();
+    let chunk = params.chunk.bytes();
     if granularity == 0 || chunk < granularity {
         return Err(input(
             "--granularity must be > 0 and no larger than --chunk",
         ));
     }
-    if let Some(f) = params.fraction
-        && !(f > 0.0 && f <= 1.0)
-    {
-        return Err(input(format!("--fraction must be in (0, 1], not {f}")));
+    if let Some(f) = params.fraction {
+        check_range("--fraction", f, f64::MIN_POSITIVE, 1.0).map_err(input)?;
     }
     Ok(OomConfig {
         async_alloc: params.allocator == Allocator::Async,
         granularity,
         chunk,
         fraction: params.fraction,
-        hold: hold_of(params)?,
+        hold: params.hold.as_ref().map(Span::duration),
     })
 }
 
-fn hold_of(p: &OomParams) -> Result<Option<Duration>> {
-    p.hold
-        .as_deref()
-        .map(|h| crate::cli::parse_duration(h).map_err(|e| input(format!("--hold: {e}"))))
-        .transpose()
+/// What an `inject oom` report stores.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OomData {
+    pub facts: OomFacts,
 }
 
 pub struct Oom;
 
 impl Scenario for Oom {
     type Params = OomParams;
+    type Data = OomData;
     const NAME: &'static str = "inject oom";
     const ABOUT: &'static str =
-        "fill device memory to OUT_OF_MEMORY, prove the context survives, free, check";
+        "Fill device memory to CUDA_ERROR_OUT_OF_MEMORY, prove the context survives, free, check.";
+    const EXAMPLES: &'static str = "gpu-doctor inject oom\ngpu-doctor inject oom --allocator async\ngpu-doctor inject oom --fraction 0.9 --hold 5m   # memory pressure for another program\ngpu-doctor inject oom --limit 4GiB -- python train.py   # program mode: docs/shim.md";
     const ISOLATED: bool = true;
     const NEEDS_CUDA: bool = true;
+    const IN_INJECT_ALL: bool = true;
 
     fn planned_wait(params: &OomParams) -> Duration {
-        hold_of(params).ok().flatten().unwrap_or_default()
+        params.hold.as_ref().map(Span::duration).unwrap_or_default()
     }
 
     fn validate(params: &OomParams) -> Result<()> {
         config_of(params).map(|_| ())
     }
 
-    fn run(params: &OomParams, ctx: &mut Ctx) -> Result<Report> {
+    fn redirect(params: &OomParams) -> Option<Result<Redirect>> {
+        params.program.redirect()
+    }
+
+    fn probe(params: &OomParams, ctx: &RunCtx) -> Result<Probed<OomData>> {
         let cfg = config_of(params)?;
-        let mut report = Report::begin(Self::NAME, serde_json::to_value(params)?);
         let t = probe::target(ctx)?;
-        report.host = t.nvml.host();
-        report.devices.push(t.info.clone());
         let steps = Steps::new(ctx);
         let facts = probe::oom::run(ctx, &steps, &t, &cfg)?;
-        report.steps = steps.into_vec();
-        let a = faults::oom(&facts, &report.steps);
-        report.findings.extend(a.findings);
-        report.metrics.extend(a.metrics);
-        report.interrupted |= ctx.interrupted();
-        report.data = serde_json::json!({ "facts": facts });
-        Ok(report)
+        Ok(Probed::new(OomData { facts }, t.nvml.host(), vec![t.info]))
+    }
+
+    fn analyze(_params: &OomParams, data: &mut OomData, run: &Report) -> Analysis {
+        faults::oom(&data.facts, &run.steps)
+    }
+
+    fn render(data: &OomData, _report: &Report, out: &mut String, style: Style) {
+        let mut rows = render::oom_rows(&data.facts);
+        rows.extend(render::memory_rows(&data.facts.memory));
+        render::facts_table(out, rows, style);
     }
 }
 
@@ -160,26 +163,25 @@ mod tests {
 
     #[test]
     fn bad_input_is_a_usage_error_before_any_gpu_work() {
-        let mut ctx = Ctx::new(Default::default(), crate::context::EventSink::none());
         for p in [
             OomParams {
                 fraction: Some(1.5),
                 ..Default::default()
             },
             OomParams {
-                granularity: "0".into(),
+                fraction: Some(f64::NAN),
                 ..Default::default()
             },
             OomParams {
-                granularity: "2GiB".into(),
+                granularity: "0".parse().unwrap(),
                 ..Default::default()
             },
             OomParams {
-                hold: Some("soon".into()),
+                granularity: "2GiB".parse().unwrap(),
                 ..Default::default()
             },
         ] {
-            let err = Oom::run(&p, &mut ctx).unwrap_err();
+            let err = Oom::validate(&p).unwrap_err();
             assert_eq!(crate::error::exit_code_of(&err), 2, "{p:?}: {err}");
         }
     }

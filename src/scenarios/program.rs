@@ -7,7 +7,6 @@
 //! Launcher: src/program/mod.rs; analysis: src/analyze/program.rs; docs/shim.md.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
@@ -15,32 +14,18 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::analyze::program::{self as analysis, Expect, Mode};
-use crate::context::Ctx;
+use crate::context::RunCtx;
 use crate::error;
 use crate::program::shim_config::{Config, Failpoint, Schedule};
-use crate::program::{self, Launch, cuda_codes, shim_names};
-use crate::report::Report;
-use crate::scenarios::Scenario;
-
-/// clap value parser for sizes (`4GiB`): checked, kept as written.
-pub fn size_arg(s: &str) -> Result<String, String> {
-    program::parse_size(s).map(|_| s.to_string())
-}
-
-/// clap value parser for durations (`500ms`, `2m`): checked, kept as written.
-pub fn duration_arg(s: &str) -> Result<String, String> {
-    crate::cli::parse_duration(s).map(|_| s.to_string())
-}
+use crate::program::{self, Launch, Outcome, cuda_codes, shim_names};
+use crate::render::style::Style;
+use crate::report::{Analysis, Report};
+use crate::scenarios::{Probed, Redirect, Scenario};
+use crate::units::{Size, Span};
 
 /// clap value parser for `--code`.
 pub fn code_arg(s: &str) -> Result<String, String> {
     cuda_codes::parse_code(s).map(|_| s.to_string())
-}
-
-fn duration(what: &str, s: &Option<String>) -> Result<Option<Duration>> {
-    s.as_deref()
-        .map(|s| crate::cli::parse_duration(s).map_err(|e| error::input(format!("{what}: {e}"))))
-        .transpose()
 }
 
 fn need_command(command: &[String], name: &str) -> Result<()> {
@@ -57,14 +42,14 @@ fn need_command(command: &[String], name: &str) -> Result<()> {
 #[serde(deny_unknown_fields, default)]
 pub struct ProgramOomParams {
     /// Device memory COMMAND may hold per device and process (4GiB, 512MiB, 1000000).
-    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
-    pub limit: String,
+    #[arg(long, value_name = "SIZE")]
+    pub limit: Option<Size>,
     /// What COMMAND should do under the fault: survive (exit 0) or fail (non-zero, signal).
     #[arg(long, value_enum, default_value_t = Expect::Survive)]
     pub expect: Expect,
     /// Stop COMMAND after this long and count it as survived (long-running services).
-    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
-    pub survive_after: Option<String>,
+    #[arg(long, value_name = "DURATION")]
+    pub survive_after: Option<Span>,
     /// The program and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -99,13 +84,14 @@ pub struct InjectErrorParams {
     pub times: Option<u64>,
     /// Sleep this long before a scheduled synchronising call (cuStreamSynchronize,
     /// cuCtxSynchronize, cuEventSynchronize), then fail it with --code or let it run.
-    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
-    pub delay: Option<String>,
+    #[arg(long, value_name = "DURATION")]
+    pub delay: Option<Span>,
+    /// What COMMAND should do under the fault: survive (exit 0) or fail (non-zero, signal).
     #[arg(long, value_enum, default_value_t = Expect::Survive)]
     pub expect: Expect,
     /// Stop COMMAND after this long and count it as survived (long-running services).
-    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
-    pub survive_after: Option<String>,
+    #[arg(long, value_name = "DURATION")]
+    pub survive_after: Option<Span>,
     /// The program and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -118,11 +104,12 @@ pub struct ProgramTraceParams {
     /// Also write the timeline as a Chrome trace (chrome://tracing, Perfetto).
     #[arg(long, value_name = "FILE")]
     pub chrome_trace: Option<PathBuf>,
+    /// What COMMAND should do under the fault: survive (exit 0) or fail (non-zero, signal).
     #[arg(long, value_enum, default_value_t = Expect::Survive)]
     pub expect: Expect,
     /// Stop COMMAND after this long and count it as survived (long-running services).
-    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
-    pub survive_after: Option<String>,
+    #[arg(long, value_name = "DURATION")]
+    pub survive_after: Option<Span>,
     /// The program and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -134,37 +121,41 @@ pub struct ProgramTraceParams {
 #[derive(Debug, Clone, Default, Args)]
 pub struct OomProgramArgs {
     /// Program mode: device memory COMMAND may hold per device (4GiB, 512MiB); needs `-- COMMAND`.
-    #[arg(long, value_name = "SIZE", value_parser = size_arg, requires = "command")]
-    pub limit: Option<String>,
+    #[arg(long, value_name = "SIZE", requires = "command")]
+    pub limit: Option<Size>,
     /// Program mode: what COMMAND should do under the fault: survive (default) or fail.
     #[arg(long, value_enum, requires = "command")]
     pub expect: Option<Expect>,
     /// Program mode: stop COMMAND after this long and count it as survived.
-    #[arg(long, value_name = "DURATION", value_parser = duration_arg, requires = "command")]
-    pub survive_after: Option<String>,
+    #[arg(long, value_name = "DURATION", requires = "command")]
+    pub survive_after: Option<Span>,
     /// Program mode: the program to run with the shim, after `--`.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 
 impl OomProgramArgs {
-    /// None without `-- COMMAND` (the built-in scenario runs); an input error without --limit.
-    pub fn params(&self) -> Option<Result<ProgramOomParams>> {
+    /// None without `-- COMMAND` (the built-in scenario runs); the program-mode scenario with
+    /// them.
+    pub fn redirect(&self) -> Option<Result<Redirect>> {
         if self.command.is_empty() {
             return None;
         }
-        let Some(limit) = self.limit.clone() else {
-            return Some(Err(error::input(
-                "inject oom -- COMMAND: give --limit SIZE (the device memory COMMAND may use)",
-            )));
-        };
-        Some(Ok(ProgramOomParams {
-            limit,
+        let params = ProgramOomParams {
+            limit: self.limit.clone(),
             expect: self.expect.unwrap_or_default(),
             survive_after: self.survive_after.clone(),
             command: self.command.clone(),
-        }))
+        };
+        Some(redirect(ProgramOom::NAME, &params))
     }
+}
+
+fn redirect(scenario: &'static str, params: &impl Serialize) -> Result<Redirect> {
+    Ok(Redirect {
+        scenario,
+        params: serde_json::to_value(params)?,
+    })
 }
 
 /// Program-mode flags for the built-in `trace ctx` command line (flatten like
@@ -175,25 +166,27 @@ pub struct TraceProgramArgs {
     #[arg(long, value_enum, requires = "command")]
     pub expect: Option<Expect>,
     /// Program mode: stop COMMAND after this long and count it as survived.
-    #[arg(long, value_name = "DURATION", value_parser = duration_arg, requires = "command")]
-    pub survive_after: Option<String>,
+    #[arg(long, value_name = "DURATION", requires = "command")]
+    pub survive_after: Option<Span>,
     /// Program mode: the program to trace, after `--`.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 
 impl TraceProgramArgs {
-    /// None without `-- COMMAND` (the built-in scenario runs).
-    pub fn params(&self, chrome_trace: Option<PathBuf>) -> Option<ProgramTraceParams> {
+    /// None without `-- COMMAND` (the built-in scenario runs); the program-mode scenario with
+    /// them.
+    pub fn redirect(&self, chrome_trace: Option<PathBuf>) -> Option<Result<Redirect>> {
         if self.command.is_empty() {
             return None;
         }
-        Some(ProgramTraceParams {
+        let params = ProgramTraceParams {
             chrome_trace,
             expect: self.expect.unwrap_or_default(),
             survive_after: self.survive_after.clone(),
             command: self.command.clone(),
-        })
+        };
+        Some(redirect(ProgramTrace::NAME, &params))
     }
 }
 
@@ -216,7 +209,7 @@ impl InjectErrorParams {
             .transpose()
             .map_err(|e| error::input(format!("inject error: --code: {e}")))?
             .unwrap_or(0);
-        let delay = duration("inject error: --delay", &self.delay)?;
+        let delay = self.delay.as_ref().map(Span::duration);
         if delay.is_some() && !shim_names::is_sync(base) {
             return Err(error::input(format!(
                 "inject error: --delay applies to synchronising calls (cuStreamSynchronize, cuCtxSynchronize, cuEventSynchronize), not {base}"
@@ -252,61 +245,108 @@ impl InjectErrorParams {
     }
 }
 
-/// Runs COMMAND with `config` and turns what happened into the report.
-fn run_program(
+/// What a program-mode report stores: a digest of what the shim saw (docs/shim.md). The raw
+/// events are only kept in memory, for the analysis of a live run.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ProgramData {
+    #[serde(skip)]
+    outcome: Option<Outcome>,
+    #[serde(flatten)]
+    pub digest: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Runs COMMAND with `config` under the shim.
+fn probe_program(
+    ctx: &RunCtx,
     name: &str,
-    mode: Mode,
     config: Config,
-    expect: Expect,
-    survive_after: &Option<String>,
+    survive_after: &Option<Span>,
     command: &[String],
-    ctx: &mut Ctx,
-) -> Result<Report> {
+) -> Result<Probed<ProgramData>> {
     need_command(command, name)?;
-    let survive_after = duration("--survive-after", survive_after)?;
     let outcome = program::run(&Launch {
         command,
         config,
         timeout: ctx.opts.timeout,
-        survive_after,
+        survive_after: survive_after.as_ref().map(Span::duration),
     })?;
-    let a = analysis::analyze(&mode, expect, command, &outcome);
-    let mut report = Report::begin(name, serde_json::Value::Null);
-    report.findings = a.findings;
-    report.metrics = a.metrics;
-    report.data = a.data;
-    report.interrupted = outcome.ended == program::Ended::Interrupted;
     // Driver versions for the record, when NVML is there (program mode itself needs no GPU).
-    if let Ok(nvml) = crate::probe::nvml::NvmlProbe::open() {
-        report.host = nvml.host();
+    let host = crate::probe::nvml::NvmlProbe::open()
+        .map(|nvml| nvml.host())
+        .unwrap_or_default();
+    let data = ProgramData {
+        outcome: Some(outcome),
+        digest: Default::default(),
+    };
+    Ok(Probed::new(data, host, vec![]))
+}
+
+/// The verdict on a live run: findings, metrics, and the digest stored in the report.
+fn analyze_program(
+    mode: &Mode,
+    expect: Expect,
+    command: &[String],
+    data: &mut ProgramData,
+) -> Analysis {
+    let Some(outcome) = &data.outcome else {
+        return Analysis::default();
+    };
+    let a = analysis::analyze(mode, expect, command, outcome);
+    if let serde_json::Value::Object(digest) = a.data {
+        data.digest = digest;
     }
-    Ok(report)
+    Analysis {
+        findings: a.findings,
+        metrics: a.metrics,
+    }
+}
+
+fn render_program(data: &ProgramData, out: &mut String, style: Style) {
+    crate::render::program::render(out, &serde_json::Value::Object(data.digest.clone()), style);
+}
+
+fn limit_of(p: &ProgramOomParams) -> Result<u64> {
+    match p.limit.as_ref().map(Size::bytes) {
+        None => Err(error::input(
+            "inject oom -- COMMAND: give --limit SIZE (the device memory COMMAND may use)",
+        )),
+        Some(0) => Err(error::input(
+            "inject oom: --limit 0 is no limit a program could live with",
+        )),
+        Some(n) => Ok(n),
+    }
 }
 
 pub struct ProgramOom;
 
 impl Scenario for ProgramOom {
     type Params = ProgramOomParams;
+    type Data = ProgramData;
     const NAME: &'static str = "inject oom --";
     const ABOUT: &'static str =
         "Run a program with its device memory capped (LD_PRELOAD shim): does it survive OOM?";
+    const IN_CLI: bool = false;
+    const REANALYSABLE: bool = false;
 
-    fn run(p: &ProgramOomParams, ctx: &mut Ctx) -> Result<Report> {
-        let limit = program::parse_size(&p.limit)
-            .map_err(|e| error::input(format!("inject oom: --limit: {e}")))?;
+    fn validate(p: &ProgramOomParams) -> Result<()> {
+        limit_of(p).map(|_| ())
+    }
+
+    fn probe(p: &ProgramOomParams, ctx: &RunCtx) -> Result<Probed<ProgramData>> {
         let config = Config {
-            limit: Some(limit),
+            limit: Some(limit_of(p)?),
             ..Config::default()
         };
-        run_program(
-            Self::NAME,
-            Mode::Oom { limit },
-            config,
-            p.expect,
-            &p.survive_after,
-            &p.command,
-            ctx,
-        )
+        probe_program(ctx, Self::NAME, config, &p.survive_after, &p.command)
+    }
+
+    fn analyze(p: &ProgramOomParams, data: &mut ProgramData, _run: &Report) -> Analysis {
+        let limit = limit_of(p).unwrap_or_default();
+        analyze_program(&Mode::Oom { limit }, p.expect, &p.command, data)
+    }
+
+    fn render(data: &ProgramData, _report: &Report, out: &mut String, style: Style) {
+        render_program(data, out, style);
     }
 }
 
@@ -314,30 +354,39 @@ pub struct InjectError;
 
 impl Scenario for InjectError {
     type Params = InjectErrorParams;
+    type Data = ProgramData;
     const NAME: &'static str = "inject error";
     const ABOUT: &'static str =
-        "Run a program with a failpoint on a driver call (LD_PRELOAD shim): does it handle it?";
+        "Run COMMAND with a failpoint on a CUDA driver call (LD_PRELOAD shim): does it cope?";
+    const EXAMPLES: &'static str = "gpu-doctor inject error --call cuLaunchKernel --code CUDA_ERROR_LAUNCH_FAILED --nth 100 -- python train.py\ngpu-doctor inject error --call cuMemAlloc --code 2 --nth 1 --every 10 -- ./app\ngpu-doctor inject error --call cuStreamSynchronize --delay 30s --nth 5 -- ./server\ngpu-doctor inject error --call cuLaunchKernel --code 719 --probability 0.001 --seed 7 --expect fail -- ./app";
+    const REANALYSABLE: bool = false;
 
-    fn run(p: &InjectErrorParams, ctx: &mut Ctx) -> Result<Report> {
-        let fp = p.failpoint()?;
+    fn validate(p: &InjectErrorParams) -> Result<()> {
+        p.failpoint().map(|_| ())
+    }
+
+    fn probe(p: &InjectErrorParams, ctx: &RunCtx) -> Result<Probed<ProgramData>> {
+        let config = Config {
+            fail: Some(p.failpoint()?),
+            ..Config::default()
+        };
+        probe_program(ctx, Self::NAME, config, &p.survive_after, &p.command)
+    }
+
+    fn analyze(p: &InjectErrorParams, data: &mut ProgramData, _run: &Report) -> Analysis {
+        let Ok(fp) = p.failpoint() else {
+            return Analysis::default();
+        };
         let mode = Mode::Error {
             call: fp.call.clone(),
             code: fp.code,
             delay_us: fp.delay_us,
         };
-        let config = Config {
-            fail: Some(fp),
-            ..Config::default()
-        };
-        run_program(
-            Self::NAME,
-            mode,
-            config,
-            p.expect,
-            &p.survive_after,
-            &p.command,
-            ctx,
-        )
+        analyze_program(&mode, p.expect, &p.command, data)
+    }
+
+    fn render(data: &ProgramData, _report: &Report, out: &mut String, style: Style) {
+        render_program(data, out, style);
     }
 }
 
@@ -345,32 +394,39 @@ pub struct ProgramTrace;
 
 impl Scenario for ProgramTrace {
     type Params = ProgramTraceParams;
+    type Data = ProgramData;
     const NAME: &'static str = "trace ctx --";
     const ABOUT: &'static str = "Trace a program's CUDA contexts per OS thread and its failed driver calls (LD_PRELOAD shim).";
+    const IN_CLI: bool = false;
+    const REANALYSABLE: bool = false;
 
-    fn run(p: &ProgramTraceParams, ctx: &mut Ctx) -> Result<Report> {
+    fn probe(p: &ProgramTraceParams, ctx: &RunCtx) -> Result<Probed<ProgramData>> {
         let config = Config {
             trace: true,
             ..Config::default()
         };
-        let report = run_program(
-            Self::NAME,
-            Mode::Trace,
-            config,
-            p.expect,
-            &p.survive_after,
-            &p.command,
-            ctx,
-        )?;
-        if let Some(path) = &p.chrome_trace {
-            let trace = crate::render::program::chrome_trace(&report);
-            crate::output::write_atomic(
-                path,
-                &serde_json::to_vec_pretty(&trace)?,
-                "the Chrome trace",
-            )?;
-        }
-        Ok(report)
+        probe_program(ctx, Self::NAME, config, &p.survive_after, &p.command)
+    }
+
+    fn analyze(p: &ProgramTraceParams, data: &mut ProgramData, _run: &Report) -> Analysis {
+        analyze_program(&Mode::Trace, p.expect, &p.command, data)
+    }
+
+    fn write_outputs(p: &ProgramTraceParams, data: &ProgramData, _report: &Report) -> Result<()> {
+        let Some(path) = &p.chrome_trace else {
+            return Ok(());
+        };
+        let digest = serde_json::Value::Object(data.digest.clone());
+        let trace = crate::render::program::chrome_trace(&digest);
+        crate::output::write_atomic(
+            path,
+            &serde_json::to_vec_pretty(&trace)?,
+            "the Chrome trace",
+        )
+    }
+
+    fn render(data: &ProgramData, _report: &Report, out: &mut String, style: Style) {
+        render_program(data, out, style);
     }
 }
 
@@ -402,12 +458,14 @@ mod tests {
         }
         let t =
             Oom::try_parse_from(["oom", "--limit", "4GiB", "--", "python", "-u", "x.py"]).unwrap();
-        let p = t.program.params().unwrap().unwrap();
-        assert_eq!(p.limit, "4GiB");
+        let r = t.program.redirect().unwrap().unwrap();
+        assert_eq!(r.scenario, ProgramOom::NAME);
+        let p: ProgramOomParams = serde_json::from_value(r.params).unwrap();
+        assert_eq!(p.limit.unwrap().bytes(), 4 << 30);
         assert_eq!(p.command, ["python", "-u", "x.py"]);
         assert_eq!(p.expect, Expect::Survive);
         let t = Oom::try_parse_from(["oom", "--fraction", "0.5"]).unwrap();
-        assert!(t.program.params().is_none(), "built-in scenario");
+        assert!(t.program.redirect().is_none(), "built-in scenario");
         assert_eq!(t.fraction, Some(0.5));
         assert!(
             Oom::try_parse_from(["oom", "--limit", "4GiB"]).is_err(),
@@ -415,7 +473,9 @@ mod tests {
         );
         assert!(Oom::try_parse_from(["oom", "--limit", "4 bananas", "--", "x"]).is_err());
         let t = Oom::try_parse_from(["oom", "--", "python"]).unwrap();
-        let err = t.program.params().unwrap().unwrap_err();
+        let r = t.program.redirect().unwrap().unwrap();
+        let p: ProgramOomParams = serde_json::from_value(r.params).unwrap();
+        let err = ProgramOom::validate(&p).unwrap_err();
         assert_eq!(error::exit_code_of(&err), 2, "COMMAND without --limit");
 
         #[derive(Parser)]
@@ -438,13 +498,15 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(t.case, None);
-        let p = t.program.params(t.chrome_trace.clone()).unwrap();
+        let r = t.program.redirect(t.chrome_trace.clone()).unwrap().unwrap();
+        assert_eq!(r.scenario, ProgramTrace::NAME);
+        let p: ProgramTraceParams = serde_json::from_value(r.params).unwrap();
         assert_eq!(p.command, ["./app", "--flag"]);
         assert_eq!(p.expect, Expect::Fail);
         assert_eq!(p.chrome_trace, Some(PathBuf::from("t.json")));
         let t = Trace::try_parse_from(["trace", "thread-hop"]).unwrap();
         assert_eq!(t.case.as_deref(), Some("thread-hop"));
-        assert!(t.program.params(None).is_none());
+        assert!(t.program.redirect(None).is_none());
     }
 
     #[test]
@@ -475,10 +537,10 @@ mod tests {
         );
 
         let mut p = params("cuLaunchKernel", Some("719"));
-        p.delay = Some("1s".into());
+        p.delay = Some("1s".parse().unwrap());
         assert!(p.failpoint().is_err(), "delay only on synchronising calls");
         let mut p = params("cuStreamSynchronize", None);
-        p.delay = Some("250ms".into());
+        p.delay = Some("250ms".parse().unwrap());
         let fp = p.failpoint().unwrap();
         assert_eq!((fp.code, fp.delay_us), (0, 250_000));
 

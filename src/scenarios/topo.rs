@@ -2,29 +2,23 @@
 //! no cuInit, so it stays quicker than `nvidia-smi topo -m`. With `--bandwidth` it also
 //! measures copy bandwidth (CUDA) and attaches it as `data.bandwidth`.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use clap::Args;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::analyze::topology;
-use crate::context::Ctx;
-use crate::error::input;
+use crate::analyze::topology::{self, TopoView};
+use crate::context::RunCtx;
 use crate::facts::TopoFacts;
 use crate::probe::nvml::NvmlProbe;
-use crate::report::Report;
-use crate::scenarios::Scenario;
-use crate::scenarios::bandwidth as bw;
+use crate::render::style::Style;
+use crate::report::{Analysis, Report};
+use crate::scenarios::bandwidth::{self as bw, BandwidthData};
+use crate::scenarios::{Probed, Scenario};
 
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopoParams {
-    /// Re-analyse and re-render a saved topo report instead of probing (no GPU needed).
-    #[arg(long, value_name = "REPORT.json")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub from: Option<PathBuf>,
     /// Also measure copy bandwidth of the selected GPUs (as `gpu-doctor bandwidth` does with
     /// its defaults: needs CUDA, takes seconds) and attach its metrics and findings.
     #[arg(long)]
@@ -32,82 +26,89 @@ pub struct TopoParams {
     pub bandwidth: bool,
 }
 
+/// What a topo report stores: the facts, the matrix and groups derived from them, and the
+/// bandwidth measured with `--bandwidth`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TopoData {
+    pub facts: TopoFacts,
+    #[serde(default)]
+    pub view: TopoView,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<BandwidthData>,
+}
+
 pub struct Topo;
 
 impl Scenario for Topo {
     type Params = TopoParams;
+    type Data = TopoData;
     const NAME: &'static str = "topo";
-    const ABOUT: &'static str = "interconnect matrix, PCIe and NVLink state, P2P (NVML)";
+    const ABOUT: &'static str =
+        "Interconnect matrix (like `nvidia-smi topo -m`), PCIe and NVLink state, P2P, GPU groups.";
+    const EXAMPLES: &'static str =
+        "gpu-doctor topo\ngpu-doctor topo --json -o topo.json\ngpu-doctor topo --bandwidth";
 
-    fn run(params: &TopoParams, ctx: &mut Ctx) -> Result<Report> {
-        let mut report = Report::begin(Self::NAME, serde_json::to_value(params)?);
-        let mut bandwidth = None;
-        let facts = match &params.from {
-            Some(path) => {
-                let saved = crate::output::read_report(path)?;
-                let facts =
-                    facts_of(&saved).map_err(|e| input(format!("{}: {e}", path.display())))?;
-                report.host = saved.host.clone();
-                report.devices = saved.devices.clone();
-                report.started_at = saved.started_at.clone();
-                if params.bandwidth {
-                    // Re-analyse the saved measurement with its own thresholds (no GPU
-                    // needed); none saved is an error.
-                    let data = bw::data_of(&saved)
-                        .map_err(|e| input(format!("{}: {e}", path.display())))?;
-                    let t = data.thresholds.clone();
-                    bandwidth = Some(bw::reanalyze(&mut report, data, &t));
-                }
-                facts
-            }
-            None => {
-                let nvml = NvmlProbe::open()?;
-                report.host = nvml.host();
-                let selected = nvml.select(&ctx.opts.devices)?;
-                let (devices, facts) = nvml.topology_and_devices(&selected)?;
-                report.devices = devices;
-                if params.bandwidth {
-                    let defaults = bw::BandwidthParams::default();
-                    let plan = defaults.plan()?;
-                    let data = bw::measure(
-                        &mut report,
-                        ctx,
-                        &nvml,
-                        &facts,
-                        &plan,
-                        &defaults.thresholds(),
-                    )?;
-                    bandwidth = Some(data);
-                }
-                facts
-            }
+    fn probe(params: &TopoParams, ctx: &RunCtx) -> Result<Probed<TopoData>> {
+        let nvml = NvmlProbe::open()?;
+        let selected = nvml.select(&ctx.opts.devices)?;
+        let (mut devices, facts) = nvml.topology_and_devices(&selected)?;
+        let bandwidth = if params.bandwidth {
+            let defaults = bw::BandwidthParams::default();
+            let plan = defaults.plan()?;
+            let t = defaults.thresholds();
+            Some(bw::measure(ctx, &nvml, &mut devices, &facts, &plan, &t)?)
+        } else {
+            None
         };
-        let mut findings = topology::findings(&facts);
-        // Bandwidth findings (added by the measurement) come after the topology ones.
-        findings.append(&mut report.findings);
-        report.findings = findings;
-        let view = topology::view(&facts);
-        report.data = serde_json::json!({ "facts": facts, "view": view });
-        if let Some(data) = bandwidth {
-            report.data["bandwidth"] = serde_json::to_value(data)?;
-        }
-        Ok(report)
+        let data = TopoData {
+            facts,
+            view: TopoView::default(),
+            bandwidth,
+        };
+        Ok(Probed::new(data, nvml.host(), devices))
     }
-}
 
-/// The topology facts a saved report holds (a topo report, or a suite report containing one).
-pub fn facts_of(report: &Report) -> Result<TopoFacts, String> {
-    if report.scenario == "topo" {
-        let facts = report
-            .data
-            .get("facts")
-            .ok_or("a topo report without data.facts")?;
-        return serde_json::from_value(facts.clone()).map_err(|e| format!("data.facts: {e}"));
+    /// Topology findings first, then the bandwidth ones (judged with the thresholds the
+    /// measurement was made with).
+    fn analyze(_params: &TopoParams, data: &mut TopoData, _run: &Report) -> Analysis {
+        let mut a = Analysis {
+            findings: topology::findings(&data.facts),
+            ..Default::default()
+        };
+        data.view = topology::view(&data.facts);
+        if let Some(b) = &mut data.bandwidth {
+            let t = b.thresholds.clone();
+            let more = bw::analyze_data(b, &t);
+            a.findings.extend(more.findings);
+            a.metrics.extend(more.metrics);
+        }
+        a
     }
-    report
-        .reports
-        .iter()
-        .find(|r| r.scenario == "topo")
-        .ok_or_else(|| format!("a '{}' report, not a topo report", report.scenario))
-        .and_then(facts_of)
+
+    fn saved_data(params: &TopoParams, saved: &Report) -> Option<Result<TopoData, String>> {
+        if saved.scenario != Self::NAME {
+            return None;
+        }
+        Some(
+            serde_json::from_value::<TopoData>(saved.data.clone())
+                .map_err(|e| format!("data: {e}"))
+                .and_then(|d| {
+                    if params.bandwidth && d.bandwidth.is_none() {
+                        Err(
+                            "no bandwidth data (run `gpu-doctor bandwidth` or `topo --bandwidth`)"
+                                .into(),
+                        )
+                    } else {
+                        Ok(d)
+                    }
+                }),
+        )
+    }
+
+    fn render(data: &TopoData, _report: &Report, out: &mut String, style: Style) {
+        crate::render::topo::topo(out, &data.facts, &data.view, style);
+        if let Some(b) = &data.bandwidth {
+            bw::render(b, out, style);
+        }
+    }
 }

@@ -17,14 +17,15 @@ use serde::{Deserialize, Serialize};
 use crate::analyze::trace_ctx::{
     self as analysis, DEVICE_MIXUP, MemoryCheck, PRIMARY_LIFETIME, PUSH_POP, THREAD_HOP, TraceData,
 };
-use crate::context::Ctx;
+use crate::context::RunCtx;
 use crate::error::input;
 use crate::probe::cuda::device_for_bus_id;
 use crate::probe::loader;
 use crate::probe::nvml::NvmlProbe;
 use crate::probe::trace_ctx::{self as probe, Tracer};
-use crate::report::{Better, Metric, Report, codes};
-use crate::scenarios::Scenario;
+use crate::render::style::Style;
+use crate::report::{Analysis, Better, Metric, Report};
+use crate::scenarios::{Probed, Redirect, Scenario};
 
 /// A sub-scenario of `trace ctx`.
 #[derive(
@@ -81,19 +82,15 @@ pub struct TraceCtxParams {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub only: Vec<Sub>,
     /// OS threads in the thread-hop pool (2–64).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = Self::default().threads)]
     pub threads: u32,
     /// Work items thread-hop runs per variant (1–4096).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = Self::default().tasks)]
     pub tasks: u32,
     /// Also write the timeline as Chrome trace-event JSON (Perfetto, chrome://tracing).
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chrome_trace: Option<PathBuf>,
-    /// Re-analyse a saved trace ctx report (and export its trace) instead of running: no GPU needed.
-    #[arg(long, value_name = "REPORT.json")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub from: Option<PathBuf>,
     /// Program mode (`-- COMMAND`): trace any CUDA program's contexts; docs/shim.md.
     #[command(flatten)]
     #[serde(skip)]
@@ -109,7 +106,6 @@ impl Default for TraceCtxParams {
             threads: 4,
             tasks: 16,
             chrome_trace: None,
-            from: None,
             program: Default::default(),
         }
     }
@@ -146,9 +142,11 @@ pub struct TraceCtx;
 
 impl Scenario for TraceCtx {
     type Params = TraceCtxParams;
+    type Data = TraceData;
     const NAME: &'static str = "trace ctx";
     const ABOUT: &'static str =
-        "context lifetime per OS thread: thread hops, device mix-ups, push/pop, primary context";
+        "Context lifetime per OS thread: thread hops, device mix-ups, push/pop, primary context.";
+    const EXAMPLES: &'static str = "gpu-doctor trace ctx\ngpu-doctor trace ctx thread-hop --chrome-trace hop.json\ngpu-doctor trace ctx -- ./service   # program mode: docs/shim.md";
     const ISOLATED: bool = true;
     const NEEDS_CUDA: bool = true;
 
@@ -161,23 +159,14 @@ impl Scenario for TraceCtx {
         Ok(())
     }
 
-    /// A saved report is re-analysed in this process (no driver needed).
-    fn isolated_for(params: &TraceCtxParams) -> bool {
-        params.from.is_none()
+    fn redirect(params: &TraceCtxParams) -> Option<Result<Redirect>> {
+        params.program.redirect(params.chrome_trace.clone())
     }
 
-    /// Params were checked by [`validate`](Self::validate): the runner calls it before any
-    /// run (in the parent, for an isolated one).
-    fn run(params: &TraceCtxParams, ctx: &mut Ctx) -> Result<Report> {
-        if let Some(from) = &params.from {
-            return from_saved(params, from);
-        }
-        let ctx: &Ctx = ctx;
-        let mut report = Report::begin(Self::NAME, serde_json::to_value(params)?);
+    fn probe(params: &TraceCtxParams, ctx: &RunCtx) -> Result<Probed<TraceData>> {
         let subs = params.selected();
         let driver = loader::load_cuda()?;
         let nvml = NvmlProbe::open()?;
-        report.host = nvml.host();
         let selected = nvml.select(&ctx.opts.devices)?;
         // device-mixup uses two GPUs when two are selected; everything else the first one.
         let want = if subs.contains(&Sub::DeviceMixup) && selected.len() >= 2 {
@@ -186,12 +175,13 @@ impl Scenario for TraceCtx {
             1
         };
         let used: Vec<u32> = selected.iter().copied().take(want).collect();
+        let mut devices = Vec::new();
         let mut cuda = Vec::new();
         for &i in &used {
             let mut info = nvml.device_info(i)?;
             let d = device_for_bus_id(&info.pci_bus_id)?;
             info.cuda_ordinal = Some(d as u32);
-            report.devices.push(info);
+            devices.push(info);
             cuda.push(d);
         }
         let before: Vec<Option<u64>> = used.iter().map(|&i| nvml.memory_used(i)).collect();
@@ -207,7 +197,6 @@ impl Scenario for TraceCtx {
         let bar = ctx.progress(subs.len() as u64, "trace ctx");
         for sub in &subs {
             if ctx.interrupted() {
-                report.interrupted = true;
                 break;
             }
             bar.set_message(format!("trace ctx: {}", sub.name()));
@@ -240,7 +229,6 @@ impl Scenario for TraceCtx {
             bar.inc(1);
         }
         bar.finish_and_clear();
-        report.interrupted |= ctx.interrupted();
 
         // Every context is destroyed or released: memory back to where it was (NVML may lag).
         let deadline = Instant::now() + Duration::from_millis(1000);
@@ -271,65 +259,47 @@ impl Scenario for TraceCtx {
             std::thread::sleep(Duration::from_millis(50));
         }
 
-        let (steps, events, contexts, threads) = tracer.finish();
-        // Already announced to the parent one by one: keep them without re-emitting.
-        report.steps = steps;
+        let (events, contexts, threads) = tracer.finish();
         data.timeline = events;
         data.contexts = contexts;
         data.threads = threads;
-        complete(&mut report, &mut data);
-        if let Some(path) = &params.chrome_trace {
-            write_chrome_trace(path, &data)?;
-        }
-        Ok(report)
+        Ok(Probed::new(data, nvml.host(), devices))
     }
-}
 
-/// Analysis from data: per-thread summary, findings, metrics; stores the data in the report.
-pub fn complete(report: &mut Report, data: &mut TraceData) {
-    data.summary = analysis::summarize(&data.timeline, &data.threads);
-    report.findings.extend(analysis::findings(data));
-    let device = report.devices.first().map(|d| d.index);
-    let mut metric = |name: &str, v: Option<f64>, unit: &str| {
-        if let Some(v) = v {
-            let mut m = Metric::new(v, unit, Better::Lower);
-            m.device = device;
-            report.metrics.insert(name.to_string(), m);
-        }
-    };
-    metric("bind_ctx_us", analysis::bind_cost_us(&data.timeline), "us");
-    metric(
-        "ctx_create_ms",
-        analysis::ctx_create_ms(&data.timeline),
-        "ms",
-    );
-    report.data = serde_json::to_value(&*data).expect("trace data serialises");
-}
-
-/// `--from`: the saved report's run, re-analysed with this build's analysis.
-fn from_saved(params: &TraceCtxParams, path: &Path) -> Result<Report> {
-    let saved = crate::output::read_report(path)?;
-    let bad = |e: String| input(format!("{}: {e}", path.display()));
-    let inner = analysis::report_of(&saved).map_err(bad)?.clone();
-    let mut data = analysis::data_of(&inner).map_err(bad)?;
-    let mut report = Report::begin(TraceCtx::NAME, serde_json::to_value(params)?);
-    report.host = inner.host;
-    report.devices = inner.devices;
-    report.started_at = inner.started_at;
-    report.duration_ms = inner.duration_ms;
-    report.steps = inner.steps;
-    report.interrupted = inner.interrupted;
-    // What the parent concluded about the child itself is not in the data: keep it.
-    report.findings = inner
-        .findings
-        .into_iter()
-        .filter(|f| codes::CHILD_FAILURES.contains(&f.code.as_str()))
-        .collect();
-    complete(&mut report, &mut data);
-    if let Some(out) = &params.chrome_trace {
-        write_chrome_trace(out, &data)?;
+    /// Per-thread summary, findings, metrics.
+    fn analyze(_params: &TraceCtxParams, data: &mut TraceData, run: &Report) -> Analysis {
+        data.summary = analysis::summarize(&data.timeline, &data.threads);
+        let mut a = Analysis {
+            findings: analysis::findings(data),
+            ..Default::default()
+        };
+        let device = run.devices.first().map(|d| d.index);
+        let mut metric = |name: &str, v: Option<f64>, unit: &str| {
+            if let Some(v) = v {
+                let mut m = Metric::new(v, unit, Better::Lower);
+                m.device = device;
+                a.metrics.insert(name.to_string(), m);
+            }
+        };
+        metric("bind_ctx_us", analysis::bind_cost_us(&data.timeline), "us");
+        metric(
+            "ctx_create_ms",
+            analysis::ctx_create_ms(&data.timeline),
+            "ms",
+        );
+        a
     }
-    Ok(report)
+
+    fn write_outputs(params: &TraceCtxParams, data: &TraceData, _report: &Report) -> Result<()> {
+        match &params.chrome_trace {
+            Some(path) => write_chrome_trace(path, data),
+            None => Ok(()),
+        }
+    }
+
+    fn render(data: &TraceData, _report: &Report, out: &mut String, style: Style) {
+        crate::render::trace_ctx::trace_ctx(out, data, style);
+    }
 }
 
 fn check_writable(path: &Path) -> Result<()> {
@@ -354,6 +324,7 @@ pub fn write_chrome_trace(path: &Path, data: &TraceData) -> Result<()> {
 mod tests {
     use super::*;
     use crate::analyze::trace_ctx::tests::hop_timeline;
+    use crate::report::codes;
     use clap::Parser;
 
     #[derive(Parser)]
@@ -408,16 +379,9 @@ mod tests {
         let rp = dir.path().join("r.json");
         crate::output::write_json_atomic(&rp, &saved).unwrap();
         let tp = dir.path().join("t.json");
-        let params = TraceCtxParams {
-            from: Some(rp),
-            chrome_trace: Some(tp.clone()),
-            ..Default::default()
-        };
-        let r = crate::runner::execute_typed::<TraceCtx>(
-            &params,
-            &crate::context::RunOptions::default(),
-        )
-        .unwrap();
+        let params = serde_json::json!({ "chrome_trace": tp });
+        let opts = crate::context::RunOptions::default();
+        let r = crate::runner::execute_named(TraceCtx::NAME, params, Some(&rp), &opts).unwrap();
         assert_eq!(r.status, crate::report::Status::Pass);
         let c: Vec<_> = r
             .findings
@@ -426,10 +390,10 @@ mod tests {
             .collect();
         assert_eq!(c.len(), 1);
         assert_ne!(c[0].message, "old");
-        let data = analysis::data_of(&r).unwrap();
+        let data: TraceData = serde_json::from_value(r.data.clone()).unwrap();
         assert_eq!(data.summary.len(), 4);
         assert!(r.metrics.contains_key("bind_ctx_us"));
-        let text = crate::render::table::render(&r, false);
+        let text = crate::scenarios::render_report(&r, Style { color: false });
         for want in [
             "Threads (stack depth",
             "thread-hop worker 1",
@@ -442,19 +406,14 @@ mod tests {
         }
         let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&tp).unwrap()).unwrap();
         crate::render::chrome_trace::validate(&doc).unwrap();
-        let bad = TraceCtxParams {
-            from: Some(dir.path().join("missing.json")),
-            ..Default::default()
-        };
-        assert_eq!(
-            crate::error::exit_code_of(
-                &crate::runner::execute_typed::<TraceCtx>(
-                    &bad,
-                    &crate::context::RunOptions::default()
-                )
-                .unwrap_err()
-            ),
-            crate::error::exit::USAGE
-        );
+        let missing = dir.path().join("missing.json");
+        let err = crate::runner::execute_named(
+            TraceCtx::NAME,
+            serde_json::json!({}),
+            Some(&missing),
+            &opts,
+        )
+        .unwrap_err();
+        assert_eq!(crate::error::exit_code_of(&err), crate::error::exit::USAGE);
     }
 }

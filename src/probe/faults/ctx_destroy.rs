@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Steps, Target, rc};
-use crate::context::{Ctx, thread_id};
+use crate::context::{RunCtx, thread_id};
 use crate::facts::faults::{CtxDestroyFacts, DestroyVariant, PrimaryResetFacts};
 use crate::probe::cuda::{self, CUresult, check, sys};
 use crate::probe::kernels::{Module, name};
@@ -84,7 +84,7 @@ pub fn begin(t: &Target) -> Result<CtxDestroyFacts> {
 
 /// One crash-prone part, in this (sub)process.
 pub fn run_part(
-    ctx: &Ctx,
+    ctx: &RunCtx,
     steps: &Steps,
     t: &Target,
     part: DestroyPart,
@@ -108,7 +108,7 @@ pub fn finish(steps: &Steps, t: &Target, facts: &mut CtxDestroyFacts) {
 }
 
 /// (a) destroyed by the thread that owns it.
-fn owner_thread(ctx: &Ctx, steps: &Steps, t: &Target, delay: u64) -> Result<DestroyVariant> {
+fn owner_thread(ctx: &RunCtx, steps: &Steps, t: &Target, delay: u64) -> Result<DestroyVariant> {
     let (victim, in_flight) = setup(steps, step::OWNER, t.dev, delay)?;
     let destroy_at = ctx.now_ms();
     steps.call(
@@ -131,7 +131,7 @@ fn owner_thread(ctx: &Ctx, steps: &Steps, t: &Target, delay: u64) -> Result<Dest
 }
 
 /// (b) destroyed by another thread while the owner still has it current.
-fn other_thread(ctx: &Ctx, steps: &Steps, t: &Target, delay: u64) -> Result<DestroyVariant> {
+fn other_thread(ctx: &RunCtx, steps: &Steps, t: &Target, delay: u64) -> Result<DestroyVariant> {
     let main_thread = thread_id();
     std::thread::scope(|s| -> Result<DestroyVariant> {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(Victim, bool), String>>();
@@ -329,7 +329,7 @@ fn stale_calls(steps: &Steps, prefix: &str, v: Victim) {
 /// A context with work in flight is destroyed, then a kernel is launched with its (stale)
 /// function and stream. Run in a process of its own: the driver may answer with a refusal or
 /// crash the process, and both are recorded.
-pub fn stale_launch(ctx: &Ctx, steps: &Steps, t: &Target) -> Result<()> {
+pub fn stale_launch(ctx: &RunCtx, steps: &Steps, t: &Target) -> Result<()> {
     let p = step::STALE_LAUNCH;
     let delay = super::clock_khz(t.dev) * KERNEL_DELAY_MS;
     let (victim, _) = setup(steps, p, t.dev, delay)?;

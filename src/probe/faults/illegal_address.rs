@@ -16,11 +16,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Steps, Target, rc};
-use crate::context::RunOptions;
 use crate::facts::faults::{VariantFacts, XidEvent, XidFacts};
 use crate::probe::cuda::{self, CUresult, check, sys};
 use crate::probe::kernels::{Module, name};
-use crate::report::Report;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -177,15 +175,6 @@ pub fn run_variant(steps: &Steps, t: &Target, variant: Variant) -> Result<Varian
         || unsafe { sys::cuCtxDestroy_v2(c) },
     );
     Ok(f)
-}
-
-/// Runs one variant in a fresh process of this binary (`isolate::run_isolated`).
-pub fn run_variant_process(scenario: &str, variant: Variant, opts: &RunOptions) -> Result<Report> {
-    crate::isolate::run_isolated(
-        scenario,
-        &serde_json::json!({ "variant": variant.as_str() }),
-        opts,
-    )
 }
 
 /// Watches NVML for critical XID events on one GPU from a thread of its own.

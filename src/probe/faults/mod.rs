@@ -7,14 +7,12 @@
 //! announced to the parent before the call, so a crash inside it is attributed to it.
 
 use std::ffi::c_void;
-use std::sync::Mutex;
 
 use anyhow::Result;
 
-use crate::context::Ctx;
+use crate::context::RunCtx;
 use crate::facts::GpuProcess;
 use crate::facts::faults::MemoryCheck;
-use crate::isolate::Event;
 use crate::probe::cuda::{self, CUresult, sys, timed_step};
 use crate::probe::kernels;
 use crate::probe::nvml::NvmlProbe;
@@ -34,19 +32,16 @@ pub const STREAM_PER_THREAD: sys::CUstream = 0x2 as sys::CUstream;
 /// allocations (module, local memory for a launch, page tables) stay well below it.
 pub const MEMORY_TOLERANCE: u64 = 64 << 20;
 
-/// Steps of one scenario, recordable from several threads. Each step is sent to the parent as
-/// soon as it completes (isolated child), so a crash keeps every step before it.
+/// Records a scenario's driver calls as steps of its run, from several threads. Each step is
+/// sent to the parent as soon as it completes (isolated child), so a crash keeps every step
+/// before it.
 pub struct Steps<'a> {
-    pub ctx: &'a Ctx,
-    list: Mutex<Vec<Step>>,
+    pub ctx: &'a RunCtx,
 }
 
 impl<'a> Steps<'a> {
-    pub fn new(ctx: &'a Ctx) -> Self {
-        Steps {
-            ctx,
-            list: Mutex::new(Vec::new()),
-        }
+    pub fn new(ctx: &'a RunCtx) -> Self {
+        Steps { ctx }
     }
 
     /// Makes a driver call as a step; `expected` lists every answer that counts as correct.
@@ -104,12 +99,7 @@ impl<'a> Steps<'a> {
     }
 
     pub fn push(&self, step: Step) {
-        self.ctx.events.emit(&Event::Step { step: step.clone() });
-        self.list.lock().expect("steps lock").push(step);
-    }
-
-    pub fn into_vec(self) -> Vec<Step> {
-        self.list.into_inner().expect("steps lock")
+        self.ctx.record(step);
     }
 }
 
@@ -122,7 +112,7 @@ pub struct Target {
 }
 
 /// Resolves the target GPU (NVML selection → CUDA device by PCI bus id). Loads CUDA.
-pub fn target(ctx: &Ctx) -> Result<Target> {
+pub fn target(ctx: &RunCtx) -> Result<Target> {
     crate::probe::loader::load_cuda()?;
     let nvml = NvmlProbe::open()?;
     let index = nvml.select(&ctx.opts.devices)?[0];
@@ -138,7 +128,7 @@ pub fn target(ctx: &Ctx) -> Result<Target> {
 }
 
 /// NVML target without touching CUDA (the illegal-address orchestrator).
-pub fn nvml_target(ctx: &Ctx) -> Result<(NvmlProbe, u32, DeviceInfo)> {
+pub fn nvml_target(ctx: &RunCtx) -> Result<(NvmlProbe, u32, DeviceInfo)> {
     let nvml = NvmlProbe::open()?;
     let index = nvml.select(&ctx.opts.devices)?[0];
     let info = nvml.device_info(index)?;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::{Steps, Target, rc};
-use crate::context::Ctx;
+use crate::context::RunCtx;
 use crate::facts::faults::{OomFacts, PoolFacts};
 use crate::probe::cuda::{CUresult, check, sys};
 use crate::probe::kernels::{Module, name};
@@ -45,7 +45,7 @@ const PROOF_HEADROOM: u64 = 64 << 20;
 const PROOF_VALUE: u32 = 0x00C0_FFEE;
 const PROOF_ELEMS: usize = 1024;
 
-pub fn run(ctx: &Ctx, steps: &Steps, t: &Target, cfg: &OomConfig) -> Result<OomFacts> {
+pub fn run(ctx: &RunCtx, steps: &Steps, t: &Target, cfg: &OomConfig) -> Result<OomFacts> {
     let own = [std::process::id()];
     let mut facts = OomFacts {
         device: t.index,

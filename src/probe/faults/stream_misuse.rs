@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{STREAM_LEGACY, STREAM_PER_THREAD, Steps, Target, rc};
-use crate::context::Ctx;
+use crate::context::RunCtx;
 use crate::facts::faults::{CaptureFacts, DefaultStreamFacts, RaceFacts, StreamMisuseFacts};
 use crate::probe::cuda::{CUresult, check, sys};
 use crate::probe::kernels::{Module, name};
@@ -68,7 +68,7 @@ struct Kernels {
 }
 
 pub fn run(
-    ctx: &Ctx,
+    ctx: &RunCtx,
     steps: &Steps,
     t: &Target,
     parts: &[Part],
@@ -308,7 +308,7 @@ impl Drop for Pinned {
     }
 }
 
-fn race(ctx: &Ctx, steps: &Steps, k: &Kernels, khz: u64, iterations: u32) -> Result<RaceFacts> {
+fn race(ctx: &RunCtx, steps: &Steps, k: &Kernels, khz: u64, iterations: u32) -> Result<RaceFacts> {
     let n = RACE_ELEMS;
     let delay = khz * RACE_DELAY_US / 1000;
     let s1 = new_stream(NON_BLOCKING)?;

@@ -1,73 +1,14 @@
-//! A report as terminal tables (comfy-table). Generic sections for every report, plus the
-//! scenario-specific ones registered in [`super::sections`].
+//! The generic parts of a report as terminal tables: the header (title, host, devices) and the
+//! closing sections (steps, metrics, a suite's scenarios, findings). A scenario's own tables go
+//! between them (crate::scenarios::render_report).
 
-use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{Cell, Color, ContentArrangement, Table};
+use comfy_table::Cell;
 
-use crate::report::{Report, Severity, Status};
+use super::style::{Style, format_value};
+use crate::report::{Report, Severity};
 
-/// Styling choices for one rendering.
-#[derive(Clone, Copy)]
-pub struct Style {
-    pub color: bool,
-}
-
-impl Style {
-    pub fn table(&self) -> Table {
-        let mut t = Table::new();
-        t.load_style(UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Dynamic);
-        if self.color {
-            t.enforce_styling();
-        } else {
-            t.force_no_tty();
-        }
-        t
-    }
-
-    pub fn status_cell(&self, s: Status) -> Cell {
-        let c = Cell::new(s.as_str().to_uppercase());
-        if !self.color {
-            return c;
-        }
-        c.fg(match s {
-            Status::Pass => Color::Green,
-            Status::Warn => Color::Yellow,
-            Status::Fail | Status::Error => Color::Red,
-            Status::Skipped => Color::Grey,
-        })
-    }
-
-    pub fn severity_cell(&self, s: Severity) -> Cell {
-        let c = Cell::new(s.as_str());
-        if !self.color {
-            return c;
-        }
-        c.fg(match s {
-            Severity::Info => Color::Cyan,
-            Severity::Warn => Color::Yellow,
-            Severity::Fail => Color::Red,
-        })
-    }
-
-    pub fn ok_cell(&self, ok: bool) -> Cell {
-        let c = Cell::new(if ok { "ok" } else { "MISMATCH" });
-        if !self.color {
-            return c;
-        }
-        c.fg(if ok { Color::Green } else { Color::Red })
-    }
-}
-
-/// The whole report as text.
-pub fn render(report: &Report, color: bool) -> String {
-    let style = Style { color };
-    let mut out = String::new();
-    render_into(&mut out, report, style);
-    out
-}
-
-fn render_into(out: &mut String, report: &Report, style: Style) {
+/// The title line, host line and device table every report starts with.
+pub fn header(out: &mut String, report: &Report, style: Style) {
     let status = report.status.as_str().to_uppercase();
     out.push_str(&format!(
         "gpu-doctor {} — {}{} in {:.0} ms\n",
@@ -107,7 +48,11 @@ fn render_into(out: &mut String, report: &Report, style: Style) {
         }
         out.push_str(&format!("\n{t}\n"));
     }
-    super::sections::render_scenario(out, report, style);
+}
+
+/// The sections every report ends with: steps, metrics, a suite's scenarios, findings, status.
+pub fn sections(out: &mut String, report: &Report, style: Style) {
+    let status = report.status.as_str().to_uppercase();
     if !report.steps.is_empty() {
         let mut t = style.table();
         t.set_header([
@@ -247,36 +192,5 @@ fn truncate(s: &str, max: usize) -> String {
     } else {
         let cut: String = s.chars().take(max.saturating_sub(1)).collect();
         format!("{cut}…")
-    }
-}
-
-/// Large numbers with thousands separators, small ones with up to 3 decimals.
-pub fn format_value(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        let s = format!("{}", v as i64);
-        let (sign, digits) = s.strip_prefix('-').map(|d| ("-", d)).unwrap_or(("", &s));
-        let mut out = String::new();
-        for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i) % 3 == 0 {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        format!("{sign}{out}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_are_readable() {
-        assert_eq!(format_value(84_362_000_000.0), "84,362,000,000");
-        assert_eq!(format_value(-1200.0), "-1,200");
-        assert_eq!(format_value(0.99992), "1.000");
-        assert_eq!(format_value(54.31), "54.310");
     }
 }

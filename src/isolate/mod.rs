@@ -12,41 +12,15 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use serde::{Deserialize, Serialize};
 
 use crate::context::RunOptions;
-use crate::report::{Code, Finding, Report, Severity, Status, Step, codes};
 
-/// One line of the child's stdout.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    /// A driver call is about to be made.
-    Call {
-        name: String,
-        call: String,
-        expected: Vec<Code>,
-        at_ms: f64,
-        thread: u64,
-    },
-    /// The call announced last returned.
-    Step { step: Step },
-    /// The child's finished report (always the last line).
-    Report { report: Box<Report> },
-    /// Progress of a long phase (the child throttles it; the parent draws it on its terminal).
-    Progress { pos: u64, len: u64, message: String },
-}
+pub mod protocol;
+use crate::report::{Code, Finding, Report, Severity, Status, Step, codes};
+pub use protocol::{ENV_CHILD, Event, in_child};
 
 /// How many of the child's last stderr lines a crash finding quotes.
 const STDERR_TAIL: usize = 20;
-
-/// Environment variable that tells a re-executed binary it is the child (guards against
-/// recursion when a child would itself isolate).
-pub const ENV_CHILD: &str = "GPU_DOCTOR_CHILD";
-
-pub fn in_child() -> bool {
-    std::env::var_os(ENV_CHILD).is_some()
-}
 
 /// Runs `scenario` with `params` in a child of this binary and returns its report — or, if the
 /// child crashed, hung or broke the protocol, a report built from what it sent, with status
