@@ -15,11 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use indicatif::ProgressBar;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
-use crate::analyze::bandwidth::{PathSamples, path};
 use crate::error::{self, exit};
+use crate::facts::bandwidth::{DeviceRun, HostPlacement, PathSamples, PeerPair, PeerRun, path};
 use crate::probe::cuda::{self, CUresult, Recorder, sys};
 use crate::probe::kernels::{self, Module};
 
@@ -59,68 +57,6 @@ pub struct Target {
     /// CPUs close to the GPU (cpulist) and its NUMA node, from the topology facts.
     pub cpus: Option<String>,
     pub numa_node: Option<u32>,
-}
-
-/// Where the host buffers of a device's run were placed.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
-pub struct HostPlacement {
-    pub numa_node: Option<u32>,
-    /// The measuring thread was pinned to the GPU's CPUs (sched_setaffinity).
-    pub affinity_set: bool,
-    pub cpus: Option<String>,
-    /// The measuring thread's memory policy preferred the GPU's node (set_mempolicy).
-    pub mempolicy_set: bool,
-    /// Node of the first page of the pinned and pageable buffers (get_mempolicy).
-    pub pinned_buffer_node: Option<u32>,
-    pub pageable_buffer_node: Option<u32>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
-}
-
-/// What one device's run returns besides its samples.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
-pub struct DeviceRun {
-    pub index: u32,
-    pub cuda_ordinal: i32,
-    pub sm_count: Option<u32>,
-    /// From cuDeviceGetAttribute: GLOBAL_MEMORY_BUS_WIDTH (bits), MEMORY_CLOCK_RATE (kHz).
-    pub cuda_memory_bus_width_bits: Option<u32>,
-    pub cuda_memory_clock_khz: Option<u32>,
-    /// Free device memory before allocating and after freeing (cuMemGetInfo).
-    pub memory_free_before: Option<u64>,
-    pub memory_free_after: Option<u64>,
-    pub placement: HostPlacement,
-    pub pcie_gen_under_load: Option<u32>,
-    pub pcie_width_under_load: Option<u32>,
-    /// The first error that ended the run early.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(skip)]
-    pub samples: Vec<PathSamples>,
-    #[serde(skip)]
-    pub interrupted: bool,
-}
-
-/// Peer capabilities of one ordered pair.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
-pub struct PeerPair {
-    pub a: u32,
-    pub b: u32,
-    /// cuDeviceCanAccessPeer(a, b).
-    pub can_access: bool,
-    /// Peer access was enabled for a → b (both directions are enabled together).
-    pub enabled: bool,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
-pub struct PeerRun {
-    pub pairs: Vec<PeerPair>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(skip)]
-    pub samples: Vec<PathSamples>,
-    #[serde(skip)]
-    pub interrupted: bool,
 }
 
 /// Callbacks into the caller: progress, and a read of the PCIe link while copies run.

@@ -1,8 +1,9 @@
 //! Scenario-specific tables, read from a report's `data`. One function per scenario; the
 //! dispatch below is the only place that knows which.
 
-use crate::analyze::bandwidth::{PathResult, path as bw_path};
+use crate::analyze::bandwidth::PathResult;
 use crate::analyze::topology::{LEGEND, TopoView};
+use crate::facts::bandwidth::path as bw_path;
 use crate::facts::{GpuHealth, TopoFacts};
 use crate::render::table::Style;
 use crate::report::Report;
