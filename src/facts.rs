@@ -1,6 +1,7 @@
 //! Raw facts the probe layer gathers: plain data, no verdicts. They are stored in a report's
 //! `data` so `--from REPORT.json` can re-analyse them on a machine without a GPU.
 
+pub mod bandwidth;
 pub mod faults;
 
 use schemars::JsonSchema;

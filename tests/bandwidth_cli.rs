@@ -3,8 +3,8 @@
 //! tests/fixtures/ (added from GPU runs).
 
 use assert_cmd::Command;
-use gpu_doctor::analyze::bandwidth::{BandwidthFacts, DeviceLinks, Links, PathSamples, path};
 use gpu_doctor::facts::PcieFacts;
+use gpu_doctor::facts::bandwidth::{BandwidthFacts, DeviceLinks, Links, PathSamples, path};
 use gpu_doctor::report::Report;
 use gpu_doctor::scenarios::bandwidth::BandwidthData;
 

@@ -9,112 +9,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::facts::{NvLinkFacts, PcieFacts};
+use crate::facts::bandwidth::{DeviceLinks, Links, PathSamples, path};
 use crate::report::{Better, Finding, Metric, Severity, codes};
-
-/// Path names: stable, they are part of metric names.
-pub mod path {
-    /// Host → device from pinned (page-locked) host memory, copy engine.
-    pub const H2D_PINNED: &str = "h2d_pinned";
-    /// Device → host into pinned host memory.
-    pub const D2H_PINNED: &str = "d2h_pinned";
-    /// H2D and D2H at once on two streams; bytes of both directions summed.
-    pub const BIDIR_PINNED: &str = "bidir_pinned";
-    /// Host → device from pageable memory (driver-staged, synchronous; wall clock).
-    pub const H2D_PAGEABLE: &str = "h2d_pageable";
-    /// Device → host into pageable memory (synchronous; wall clock).
-    pub const D2H_PAGEABLE: &str = "d2h_pageable";
-    /// Device-local copy by the copy engine (bytes counted once).
-    pub const D2D_CE: &str = "d2d_ce";
-    /// Device-local copy by an SM kernel (bytes counted once).
-    pub const D2D_SM: &str = "d2d_sm";
-    /// GPU a → GPU b with peer access enabled.
-    pub const P2P: &str = "p2p";
-    /// GPU a → GPU b without peer access: the driver stages the copy through host memory.
-    pub const P2P_STAGED: &str = "p2p_staged";
-    /// a → b and b → a at once with peer access; bytes of both directions summed.
-    pub const P2P_BIDIR: &str = "p2p_bidir";
-    /// Small peer copies a → b: time per copy.
-    pub const P2P_LATENCY: &str = "p2p_latency";
-}
-
-/// The raw measurement of one path: what the probe returns and the report stores.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
-pub struct PathSamples {
-    /// One of [`path`]'s names.
-    pub path: String,
-    /// NVML index of the device (the source GPU for peer paths).
-    pub device: u32,
-    /// NVML index of the other GPU for peer paths.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peer: Option<u32>,
-    /// Bytes one sample moves, counted once (bidirectional paths: both directions summed).
-    pub bytes: u64,
-    /// Copies per sample.
-    pub copies: u32,
-    /// Duration of each sample in seconds.
-    pub seconds: Vec<f64>,
-    /// "cuda_events" (events around a batch held back by the spin kernel), "cuda_events_unheld"
-    /// (events, no spin kernel) or "wall_clock" (host clock around synchronous copies).
-    pub timing: String,
-    /// Whether the copied data matched the source (checked once per path); None: not checked.
-    #[serde(default)]
-    pub verified: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-}
-
-/// What a device's links should do: the inputs of the theoretical rates.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
-pub struct DeviceLinks {
-    pub index: u32,
-    pub pci_bus_id: String,
-    /// "9.0"
-    #[serde(default)]
-    pub compute_capability: Option<String>,
-    /// PCIe facts from NVML (the expected rate uses max_gen × max_width).
-    #[serde(default)]
-    pub pcie: PcieFacts,
-    /// PCIe generation and width read while the H2D copies ran (an idle link trains down).
-    #[serde(default)]
-    pub pcie_gen_under_load: Option<u32>,
-    #[serde(default)]
-    pub pcie_width_under_load: Option<u32>,
-    #[serde(default)]
-    pub memory_bus_width_bits: Option<u32>,
-    /// Maximum memory clock in MHz (NVML max clock, or CUDA's MEMORY_CLOCK_RATE).
-    #[serde(default)]
-    pub memory_clock_max_mhz: Option<u32>,
-    #[serde(default)]
-    pub nvlinks: Vec<NvLinkFacts>,
-    /// NUMA node of the GPU, and the node the pinned host buffer landed on.
-    #[serde(default)]
-    pub numa_node: Option<u32>,
-    #[serde(default)]
-    pub host_buffer_node: Option<u32>,
-}
-
-/// Active NVLinks between two measured GPUs (0: PCIe only).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
-pub struct PairLink {
-    pub a: u32,
-    pub b: u32,
-    pub nvlinks: u32,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
-pub struct Links {
-    pub devices: Vec<DeviceLinks>,
-    #[serde(default)]
-    pub pairs: Vec<PairLink>,
-}
-
-/// Everything [`analyze`] needs, as stored in `data.facts`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
-pub struct BandwidthFacts {
-    pub samples: Vec<PathSamples>,
-    pub links: Links,
-}
 
 /// Limits below which a finding is raised.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
@@ -646,6 +542,8 @@ fn asymmetry(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facts::PcieFacts;
+    use crate::facts::bandwidth::{BandwidthFacts, PairLink};
 
     const GIB: u64 = 1 << 30;
 

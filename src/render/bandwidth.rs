@@ -1,10 +1,9 @@
 //! `bandwidth` (and `topo --bandwidth`): measured rates per path against the link's
 //! theoretical rate, the peer matrices, and where the host buffers were.
 
-use crate::analyze::bandwidth::{PathResult, path as bw_path};
-use crate::probe::bandwidth::DeviceRun;
+use crate::analyze::bandwidth::PathResult;
+use crate::facts::bandwidth::{DeviceRun, Method, path as bw_path};
 use crate::render::style::Style;
-use crate::scenarios::bandwidth::Method;
 
 /// Measured bandwidth per path against the link's theoretical rate, then the peer matrices.
 pub fn bandwidth(

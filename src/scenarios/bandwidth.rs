@@ -7,14 +7,15 @@ use clap::Args;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::analyze::bandwidth::{
-    self as analysis, BandwidthFacts, DeviceLinks, Links, PairLink, Thresholds,
-};
+use crate::analyze::bandwidth::{self as analysis, Thresholds};
 use crate::analyze::topology;
 use crate::context::RunCtx;
 use crate::error::input;
-use crate::facts::{GpuProcess, TopoFacts};
-use crate::probe::bandwidth::{self as probe, DeviceRun, Hooks, PeerRun, Plan, Target};
+use crate::facts::TopoFacts;
+use crate::facts::bandwidth::{
+    BandwidthFacts, DeviceLinks, DeviceProcesses, DeviceRun, Links, Method, PairLink, PeerRun,
+};
+use crate::probe::bandwidth::{self as probe, Hooks, Plan, Target};
 use crate::probe::cuda::{self, Recorder};
 use crate::probe::loader;
 use crate::probe::nvml::NvmlProbe;
@@ -191,27 +192,7 @@ pub struct BandwidthData {
     pub processes: Vec<DeviceProcesses>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
-pub struct DeviceProcesses {
-    pub device: u32,
-    pub processes: Vec<GpuProcess>,
-}
-
-/// How the numbers were taken (so a reader of the JSON knows what they mean).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
-pub struct Method {
-    pub size_bytes: u64,
-    pub copies: u32,
-    pub samples: u32,
-    pub warmup: u32,
-    pub slow_copies: u32,
-    pub spin_cycles: u64,
-    pub units: String,
-    pub timing: String,
-    pub counting: String,
-    pub host_memory: String,
-}
-
+// Built here, not in facts: the plan is the probe's, and facts sit below the probe.
 impl Method {
     fn of(plan: &Plan) -> Method {
         Method {
@@ -444,6 +425,7 @@ fn links_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facts::bandwidth::{PathSamples, path};
     use crate::report::codes;
     use clap::Parser;
 
@@ -530,7 +512,7 @@ mod tests {
             }],
             pairs: vec![],
         };
-        let s = |p: &str, gbps: f64| analysis::PathSamples {
+        let s = |p: &str, gbps: f64| PathSamples {
             path: p.into(),
             device: 0,
             bytes: 1_000_000_000,
@@ -542,10 +524,7 @@ mod tests {
         };
         let data = BandwidthData {
             facts: BandwidthFacts {
-                samples: vec![
-                    s(analysis::path::H2D_PINNED, 26.0),
-                    s(analysis::path::D2H_PINNED, 26.0),
-                ],
+                samples: vec![s(path::H2D_PINNED, 26.0), s(path::D2H_PINNED, 26.0)],
                 links,
             },
             ..Default::default()
