@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use crate::accounting::{Accounting, Key};
-use crate::config::{self, Config};
-use crate::events::Line;
-use crate::names::{self, IDENTITY_ONLY, RULE_MAX_VERSION, VARIANTS};
+use shim_proto::cuda::config::{self, Config};
+use shim_proto::cuda::events::Line;
+use shim_proto::cuda::names::{self, IDENTITY_ONLY, RULE_MAX_VERSION, VARIANTS};
 
 type CUresult = c_uint;
 type Ptr = *mut c_void;
@@ -1335,7 +1335,7 @@ static ON_UNLOAD: extern "C" fn() = on_unload;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::names::Kind;
+    use shim_proto::cuda::names::Kind;
 
     #[test]
     fn every_variant_has_wrappers() {

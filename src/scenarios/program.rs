@@ -13,12 +13,13 @@ use anyhow::Result;
 use clap::Args;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use shim_proto::cuda::config::{Config, Failpoint, Schedule};
+use shim_proto::cuda::names as shim_names;
 
 use crate::analyze::program::{self as analysis, Expect, Mode};
 use crate::context::Ctx;
 use crate::error;
-use crate::program::shim_config::{Config, Failpoint, Schedule};
-use crate::program::{self, Launch, cuda_codes, shim_names};
+use crate::program::{self, Launch, cuda_codes};
 use crate::report::Report;
 use crate::scenarios::Scenario;
 
