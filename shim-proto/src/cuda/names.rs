@@ -67,7 +67,7 @@ const fn v(name: &'static str, base: &'static str, min_version: u32, kind: Kind)
 
 use Kind::*;
 
-/// Every intercepted variant. The order is the shim's internal id (shim/src/hooks checks it).
+/// Every intercepted variant. The order is the shim's internal id (shim/src/hooks/mod.rs, `id`).
 pub const VARIANTS: &[Variant] = &[
     v("cuGetProcAddress", "cuGetProcAddress", 11030, ProcAddress),
     v(
