@@ -1,5 +1,5 @@
-//! Builds the LD_PRELOAD shim (workspace member `shim/`, a cdylib) and hands its path to the
-//! main crate, which embeds it with `include_bytes!` (src/program/mod.rs).
+//! Builds the LD_PRELOAD shim (workspace member `shim/`, a cdylib, with `shim-proto/`) and hands
+//! its path to the main crate, which embeds it with `include_bytes!` (src/program/mod.rs).
 //!
 //! Cargo cannot depend on a cdylib artifact on stable, so this runs a nested
 //! `cargo build -p gpu-doctor-shim --release` with its own target directory under OUT_DIR
@@ -15,6 +15,9 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=shim/src");
     println!("cargo:rerun-if-changed=shim/Cargo.toml");
+    // The shim links shim-proto: a change there must rebuild the embedded shim.
+    println!("cargo:rerun-if-changed=shim-proto/src");
+    println!("cargo:rerun-if-changed=shim-proto/Cargo.toml");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=GPU_DOCTOR_SHIM_SKIP_BUILD");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

@@ -1,5 +1,5 @@
 //! Per-device accounting of the memory a program holds, for `--limit`. Pure, unit-tested;
-//! hooks.rs keeps one behind a mutex (allocations are rare next to launches).
+//! hooks/state.rs keeps one behind a mutex (allocations are rare next to launches).
 
 use std::collections::HashMap;
 

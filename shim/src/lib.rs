@@ -2,12 +2,10 @@
 //! device memory (`inject oom --limit`), fail chosen calls (`inject error`) and trace its
 //! contexts (`trace ctx --`). See docs/shim.md.
 //!
-//! Layout: `config`, `names`, `accounting` and `events` are plain Rust, unit-tested without
-//! CUDA (gpu-doctor includes `config` and `names` with `#[path]`); `hooks` is the FFI layer
-//! (exported `dlsym`, `cuGetProcAddress*` and driver symbols, forwarding to libcuda).
+//! Layout: `accounting` is plain Rust, unit-tested without CUDA; the configuration, the call
+//! table and the event encoder are shared with gpu-doctor in `shim_proto::cuda`; `hooks` is
+//! the FFI layer (exported `dlsym`, `cuGetProcAddress*` and driver symbols, forwarding to
+//! libcuda).
 
 pub mod accounting;
-pub mod config;
-pub mod events;
 pub mod hooks;
-pub mod names;

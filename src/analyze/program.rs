@@ -245,7 +245,7 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
                         let n: u64 = calls
                             .iter()
                             .filter(|(k, _)| {
-                                crate::program::shim_names::base_of(k) == Some(call.as_str())
+                                shim_proto::cuda::names::base_of(k) == Some(call.as_str())
                             })
                             .map(|(_, n)| n)
                             .sum();

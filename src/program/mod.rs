@@ -16,22 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
+use shim_proto::cuda::config as shim_config;
 
 pub mod cuda_codes;
-
-/// The shim's configuration format and call table, shared with the shim crate.
-#[path = "../../shim/src/config.rs"]
-#[allow(dead_code)]
-pub mod shim_config;
-#[path = "../../shim/src/names.rs"]
-#[allow(dead_code)]
-pub mod shim_names;
-
-/// The shim's event encoder, compiled here for tests: both sides of the format must agree.
-#[cfg(test)]
-#[path = "../../shim/src/events.rs"]
-#[allow(dead_code)]
-mod shim_events;
 
 /// Environment variable: path of a shim library to use instead of the embedded one.
 pub const ENV_SHIM: &str = "GPU_DOCTOR_SHIM";
@@ -39,7 +26,7 @@ pub const ENV_SHIM: &str = "GPU_DOCTOR_SHIM";
 /// The shim built by build.rs (empty when it could not be built).
 static EMBEDDED_SHIM: &[u8] = include_bytes!(env!("GPU_DOCTOR_SHIM_SO"));
 
-/// One line the shim wrote (see shim/src/events.rs for the meaning of each kind).
+/// One line the shim wrote (see shim-proto/src/cuda/events.rs for the meaning of each kind).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ShimEvent {
     pub ev: String,
@@ -345,7 +332,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 mod tests {
     use super::*;
 
-    use super::shim_events;
+    use shim_proto::cuda::{events as shim_events, names as shim_names};
 
     #[test]
     fn sizes() {

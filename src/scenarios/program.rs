@@ -12,12 +12,13 @@ use anyhow::Result;
 use clap::Args;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use shim_proto::cuda::config::{Config, Failpoint, Schedule};
+use shim_proto::cuda::names as shim_names;
 
 use crate::analyze::program::{self as analysis, Expect, Mode};
 use crate::context::RunCtx;
 use crate::error;
-use crate::program::shim_config::{Config, Failpoint, Schedule};
-use crate::program::{self, Launch, Outcome, cuda_codes, shim_names};
+use crate::program::{self, Launch, Outcome, cuda_codes};
 use crate::render::style::Style;
 use crate::report::{Analysis, Report};
 use crate::scenarios::{Probed, Redirect, Scenario};

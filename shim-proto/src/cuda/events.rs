@@ -1,6 +1,6 @@
 //! Event lines the shim writes (one JSON object per line) — encoded into a fixed stack buffer,
 //! without allocating, so it is safe from any hook. gpu-doctor parses them with serde
-//! (src/program/mod.rs) and includes this file in its tests to check both sides agree.
+//! (src/program/mod.rs), and its tests encode lines with this encoder to check both sides agree.
 //!
 //! Every event has `ev`, `pid`, `tid` (OS thread id) and `t_us` (CLOCK_MONOTONIC, µs).
 //! - `start`: the shim loaded into a process (`exe`, `ppid`, `config_error` if any).

@@ -1,5 +1,5 @@
-//! The driver entry points the shim intercepts, shared with gpu-doctor (which includes this
-//! file with `#[path]` to validate `--call`). Pure data.
+//! The driver entry points the CUDA shim intercepts, also used by gpu-doctor to validate
+//! `--call`. Pure data.
 //!
 //! Each row is one exported variant of an entry point: `cuGetProcAddress` is asked for the
 //! base name (`cuMemAlloc`) and answers the variant matching the caller's CUDA version and
@@ -67,7 +67,7 @@ const fn v(name: &'static str, base: &'static str, min_version: u32, kind: Kind)
 
 use Kind::*;
 
-/// Every intercepted variant. The order is the shim's internal id (hooks.rs checks it).
+/// Every intercepted variant. The order is the shim's internal id (shim/src/hooks/mod.rs, `id`).
 pub const VARIANTS: &[Variant] = &[
     v("cuGetProcAddress", "cuGetProcAddress", 11030, ProcAddress),
     v(

@@ -1,4 +1,4 @@
-//! Shim configuration, shared with gpu-doctor (which includes this file with `#[path]`): one
+//! The CUDA shim's configuration, written by gpu-doctor and read by the shim: one
 //! line in `GPU_DOCTOR_SHIM_CONFIG`, `key=value` pairs separated by `;`. Pure Rust, no
 //! allocation-sensitive code, unit-tested without CUDA.
 //!

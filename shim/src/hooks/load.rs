@@ -1,0 +1,57 @@
+//! Load and unload: the state is set up when the shim is loaded, and the stats and final peaks
+//! are written at exit.
+
+use std::sync::atomic::Ordering;
+
+use shim_proto::cuda::names::VARIANTS;
+
+use super::slots::{COUNTS, CTX_NOOPS, DROPPED, FP_CALLS, INJECTED};
+use super::state::{STATE, event, state};
+
+#[cfg_attr(test, allow(dead_code))]
+extern "C" fn on_load() {
+    state();
+}
+
+/// At exit: calls per variant, peaks, and dropped events.
+#[cfg_attr(test, allow(dead_code))]
+extern "C" fn on_unload() {
+    let Some(s) = STATE.get() else { return };
+    let mut l = event("stats");
+    l.begin_object("calls");
+    for (i, v) in VARIANTS.iter().enumerate() {
+        let n = COUNTS[i].load(Ordering::Relaxed);
+        if n > 0 {
+            l.u64(v.name, n);
+        }
+    }
+    l.end_object();
+    l.u64("dropped", DROPPED.load(Ordering::Relaxed))
+        .u64("injected_total", INJECTED.load(Ordering::Relaxed))
+        .u64("ctx_noops", CTX_NOOPS.load(Ordering::Relaxed))
+        .u64("failpoint_calls", FP_CALLS.load(Ordering::Relaxed));
+    s.sink.write(l.finish());
+    // try_lock: a thread stopped inside an allocation at exit must not hang the exit.
+    if let Some(acct) = &s.acct
+        && let Ok(a) = acct.try_lock()
+    {
+        for (dev, u) in a.devices() {
+            let mut l = event("peak");
+            l.i64("dev", *dev as i64)
+                .u64("bytes", u.peak)
+                .u64("used", u.used)
+                .bool("final", true);
+            s.sink.write(l.finish());
+        }
+    }
+}
+
+#[cfg(not(test))]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static ON_LOAD: extern "C" fn() = on_load;
+
+#[cfg(not(test))]
+#[used]
+#[unsafe(link_section = ".fini_array")]
+static ON_UNLOAD: extern "C" fn() = on_unload;

@@ -1,0 +1,133 @@
+//! Process state: the configuration (read once, at load or first call), the events sink, the
+//! memory accounting under `--limit`; and how an event line starts.
+
+use core::ffi::{CStr, c_char};
+use std::sync::{Mutex, OnceLock};
+
+use shim_proto::cuda::config::{self, Config};
+use shim_proto::cuda::events::Line;
+use shim_proto::cuda::names::VARIANTS;
+
+use super::N;
+use super::sink::Sink;
+use crate::accounting::Accounting;
+
+pub(super) struct State {
+    pub(super) config: Config,
+    config_error: Option<String>,
+    /// Variants the failpoint targets.
+    pub(super) armed: [bool; N],
+    pub(super) acct: Option<Mutex<Accounting>>,
+    pub(super) peak_step: u64,
+    pub(super) sink: Sink,
+}
+
+pub(super) static STATE: OnceLock<State> = OnceLock::new();
+
+fn getenv(name: &str) -> Option<String> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: getenv with a valid C string; the value is copied at once.
+    let p = unsafe { libc::getenv(name.as_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: getenv's answer is a NUL-terminated string, read before anything can change it.
+    Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+}
+
+pub(super) fn state() -> &'static State {
+    if let Some(s) = STATE.get() {
+        return s;
+    }
+    let mut fresh = false;
+    let s = STATE.get_or_init(|| {
+        fresh = true;
+        init_state()
+    });
+    if fresh {
+        announce(s);
+    }
+    s
+}
+
+fn init_state() -> State {
+    let line = getenv(config::ENV_CONFIG).unwrap_or_default();
+    let (config, config_error) = match Config::parse(&line) {
+        Ok(c) => (c, None),
+        Err(e) => (Config::default(), Some(e)),
+    };
+    let mut armed = [false; N];
+    if let Some(fp) = &config.fail {
+        for (i, v) in VARIANTS.iter().enumerate() {
+            armed[i] = v.base == fp.call || v.name == fp.call;
+        }
+    }
+    let acct = config.limit.map(|l| Mutex::new(Accounting::new(l)));
+    let peak_step = config
+        .limit
+        .map(|l| (l / 64).max(1 << 20))
+        .unwrap_or(1 << 20);
+    State {
+        config,
+        config_error,
+        armed,
+        acct,
+        peak_step,
+        sink: Sink::open(getenv(config::ENV_EVENTS)),
+    }
+}
+
+fn announce(s: &State) {
+    let mut l = event("start");
+    // SAFETY: getppid has no preconditions.
+    l.u64("ppid", unsafe { libc::getppid() } as u64);
+    let mut exe = [0u8; 512];
+    // SAFETY: readlink into a buffer of the given size.
+    let n = unsafe {
+        libc::readlink(
+            c"/proc/self/exe".as_ptr(),
+            exe.as_mut_ptr() as *mut c_char,
+            exe.len(),
+        )
+    };
+    if n > 0 {
+        l.str("exe", &String::from_utf8_lossy(&exe[..n as usize]));
+    }
+    if let Some(e) = &s.config_error {
+        l.str("config_error", e);
+    }
+    s.sink.write(l.finish());
+}
+
+pub(super) fn lock(m: &Mutex<Accounting>) -> std::sync::MutexGuard<'_, Accounting> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime into a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
+fn tid() -> u64 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as u64 }
+}
+
+pub(super) fn event(kind: &str) -> Line {
+    let mut l = Line::new();
+    // SAFETY: getpid has no preconditions.
+    l.str("ev", kind)
+        .u64("pid", unsafe { libc::getpid() } as u64)
+        .u64("tid", tid())
+        .u64("t_us", now_us());
+    l
+}
+
+pub(super) fn emit(mut l: Line) {
+    state().sink.write(l.finish());
+}
