@@ -279,3 +279,21 @@ pub fn execute(global: &GlobalOpts, invocation: Invocation) -> Result<Outcome> {
         Invocation::Child(args) => Outcome::Text(String::new(), runner::child_main(&args)?),
     })
 }
+
+/// The report as terminal tables (colour as `global` says).
+pub fn render_report(report: &crate::report::Report, global: &GlobalOpts) -> String {
+    let style = crate::render::style::Style {
+        color: global.color(),
+    };
+    scenarios::render_report(report, style)
+}
+
+/// Why a report that could not run was skipped.
+pub fn skipped_reason(report: &crate::report::Report) -> String {
+    runner::skipped_reason(report)
+}
+
+/// Ctrl-C and SIGTERM set a flag that running scenarios check (see crate::context).
+pub fn install_interrupt_handler() {
+    crate::context::install_interrupt_handler();
+}

@@ -1,23 +1,31 @@
-//! gpu-doctor as a library: the binary (main.rs) is a thin shell over these modules, and the
-//! integration tests use them directly.
+//! gpu-doctor as a library: the binary (main.rs) is a thin shell over [`cli`], and turns its
+//! outcome into an exit code.
 //!
-//! Layers: `probe` (the only code that touches NVML / CUDA) → `analyze` (pure functions) →
-//! `render` (tables, JSON, …). `scenarios` glue them per subcommand; `runner` and `isolate`
-//! run scenarios in or out of process.
+//! Layers, each importing only from the ones before it (a test checks this):
+//! `units`, `error`, `report` → `facts` → `context` (with `isolate::protocol`) → `probe`,
+//! `program` | `analyze` → `render` → `isolate` → `scenarios` → `runner`, `suite`, `compare` →
+//! `cli`. `probe` and `program` are the only code that touches NVML, CUDA or a user's program;
+//! `analyze` is pure; `render` only formats. docs/design.md has the whole picture.
+//!
+//! Public: the command line, and the report format with what it carries (`report`, `facts`,
+//! `output`, `error`), for tests and tools that read reports.
 
-pub mod analyze;
+pub(crate) mod analyze;
 pub mod cli;
-pub mod compare;
-pub mod context;
+pub(crate) mod compare;
+pub(crate) mod context;
 pub mod error;
 pub mod facts;
-pub mod isolate;
+pub(crate) mod isolate;
 pub mod output;
-pub mod probe;
-pub mod program;
-pub mod render;
+pub(crate) mod probe;
+pub(crate) mod program;
+pub(crate) mod render;
 pub mod report;
-pub mod runner;
-pub mod scenarios;
-pub mod suite;
-pub mod units;
+pub(crate) mod runner;
+pub(crate) mod scenarios;
+pub(crate) mod suite;
+pub(crate) mod units;
+
+#[cfg(test)]
+mod tests;

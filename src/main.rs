@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     }));
 
     let (global, invocation) = cli::parse();
-    gpu_doctor::context::install_interrupt_handler();
+    cli::install_interrupt_handler();
     let code =
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&global, invocation))) {
             Ok(Ok(code)) => code,
@@ -59,12 +59,7 @@ fn run(global: &cli::GlobalOpts, invocation: cli::Invocation) -> anyhow::Result<
             let text = if global.json {
                 serde_json::to_string_pretty(&report)? + "\n"
             } else {
-                gpu_doctor::scenarios::render_report(
-                    &report,
-                    gpu_doctor::render::style::Style {
-                        color: global.color(),
-                    },
-                )
+                cli::render_report(&report, global)
             };
             print(&text);
             Ok(exit_code_for(&report))
@@ -85,7 +80,7 @@ fn exit_code_for(report: &Report) -> i32 {
         exit::FAIL
     } else if report.status == Status::Skipped {
         // Nothing could run on this box: the report is written, and the exit code says so.
-        eprintln!("gpu-doctor: {}", gpu_doctor::runner::skipped_reason(report));
+        eprintln!("gpu-doctor: {}", cli::skipped_reason(report));
         exit::UNAVAILABLE
     } else {
         exit::OK

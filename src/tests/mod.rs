@@ -1,0 +1,2 @@
+//! Tests that need the crate's insides and span several modules: the recorded fixtures
+//! re-analysed, the layering, the registry, rendering snapshots.
