@@ -2,6 +2,7 @@
 //! `data` so `--from REPORT.json` can re-analyse them on a machine without a GPU.
 
 pub mod faults;
+pub mod trace;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -13,12 +13,12 @@ use std::time::Instant;
 
 use anyhow::{Result, anyhow};
 
-use crate::analyze::trace_ctx::{
+use crate::context::{Ctx, thread_id};
+use crate::facts::trace::{
     BOUND, CtxInfo, CtxRef, DEVICE_MIXUP, HopFacts, HopRun, MixupCase, MixupFacts, PINNED,
     PRIMARY_LIFETIME, PUSH_POP, PrimaryFacts, PrimaryState, THREAD_HOP, ThreadInfo, TraceEvent,
     UNBOUND,
 };
-use crate::context::{Ctx, thread_id};
 use crate::isolate::Event;
 use crate::probe::cuda::{CUresult, code, codes, current_context, sys};
 use crate::probe::faults::Steps;

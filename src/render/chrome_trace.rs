@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use crate::analyze::trace_ctx::{CtxRef, THREAD_HOP, TraceData, TraceEvent, ns};
+use crate::analyze::trace_ctx::{TraceData, ns};
+use crate::facts::trace::{CtxRef, THREAD_HOP, TraceEvent};
 
 /// Reserved colour names of the trace viewer.
 pub const COLOR_OK: &str = "good";

@@ -469,7 +469,8 @@ fn info(out: &mut String, report: &Report, style: Style) {
 const TRACE_FAILED_ROWS: usize = 24;
 
 fn trace_ctx(out: &mut String, report: &Report, style: Style) {
-    use crate::analyze::trace_ctx::{self as a, CtxRef};
+    use crate::analyze::trace_ctx as a;
+    use crate::facts::trace::{BOUND, CtxRef, PINNED, PrimaryState, TraceEvent, UNBOUND};
     let Ok(d) = a::data_of(report) else {
         return;
     };
@@ -517,7 +518,7 @@ fn trace_ctx(out: &mut String, report: &Report, style: Style) {
             "failed tasks",
             "writes that reached the GPU",
         ]);
-        for v in [a::UNBOUND, a::BOUND, a::PINNED] {
+        for v in [UNBOUND, BOUND, PINNED] {
             let (tasks, failed, _) = a::hop_outcome(&d.timeline, v);
             if tasks == 0 {
                 continue;
@@ -572,7 +573,7 @@ fn trace_ctx(out: &mut String, report: &Report, style: Style) {
         out.push_str(&format!("\nDevice mix-up ({})\n{t}\n", m.mode));
     }
     if let Some(p) = &d.primary {
-        let st = |s: Option<a::PrimaryState>| {
+        let st = |s: Option<PrimaryState>| {
             s.map(|s| format!("flags 0x{:x}, active {}", s.flags, s.active as u8))
                 .unwrap_or_else(|| "-".into())
         };
@@ -641,7 +642,7 @@ fn trace_ctx(out: &mut String, report: &Report, style: Style) {
         }
         out.push_str(&format!("\nContexts\n{t}\n"));
     }
-    let failed: Vec<&a::TraceEvent> = d.timeline.iter().filter(|e| e.failed() || !e.ok).collect();
+    let failed: Vec<&TraceEvent> = d.timeline.iter().filter(|e| e.failed() || !e.ok).collect();
     if !failed.is_empty() {
         let mut t = style.table();
         t.set_header([

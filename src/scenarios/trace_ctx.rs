@@ -14,11 +14,10 @@ use clap::{Args, ValueEnum};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::analyze::trace_ctx::{
-    self as analysis, DEVICE_MIXUP, MemoryCheck, PRIMARY_LIFETIME, PUSH_POP, THREAD_HOP, TraceData,
-};
+use crate::analyze::trace_ctx::{self as analysis, TraceData};
 use crate::context::Ctx;
 use crate::error::input;
+use crate::facts::trace::{DEVICE_MIXUP, MemoryCheck, PRIMARY_LIFETIME, PUSH_POP, THREAD_HOP};
 use crate::probe::cuda::device_for_bus_id;
 use crate::probe::loader;
 use crate::probe::nvml::NvmlProbe;
