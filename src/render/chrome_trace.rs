@@ -289,7 +289,7 @@ pub fn validate(doc: &Value) -> Result<TraceStats, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyze::trace_ctx::tests::hop_timeline;
+    use crate::analyze::trace_ctx::test_support::hop_timeline;
 
     #[test]
     fn export_is_valid_and_matches_the_timeline() {

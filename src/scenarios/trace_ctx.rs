@@ -352,7 +352,7 @@ pub fn write_chrome_trace(path: &Path, data: &TraceData) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyze::trace_ctx::tests::hop_timeline;
+    use crate::analyze::trace_ctx::test_support::hop_timeline;
     use clap::Parser;
 
     #[derive(Parser)]
