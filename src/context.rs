@@ -175,6 +175,3 @@ impl Progress {
         }
     }
 }
-
-/// Transitional name while files move (see RunCtx).
-pub type Ctx = RunCtx;

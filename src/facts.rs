@@ -3,6 +3,7 @@
 
 pub mod bandwidth;
 pub mod faults;
+pub mod trace;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

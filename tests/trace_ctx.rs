@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use gpu_doctor::analyze::trace_ctx::{self as a, TraceData};
+use gpu_doctor::facts::trace::{BOUND, PINNED, UNBOUND};
 use gpu_doctor::render::chrome_trace;
 use gpu_doctor::report::{Report, Status, codes};
 
@@ -101,7 +102,7 @@ fn fixture_reanalysis_reproduces_the_recorded_verdict() {
     assert_eq!(now, recorded);
     // thread-hop: the unbound tasks off the creator failed, the fixed variants did not
     let h = d.thread_hop.as_ref().expect("thread-hop ran");
-    let (tasks, failed, threads) = a::hop_outcome(&d.timeline, a::UNBOUND);
+    let (tasks, failed, threads) = a::hop_outcome(&d.timeline, UNBOUND);
     assert_eq!(tasks, h.tasks);
     assert_eq!(
         failed,
@@ -109,8 +110,8 @@ fn fixture_reanalysis_reproduces_the_recorded_verdict() {
     );
     assert_eq!(threads.len() as u32, h.threads - 1);
     assert!(!threads.contains(&h.creator_tid));
-    assert_eq!(a::hop_outcome(&d.timeline, a::BOUND).1, 0);
-    assert_eq!(a::hop_outcome(&d.timeline, a::PINNED).1, 0);
+    assert_eq!(a::hop_outcome(&d.timeline, BOUND).1, 0);
+    assert_eq!(a::hop_outcome(&d.timeline, PINNED).1, 0);
     // every thread's modelled context stack is empty at the end
     assert!(
         d.summary.iter().all(|s| s.final_stack_depth == 0),
@@ -154,7 +155,7 @@ fn altered_fixture_a_failing_bound_task_fails_the_report() {
     let e = d
         .timeline
         .iter_mut()
-        .find(|e| e.variant.as_deref() == Some(a::BOUND) && e.op == "cuMemAlloc_v2")
+        .find(|e| e.variant.as_deref() == Some(BOUND) && e.op == "cuMemAlloc_v2")
         .expect("a bound allocation");
     e.result = gpu_doctor::report::Code {
         code: 201,

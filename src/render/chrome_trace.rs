@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use crate::analyze::trace_ctx::{CtxRef, THREAD_HOP, TraceData, TraceEvent, ns};
+use crate::analyze::trace_ctx::{TraceData, ns};
+use crate::facts::trace::{CtxRef, THREAD_HOP, TraceEvent};
 
 /// Reserved colour names of the trace viewer.
 pub const COLOR_OK: &str = "good";
@@ -288,7 +289,7 @@ pub fn validate(doc: &Value) -> Result<TraceStats, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyze::trace_ctx::tests::hop_timeline;
+    use crate::analyze::trace_ctx::test_support::hop_timeline;
 
     #[test]
     fn export_is_valid_and_matches_the_timeline() {

@@ -1,14 +1,15 @@
 //! `trace ctx`: the per-thread summary, the contexts, the calls that did not succeed, and each
 //! sub-scenario's result.
 
-use crate::analyze::trace_ctx::{self as a, CtxRef, TraceData};
+use crate::analyze::trace_ctx::{TraceData, TraceView};
+use crate::facts::trace::{CtxRef, PrimaryState, TraceEvent};
 use crate::render::style::Style;
 
 /// Most failed calls listed in the table; the JSON and the Chrome trace hold all of them.
 const TRACE_FAILED_ROWS: usize = 24;
 
 /// Threads, contexts, the failed calls and the per-sub-scenario summaries of `trace ctx`.
-pub fn trace_ctx(out: &mut String, d: &TraceData, style: Style) {
+pub fn trace_ctx(out: &mut String, d: &TraceData, view: &TraceView, style: Style) {
     let ctx = |c: &Option<CtxRef>| {
         c.as_ref()
             .map(|c| c.id.clone())
@@ -53,12 +54,8 @@ pub fn trace_ctx(out: &mut String, d: &TraceData, style: Style) {
             "failed tasks",
             "writes that reached the GPU",
         ]);
-        for v in [a::UNBOUND, a::BOUND, a::PINNED] {
-            let (tasks, failed, _) = a::hop_outcome(&d.timeline, v);
-            if tasks == 0 {
-                continue;
-            }
-            let run = h.runs.iter().find(|r| r.variant == v);
+        for (v, tasks, failed) in &view.hops {
+            let run = h.runs.iter().find(|r| &r.variant == v);
             t.add_row([
                 v.to_string(),
                 tasks.to_string(),
@@ -108,7 +105,7 @@ pub fn trace_ctx(out: &mut String, d: &TraceData, style: Style) {
         out.push_str(&format!("\nDevice mix-up ({})\n{t}\n", m.mode));
     }
     if let Some(p) = &d.primary {
-        let st = |s: Option<a::PrimaryState>| {
+        let st = |s: Option<PrimaryState>| {
             s.map(|s| format!("flags 0x{:x}, active {}", s.flags, s.active as u8))
                 .unwrap_or_else(|| "-".into())
         };
@@ -117,10 +114,7 @@ pub fn trace_ctx(out: &mut String, d: &TraceData, style: Style) {
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| "-".into())
         };
-        let counts: Vec<String> = a::primary_retain_counts(&d.timeline)
-            .into_iter()
-            .map(|(_, n)| n.to_string())
-            .collect();
+        let counts: Vec<String> = view.retain_counts.iter().map(|n| n.to_string()).collect();
         let mut t = style.table();
         t.set_header([
             "primary context".to_string(),
@@ -177,7 +171,7 @@ pub fn trace_ctx(out: &mut String, d: &TraceData, style: Style) {
         }
         out.push_str(&format!("\nContexts\n{t}\n"));
     }
-    let failed: Vec<&a::TraceEvent> = d.timeline.iter().filter(|e| e.failed() || !e.ok).collect();
+    let failed: Vec<&TraceEvent> = d.timeline.iter().filter(|e| e.failed() || !e.ok).collect();
     if !failed.is_empty() {
         let mut t = style.table();
         t.set_header([

@@ -14,11 +14,10 @@ use clap::{Args, ValueEnum};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::analyze::trace_ctx::{
-    self as analysis, DEVICE_MIXUP, MemoryCheck, PRIMARY_LIFETIME, PUSH_POP, THREAD_HOP, TraceData,
-};
+use crate::analyze::trace_ctx::{self as analysis, TraceData};
 use crate::context::RunCtx;
 use crate::error::input;
+use crate::facts::trace::{DEVICE_MIXUP, MemoryCheck, PRIMARY_LIFETIME, PUSH_POP, THREAD_HOP};
 use crate::probe::cuda::device_for_bus_id;
 use crate::probe::loader;
 use crate::probe::nvml::NvmlProbe;
@@ -298,7 +297,7 @@ impl Scenario for TraceCtx {
     }
 
     fn render(data: &TraceData, _report: &Report, out: &mut String, style: Style) {
-        crate::render::trace_ctx::trace_ctx(out, data, style);
+        crate::render::trace_ctx::trace_ctx(out, data, &analysis::view(data), style);
     }
 }
 
@@ -323,7 +322,7 @@ pub fn write_chrome_trace(path: &Path, data: &TraceData) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyze::trace_ctx::tests::hop_timeline;
+    use crate::analyze::trace_ctx::test_support::hop_timeline;
     use crate::report::codes;
     use clap::Parser;
 
