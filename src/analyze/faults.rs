@@ -1,6 +1,6 @@
 //! Verdicts of the fault-injection scenarios (`inject …`): facts + steps → findings and
-//! metrics. Pure: [`analyze_report`] re-runs them on a saved report (its `data.facts` and
-//! `steps`), which is how the fixtures recorded on the GPU machine are tested.
+//! metrics. Pure: `--from` re-runs them on a saved report (its `data.facts` and `steps`), which
+//! is how the fixtures recorded on the GPU machine are tested.
 //!
 //! Step mismatches themselves become STEP_MISMATCH findings in `verdict::finalize`; here are
 //! the findings that need more than one step, or facts (counts, timings, memory).
@@ -8,7 +8,7 @@
 use crate::facts::faults::{
     CtxDestroyFacts, IllegalAddressFacts, MemoryCheck, OomFacts, StreamMisuseFacts, step_names,
 };
-use crate::report::{Better, Finding, Metric, Report, Severity, Step, codes};
+use crate::report::{Better, Finding, Metric, Severity, Step, codes};
 use crate::units::format_bytes;
 
 pub use crate::report::Analysis;
@@ -23,22 +23,6 @@ impl Analysis {
     fn finding(&mut self, f: Finding) {
         self.findings.push(f);
     }
-}
-
-/// Re-runs the verdict of a saved `inject …` report from its data and steps. None for other
-/// scenarios; Err when its data is not what the scenario writes.
-pub fn analyze_report(r: &Report) -> Option<Result<Analysis, String>> {
-    fn facts<T: serde::de::DeserializeOwned>(r: &Report) -> Result<T, String> {
-        let v = r.data.get("facts").ok_or("report without data.facts")?;
-        serde_json::from_value(v.clone()).map_err(|e| format!("data.facts: {e}"))
-    }
-    Some(match r.scenario.as_str() {
-        "inject oom" => facts(r).map(|f| oom(&f, &r.steps)),
-        "inject ctx-destroy" => facts(r).map(|f| ctx_destroy(&f, &r.steps)),
-        "inject stream-misuse" => facts(r).map(|f| stream_misuse(&f, &r.steps)),
-        "inject illegal-address" => facts(r).map(|f| illegal_address(&f, &r.steps)),
-        _ => return None,
-    })
 }
 
 /// Device memory back to its baseline? A difference beyond the tolerance fails, or only warns
@@ -907,17 +891,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn analyze_report_reruns_from_data() {
-        let mut r = Report::begin("inject oom", serde_json::json!({}));
-        r.data = serde_json::json!({ "facts": oom_facts() });
-        let a = analyze_report(&r).unwrap().unwrap();
-        assert!(a.metrics.contains_key("allocatable_bytes"));
-        r.data = serde_json::json!({ "facts": { "device": "x" } });
-        assert!(analyze_report(&r).unwrap().is_err());
-        r.scenario = "topo".into();
-        assert!(analyze_report(&r).is_none());
-    }
     #[test]
     fn sub_steps_are_tagged_and_shifted_but_keep_their_verdict() {
         let died = code(-1, "PROCESS_DIED: was killed by signal 11 (SIGSEGV)");

@@ -75,8 +75,6 @@ pub fn verdict(o: &Outcome) -> Verdict {
 }
 
 pub struct Analysis {
-    pub verdict: Verdict,
-    pub expectation_met: bool,
     pub findings: Vec<Finding>,
     pub metrics: BTreeMap<String, Metric>,
     pub data: Value,
@@ -492,8 +490,6 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
         }
     }
     Analysis {
-        verdict: v,
-        expectation_met,
         findings,
         metrics,
         data,
@@ -538,6 +534,16 @@ fn thread_summary(timeline: &[Value]) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn verdict_of(a: &Analysis) -> Verdict {
+        serde_json::from_value(a.data["verdict"].clone()).expect("a verdict")
+    }
+
+    fn met(a: &Analysis) -> bool {
+        a.data["expectation_met"]
+            .as_bool()
+            .expect("expectation_met")
+    }
 
     fn ev(kind: &str, tid: u64, t_us: u64) -> ShimEvent {
         ShimEvent {
@@ -626,8 +632,8 @@ mod tests {
             vec![start(), peak, oom_fail(512 << 20)],
         );
         let a = analyze(&OOM, Expect::Survive, &["python".into()], &o);
-        assert_eq!(a.verdict, Verdict::Survived);
-        assert!(a.expectation_met);
+        assert_eq!(verdict_of(&a), Verdict::Survived);
+        assert!(met(&a));
         assert_eq!(
             codes_of(&a),
             vec![
@@ -673,17 +679,17 @@ mod tests {
             vec![start(), oom_fail(1)],
         );
         let a = analyze(&OOM, Expect::Survive, &[], &o);
-        assert_eq!(a.verdict, Verdict::Crashed);
-        assert!(!a.expectation_met);
+        assert_eq!(verdict_of(&a), Verdict::Crashed);
+        assert!(!met(&a));
         let f = finding(&a, codes::PROGRAM_CRASHED);
         assert_eq!(f.severity, Severity::Fail);
         assert!(f.message.contains("SIGABRT"), "{}", f.message);
         let a = analyze(&OOM, Expect::Fail, &[], &o);
-        assert!(a.expectation_met);
+        assert!(met(&a));
         assert!(a.findings.iter().all(|f| f.severity != Severity::Fail));
         let o = outcome(Some(1), None, Ended::Exited, vec![start(), oom_fail(1)]);
         assert_eq!(
-            analyze(&OOM, Expect::Survive, &[], &o).verdict,
+            verdict_of(&analyze(&OOM, Expect::Survive, &[], &o)),
             Verdict::Crashed
         );
     }
@@ -692,7 +698,7 @@ mod tests {
     fn survival_fails_when_failure_was_expected() {
         let o = outcome(Some(0), None, Ended::Exited, vec![start(), oom_fail(1)]);
         let a = analyze(&OOM, Expect::Fail, &[], &o);
-        assert!(!a.expectation_met);
+        assert!(!met(&a));
         assert!(
             a.findings
                 .iter()
@@ -704,8 +710,8 @@ mod tests {
     fn hang_always_fails_and_kept_running_survives() {
         let o = outcome(None, Some(libc::SIGKILL), Ended::TimedOut, vec![start()]);
         let a = analyze(&OOM, Expect::Fail, &[], &o);
-        assert_eq!(a.verdict, Verdict::Hung);
-        assert!(!a.expectation_met);
+        assert_eq!(verdict_of(&a), Verdict::Hung);
+        assert!(!met(&a));
         assert!(
             a.findings
                 .iter()
@@ -718,8 +724,8 @@ mod tests {
             vec![start(), oom_fail(1)],
         );
         let a = analyze(&OOM, Expect::Survive, &[], &o);
-        assert_eq!(a.verdict, Verdict::KeptRunning);
-        assert!(a.expectation_met);
+        assert_eq!(verdict_of(&a), Verdict::KeptRunning);
+        assert!(met(&a));
     }
 
     #[test]

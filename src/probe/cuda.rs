@@ -1,4 +1,4 @@
-//! Raw CUDA driver calls recorded as steps. Scenarios call the driver through [`Recorder::call`]
+//! Raw CUDA driver calls recorded as steps. Scenarios call the driver through [`Steps::call`]
 //! so every call that matters is announced (to the parent, when isolated), timed, tagged with
 //! its OS thread and compared with what the scenario expects.
 //!
@@ -38,19 +38,21 @@ pub fn check(rc: CUresult, what: &str) -> Result<()> {
     }
 }
 
-/// Records driver calls as steps of the run.
-pub struct Recorder<'a> {
+/// Records a scenario's driver calls as steps of its run, from several threads. Each step is
+/// sent to the parent as soon as it completes (isolated child), so a crash keeps every step
+/// before it.
+pub struct Steps<'a> {
     pub ctx: &'a RunCtx,
 }
 
-impl<'a> Recorder<'a> {
+impl<'a> Steps<'a> {
     pub fn new(ctx: &'a RunCtx) -> Self {
-        Recorder { ctx }
+        Steps { ctx }
     }
 
-    /// Makes one driver call as a step. `expected` lists every answer that counts as correct.
+    /// Makes a driver call as a step; `expected` lists every answer that counts as correct.
     pub fn call(
-        &mut self,
+        &self,
         name: &str,
         call: &str,
         expected: &[CUresult],
@@ -59,17 +61,51 @@ impl<'a> Recorder<'a> {
         self.call_noted(name, call, expected, None, f)
     }
 
+    /// Like [`Steps::call`], with a note (shown as the hint when the answer is unexpected).
     pub fn call_noted(
-        &mut self,
+        &self,
         name: &str,
         call: &str,
         expected: &[CUresult],
-        note: Option<String>,
+        note: Option<&str>,
         f: impl FnOnce() -> CUresult,
     ) -> CUresult {
-        let (rc, step) = timed_step(self.ctx, name, call, expected, note, f);
-        self.ctx.record(step);
+        let (rc, step) = timed_step(self.ctx, name, call, expected, note.map(str::to_string), f);
+        self.push(step);
         rc
+    }
+
+    /// Records a call made outside [`Steps::call`] (a tight loop that only reports the calls
+    /// that matter): `at_ms` is when it was made, `elapsed_ms` how long it took.
+    #[allow(clippy::too_many_arguments)]
+    pub fn made(
+        &self,
+        name: &str,
+        call: &str,
+        expected: &[CUresult],
+        rc: CUresult,
+        at_ms: f64,
+        elapsed_ms: f64,
+        note: Option<String>,
+    ) {
+        let expected = codes(expected);
+        let observed = code(rc);
+        let ok = expected.contains(&observed);
+        self.push(Step {
+            name: name.to_string(),
+            call: call.to_string(),
+            expected,
+            observed,
+            at_ms,
+            elapsed_ms,
+            thread: thread_id(),
+            ok,
+            note,
+        });
+    }
+
+    pub fn push(&self, step: Step) {
+        self.ctx.record(step);
     }
 }
 

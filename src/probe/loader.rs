@@ -44,9 +44,6 @@ pub fn missing_nvml_message(path: &str) -> String {
 pub struct CudaDriver {
     /// cuDriverGetVersion: 13000 for CUDA 13.0.
     pub version: i32,
-    pub device_count: i32,
-    /// Milliseconds cuInit took.
-    pub init_ms: f64,
 }
 
 /// Loads libcuda, runs cuInit and checks the driver version, once per process.
@@ -94,11 +91,9 @@ fn preload_override() -> Result<()> {
 
 fn load_cuda_once() -> Result<CudaDriver> {
     check_cuda_present()?;
-    let t0 = std::time::Instant::now();
     // SAFETY: plain driver calls with valid out-pointers; cuInit and cuDriverGetVersion exist in
     // every driver since CUDA 2.0, so they cannot hit cudarc's missing-symbol panic.
     let rc = unsafe { sys::cuInit(0) };
-    let init_ms = t0.elapsed().as_secs_f64() * 1e3;
     let mut version = 0;
     unsafe { sys::cuDriverGetVersion(&mut version) };
     if rc != sys::CUresult::CUDA_SUCCESS {
@@ -121,13 +116,7 @@ fn load_cuda_once() -> Result<CudaDriver> {
             cuda_version_string(MIN_CUDA_DRIVER)
         )));
     }
-    let mut device_count = 0;
-    unsafe { sys::cuDeviceGetCount(&mut device_count) };
-    Ok(CudaDriver {
-        version,
-        device_count,
-        init_ms,
-    })
+    Ok(CudaDriver { version })
 }
 
 pub fn cuda_version_string(v: i32) -> String {

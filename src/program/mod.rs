@@ -319,33 +319,11 @@ pub fn parse_events(text: &str) -> (Vec<ShimEvent>, usize) {
     (events, bad)
 }
 
-/// A memory limit (crate::units rule: `4GiB`, `512MiB`, `1.5G`, `1000000`); zero is no limit
-/// a program could live with, so it is refused.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    match crate::units::parse_size(s)? {
-        0 => Err(format!("'{s}' is not a usable size")),
-        n => Ok(n),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     use shim_proto::cuda::{events as shim_events, names as shim_names};
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
-        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
-        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
-        assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
-        assert_eq!(parse_size("1000"), Ok(1000));
-        assert_eq!(parse_size(" 2 kib "), Ok(2048));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("4 parsecs").is_err());
-    }
 
     #[test]
     fn ld_preload_appends() {

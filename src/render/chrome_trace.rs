@@ -9,7 +9,9 @@
 //!   next task runs on another thread, so the hop is visible at a glance;
 //! - every failed call again as a thread-scoped instant event ("i", s = "t").
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+#[cfg(test)]
+use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
@@ -176,6 +178,7 @@ pub fn export(d: &TraceData) -> Value {
 }
 
 /// What [`validate`] counted.
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TraceStats {
     pub complete: usize,
@@ -189,7 +192,9 @@ pub struct TraceStats {
 /// Checks a document against the trace-event format as this exporter uses it: a
 /// `traceEvents` array; known phases; integer pid/tid; µs timestamps as non-negative
 /// numbers; every "X" with dur ≥ 0; every "i" with a scope; flows with ids; and every
-/// thread that carries events named by a `thread_name` metadata event.
+/// thread that carries events named by a `thread_name` metadata event. Tests check every
+/// trace the exporter writes with it.
+#[cfg(test)]
 pub fn validate(doc: &Value) -> Result<TraceStats, String> {
     let evs = doc
         .get("traceEvents")

@@ -62,7 +62,6 @@ impl Style {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
 
     #[test]
     fn values_are_readable() {

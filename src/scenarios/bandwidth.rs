@@ -16,7 +16,7 @@ use crate::facts::bandwidth::{
     BandwidthFacts, DeviceLinks, DeviceProcesses, DeviceRun, Links, Method, PairLink, PeerRun,
 };
 use crate::probe::bandwidth::{self as probe, Hooks, Plan, Target};
-use crate::probe::cuda::{self, Recorder};
+use crate::probe::cuda::{self, Steps};
 use crate::probe::loader;
 use crate::probe::nvml::NvmlProbe;
 use crate::render::style::Style;
@@ -332,8 +332,8 @@ pub fn measure(
         // A fresh thread per GPU: pinned to the GPU's CPUs, preferring its NUMA node, so the
         // host buffers it touches first are local to the GPU.
         let mut run = on_own_thread(|| {
-            let mut rec = Recorder::new(ctx);
-            probe::measure_device(&mut rec, t, plan, topo.host_numa_nodes, &hooks)
+            let rec = Steps::new(ctx);
+            probe::measure_device(&rec, t, plan, topo.host_numa_nodes, &hooks)
         })?;
         samples.append(&mut run.samples);
         data.devices.push(run);
@@ -343,8 +343,8 @@ pub fn measure(
     }
     if peers && !ctx.interrupted() {
         let mut run = on_own_thread(|| {
-            let mut rec = Recorder::new(ctx);
-            probe::measure_peers(&mut rec, &targets, plan, &hooks)
+            let rec = Steps::new(ctx);
+            probe::measure_peers(&rec, &targets, plan, &hooks)
         });
         samples.append(&mut run.samples);
         data.peers = Some(run);

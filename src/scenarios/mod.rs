@@ -155,7 +155,6 @@ pub(crate) trait DynScenario: Send + Sync {
     fn in_inject_all(&self) -> bool;
     fn in_cli(&self) -> bool;
     fn internal(&self) -> bool;
-    fn reanalysable(&self) -> bool;
     /// The params' flags, added to `command`.
     fn add_args(&self, command: clap::Command) -> clap::Command;
     /// The params the command line gave, as JSON.
@@ -210,9 +209,6 @@ impl<S: Scenario> DynScenario for Erased<S> {
     }
     fn internal(&self) -> bool {
         S::INTERNAL
-    }
-    fn reanalysable(&self) -> bool {
-        S::REANALYSABLE
     }
     fn add_args(&self, command: clap::Command) -> clap::Command {
         S::Params::augment_args(command)

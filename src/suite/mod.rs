@@ -20,13 +20,12 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 
-pub use crate::analyze::thresholds::{Bound, Thresholds, metric_matches};
+pub use crate::analyze::thresholds::{Bound, Thresholds};
 use crate::error;
 use crate::scenarios::DynScenario;
 
-pub use hints::{param_names, params_help};
 pub use parse::{line_col_of, parse};
-pub use run::{apply_thresholds, run};
+pub use run::run;
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -124,6 +123,7 @@ pub fn load(path: &Path) -> Result<Suite> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analyze::thresholds::metric_matches;
     use crate::scenarios;
 
     #[test]

@@ -24,7 +24,6 @@ mod thread_hop;
 mod timing;
 
 pub use primary::primary_retain_counts;
-pub use push_pop::{StackIssue, stack_depths, stack_issues};
 pub use summary::{ThreadSummary, summarize};
 pub use thread_hop::hop_outcome;
 pub use timing::{bind_cost_us, ctx_create_ms};
@@ -93,55 +92,11 @@ pub fn findings(d: &TraceData) -> Vec<Finding> {
     patterns.iter().flat_map(|pattern| pattern(d)).collect()
 }
 
-/// The trace ctx report itself, or the one a suite report holds.
-pub fn report_of(report: &crate::report::Report) -> Result<&crate::report::Report, String> {
-    if report.scenario == "trace ctx" {
-        return Ok(report);
-    }
-    report
-        .reports
-        .iter()
-        .find(|r| r.scenario == "trace ctx")
-        .ok_or_else(|| format!("a '{}' report, not a trace ctx report", report.scenario))
-}
-
-/// The `trace ctx` data of a saved report (a trace ctx report, or a suite report holding one).
-pub fn data_of(report: &crate::report::Report) -> Result<TraceData, String> {
-    let report = report_of(report)?;
-    if report.data.get("timeline").is_none() {
-        return Err("a trace ctx report without data.timeline".into());
-    }
-    serde_json::from_value(report.data.clone()).map_err(|e| format!("data: {e}"))
-}
-
 /// Microseconds rounded to the nanosecond, so a summary (or a Chrome trace) computed from a
 /// timeline read back from JSON equals the one computed live (float sums can differ in the
 /// last bits).
 pub(crate) fn ns(us: f64) -> f64 {
     (us * 1000.0).round() / 1000.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::test_support::hop_timeline;
-    use super::*;
-
-    #[test]
-    fn data_round_trips_through_a_report() {
-        let d = hop_timeline(2, 4, false);
-        let mut r = crate::report::Report::begin("trace ctx", serde_json::json!({}));
-        r.data = serde_json::to_value(&d).unwrap();
-        assert_eq!(data_of(&r).unwrap(), d);
-        let mut suite = crate::report::Report::begin("suite", serde_json::json!({}));
-        suite.reports.push(r);
-        assert_eq!(data_of(&suite).unwrap(), d);
-        let other = crate::report::Report::begin("topo", serde_json::json!({}));
-        assert!(
-            data_of(&other)
-                .unwrap_err()
-                .contains("not a trace ctx report")
-        );
-    }
 }
 
 /// What the tables show beyond the data: the outcome of each thread-hop variant (variant,

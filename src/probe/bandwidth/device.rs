@@ -11,11 +11,11 @@ use super::sampler::{bidir_sample, held_path, samples_of, wall_path};
 use super::{Hooks, Plan, check_interrupt, device_need, hot, poison};
 use crate::error;
 use crate::facts::bandwidth::{DeviceRun, path};
-use crate::probe::cuda::{self, Recorder, sys};
+use crate::probe::cuda::{self, Steps, sys};
 use crate::probe::kernels;
 
 pub(super) fn device_paths(
-    rec: &mut Recorder,
+    rec: &Steps,
     g: &mut Gpu,
     plan: &Plan,
     hooks: &Hooks,
@@ -64,7 +64,7 @@ pub(super) fn device_paths(
             .progress
             .set_message(format!("bandwidth GPU{idx} {p}"));
     };
-    let read_back = |rec: &mut Recorder, host: *mut u64, p: sys::CUdeviceptr| -> Result<()> {
+    let read_back = |rec: &Steps, host: *mut u64, p: sys::CUdeviceptr| -> Result<()> {
         // SAFETY: `host` holds `size` bytes; synchronous copy.
         hot(rec, "verify: read back", "cuMemcpyDtoH_v2", unsafe {
             sys::cuMemcpyDtoH_v2(host as *mut c_void, p, size)

@@ -8,7 +8,7 @@ use std::sync::atomic::{Ordering, fence};
 use anyhow::Result;
 
 use super::{OK, hot, step};
-use crate::probe::cuda::{self, CUresult, Recorder, sys};
+use crate::probe::cuda::{self, CUresult, Steps, sys};
 use crate::probe::kernels::{self, Module};
 
 /// One device's context and the handles this probe created in it.
@@ -54,7 +54,7 @@ impl Gpu {
 
     /// Retains the primary context and creates what every path needs: module, two
     /// non-blocking streams, three events, the spin flag in mapped pinned memory.
-    pub(super) fn open(&mut self, rec: &mut Recorder) -> Result<()> {
+    pub(super) fn open(&mut self, rec: &Steps) -> Result<()> {
         let dev = self.dev;
         let mut ctx = ptr::null_mut();
         step(
@@ -148,7 +148,7 @@ impl Gpu {
         Ok(())
     }
 
-    pub(super) fn make_current(&self, rec: &mut Recorder) -> Result<()> {
+    pub(super) fn make_current(&self, rec: &Steps) -> Result<()> {
         let ctx = self.ctx;
         // Not a step: called often in the peer phase; a failure is recorded by `hot`.
         // SAFETY: a context this probe retained.
@@ -162,7 +162,7 @@ impl Gpu {
 
     pub(super) fn alloc_dev(
         &mut self,
-        rec: &mut Recorder,
+        rec: &Steps,
         bytes: usize,
         what: &str,
     ) -> Result<sys::CUdeviceptr> {
@@ -180,7 +180,7 @@ impl Gpu {
 
     pub(super) fn alloc_host(
         &mut self,
-        rec: &mut Recorder,
+        rec: &Steps,
         bytes: usize,
         flags: u32,
         what: &str,
@@ -209,7 +209,7 @@ impl Gpu {
 impl Gpu {
     /// Frees everything, in reverse order, and releases the primary context. Returns the free
     /// device memory measured after freeing (before the context reference is dropped).
-    pub(super) fn release(&mut self, rec: &mut Recorder) -> Option<u64> {
+    pub(super) fn release(&mut self, rec: &Steps) -> Option<u64> {
         if self.ctx.is_null() {
             return None;
         }
@@ -287,7 +287,7 @@ impl Gpu {
 
 /// Frees every handle of `items`, newest first, each as a step; empties `items`.
 fn free_each<T>(
-    rec: &mut Recorder,
+    rec: &Steps,
     name: &str,
     call: &str,
     items: &mut Vec<T>,

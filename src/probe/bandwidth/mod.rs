@@ -28,7 +28,7 @@ use indicatif::ProgressBar;
 
 use crate::error::{self, exit};
 use crate::facts::bandwidth::{DeviceRun, PeerRun};
-use crate::probe::cuda::{CUresult, Recorder, sys};
+use crate::probe::cuda::{CUresult, Steps, sys};
 
 use device::device_paths;
 use gpu::{Gpu, attribute};
@@ -108,17 +108,17 @@ pub fn peer_units(n: usize) -> u64 {
 }
 
 /// A hot call (a copy, an event record): not a step unless it fails.
-fn hot(rec: &mut Recorder, name: &str, call: &str, rc: CUresult) -> Result<()> {
+fn hot(rec: &Steps, name: &str, call: &str, rc: CUresult) -> Result<()> {
     if rc == OK {
         return Ok(());
     }
     let note = "a copy-path call failed; the rest of this phase was skipped";
-    rec.call_noted(name, call, &[OK], Some(note.into()), || rc);
+    rec.call_noted(name, call, &[OK], Some(note), || rc);
     Err(anyhow!("{name}: {call} answered {rc:?}"))
 }
 
 /// Ends the current phase when Ctrl-C was pressed.
-fn check_interrupt(rec: &Recorder) -> Result<()> {
+fn check_interrupt(rec: &Steps) -> Result<()> {
     if rec.ctx.interrupted() {
         Err(anyhow::Error::new(Interrupted))
     } else {
@@ -128,7 +128,7 @@ fn check_interrupt(rec: &Recorder) -> Result<()> {
 
 /// Zeroes a destination buffer of the current context, then waits: the memset runs on the
 /// legacy stream, which the non-blocking streams of the copies would not wait for.
-fn poison(rec: &mut Recorder, p: sys::CUdeviceptr, bytes: usize) -> Result<()> {
+fn poison(rec: &Steps, p: sys::CUdeviceptr, bytes: usize) -> Result<()> {
     // SAFETY: `bytes` of device memory of the current context.
     hot(rec, "poison destination", "cuMemsetD8_v2", unsafe {
         sys::cuMemsetD8_v2(p, 0, bytes)
@@ -140,7 +140,7 @@ fn poison(rec: &mut Recorder, p: sys::CUdeviceptr, bytes: usize) -> Result<()> {
 }
 
 /// A recorded set-up call that must succeed for the run to go on.
-fn step(rec: &mut Recorder, name: &str, call: &str, f: impl FnOnce() -> CUresult) -> Result<()> {
+fn step(rec: &Steps, name: &str, call: &str, f: impl FnOnce() -> CUresult) -> Result<()> {
     let rc = rec.call(name, call, &[OK], f);
     if rc == OK {
         Ok(())
@@ -153,7 +153,7 @@ fn step(rec: &mut Recorder, name: &str, call: &str, f: impl FnOnce() -> CUresult
 /// A CUDA failure ends the run early (recorded as a failed step and in `error`); a `--size`
 /// that does not fit the free memory is an input error. Everything is freed either way.
 pub fn measure_device(
-    rec: &mut Recorder,
+    rec: &Steps,
     t: &Target,
     plan: &Plan,
     host_nodes: u32,
@@ -189,12 +189,7 @@ pub fn measure_device(
 
 /// Measures every ordered pair of `targets`: staged through the host (peer access off), then
 /// with peer access on (uni- and bidirectional), and latency of small peer copies.
-pub fn measure_peers(
-    rec: &mut Recorder,
-    targets: &[Target],
-    plan: &Plan,
-    hooks: &Hooks,
-) -> PeerRun {
+pub fn measure_peers(rec: &Steps, targets: &[Target], plan: &Plan, hooks: &Hooks) -> PeerRun {
     let mut run = PeerRun::default();
     let mut gpus: Vec<Gpu> = targets.iter().map(|t| Gpu::new(t.index, t.cuda)).collect();
     let mut bufs: Vec<(sys::CUdeviceptr, sys::CUdeviceptr)> = vec![];

@@ -10,11 +10,11 @@ use super::host::{check, fill};
 use super::sampler::{bidir_sample, held_path_n, samples_of};
 use super::{Hooks, OK, Plan, check_interrupt, device_need, hot, poison};
 use crate::facts::bandwidth::{PeerPair, PeerRun, path};
-use crate::probe::cuda::{self, CUresult, Recorder, sys};
+use crate::probe::cuda::{self, CUresult, Steps, sys};
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn peer_paths(
-    rec: &mut Recorder,
+    rec: &Steps,
     gpus: &mut [Gpu],
     bufs: &mut Vec<(sys::CUdeviceptr, sys::CUdeviceptr)>,
     enabled: &mut Vec<(usize, usize)>,
@@ -71,7 +71,7 @@ pub(super) fn peer_paths(
         hooks.progress.set_message(format!("bandwidth {what}"));
     };
     // Verifies that GPU j's destination holds GPU i's source (sparse check).
-    let verify = |rec: &mut Recorder, gpus: &[Gpu], i: usize, j: usize| -> Result<bool> {
+    let verify = |rec: &Steps, gpus: &[Gpu], i: usize, j: usize| -> Result<bool> {
         gpus[j].make_current(rec)?;
         // SAFETY: `host` holds n bytes; synchronous copy.
         hot(
@@ -82,7 +82,7 @@ pub(super) fn peer_paths(
         )?;
         Ok(check(host, words, 100 + gpus[i].index as u64, true))
     };
-    let poison_dst = |rec: &mut Recorder, gpus: &[Gpu], j: usize| -> Result<()> {
+    let poison_dst = |rec: &Steps, gpus: &[Gpu], j: usize| -> Result<()> {
         gpus[j].make_current(rec)?;
         poison(rec, bufs[j].1, n)
     };

@@ -11,12 +11,12 @@ use anyhow::Result;
 use super::gpu::Gpu;
 use super::{OK, Plan, hot};
 use crate::facts::bandwidth::PathSamples;
-use crate::probe::cuda::{CUresult, Recorder, sys};
+use crate::probe::cuda::{CUresult, Steps, sys};
 use crate::probe::kernels;
 
 impl Gpu {
     /// Launches the spin kernel on `stream`: it holds the stream until the flag is set.
-    fn spin(&self, rec: &mut Recorder, stream: sys::CUstream, cycles: u64) -> Result<()> {
+    fn spin(&self, rec: &Steps, stream: sys::CUstream, cycles: u64) -> Result<()> {
         self.set_flag(0);
         let mut flag = self.flag_dev;
         let mut max = cycles;
@@ -34,7 +34,7 @@ impl Gpu {
 
     pub(super) fn elapsed(
         &self,
-        rec: &mut Recorder,
+        rec: &Steps,
         what: &str,
         start: sys::CUevent,
         end: sys::CUevent,
@@ -57,7 +57,7 @@ impl Gpu {
     #[allow(clippy::too_many_arguments)]
     fn held_sample(
         &self,
-        rec: &mut Recorder,
+        rec: &Steps,
         what: &str,
         call: &str,
         copies: u32,
@@ -91,7 +91,7 @@ impl Gpu {
     /// Untimed copies, then wait for them.
     pub(super) fn warm(
         &self,
-        rec: &mut Recorder,
+        rec: &Steps,
         what: &str,
         call: &str,
         n: u32,
@@ -137,7 +137,7 @@ pub(super) fn samples_of(
 /// Warm-up, then `samples` held samples of `copies` copies on stream 0 of `g`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn held_path(
-    rec: &mut Recorder,
+    rec: &Steps,
     g: &Gpu,
     plan: &Plan,
     p: &str,
@@ -162,7 +162,7 @@ pub(super) fn held_path(
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn held_path_n(
-    rec: &mut Recorder,
+    rec: &Steps,
     g: &Gpu,
     plan: &Plan,
     p: &str,
@@ -198,7 +198,7 @@ pub(super) fn held_path_n(
 /// Synchronous copies timed with the host clock: pageable copies block the host (the driver
 /// stages them through its own pinned buffers), so a spin kernel cannot hold them.
 pub(super) fn wall_path(
-    rec: &mut Recorder,
+    rec: &Steps,
     g: &Gpu,
     plan: &Plan,
     p: &str,
@@ -239,7 +239,7 @@ pub(super) fn wall_path(
 /// a == b) waits for the start, both enqueue, `a` waits for `b`'s end. One interval on `a`'s
 /// events covers both directions (cuda-samples p2pBandwidthLatencyTest's method).
 pub(super) fn bidir_sample(
-    rec: &mut Recorder,
+    rec: &Steps,
     a: &Gpu,
     b: &Gpu,
     what: &str,

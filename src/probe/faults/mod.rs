@@ -13,10 +13,11 @@ use anyhow::Result;
 use crate::context::RunCtx;
 use crate::facts::GpuProcess;
 use crate::facts::faults::MemoryCheck;
-use crate::probe::cuda::{self, CUresult, sys, timed_step};
+pub use crate::probe::cuda::Steps;
+use crate::probe::cuda::{self, CUresult, sys};
 use crate::probe::kernels;
 use crate::probe::nvml::NvmlProbe;
-use crate::report::{DeviceInfo, Step};
+use crate::report::DeviceInfo;
 
 pub mod ctx_destroy;
 pub mod illegal_address;
@@ -31,77 +32,6 @@ pub const STREAM_PER_THREAD: sys::CUstream = 0x2 as sys::CUstream;
 /// Memory difference we accept between baseline and after cleanup: driver-internal
 /// allocations (module, local memory for a launch, page tables) stay well below it.
 pub const MEMORY_TOLERANCE: u64 = 64 << 20;
-
-/// Records a scenario's driver calls as steps of its run, from several threads. Each step is
-/// sent to the parent as soon as it completes (isolated child), so a crash keeps every step
-/// before it.
-pub struct Steps<'a> {
-    pub ctx: &'a RunCtx,
-}
-
-impl<'a> Steps<'a> {
-    pub fn new(ctx: &'a RunCtx) -> Self {
-        Steps { ctx }
-    }
-
-    /// Makes a driver call as a step; `expected` lists every answer that counts as correct.
-    pub fn call(
-        &self,
-        name: &str,
-        call: &str,
-        expected: &[CUresult],
-        f: impl FnOnce() -> CUresult,
-    ) -> CUresult {
-        self.call_noted(name, call, expected, None, f)
-    }
-
-    /// Like [`Steps::call`], with a note (shown as the hint when the answer is unexpected).
-    pub fn call_noted(
-        &self,
-        name: &str,
-        call: &str,
-        expected: &[CUresult],
-        note: Option<&str>,
-        f: impl FnOnce() -> CUresult,
-    ) -> CUresult {
-        let (rc, step) = timed_step(self.ctx, name, call, expected, note.map(str::to_string), f);
-        self.push(step);
-        rc
-    }
-
-    /// Records a call made outside [`Steps::call`] (a tight loop that only reports the calls
-    /// that matter): `at_ms` is when it was made, `elapsed_ms` how long it took.
-    #[allow(clippy::too_many_arguments)]
-    pub fn made(
-        &self,
-        name: &str,
-        call: &str,
-        expected: &[CUresult],
-        rc: CUresult,
-        at_ms: f64,
-        elapsed_ms: f64,
-        note: Option<String>,
-    ) {
-        let expected = cuda::codes(expected);
-        let observed = cuda::code(rc);
-        let ok = expected.contains(&observed);
-        self.push(Step {
-            name: name.to_string(),
-            call: call.to_string(),
-            expected,
-            observed,
-            at_ms,
-            elapsed_ms,
-            thread: crate::context::thread_id(),
-            ok,
-            note,
-        });
-    }
-
-    pub fn push(&self, step: Step) {
-        self.ctx.record(step);
-    }
-}
 
 /// The GPU a fault scenario works on: the first of the `--device` selection.
 pub struct Target {
