@@ -2,7 +2,9 @@
 //! `data` so `--from REPORT.json` can re-analyse them on a machine without a GPU.
 
 pub mod bandwidth;
+pub mod cuda_codes;
 pub mod faults;
+pub mod program;
 pub mod trace;
 
 use schemars::JsonSchema;

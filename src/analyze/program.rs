@@ -7,8 +7,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::program::cuda_codes::name_of;
-use crate::program::{Ended, Outcome, ShimEvent};
+use crate::facts::cuda_codes::name_of;
+use crate::facts::program::{Ended, Outcome, ShimEvent};
 use crate::report::{Better, Finding, Metric, Severity, codes};
 
 /// What the user expects of the program under the fault (`--expect`).
@@ -84,7 +84,7 @@ pub struct Analysis {
 const MAX_FAILURES_LISTED: usize = 1000;
 
 fn signal_name(sig: i32) -> String {
-    match crate::isolate::signal_name(sig) {
+    match crate::units::signal_name(sig) {
         "signal" => format!("signal {sig}"),
         n => n.into(),
     }

@@ -290,29 +290,15 @@ fn describe_exit(status: &std::process::ExitStatus, timed_out: bool, timeout: Du
         return format!("was killed after the {timeout:?} timeout");
     }
     if let Some(sig) = status.signal() {
-        return format!("was killed by signal {sig} ({})", signal_name(sig));
+        return format!(
+            "was killed by signal {sig} ({})",
+            crate::units::signal_name(sig)
+        );
     }
     match status.code() {
         Some(0) => "exited 0 without a valid report".to_string(),
         Some(c) => format!("exited with status {c}"),
         None => "ended abnormally".to_string(),
-    }
-}
-
-pub fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGILL => "SIGILL",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGINT => "SIGINT",
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGPIPE => "SIGPIPE",
-        _ => "signal",
     }
 }
 

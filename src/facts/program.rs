@@ -1,0 +1,96 @@
+//! What program mode sees of a user's program: the lines the shim wrote, and how the run
+//! ended. Launching the program is `crate::program`'s job; judging it `analyze::program`'s.
+
+use serde::{Deserialize, Serialize};
+
+/// One line the shim wrote (see shim-proto/src/cuda/events.rs for the meaning of each kind).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ShimEvent {
+    pub ev: String,
+    pub pid: u64,
+    pub tid: u64,
+    pub t_us: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injected: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx_before: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#final: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub how: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ppid: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<std::collections::BTreeMap<String, u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injected_total: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx_noops: Option<u64>,
+}
+
+/// How the program's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ended {
+    /// It exited (or died of a signal) on its own.
+    Exited,
+    /// Still running at `--timeout`: killed (SIGKILL to its process group).
+    TimedOut,
+    /// Still running at `--survive-after`: stopped (SIGTERM, then SIGKILL) — it survived.
+    Stopped,
+    /// Ctrl-C: passed on to the program (SIGINT), killed if it did not stop.
+    Interrupted,
+}
+
+/// What a program run produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub pid: u32,
+    /// Exit code when it exited.
+    pub code: Option<i32>,
+    /// Signal that ended it.
+    pub signal: Option<i32>,
+    pub ended: Ended,
+    /// CLOCK_MONOTONIC µs when it was started (the shim's `t_us` clock).
+    pub start_us: u64,
+    pub duration_ms: f64,
+    pub events: Vec<ShimEvent>,
+    /// Lines of the events file that did not parse (a cut last line when killed).
+    pub bad_lines: usize,
+    /// Where the shim came from: "embedded" or the GPU_DOCTOR_SHIM path.
+    pub shim_source: String,
+}
