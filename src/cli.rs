@@ -48,6 +48,9 @@ pub struct GlobalOpts {
     /// Print the report as JSON on stdout instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Print the report as Markdown tables (a CI job summary) instead of terminal tables.
+    #[arg(long, global = true, conflicts_with = "json")]
+    pub markdown: bool,
     /// Also write the JSON report to FILE (atomically: temp file + rename).
     #[arg(long, short = 'o', global = true, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -282,8 +285,10 @@ pub fn execute(global: &GlobalOpts, invocation: Invocation) -> Result<Outcome> {
 
 /// The report as terminal tables (colour as `global` says).
 pub fn render_report(report: &crate::report::Report, global: &GlobalOpts) -> String {
-    let style = crate::render::style::Style {
-        color: global.color(),
+    let style = if global.markdown {
+        crate::render::style::Style::markdown()
+    } else {
+        crate::render::style::Style::terminal(global.color())
     };
     scenarios::render_report(report, style)
 }

@@ -59,7 +59,7 @@ pub fn load_and_compare(args: &CompareArgs) -> Result<Comparison> {
 /// Renders a comparison in the given format.
 pub fn render(c: &Comparison, format: Format, color: bool, limit: usize) -> Result<String> {
     Ok(match format {
-        Format::Table => render::compare::table(c, render::style::Style { color }, limit),
+        Format::Table => render::compare::table(c, render::style::Style::terminal(color), limit),
         Format::Json => serde_json::to_string_pretty(c)? + "\n",
         Format::Markdown => render::compare::markdown(c, limit),
         Format::Junit => render::junit::junit(c),

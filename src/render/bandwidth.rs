@@ -45,11 +45,15 @@ pub fn bandwidth(
                 r.timing.clone(),
             ]);
         }
-        out.push_str(&format!(
-            "\nBandwidth ({} MiB buffers, {} samples; GB/s = 10^9 B/s, bytes counted once)\n{t}\n",
-            m.size_bytes >> 20,
-            m.samples
-        ));
+        style.section(
+            out,
+            &format!(
+                "Bandwidth ({} MiB buffers, {} samples; GB/s = 10^9 B/s, bytes counted once)",
+                m.size_bytes >> 20,
+                m.samples
+            ),
+            t,
+        );
     }
     for (p, title, unit) in [
         (bw_path::P2P, "Peer-to-peer, peer access on", "GB/s"),
@@ -102,7 +106,7 @@ pub fn bandwidth(
             }
             t.add_row(row);
         }
-        out.push_str(&format!("\n{title} ({unit})\n{t}\n"));
+        style.section(out, &format!("{title} ({unit})"), t);
     }
     let notes: Vec<String> = devices
         .iter()

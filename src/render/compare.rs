@@ -479,14 +479,14 @@ mod tests {
         }
         let t = table(
             &compare(&a, &b, &Options::default()),
-            Style { color: false },
+            Style::terminal(false),
             10,
         );
         assert!(t.contains("… and 21 more"), "{t}");
         assert!(t.contains("REGRESSION: 33 regressed items"), "{t}");
         let same = table(
             &compare(&a, &a, &Options::default()),
-            Style { color: false },
+            Style::terminal(false),
             10,
         );
         assert!(!same.contains("Metrics beyond tolerance"));

@@ -200,5 +200,5 @@ pub fn facts_table(out: &mut String, rows: Vec<(String, String)>, style: Style) 
     for (k, v) in rows {
         t.add_row([k, v]);
     }
-    out.push_str(&format!("\n{t}\n"));
+    style.section(out, "", t);
 }

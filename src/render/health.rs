@@ -144,6 +144,6 @@ pub fn info(out: &mut String, gpus: &[GpuHealth], style: Style) {
         if !g.unsupported.is_empty() {
             t.add_row(["not reported".to_string(), g.unsupported.join(", ")]);
         }
-        out.push_str(&format!("\n{t}\n"));
+        style.section(out, "", t);
     }
 }

@@ -88,7 +88,7 @@ pub fn render(out: &mut String, d: &Value, style: Style) {
         } else {
             String::new()
         };
-        out.push_str(&format!("\nInjected faults{more}\n{t}\n"));
+        style.section(out, &format!("Injected faults{more}"), t);
     }
     if let Some(tl) = d["timeline"].as_array().filter(|t| !t.is_empty()) {
         let mut t = style.table();
@@ -112,7 +112,7 @@ pub fn render(out: &mut String, d: &Value, style: Style) {
                 s(&e["result"]["name"]),
             ]);
         }
-        out.push_str(&format!("\nContext timeline\n{t}\n"));
+        style.section(out, "Context timeline", t);
         if let Some(threads) = d["threads"].as_array() {
             let mut t = style.table();
             t.set_header([
@@ -141,7 +141,7 @@ pub fn render(out: &mut String, d: &Value, style: Style) {
                     },
                 ]);
             }
-            out.push_str(&format!("\nThreads\n{t}\n"));
+            style.section(out, "Threads", t);
         }
     }
 }

@@ -10,6 +10,9 @@ use crate::report::{Report, Severity};
 /// The title line, host line and device table every report starts with.
 pub fn header(out: &mut String, report: &Report, style: Style) {
     let status = report.status.as_str().to_uppercase();
+    if style.markdown {
+        out.push_str("### ");
+    }
     out.push_str(&format!(
         "gpu-doctor {} — {}{} in {:.0} ms\n",
         report.scenario,
@@ -22,6 +25,9 @@ pub fn header(out: &mut String, report: &Report, style: Style) {
         report.duration_ms
     ));
     let h = &report.host;
+    if style.markdown {
+        out.push('\n');
+    }
     out.push_str(&format!(
         "host {} · kernel {} · driver {} · CUDA {} · NVML {}\n",
         h.hostname,
@@ -46,7 +52,7 @@ pub fn header(out: &mut String, report: &Report, style: Style) {
                 d.compute_capability.clone().unwrap_or_default(),
             ]);
         }
-        out.push_str(&format!("\n{t}\n"));
+        style.section(out, "", t);
     }
 }
 
@@ -72,7 +78,7 @@ pub fn sections(out: &mut String, report: &Report, style: Style) {
                 style.ok_cell(s.ok),
             ]);
         }
-        out.push_str(&format!("\nSteps\n{t}\n"));
+        style.section(out, "Steps", t);
     }
     if !report.metrics.is_empty() {
         let mut t = style.table();
@@ -86,7 +92,7 @@ pub fn sections(out: &mut String, report: &Report, style: Style) {
                 m.device.map(|d| d.to_string()).unwrap_or_default(),
             ]);
         }
-        out.push_str(&format!("\nMetrics\n{t}\n"));
+        style.section(out, "Metrics", t);
     }
     if !report.reports.is_empty() {
         let mut t = style.table();
@@ -101,7 +107,7 @@ pub fn sections(out: &mut String, report: &Report, style: Style) {
                 Cell::new(scenario_note(r)),
             ]);
         }
-        out.push_str(&format!("\nScenarios\n{t}\n"));
+        style.section(out, "Scenarios", t);
     }
     // A combined report keeps findings in its scenarios' reports: list them all here, with
     // the scenario they belong to.
@@ -147,7 +153,7 @@ pub fn sections(out: &mut String, report: &Report, style: Style) {
             ]);
             t.add_row(row);
         }
-        out.push_str(&format!("\nFindings\n{t}\n"));
+        style.section(out, "Findings", t);
     }
     out.push_str(&format!("\nstatus: {status}\n"));
 }

@@ -1,21 +1,43 @@
-//! How tables look: one [`Style`] per rendering (colour or not), the cells that carry a
-//! status, and number formatting shared by every renderer.
+//! How tables look: one [`Style`] per rendering (a terminal with or without colour, or
+//! Markdown), the cells that carry a status, and number formatting shared by every renderer.
 
-use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::presets::{ASCII_MARKDOWN, UTF8_FULL_CONDENSED};
 use comfy_table::{Cell, Color, ContentArrangement, Table};
 
 use crate::report::{Severity, Status};
 pub use crate::units::format_value;
 
 /// Styling choices for one rendering.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct Style {
     pub color: bool,
+    /// GitHub-flavoured Markdown (CI job summaries) instead of terminal tables.
+    pub markdown: bool,
 }
 
 impl Style {
+    /// Terminal tables, with or without colour.
+    pub fn terminal(color: bool) -> Style {
+        Style {
+            color,
+            markdown: false,
+        }
+    }
+
+    /// Markdown tables and headings.
+    pub fn markdown() -> Style {
+        Style {
+            color: false,
+            markdown: true,
+        }
+    }
+
     pub fn table(&self) -> Table {
         let mut t = Table::new();
+        if self.markdown {
+            t.load_style(ASCII_MARKDOWN).force_no_tty();
+            return t;
+        }
         t.load_style(UTF8_FULL_CONDENSED)
             .set_content_arrangement(ContentArrangement::Dynamic);
         if self.color {
@@ -24,6 +46,16 @@ impl Style {
             t.force_no_tty();
         }
         t
+    }
+
+    /// A titled table: a line above it on a terminal, a heading in Markdown.
+    pub fn section(&self, out: &mut String, title: &str, table: Table) {
+        match (self.markdown, title.is_empty()) {
+            (true, false) => out.push_str(&format!("\n#### {title}\n\n{table}\n")),
+            (true, true) => out.push_str(&format!("\n{table}\n")),
+            (false, false) => out.push_str(&format!("\n{title}\n{table}\n")),
+            (false, true) => out.push_str(&format!("\n{table}\n")),
+        }
     }
 
     pub fn status_cell(&self, s: Status) -> Cell {

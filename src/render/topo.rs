@@ -28,7 +28,7 @@ pub fn topo(out: &mut String, facts: &TopoFacts, view: &TopoView, style: Style) 
         );
         t.add_row(cells);
     }
-    out.push_str(&format!("\nInterconnect\n{t}\n"));
+    style.section(out, "Interconnect", t);
     let used: Vec<&str> = view.matrix.iter().flatten().map(String::as_str).collect();
     let legend: Vec<String> = LEGEND
         .iter()
@@ -73,7 +73,7 @@ pub fn topo(out: &mut String, facts: &TopoFacts, view: &TopoView, style: Style) 
             },
         ]);
     }
-    out.push_str(&format!("\nPCIe and NVLink\n{t}\n"));
+    style.section(out, "PCIe and NVLink", t);
 
     let links: Vec<_> = facts
         .gpus
@@ -97,7 +97,7 @@ pub fn topo(out: &mut String, facts: &TopoFacts, view: &TopoView, style: Style) 
                 l.remote_pci_bus_id.clone().unwrap_or_default(),
             ]);
         }
-        out.push_str(&format!("\nNVLinks\n{t}\n"));
+        style.section(out, "NVLinks", t);
     }
     if !facts.pairs.is_empty() {
         let mut t = style.table();
@@ -119,7 +119,7 @@ pub fn topo(out: &mut String, facts: &TopoFacts, view: &TopoView, style: Style) 
                 s(&p.p2p.nvlink),
             ]);
         }
-        out.push_str(&format!("\nPeer-to-peer\n{t}\n"));
+        style.section(out, "Peer-to-peer", t);
     }
     let groups: Vec<String> = view
         .groups

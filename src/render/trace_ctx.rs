@@ -41,9 +41,7 @@ pub fn trace_ctx(out: &mut String, d: &TraceData, view: &TraceView, style: Style
                 format!("{}/{}", s.max_stack_depth, s.final_stack_depth),
             ]);
         }
-        out.push_str(&format!(
-            "\nThreads (stack depth modelled from the calls)\n{t}\n"
-        ));
+        style.section(out, "Threads (stack depth modelled from the calls)", t);
     }
     if let Some(h) = &d.thread_hop {
         let mut t = style.table();
@@ -66,10 +64,14 @@ pub fn trace_ctx(out: &mut String, d: &TraceData, view: &TraceView, style: Style
                     .unwrap_or_else(|| "-".into()),
             ]);
         }
-        out.push_str(&format!(
-            "\nThread hop ({} threads, {} in context {} created on tid {}; task k runs on worker k mod {}, pinned on worker 0)\n{t}\n",
-            h.threads, h.tasks, h.ctx, h.creator_tid, h.threads
-        ));
+        style.section(
+            out,
+            &format!(
+                "Thread hop ({} threads, {} in context {} created on tid {}; task k runs on worker k mod {}, pinned on worker 0)",
+                h.threads, h.tasks, h.ctx, h.creator_tid, h.threads
+            ),
+            t,
+        );
     }
     if let Some(m) = &d.device_mixup {
         let mut t = style.table();
@@ -102,7 +104,7 @@ pub fn trace_ctx(out: &mut String, d: &TraceData, view: &TraceView, style: Style
                 comfy_table::Cell::new(if landed_ok { "yes" } else { "MIX-UP" }),
             ]);
         }
-        out.push_str(&format!("\nDevice mix-up ({})\n{t}\n", m.mode));
+        style.section(out, &format!("Device mix-up ({})", m.mode), t);
     }
     if let Some(p) = &d.primary {
         let st = |s: Option<PrimaryState>| {
@@ -155,7 +157,7 @@ pub fn trace_ctx(out: &mut String, d: &TraceData, view: &TraceView, style: Style
         ] {
             t.add_row([k.to_string(), v]);
         }
-        out.push_str(&format!("\n{t}\n"));
+        style.section(out, "", t);
     }
     if !d.contexts.is_empty() {
         let mut t = style.table();
@@ -169,7 +171,7 @@ pub fn trace_ctx(out: &mut String, d: &TraceData, view: &TraceView, style: Style
                 c.label.clone(),
             ]);
         }
-        out.push_str(&format!("\nContexts\n{t}\n"));
+        style.section(out, "Contexts", t);
     }
     let failed: Vec<&TraceEvent> = d.timeline.iter().filter(|e| e.failed() || !e.ok).collect();
     if !failed.is_empty() {
@@ -202,8 +204,8 @@ pub fn trace_ctx(out: &mut String, d: &TraceData, view: &TraceView, style: Style
             ]);
         }
         let more = failed.len().saturating_sub(TRACE_FAILED_ROWS);
-        out.push_str(&format!(
-            "\nCalls that did not succeed ({} of {} calls; \"ok\" = the documented answer){}\n{t}\n",
+        let title = format!(
+            "Calls that did not succeed ({} of {} calls; \"ok\" = the documented answer){}",
             failed.len(),
             d.timeline.len(),
             if more > 0 {
@@ -211,6 +213,7 @@ pub fn trace_ctx(out: &mut String, d: &TraceData, view: &TraceView, style: Style
             } else {
                 String::new()
             }
-        ));
+        );
+        style.section(out, &title, t);
     }
 }

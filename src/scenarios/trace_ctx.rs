@@ -392,7 +392,7 @@ mod tests {
         let data: TraceData = serde_json::from_value(r.data.clone()).unwrap();
         assert_eq!(data.summary.len(), 4);
         assert!(r.metrics.contains_key("bind_ctx_us"));
-        let text = crate::scenarios::render_report(&r, Style { color: false });
+        let text = crate::scenarios::render_report(&r, Style::terminal(false));
         for want in [
             "Threads (stack depth",
             "thread-hop worker 1",

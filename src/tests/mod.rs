@@ -2,3 +2,4 @@
 //! re-analysed, the layering, the registry, rendering snapshots.
 mod fixtures;
 mod layers;
+mod snapshots;
