@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use crate::facts::faults::{
     CtxDestroyFacts, IllegalAddressFacts, MemoryCheck, OomFacts, StreamMisuseFacts, step_names,
 };
-use crate::report::{Better, Finding, Metric, Report, Severity, Step, codes};
+use crate::report::{Better, Finding, Metric, MetricKind, Report, Severity, Step, codes};
 use crate::units::format_bytes;
 
 /// What a scenario's verdict adds to its report.
@@ -21,10 +21,18 @@ pub struct Analysis {
 }
 
 impl Analysis {
-    fn metric(&mut self, name: &str, value: f64, unit: &str, better: Better, device: u32) {
+    fn metric(
+        &mut self,
+        name: &str,
+        value: f64,
+        unit: &str,
+        better: Better,
+        device: u32,
+        kind: MetricKind,
+    ) {
         self.metrics.insert(
             name.to_string(),
-            Metric::new(value, unit, better).device(device),
+            Metric::new(value, unit, better).device(device).kind(kind),
         );
     }
     fn finding(&mut self, f: Finding) {
@@ -137,6 +145,7 @@ pub fn oom(f: &OomFacts, steps: &[Step]) -> Analysis {
         "bytes",
         Better::Higher,
         d,
+        MetricKind::Exact,
     );
     a.metric(
         "free_before_bytes",
@@ -144,6 +153,7 @@ pub fn oom(f: &OomFacts, steps: &[Step]) -> Analysis {
         "bytes",
         Better::Higher,
         d,
+        MetricKind::Exact,
     );
     if f.free_before_bytes > 0 {
         a.metric(
@@ -152,6 +162,7 @@ pub fn oom(f: &OomFacts, steps: &[Step]) -> Analysis {
             "ratio",
             Better::Higher,
             d,
+            MetricKind::Exact,
         );
     }
     a.metric(
@@ -160,9 +171,24 @@ pub fn oom(f: &OomFacts, steps: &[Step]) -> Analysis {
         "count",
         Better::Lower,
         d,
+        MetricKind::Exact,
     );
-    a.metric("time_to_edge_ms", f.time_to_edge_ms, "ms", Better::Lower, d);
-    a.metric("free_ms", f.free_ms, "ms", Better::Lower, d);
+    a.metric(
+        "time_to_edge_ms",
+        f.time_to_edge_ms,
+        "ms",
+        Better::Lower,
+        d,
+        MetricKind::SingleShot,
+    );
+    a.metric(
+        "free_ms",
+        f.free_ms,
+        "ms",
+        Better::Lower,
+        d,
+        MetricKind::SingleShot,
+    );
 
     let failed: Vec<String> = steps
         .iter()
@@ -277,6 +303,7 @@ pub fn ctx_destroy(f: &CtxDestroyFacts, steps: &[Step]) -> Analysis {
             "ms",
             Better::Lower,
             d,
+            MetricKind::SingleShot,
         );
         if !v.in_flight_at_destroy {
             a.finding(
@@ -357,6 +384,7 @@ pub fn stream_misuse(f: &StreamMisuseFacts, _steps: &[Step]) -> Analysis {
             "count",
             Better::Lower,
             d,
+            MetricKind::Exact,
         );
         a.metric(
             "stale_reads_with_event",
@@ -364,6 +392,7 @@ pub fn stream_misuse(f: &StreamMisuseFacts, _steps: &[Step]) -> Analysis {
             "count",
             Better::Lower,
             d,
+            MetricKind::Exact,
         );
         let fix = "Order the streams: cuEventRecord(ev, S1) after the kernel and cuStreamWaitEvent(S2, ev) before the copy (cudaEventRecord + cudaStreamWaitEvent; in PyTorch s2.wait_stream(s1) and tensor.record_stream(s2)).";
         if r.stale_without_event > 0 {
@@ -398,13 +427,21 @@ pub fn stream_misuse(f: &StreamMisuseFacts, _steps: &[Step]) -> Analysis {
         }
     }
     if let Some(s) = &f.default_stream {
-        a.metric("legacy_wait_ms", s.legacy_wait_ms, "ms", Better::Lower, d);
+        a.metric(
+            "legacy_wait_ms",
+            s.legacy_wait_ms,
+            "ms",
+            Better::Lower,
+            d,
+            MetricKind::SingleShot,
+        );
         a.metric(
             "per_thread_wait_ms",
             s.per_thread_wait_ms,
             "ms",
             Better::Lower,
             d,
+            MetricKind::SingleShot,
         );
         let half = s.kernel_delay_ms / 2.0;
         if s.legacy_wait_ms < half {
@@ -465,7 +502,7 @@ pub fn illegal_address(f: &IllegalAddressFacts, steps: &[Step]) -> Analysis {
     let recover = f.runs.iter().find(|r| r.variant == "recover");
     match recover {
         Some(r) if r.status == "pass" && r.facts.value_ok == Some(true) => {
-            a.metric("recover_ms", r.duration_ms, "ms", Better::Lower, d);
+            a.metric("recover_ms", r.duration_ms, "ms", Better::Lower, d, MetricKind::SingleShot);
         }
         Some(r) => a.finding(
             Finding::new(
