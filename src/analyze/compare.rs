@@ -58,7 +58,7 @@ pub fn check_comparable(baseline: &Report, current: &Report) -> Result<(), Strin
         Ok(())
     } else {
         Err(format!(
-            "a `{}` report and a `{}` report share no scenario: compare reports of the same scenario or suite (or a suite with one of its scenarios)",
+            "the baseline is a `{}` report and the current a `{}` report, which share no scenario: compare reports of the same scenario or suite (or a suite with one of its scenarios)",
             baseline.scenario, current.scenario
         ))
     }

@@ -265,7 +265,7 @@ pub fn table(c: &Comparison, style: Style, limit: usize) -> String {
         }
     };
     out.push_str(&format!(
-        "gpu-doctor compare — {} ({})\n",
+        "gpu-doctor compare — {} · {}\n",
         headline(c),
         tolerance_note(c)
     ));
