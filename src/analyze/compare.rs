@@ -1289,4 +1289,65 @@ mod tests {
         assert!(parse_metric_tolerance("bw").is_err());
         assert!(parse_metric_tolerance("=5%").is_err());
     }
+
+    fn fixture(name: &str) -> Report {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        crate::output::read_report(&p).unwrap()
+    }
+
+    /// The report as this version writes it: metrics re-analysed from the recorded facts, so
+    /// they carry their kind and the spread of their samples.
+    fn as_written_today(mut r: Report) -> Report {
+        use crate::analyze::{bandwidth, faults};
+        for sub in &mut r.reports {
+            if sub.scenario == "bandwidth" {
+                let facts: bandwidth::BandwidthFacts =
+                    serde_json::from_value(sub.data["facts"].clone()).unwrap();
+                sub.metrics =
+                    bandwidth::analyze(&facts.samples, &facts.links, &Default::default()).metrics;
+            } else if let Some(a) = faults::analyze_report(sub) {
+                sub.metrics = a.unwrap().metrics;
+            }
+        }
+        r
+    }
+
+    fn regressed(c: &Comparison) -> Vec<(&str, &str)> {
+        c.scenarios
+            .iter()
+            .flat_map(|s| s.metrics.iter().map(move |m| (s, m)))
+            .filter(|(_, m)| m.verdict == MetricVerdict::Regressed)
+            .map(|(s, m)| (s.key.as_str(), m.name.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn real_reports_with_kinds_and_spreads_compare_by_their_evidence() {
+        let base = as_written_today(fixture("h100-suite-ci.json"));
+        let rerun = as_written_today(fixture("h100-suite-ci-derived-rerun.json"));
+        let down = as_written_today(fixture("h100-suite-ci-derived-h2d-pinned-10pct-lower.json"));
+        let o = Options::default();
+        let c = compare(&base, &rerun, &o);
+        assert!(!c.regression, "{c:#?}");
+        let d2h = metric(&c, "bandwidth", "d2h_pinned_gbps");
+        assert_eq!(d2h.kind_source, KindSource::Recorded);
+        assert!(d2h.noise_pct.unwrap() > 0.0, "{d2h:?}");
+        assert!(!compare(&rerun, &base, &o).regression);
+        assert_eq!(
+            regressed(&compare(&base, &down, &o)),
+            vec![("bandwidth", "h2d_pinned_gbps")]
+        );
+        // an old baseline against a report of today: the same verdicts
+        let old = fixture("h100-suite-ci.json");
+        assert!(!compare(&old, &rerun, &o).regression);
+        assert_eq!(
+            regressed(&compare(&old, &down, &o)),
+            vec![("bandwidth", "h2d_pinned_gbps")]
+        );
+        // and with the history of both runs
+        let c = compare_history(&[old, rerun], &down, &o);
+        assert_eq!(regressed(&c), vec![("bandwidth", "h2d_pinned_gbps")]);
+    }
 }

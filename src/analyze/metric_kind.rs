@@ -2,9 +2,9 @@
 //! record one: reports written before metrics carried `kind` still compare by the same rule.
 //!
 //! One table, by scenario and metric name (per-device suffixes `.gpu<N>` / `.cuda<N>`
-//! stripped); a metric no row names falls back to its unit. tests/compare_kinds.rs checks
-//! that every metric of every recorded fixture is named by a row, and that a row agrees with
-//! the kind the producing analysis sets today.
+//! stripped); a metric no row names falls back to its unit. The tests check that every
+//! metric of every recorded fixture is named by a row, and that the rows agree with the kinds
+//! the analyses record today when they re-run on the same facts.
 
 use serde::Serialize;
 
@@ -123,7 +123,7 @@ pub fn kind_of(scenario: &str, name: &str, sides: &[&Metric]) -> (MetricKind, Ki
 mod tests {
     use super::*;
     use crate::analyze::bandwidth::{PathSamples, metric_name, path, path_kind};
-    use crate::report::Better;
+    use crate::report::{Better, Report};
 
     #[test]
     fn names_are_matched_by_scenario_and_base_name() {
@@ -207,5 +207,75 @@ mod tests {
                 assert_eq!(from_table("bandwidth", &name), Some(path_kind(p)), "{name}");
             }
         }
+    }
+
+    /// Every report in tests/fixtures, with the scenario reports inside it.
+    fn fixture_units() -> Vec<(String, Report)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let file = p.file_name().unwrap().to_string_lossy().into_owned();
+            if !file.ends_with(".json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            let Ok(r) = crate::output::parse_report(&text) else {
+                continue; // an NVML snapshot, not a report
+            };
+            let mut stack = vec![r];
+            while let Some(mut r) = stack.pop() {
+                stack.append(&mut r.reports);
+                out.push((file.clone(), r));
+            }
+        }
+        assert!(out.len() >= 60, "reports found: {}", out.len());
+        out
+    }
+
+    #[test]
+    fn the_table_names_every_metric_of_every_fixture() {
+        let mut seen = 0;
+        for (file, unit) in fixture_units() {
+            for name in unit.metrics.keys() {
+                seen += 1;
+                assert!(
+                    from_table(&unit.scenario, name).is_some(),
+                    "{file}: metric {name} of `{}` has no row in TABLE",
+                    unit.scenario
+                );
+            }
+        }
+        assert!(seen > 200, "{seen} metrics checked");
+    }
+
+    #[test]
+    fn the_table_agrees_with_the_kinds_analyses_record_on_the_same_facts() {
+        use crate::analyze::{bandwidth, faults};
+        let mut checked = 0;
+        for (file, unit) in fixture_units() {
+            let metrics = if unit.scenario == "bandwidth" {
+                let facts: bandwidth::BandwidthFacts =
+                    serde_json::from_value(unit.data["facts"].clone()).unwrap();
+                bandwidth::analyze(&facts.samples, &facts.links, &Default::default()).metrics
+            } else {
+                match faults::analyze_report(&unit) {
+                    Some(Ok(a)) => a.metrics,
+                    _ => continue,
+                }
+            };
+            for (name, m) in &metrics {
+                let recorded = m
+                    .kind
+                    .unwrap_or_else(|| panic!("{file}: {name} has no kind"));
+                assert_eq!(
+                    from_table(&unit.scenario, name),
+                    Some(recorded),
+                    "{file}: {name}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 100, "{checked} metrics re-analysed");
     }
 }
