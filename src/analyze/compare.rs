@@ -676,7 +676,9 @@ fn diff_scenario(
     }
     metrics.sort_by(|a, b| a.name.cmp(&b.name));
 
-    let status_regression = status_regressed(status, cur.map(|c| c.status));
+    // A scenario that was skipped in the baseline loses nothing by being gone.
+    let status_regression = status_regressed(status, cur.map(|c| c.status))
+        && !(status == StatusChange::Removed && base.is_some_and(|b| b.status == Status::Skipped));
     let regression = status_regression
         || new_findings.iter().any(|f| f.regression)
         || metrics
@@ -1198,6 +1200,12 @@ mod tests {
             .collect();
         assert_eq!(missing, vec!["info", "topo#2", "bandwidth"]);
         assert!(single.regression);
+        // one the baseline had skipped loses nothing
+        let mut skipped = a.clone();
+        skipped.reports[3].status = Status::Skipped;
+        let mut cur = skipped.clone();
+        cur.reports.remove(3);
+        assert!(!compare(&skipped, &cur, &Options::default()).regression);
     }
 
     #[test]

@@ -209,17 +209,17 @@ fn kind_str(m: &MetricDiff) -> String {
     format!("{}{inferred}{gate}", m.kind.as_str())
 }
 
-/// The baseline value, with the range of several baseline runs.
-fn baseline_str(m: &MetricDiff) -> String {
+/// The baseline value, with `unit` after it, and the range of several baseline runs.
+fn baseline_str(m: &MetricDiff, unit: &str) -> String {
+    let v = format!("{}{unit}", value(m.baseline));
     match (m.baseline_min, m.baseline_max) {
         (Some(lo), Some(hi)) => format!(
-            "{} ({}–{}, {} runs)",
-            value(m.baseline),
+            "{v} ({}–{}, {} runs)",
             format_value(lo),
             format_value(hi),
             m.baseline_runs
         ),
-        _ => value(m.baseline),
+        _ => v,
     }
 }
 
@@ -351,7 +351,7 @@ pub fn table(c: &Comparison, style: Style, limit: usize) -> String {
             t.add_row(vec![
                 Cell::new(&s.key),
                 Cell::new(&m.name),
-                Cell::new(baseline_str(m)),
+                Cell::new(baseline_str(m, "")),
                 Cell::new(value(m.current)),
                 Cell::new(&m.unit),
                 Cell::new(pct(m.change_pct)),
@@ -489,11 +489,10 @@ pub fn markdown(c: &Comparison, limit: usize) -> String {
         for (s, m) in rows {
             let v = verdict_str(m.verdict);
             out.push_str(&format!(
-                "| {} | `{}` | {} {} | {} {} | {} | {} | {} | {} |\n",
+                "| {} | `{}` | {} | {} {} | {} | {} | {} | {} |\n",
                 md_cell(&s.key),
                 md_code(&m.name),
-                md_cell(&baseline_str(m)),
-                md_cell(&m.unit),
+                md_cell(&baseline_str(m, &format!(" {}", m.unit))),
                 value(m.current),
                 md_cell(&m.unit),
                 pct(m.change_pct),
@@ -621,5 +620,18 @@ mod tests {
         );
         assert!(!same.contains("Metrics beyond"));
         assert!(same.trim_end().ends_with("no regression"));
+    }
+
+    #[test]
+    fn history_shows_the_newest_baseline_and_the_range_of_the_runs() {
+        let (a, b) = pair();
+        let mut older = a.clone();
+        older.started_at = "2000-01-01T00:00:00Z".into();
+        older.metrics.get_mut("h2d|x").unwrap().value = 48.0;
+        let c = crate::analyze::compare::compare_history(&[a, older], &b, &Options::default());
+        let md = markdown(&c, 50);
+        assert!(md.contains("Baseline (newest) `bandwidth`"), "{md}");
+        assert!(md.contains("2 baselines"), "{md}");
+        assert!(md.contains("| 49 GB/s (48–50, 2 runs) | 40 GB/s |"), "{md}");
     }
 }
