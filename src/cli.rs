@@ -105,10 +105,10 @@ enum Builtin {
     )]
     Run(crate::suite::RunArgs),
 
-    /// Compare two reports (scenario or suite) and flag regressions.
+    /// Compare a report with one or several baselines (scenario or suite) and flag regressions.
     #[command(
         display_order = 21,
-        after_help = "Examples:\n  gpu-doctor compare baseline.json current.json\n  gpu-doctor compare baseline.json current.json --format markdown --tolerance 5% --tol h2d_pinned=10%"
+        after_help = "Examples:\n  gpu-doctor compare baseline.json current.json\n  gpu-doctor compare baselines/ current.json --format markdown\n  gpu-doctor compare a.json b.json c.json current.json --tol h2d_pinned_gbps=10% --tol time_to_edge_ms=100%"
     )]
     Compare(crate::compare::CompareArgs),
 

@@ -1,5 +1,6 @@
-//! `gpu-doctor compare BASELINE CURRENT`: reads both reports, compares them
-//! (analyze::compare) and renders the result. Exit 0 no regression, 1 regression, 2 input.
+//! `gpu-doctor compare BASELINE... CURRENT`: reads the reports (a folder stands for the
+//! reports in it), checks they are comparable, compares them (analyze::compare) and renders
+//! the result. Exit 0 no regression, 1 regression, 2 input (docs/compare.md).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 
 use crate::analyze::compare::{self, Comparison, Options, parse_metric_tolerance, parse_percent};
-use crate::error::exit;
+use crate::error::{exit, input};
 use crate::render;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -25,16 +26,19 @@ pub enum Format {
 
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
-    /// The known-good report (scenario or suite report, JSON).
-    #[arg(value_name = "BASELINE.json")]
-    pub baseline: PathBuf,
-    /// The report to check against it.
-    #[arg(value_name = "CURRENT.json")]
+    /// Known-good reports (scenario or suite, JSON), in any order: one or several (history),
+    /// or a folder standing for every *.json report in it.
+    #[arg(value_name = "BASELINE", required = true, num_args = 1..)]
+    pub baselines: Vec<PathBuf>,
+    /// The report to check against them (always the last argument).
+    #[arg(value_name = "CURRENT.json", required = true)]
     pub current: PathBuf,
-    /// How far a metric may move in its bad direction before it is a regression.
-    #[arg(long, default_value = "5%", value_parser = parse_percent, value_name = "PERCENT")]
-    pub tolerance: f64,
-    /// Tolerance of one metric (exact name, or base name covering NAME.gpu<N>); repeatable.
+    /// One band for every metric (instead of each metric's band from its kind and spread);
+    /// single_shot and volatile metrics stay information.
+    #[arg(long, value_parser = parse_percent, value_name = "PERCENT")]
+    pub tolerance: Option<f64>,
+    /// Band of one metric (exact name, or base name covering NAME.gpu<N>); makes it a gate
+    /// whatever its kind; repeatable.
     #[arg(long = "tol", value_parser = parse_metric_tolerance, value_name = "NAME=PERCENT")]
     pub tol: Vec<(String, f64)>,
     /// Output format (--json is the same as --format json).
@@ -45,15 +49,57 @@ pub struct CompareArgs {
     pub limit: usize,
 }
 
-/// Reads both reports and compares them (what the command does before rendering).
+/// The baseline files the arguments name: files as given, a folder as the `*.json` files in
+/// it (sorted by name, the current report left out).
+pub fn baseline_paths(args: &[PathBuf], current: &Path) -> Result<Vec<PathBuf>> {
+    let current_abs = std::fs::canonicalize(current).ok();
+    let mut out = Vec::new();
+    for a in args {
+        if !a.is_dir() {
+            out.push(a.clone());
+            continue;
+        }
+        let entries = std::fs::read_dir(a)
+            .map_err(|e| input(format!("{}: cannot read the folder: {e}", a.display())))?;
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
+            .filter(|p| current_abs.is_none() || std::fs::canonicalize(p).ok() != current_abs)
+            .collect();
+        if found.is_empty() {
+            return Err(input(format!(
+                "{}: no baseline report (*.json) in this folder",
+                a.display()
+            )));
+        }
+        found.sort();
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+/// Reads the reports and compares them (what the command does before rendering). Reports that
+/// share no scenario are an input error.
 pub fn load_and_compare(args: &CompareArgs) -> Result<Comparison> {
-    let baseline = crate::output::read_report(&args.baseline)?;
+    let paths = baseline_paths(&args.baselines, &args.current)?;
     let current = crate::output::read_report(&args.current)?;
+    let mut baselines = Vec::with_capacity(paths.len());
+    for p in &paths {
+        let b = crate::output::read_report(p)?;
+        compare::check_comparable(&b, &current).map_err(|why| {
+            input(format!(
+                "cannot compare {} with {}: {why}",
+                p.display(),
+                args.current.display()
+            ))
+        })?;
+        baselines.push(b);
+    }
     let opts = Options {
         tolerance: args.tolerance,
         per_metric: args.tol.iter().cloned().collect::<HashMap<_, _>>(),
     };
-    Ok(compare::compare(&baseline, &current, &opts))
+    Ok(compare::compare_history(&baselines, &current, &opts))
 }
 
 /// Renders a comparison in the given format.

@@ -126,13 +126,13 @@ fn metric_down_20_percent_is_a_regression_unless_its_tolerance_allows() {
     assert_eq!(compare(&b, &c, &["--tol", "h2d_pinned_gbps=25%"]).0, 0);
     assert_eq!(compare(&b, &c, &["--tolerance", "21"]).0, 0);
     assert_eq!(compare(&b, &c, &["--tol", "h2d_pinned_gbps.gpu0=25%"]).0, 1);
-    // the same move in the good direction of a lower-is-better metric is an improvement
+    // a move in the good direction is an improvement
     let mut faster = baseline();
     faster.reports[2]
         .metrics
-        .get_mut("launch_latency_us.gpu0")
+        .get_mut("h2d_pinned_gbps.gpu0")
         .unwrap()
-        .value = 3.0;
+        .value = 60.0;
     let f = save(dir.path(), "f.json", &faster);
     let (code, stdout, _) = compare(&b, &f, &[]);
     assert_eq!(code, 0);
@@ -250,8 +250,8 @@ fn markdown_and_junit_outputs() {
     let (code, xml, _) = compare(&b, &c, &["--format", "junit"]);
     assert_eq!(code, 1);
     well_formed(&xml);
-    // info: 1 case; topo: 1; bandwidth: 1 + 4 metrics
-    assert!(xml.contains("tests=\"7\" failures=\"2\""), "{xml}");
+    // info: 1 case; topo: 1; bandwidth: 1 + 4 metrics; the suite's own row: 1
+    assert!(xml.contains("tests=\"8\" failures=\"2\""), "{xml}");
     assert!(
         xml.contains("&lt;uncorrectable&gt; errors &amp; &quot;more&quot; | &apos;]]&gt;"),
         "{xml}"
@@ -267,7 +267,12 @@ fn markdown_and_junit_outputs() {
     assert_eq!(code, 1);
     let j: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    assert_eq!(j["regressions"], 3); // status, finding, metric
+    // two scenarios regressed: info (status and a finding), bandwidth (a metric)
+    assert_eq!(j["regressions"], 2);
+    assert_eq!(
+        j["regressed"],
+        serde_json::json!({ "statuses": 1, "findings": 1, "metrics": 1 })
+    );
 }
 
 /// A small XML well-formedness check: one root, balanced tags, quoted attributes, no raw
@@ -420,4 +425,215 @@ fn bad_tolerances_are_usage_errors() {
         let (code, _, stderr) = compare(&good, &good, &args);
         assert_eq!(code, 2, "{args:?}: {stderr}");
     }
+}
+
+// --- Real reports (tests/fixtures): reruns, history, what a CI job must not miss.
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn read(name: &str) -> Report {
+    gpu_doctor::output::read_report(&fixture(name)).unwrap()
+}
+
+/// `compare` with any number of reports (the last one is the current).
+fn compare_all(reports: &[&Path], extra: &[&str]) -> (i32, String, String) {
+    let out = bin()
+        .arg("compare")
+        .args(reports)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// (scenario key, metric name) of every metric row with the given verdict.
+fn metrics_with(j: &serde_json::Value, verdict: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for s in j["scenarios"].as_array().unwrap() {
+        for m in s["metrics"].as_array().unwrap() {
+            if m["verdict"] == verdict {
+                out.push((
+                    s["key"].as_str().unwrap().to_string(),
+                    m["name"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+const RERUN: &str = "h100-suite-ci-derived-rerun.json";
+const PINNED_DOWN: &str = "h100-suite-ci-derived-h2d-pinned-10pct-lower.json";
+
+#[test]
+fn a_rerun_of_the_same_box_is_within_and_a_10_percent_pinned_drop_regresses() {
+    let base = fixture("h100-suite-ci.json");
+    // One-off timings +45 %, pageable copies ±25 %, pinned ±1 %: no regression either way.
+    for (b, c) in [(&base, &fixture(RERUN)), (&fixture(RERUN), &base)] {
+        let (code, stdout, stderr) = compare(b, c, &["--json"]);
+        assert_eq!(code, 0, "{stderr}");
+        let j = json_of(&stdout);
+        assert!(metrics_with(&j, "regressed").is_empty(), "{stdout}");
+        assert!(metrics_with(&j, "worse").is_empty(), "{stdout}");
+    }
+    // H2D pinned 10 % lower (inside the same noise): that metric, and only it, regressed.
+    let (code, stdout, _) = compare(&base, &fixture(PINNED_DOWN), &["--json"]);
+    assert_eq!(code, 1, "{stdout}");
+    let j = json_of(&stdout);
+    assert_eq!(
+        metrics_with(&j, "regressed"),
+        vec![("bandwidth".to_string(), "h2d_pinned_gbps".to_string())]
+    );
+    let m = j["scenarios"][6]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "h2d_pinned_gbps")
+        .unwrap();
+    // The baseline was written before metrics had a kind: inferred from the table.
+    assert_eq!(m["kind"], "throughput");
+    assert_eq!(m["kind_source"], "inferred");
+    assert_eq!(m["gate"], true);
+    assert_eq!(j["regressions"], 1);
+    let (_, text, _) = compare(&base, &fixture(PINNED_DOWN), &[]);
+    assert!(
+        text.contains("REGRESSION: 1 of 7 scenarios regressed (1 metric beyond its band)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn single_shot_timings_gate_only_when_tol_names_them() {
+    let base = fixture("h100-suite-ci.json");
+    let rerun = fixture(RERUN);
+    // --tolerance sets every band, but one-off timings stay information.
+    assert_eq!(compare(&base, &rerun, &["--tolerance", "5%"]).0, 0);
+    let (code, stdout, _) = compare(&base, &rerun, &["--tol", "time_to_edge_ms=10%", "--json"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        metrics_with(&json_of(&stdout), "regressed"),
+        vec![("inject oom".to_string(), "time_to_edge_ms".to_string())]
+    );
+    // named with a band wide enough for a rerun
+    assert_eq!(
+        compare(&base, &rerun, &["--tol", "time_to_edge_ms=50%"]).0,
+        0
+    );
+}
+
+#[test]
+fn several_baselines_as_files_or_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let hist = dir.path().join("baselines");
+    std::fs::create_dir(&hist).unwrap();
+    for (i, name) in ["h100-suite-ci.json", RERUN].iter().enumerate() {
+        std::fs::copy(fixture(name), hist.join(format!("run{i}.json"))).unwrap();
+    }
+    let (code, stdout, stderr) = compare_all(&[&hist, &fixture(PINNED_DOWN)], &["--json"]);
+    assert_eq!(code, 1, "{stderr}");
+    let j = json_of(&stdout);
+    assert_eq!(j["baseline_reports"], 2);
+    let regressed = metrics_with(&j, "regressed");
+    assert_eq!(regressed.len(), 1, "{regressed:?}");
+    assert_eq!(regressed[0].1, "h2d_pinned_gbps");
+    // the same as files; and a current report inside the folder is not its own baseline
+    let files = [
+        fixture("h100-suite-ci.json"),
+        fixture(RERUN),
+        fixture("h100-suite-ci.json"),
+    ];
+    let (code, stdout, _) = compare_all(
+        &[&files[0], &files[1], &files[2]],
+        &["--format", "markdown"],
+    );
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("2 baselines"), "{stdout}");
+    let (code, stdout, _) = compare_all(&[&hist, &hist.join("run1.json")], &["--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(json_of(&stdout)["baseline_reports"], 1);
+    // an empty folder is an input error
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (code, _, stderr) = compare_all(&[&empty, &fixture(RERUN)], &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no baseline report (*.json)"), "{stderr}");
+}
+
+#[test]
+fn reports_of_different_scenarios_are_an_input_error() {
+    let (code, stdout, stderr) = compare(
+        &fixture("h100-inject-oom.json"),
+        &fixture("h100-topo.json"),
+        &[],
+    );
+    assert_eq!(code, 2, "{stdout}");
+    assert!(stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot compare") && stderr.contains("`inject oom`"),
+        "{stderr}"
+    );
+    // a suite and a scenario it does not hold
+    let (code, _, _) = compare(
+        &fixture("h100-suite-ci.json"),
+        &fixture("h100-trace-ctx.json"),
+        &[],
+    );
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn scenarios_missing_from_the_current_report_regress() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = read("h100-suite-ci.json");
+    let topo = save(dir.path(), "topo.json", &suite.reports[1]);
+    let (code, stdout, _) = compare(&fixture("h100-suite-ci.json"), &topo, &["--json"]);
+    assert_eq!(code, 1, "{stdout}");
+    let j = json_of(&stdout);
+    let missing: Vec<&str> = j["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "removed")
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(missing.len(), 6, "{missing:?}");
+    assert_eq!(j["regressions"], 6);
+    // a scenario added to the current report is information
+    assert_eq!(compare(&topo, &fixture("h100-suite-ci.json"), &[]).0, 0);
+}
+
+#[test]
+fn a_suite_status_edited_to_fail_is_a_regression() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut edited = read("h100-suite-ci.json");
+    edited.status = Status::Fail;
+    let c = save(dir.path(), "edited.json", &edited);
+    let (code, stdout, _) = compare(&fixture("h100-suite-ci.json"), &c, &[]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("REGRESSION: the suite's own status or findings regressed"),
+        "{stdout}"
+    );
+    // The derived regression: three scenarios, counted once each.
+    let (code, stdout, _) = compare(
+        &fixture("h100-suite-ci.json"),
+        &fixture("h100-suite-ci-derived-regressed.json"),
+        &["--json"],
+    );
+    assert_eq!(code, 1);
+    let j = json_of(&stdout);
+    assert_eq!(j["regressions"], 3);
+    assert_eq!(
+        j["regressed"],
+        serde_json::json!({ "statuses": 2, "findings": 2, "metrics": 1 })
+    );
 }

@@ -1,9 +1,12 @@
 //! Property tests: suite parsing, report parsing, compare and its renderers never panic,
 //! whatever the input. Case counts are set per test (CASES_* below).
 
+use gpu_doctor::analyze::compare::compare_history;
 use gpu_doctor::analyze::compare::{Options, compare};
 use gpu_doctor::compare::{Format, render};
-use gpu_doctor::report::{Better, DeviceInfo, Finding, Metric, Report, Severity, Status};
+use gpu_doctor::report::{
+    Better, DeviceInfo, Finding, Metric, MetricKind, Report, Severity, Spread, Status,
+};
 use proptest::prelude::*;
 
 const CASES_TEXT: u32 = 4000;
@@ -123,6 +126,8 @@ fn report_strategy(depth: u32) -> BoxedStrategy<Report> {
         any::<f64>(),
         prop_oneof![Just(Better::Higher), Just(Better::Lower)],
         prop::option::of(0u32..3),
+        prop::option::of(prop::sample::select(MetricKind::ALL.to_vec())),
+        prop::option::of(prop::collection::vec(any::<f64>(), 0..5)),
     );
     let leaf = (
         prop::sample::select(vec!["info", "topo", "bandwidth", "inject oom"]),
@@ -139,9 +144,11 @@ fn report_strategy(depth: u32) -> BoxedStrategy<Report> {
                 r.status = status;
                 r.devices = devices;
                 r.findings = findings;
-                for (n, v, b, d) in metrics {
+                for (n, v, b, d, kind, samples) in metrics {
                     let mut m = Metric::new(v, "GB/s", b);
                     m.device = d;
+                    m.kind = kind;
+                    m.spread = samples.and_then(|s| Spread::of(&s));
                     r.metrics.insert(n.to_string(), m);
                 }
                 r.host.driver_version = driver;
@@ -167,7 +174,7 @@ fn report_strategy(depth: u32) -> BoxedStrategy<Report> {
 
 fn tolerances() -> impl Strategy<Value = Options> {
     (
-        0.0f64..2.0,
+        prop::option::of(0.0f64..2.0),
         prop::collection::vec(
             (
                 prop::sample::select(vec!["bw", "bw.gpu0", "lat"]),
@@ -229,6 +236,9 @@ proptest! {
         }
         // a report never regresses against itself
         prop_assert!(!compare(&a, &a, &opts).regression);
+        // nor panics with a history
+        let h = compare_history(&[a.clone(), b.clone(), a.clone()], &b, &opts);
+        prop_assert_eq!(h.baseline_reports, 3);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::facts::bandwidth::{DeviceLinks, Links, PathSamples, path};
-use crate::report::{Better, Finding, Metric, Severity, codes};
+use crate::report::{Better, Finding, Metric, MetricKind, Severity, Spread, codes};
 
 /// Limits below which a finding is raised.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
@@ -193,6 +193,17 @@ pub fn metric_name(s: &PathSamples, multi_gpu: bool) -> String {
     }
 }
 
+/// How far a path's rate holds from run to run: pinned, device-local and peer copies are
+/// steady; copies the host stages or times, bidirectional sums and small-copy latency swing.
+pub fn path_kind(p: &str) -> MetricKind {
+    match p {
+        path::H2D_PINNED | path::D2H_PINNED | path::D2D_CE | path::D2D_SM | path::P2P => {
+            MetricKind::Throughput
+        }
+        _ => MetricKind::Volatile,
+    }
+}
+
 fn label(path: &str) -> &'static str {
     match path {
         path::H2D_PINNED => "H2D pinned",
@@ -259,7 +270,10 @@ pub fn analyze(samples: &[PathSamples], links: &Links, t: &Thresholds) -> Analys
             r.unit = "us".into();
             out.metrics.insert(
                 metric,
-                Metric::new(r.median, "us", Better::Lower).device(s.device),
+                Metric::new(r.median, "us", Better::Lower)
+                    .device(s.device)
+                    .kind(path_kind(&s.path))
+                    .spread(Spread::of(&per_copy)),
             );
             out.results.push(r);
             continue;
@@ -293,7 +307,10 @@ pub fn analyze(samples: &[PathSamples], links: &Links, t: &Thresholds) -> Analys
         }
         out.metrics.insert(
             metric,
-            Metric::new(r.median, "GB/s", Better::Higher).device(s.device),
+            Metric::new(r.median, "GB/s", Better::Higher)
+                .device(s.device)
+                .kind(path_kind(&s.path))
+                .spread(Spread::of(&rates)),
         );
         out.results.push(r);
     }
@@ -670,6 +687,23 @@ mod tests {
         assert_eq!(r.theoretical_basis.as_deref(), Some("PCIe Gen5 x16"));
         assert!((r.efficiency.unwrap() - 54.3 / 63.015).abs() < 0.001);
         assert!(r.min < r.median && r.median < r.max);
+        // The metric says how far it holds: its kind, and the samples' spread.
+        assert_eq!(h2d.kind, Some(MetricKind::Throughput));
+        let sp = h2d.spread.as_ref().unwrap();
+        assert_eq!(
+            (sp.n, sp.min, sp.median, sp.max),
+            (3, r.min, r.median, r.max)
+        );
+        assert!(sp.mad > 0.0 && sp.mad < 0.02 * sp.median, "{sp:?}");
+        assert_eq!(
+            a.metrics["h2d_pageable_gbps"].kind,
+            Some(MetricKind::Volatile)
+        );
+        assert_eq!(
+            a.metrics["bidir_pinned_gbps"].kind,
+            Some(MetricKind::Volatile)
+        );
+        assert_eq!(a.metrics["d2d_ce_gbps"].kind, Some(MetricKind::Throughput));
         let bidir = a
             .results
             .iter()

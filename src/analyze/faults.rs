@@ -8,16 +8,24 @@
 use crate::facts::faults::{
     CtxDestroyFacts, IllegalAddressFacts, MemoryCheck, OomFacts, StreamMisuseFacts, step_names,
 };
-use crate::report::{Better, Finding, Metric, Severity, Step, codes};
+use crate::report::{Better, Finding, Metric, MetricKind, Severity, Step, codes};
 use crate::units::format_bytes;
 
 pub use crate::report::Analysis;
 
 impl Analysis {
-    fn metric(&mut self, name: &str, value: f64, unit: &str, better: Better, device: u32) {
+    fn metric(
+        &mut self,
+        name: &str,
+        value: f64,
+        unit: &str,
+        better: Better,
+        device: u32,
+        kind: MetricKind,
+    ) {
         self.metrics.insert(
             name.to_string(),
-            Metric::new(value, unit, better).device(device),
+            Metric::new(value, unit, better).device(device).kind(kind),
         );
     }
     fn finding(&mut self, f: Finding) {
@@ -114,6 +122,7 @@ pub fn oom(f: &OomFacts, steps: &[Step]) -> Analysis {
         "bytes",
         Better::Higher,
         d,
+        MetricKind::Exact,
     );
     a.metric(
         "free_before_bytes",
@@ -121,6 +130,7 @@ pub fn oom(f: &OomFacts, steps: &[Step]) -> Analysis {
         "bytes",
         Better::Higher,
         d,
+        MetricKind::Exact,
     );
     if f.free_before_bytes > 0 {
         a.metric(
@@ -129,6 +139,7 @@ pub fn oom(f: &OomFacts, steps: &[Step]) -> Analysis {
             "ratio",
             Better::Higher,
             d,
+            MetricKind::Exact,
         );
     }
     a.metric(
@@ -137,9 +148,24 @@ pub fn oom(f: &OomFacts, steps: &[Step]) -> Analysis {
         "count",
         Better::Lower,
         d,
+        MetricKind::Exact,
     );
-    a.metric("time_to_edge_ms", f.time_to_edge_ms, "ms", Better::Lower, d);
-    a.metric("free_ms", f.free_ms, "ms", Better::Lower, d);
+    a.metric(
+        "time_to_edge_ms",
+        f.time_to_edge_ms,
+        "ms",
+        Better::Lower,
+        d,
+        MetricKind::SingleShot,
+    );
+    a.metric(
+        "free_ms",
+        f.free_ms,
+        "ms",
+        Better::Lower,
+        d,
+        MetricKind::SingleShot,
+    );
 
     let failed: Vec<String> = steps
         .iter()
@@ -254,6 +280,7 @@ pub fn ctx_destroy(f: &CtxDestroyFacts, steps: &[Step]) -> Analysis {
             "ms",
             Better::Lower,
             d,
+            MetricKind::SingleShot,
         );
         if !v.in_flight_at_destroy {
             a.finding(
@@ -334,6 +361,7 @@ pub fn stream_misuse(f: &StreamMisuseFacts, _steps: &[Step]) -> Analysis {
             "count",
             Better::Lower,
             d,
+            MetricKind::Exact,
         );
         a.metric(
             "stale_reads_with_event",
@@ -341,6 +369,7 @@ pub fn stream_misuse(f: &StreamMisuseFacts, _steps: &[Step]) -> Analysis {
             "count",
             Better::Lower,
             d,
+            MetricKind::Exact,
         );
         let fix = "Order the streams: cuEventRecord(ev, S1) after the kernel and cuStreamWaitEvent(S2, ev) before the copy (cudaEventRecord + cudaStreamWaitEvent; in PyTorch s2.wait_stream(s1) and tensor.record_stream(s2)).";
         if r.stale_without_event > 0 {
@@ -375,13 +404,21 @@ pub fn stream_misuse(f: &StreamMisuseFacts, _steps: &[Step]) -> Analysis {
         }
     }
     if let Some(s) = &f.default_stream {
-        a.metric("legacy_wait_ms", s.legacy_wait_ms, "ms", Better::Lower, d);
+        a.metric(
+            "legacy_wait_ms",
+            s.legacy_wait_ms,
+            "ms",
+            Better::Lower,
+            d,
+            MetricKind::SingleShot,
+        );
         a.metric(
             "per_thread_wait_ms",
             s.per_thread_wait_ms,
             "ms",
             Better::Lower,
             d,
+            MetricKind::SingleShot,
         );
         let half = s.kernel_delay_ms / 2.0;
         if s.legacy_wait_ms < half {
@@ -442,7 +479,7 @@ pub fn illegal_address(f: &IllegalAddressFacts, steps: &[Step]) -> Analysis {
     let recover = f.runs.iter().find(|r| r.variant == "recover");
     match recover {
         Some(r) if r.status == "pass" && r.facts.value_ok == Some(true) => {
-            a.metric("recover_ms", r.duration_ms, "ms", Better::Lower, d);
+            a.metric("recover_ms", r.duration_ms, "ms", Better::Lower, d, MetricKind::SingleShot);
         }
         Some(r) => a.finding(
             Finding::new(

@@ -1,10 +1,12 @@
 //! Pure functions: facts → findings, verdicts, metrics. No driver calls, no formatting for
 //! terminals; everything here is tested on CI with real recorded reports.
 
+pub mod band;
 pub mod bandwidth;
 pub mod compare;
 pub mod faults;
 pub mod health;
+pub mod metric_kind;
 pub mod program;
 pub mod thresholds;
 pub mod topology;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::facts::cuda_codes::name_of;
 use crate::facts::program::{Ended, Outcome, ShimEvent};
-use crate::report::{Better, Finding, Metric, Severity, codes};
+use crate::report::{Better, Finding, Metric, MetricKind, Severity, codes};
 
 /// What the user expects of the program under the fault (`--expect`).
 #[derive(
@@ -410,17 +410,20 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
         } else {
             "peak_device_memory_bytes".to_string()
         };
-        metrics.insert(name, Metric::new(*bytes as f64, "bytes", Better::Lower));
+        metrics.insert(
+            name,
+            Metric::new(*bytes as f64, "bytes", Better::Lower).kind(MetricKind::Exact),
+        );
     }
     if *mode != Mode::Trace {
         metrics.insert(
             "injected_failures".into(),
-            Metric::new(injected_count as f64, "count", Better::Lower),
+            Metric::new(injected_count as f64, "count", Better::Lower).kind(MetricKind::Exact),
         );
     }
     metrics.insert(
         "program_duration_ms".into(),
-        Metric::new(o.duration_ms, "ms", Better::Lower),
+        Metric::new(o.duration_ms, "ms", Better::Lower).kind(MetricKind::SingleShot),
     );
 
     // --- data

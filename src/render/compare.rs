@@ -4,7 +4,7 @@
 use comfy_table::{Cell, Color};
 
 use crate::analyze::compare::{
-    Comparison, FindingDiff, MetricDiff, MetricVerdict, ScenarioDiff, StatusChange,
+    Comparison, FindingDiff, MetricDiff, MetricVerdict, SUITE_ROW, ScenarioDiff, StatusChange,
 };
 use crate::render::style::{Style, format_value};
 use crate::report::Status;
@@ -25,10 +25,11 @@ fn changed_metrics(c: &Comparison) -> Vec<(&ScenarioDiff, &MetricDiff)> {
 fn verdict_rank(v: MetricVerdict) -> u8 {
     match v {
         MetricVerdict::Regressed => 0,
-        MetricVerdict::Improved => 1,
-        MetricVerdict::Added => 2,
-        MetricVerdict::Removed => 3,
-        MetricVerdict::Within => 4,
+        MetricVerdict::Worse => 1,
+        MetricVerdict::Improved => 2,
+        MetricVerdict::Added => 3,
+        MetricVerdict::Removed => 4,
+        MetricVerdict::Within => 5,
     }
 }
 
@@ -57,7 +58,16 @@ pub fn change_str(s: StatusChange) -> &'static str {
         StatusChange::Regressed => "REGRESSED",
         StatusChange::Improved => "improved",
         StatusChange::Added => "added",
-        StatusChange::Removed => "removed",
+        StatusChange::Removed => "MISSING",
+    }
+}
+
+/// A row's status change in words; a suite's worse status that its scenarios explain says so.
+pub fn row_change_str(s: &ScenarioDiff) -> &'static str {
+    if s.status == StatusChange::Regressed && !s.status_regression {
+        "worse (see its scenarios)"
+    } else {
+        change_str(s.status)
     }
 }
 
@@ -65,6 +75,7 @@ pub fn verdict_str(v: MetricVerdict) -> &'static str {
     match v {
         MetricVerdict::Within => "within",
         MetricVerdict::Regressed => "REGRESSED",
+        MetricVerdict::Worse => "worse (info)",
         MetricVerdict::Improved => "improved",
         MetricVerdict::Added => "added",
         MetricVerdict::Removed => "removed",
@@ -87,6 +98,7 @@ fn metric_summary(s: &ScenarioDiff) -> String {
     let mut parts = Vec::new();
     for v in [
         MetricVerdict::Regressed,
+        MetricVerdict::Worse,
         MetricVerdict::Improved,
         MetricVerdict::Added,
         MetricVerdict::Removed,
@@ -115,15 +127,99 @@ fn status_note(s: &ScenarioDiff) -> String {
     note
 }
 
-fn headline(c: &Comparison) -> String {
-    if c.regression {
-        format!(
-            "REGRESSION: {} regressed item{}",
-            c.regressions,
-            if c.regressions == 1 { "" } else { "s" }
-        )
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// "no regression", or what regressed: the rows counted, then the items within them.
+pub fn headline(c: &Comparison) -> String {
+    if !c.regression {
+        return "no regression".into();
+    }
+    let rows = || c.scenarios.iter().filter(|s| s.key != SUITE_ROW);
+    let regressed = rows().filter(|s| s.regression).count();
+    let mut what = Vec::new();
+    if regressed > 0 {
+        what.push(format!(
+            "{regressed} of {} regressed",
+            plural(rows().count(), "scenario", "scenarios")
+        ));
+    }
+    if c.scenarios
+        .iter()
+        .any(|s| s.key == SUITE_ROW && s.regression)
+    {
+        what.push("the suite's own status or findings regressed".into());
+    }
+    let r = &c.regressed;
+    let mut items = Vec::new();
+    if r.statuses > 0 {
+        items.push(plural(
+            r.statuses,
+            "status worse or missing",
+            "statuses worse or missing",
+        ));
+    }
+    if r.findings > 0 {
+        items.push(plural(
+            r.findings,
+            "new warn/fail finding",
+            "new warn/fail findings",
+        ));
+    }
+    if r.metrics > 0 {
+        items.push(plural(
+            r.metrics,
+            "metric beyond its band",
+            "metrics beyond their band",
+        ));
+    }
+    format!("REGRESSION: {} ({})", what.join("; "), items.join(", "))
+}
+
+/// How the bands were set, for the header.
+fn tolerance_note(c: &Comparison) -> String {
+    let rule = match c.tolerance_pct {
+        Some(t) => format!("tolerance {}% for every metric", format_value(t)),
+        None => "tolerance per metric from its kind and spread".into(),
+    };
+    if c.baseline_reports > 1 {
+        format!("{rule}, {} baselines", c.baseline_reports)
     } else {
-        "no regression".into()
+        rule
+    }
+}
+
+/// "5% (floor)": a metric's band and what set it.
+fn band_str(m: &MetricDiff) -> String {
+    format!(
+        "{}% ({})",
+        format_value(m.tolerance_pct),
+        m.tolerance_from.as_str()
+    )
+}
+
+/// The kind, with "gate" when a move beyond the band is a regression.
+fn kind_str(m: &MetricDiff) -> String {
+    let inferred = match m.kind_source {
+        crate::analyze::metric_kind::KindSource::Recorded => "",
+        _ => "*",
+    };
+    let gate = if m.gate { ", gate" } else { "" };
+    format!("{}{inferred}{gate}", m.kind.as_str())
+}
+
+/// The baseline value, with `unit` after it, and the range of several baseline runs.
+fn baseline_str(m: &MetricDiff, unit: &str) -> String {
+    let v = format!("{}{unit}", value(m.baseline));
+    match (m.baseline_min, m.baseline_max) {
+        (Some(lo), Some(hi)) => format!(
+            "{v} ({}–{}, {} runs)",
+            format_value(lo),
+            format_value(hi),
+            m.baseline_runs
+        ),
+        _ => v,
     }
 }
 
@@ -146,6 +242,9 @@ fn take<T>(v: Vec<T>, limit: usize) -> (Vec<T>, usize) {
     (v, n)
 }
 
+/// What the metric table's band and kind columns mean (docs/compare.md).
+const LEGEND: &str = "band: how far the metric may move in its bad direction, and what set it (floor of its kind, spread of its samples, history of the baselines, --tol, --tolerance); kind: * inferred for a report that records none; gate: a move beyond the band is a regression, otherwise information";
+
 /// Terminal tables.
 pub fn table(c: &Comparison, style: Style, limit: usize) -> String {
     let mut out = String::new();
@@ -166,9 +265,9 @@ pub fn table(c: &Comparison, style: Style, limit: usize) -> String {
         }
     };
     out.push_str(&format!(
-        "gpu-doctor compare — {} (tolerance {}%)\n",
+        "gpu-doctor compare — {} · {}\n",
         headline(c),
-        format_value(c.tolerance_pct)
+        tolerance_note(c)
     ));
     for (label, s) in [("baseline", &c.baseline), ("current ", &c.current)] {
         out.push_str(&format!(
@@ -190,16 +289,22 @@ pub fn table(c: &Comparison, style: Style, limit: usize) -> String {
         out.push_str(&format!("\nChanges\n{t}\n"));
     }
     let mut t = style.table();
-    t.set_header(["scenario", "status", "change", "new", "resolved", "metrics"]);
+    t.set_header([
+        "scenario",
+        "status",
+        "change",
+        "new findings",
+        "resolved",
+        "metrics",
+    ]);
     for s in &c.scenarios {
-        let change = change_str(s.status);
+        let change = row_change_str(s);
         t.add_row(vec![
             Cell::new(&s.key),
             Cell::new(status_note(s)),
             match s.status {
-                StatusChange::Regressed => red(change),
+                _ if s.status_regression => red(change),
                 StatusChange::Improved => green(change),
-                StatusChange::Added if s.regression => red(change),
                 _ => Cell::new(change),
             },
             Cell::new(s.new_findings.len()),
@@ -212,7 +317,7 @@ pub fn table(c: &Comparison, style: Style, limit: usize) -> String {
     let (rows, n) = take(findings(c), limit);
     if n > 0 {
         let mut t = style.table();
-        t.set_header(["scenario", "", "severity", "code", "GPU", "finding"]);
+        t.set_header(["scenario", "change", "severity", "code", "GPU", "finding"]);
         for (s, f, new) in rows {
             let tag = match (new, f.regression) {
                 (true, true) => red("NEW"),
@@ -238,13 +343,7 @@ pub fn table(c: &Comparison, style: Style, limit: usize) -> String {
     if n > 0 {
         let mut t = style.table();
         t.set_header([
-            "scenario",
-            "metric",
-            "baseline",
-            "current",
-            "unit",
-            "change",
-            "tolerance",
+            "scenario", "metric", "baseline", "current", "unit", "change", "band", "kind",
             "verdict",
         ]);
         for (s, m) in rows {
@@ -252,11 +351,12 @@ pub fn table(c: &Comparison, style: Style, limit: usize) -> String {
             t.add_row(vec![
                 Cell::new(&s.key),
                 Cell::new(&m.name),
-                Cell::new(value(m.baseline)),
+                Cell::new(baseline_str(m, "")),
                 Cell::new(value(m.current)),
                 Cell::new(&m.unit),
                 Cell::new(pct(m.change_pct)),
-                Cell::new(format!("{}%", format_value(m.tolerance_pct))),
+                Cell::new(band_str(m)),
+                Cell::new(kind_str(m)),
                 match m.verdict {
                     MetricVerdict::Regressed => red(v),
                     MetricVerdict::Improved => green(v),
@@ -264,7 +364,7 @@ pub fn table(c: &Comparison, style: Style, limit: usize) -> String {
                 },
             ]);
         }
-        out.push_str(&format!("\nMetrics beyond tolerance\n{t}\n"));
+        out.push_str(&format!("\nMetrics beyond their band\n{t}\n{LEGEND}\n"));
         if let Some(m) = more(n, limit) {
             out.push_str(&format!("{m}\n"));
         }
@@ -324,7 +424,12 @@ pub fn markdown(c: &Comparison, limit: usize) -> String {
         headline(c)
     ));
     out.push_str(&format!(
-        "Baseline `{}` **{}** ({}, {}, driver {}) → current `{}` **{}** ({}, {}, driver {}); tolerance {}%.\n\n",
+        "Baseline{} `{}` **{}** ({}, {}, driver {}) → current `{}` **{}** ({}, {}, driver {}); {}.\n\n",
+        if c.baseline_reports > 1 {
+            " (newest)"
+        } else {
+            ""
+        },
         md_code(&c.baseline.scenario),
         c.baseline.status.as_str(),
         md_cell(&c.baseline.started_at),
@@ -335,18 +440,17 @@ pub fn markdown(c: &Comparison, limit: usize) -> String {
         md_cell(&c.current.started_at),
         md_cell(&c.current.hostname),
         md_cell(c.current.driver_version.as_deref().unwrap_or("-")),
-        format_value(c.tolerance_pct),
+        md_cell(&tolerance_note(c)),
     ));
     out.push_str("| scenario | status | change | new findings | resolved | metrics |\n");
     out.push_str("|---|---|---|---:|---:|---|\n");
     for s in &c.scenarios {
-        let change = change_str(s.status);
-        let change =
-            if s.regression && matches!(s.status, StatusChange::Regressed | StatusChange::Added) {
-                format!("**{change}**")
-            } else {
-                change.to_string()
-            };
+        let change = row_change_str(s);
+        let change = if s.status_regression {
+            format!("**{change}**")
+        } else {
+            change.to_string()
+        };
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} |\n",
             md_cell(&s.key),
@@ -359,7 +463,7 @@ pub fn markdown(c: &Comparison, limit: usize) -> String {
     }
     let (rows, n) = take(findings(c), limit);
     if n > 0 {
-        out.push_str("\n#### Findings\n\n| scenario | | severity | code | GPU | finding |\n|---|---|---|---|---|---|\n");
+        out.push_str("\n#### Findings\n\n| scenario | change | severity | code | GPU | finding |\n|---|---|---|---|---|---|\n");
         for (s, f, new) in rows {
             let tag = match (new, f.regression) {
                 (true, true) => "**new**",
@@ -381,19 +485,19 @@ pub fn markdown(c: &Comparison, limit: usize) -> String {
     }
     let (rows, n) = take(changed_metrics(c), limit);
     if n > 0 {
-        out.push_str("\n#### Metrics beyond tolerance\n\n| scenario | metric | baseline | current | change | tolerance | verdict |\n|---|---|---:|---:|---:|---:|---|\n");
+        out.push_str("\n#### Metrics beyond their band\n\n| scenario | metric | baseline | current | change | band | kind | verdict |\n|---|---|---:|---:|---:|---:|---|---|\n");
         for (s, m) in rows {
             let v = verdict_str(m.verdict);
             out.push_str(&format!(
-                "| {} | `{}` | {} {} | {} {} | {} | {}% | {} |\n",
+                "| {} | `{}` | {} | {} {} | {} | {} | {} | {} |\n",
                 md_cell(&s.key),
                 md_code(&m.name),
-                value(m.baseline),
-                md_cell(&m.unit),
+                md_cell(&baseline_str(m, &format!(" {}", m.unit))),
                 value(m.current),
                 md_cell(&m.unit),
                 pct(m.change_pct),
-                format_value(m.tolerance_pct),
+                md_cell(&band_str(m)),
+                md_cell(&kind_str(m)),
                 if m.verdict == MetricVerdict::Regressed {
                     format!("**{v}**")
                 } else {
@@ -401,6 +505,7 @@ pub fn markdown(c: &Comparison, limit: usize) -> String {
                 },
             ));
         }
+        out.push_str(&format!("\n{}\n", md_cell(LEGEND)));
         if let Some(m) = more(n, limit) {
             out.push_str(&format!("\n{}\n", md_cell(&m)));
         }
@@ -448,7 +553,9 @@ mod tests {
         let (a, b) = pair();
         let md = markdown(&compare(&a, &b, &Options::default()), 50);
         assert!(
-            md.starts_with("### ❌ gpu-doctor compare: REGRESSION: 3 regressed items"),
+            md.starts_with(
+                "### ❌ gpu-doctor compare: REGRESSION: 1 of 1 scenario regressed (1 status worse or missing, 1 new warn/fail finding, 1 metric beyond its band)"
+            ),
             "{md}"
         );
         assert!(
@@ -457,7 +564,9 @@ mod tests {
         );
         assert!(md.contains("a \\| b<br>next &lt;tag&gt;"), "{md}");
         assert!(
-            md.contains("`h2d\\|x` | 50 GB/s | 40 GB/s | -20.0% | 5% | **REGRESSED** |"),
+            md.contains(
+                "`h2d\\|x` | 50 GB/s | 40 GB/s | -20.0% | 5% (floor) | throughput\\*, gate | **REGRESSED** |"
+            ),
             "{md}"
         );
         // every table row has the same number of unescaped pipes as its header
@@ -483,13 +592,46 @@ mod tests {
             10,
         );
         assert!(t.contains("… and 21 more"), "{t}");
-        assert!(t.contains("REGRESSION: 33 regressed items"), "{t}");
+        assert!(
+            t.contains("REGRESSION: 1 of 1 scenario regressed (1 status worse or missing, 31 new warn/fail findings, 1 metric beyond its band)"),
+            "{t}"
+        );
+        // every column has a label
+        let findings = t
+            .split(
+                "Findings
+",
+            )
+            .nth(1)
+            .unwrap();
+        let header = findings.lines().nth(1).unwrap();
+        assert!(
+            header
+                .split('|')
+                .skip(1)
+                .take(6)
+                .all(|h| !h.trim().is_empty()),
+            "{header}"
+        );
         let same = table(
             &compare(&a, &a, &Options::default()),
             Style::terminal(false),
             10,
         );
-        assert!(!same.contains("Metrics beyond tolerance"));
+        assert!(!same.contains("Metrics beyond"));
         assert!(same.trim_end().ends_with("no regression"));
+    }
+
+    #[test]
+    fn history_shows_the_newest_baseline_and_the_range_of_the_runs() {
+        let (a, b) = pair();
+        let mut older = a.clone();
+        older.started_at = "2000-01-01T00:00:00Z".into();
+        older.metrics.get_mut("h2d|x").unwrap().value = 48.0;
+        let c = crate::analyze::compare::compare_history(&[a, older], &b, &Options::default());
+        let md = markdown(&c, 50);
+        assert!(md.contains("Baseline (newest) `bandwidth`"), "{md}");
+        assert!(md.contains("2 baselines"), "{md}");
+        assert!(md.contains("| 49 GB/s (48–50, 2 runs) | 40 GB/s |"), "{md}");
     }
 }

@@ -89,13 +89,14 @@ fn cases(s: &ScenarioDiff) -> Vec<Case> {
     for m in &s.metrics {
         let failure = (m.verdict == MetricVerdict::Regressed).then(|| {
             let msg = format!(
-                "{} {} → {} {} ({}, tolerance {}%, {} is better)",
+                "{} {} → {} {} ({}, band {}% from {}, {} is better)",
                 m.name,
                 m.baseline.map(|x| x.to_string()).unwrap_or_default(),
                 m.current.map(|x| x.to_string()).unwrap_or_default(),
                 m.unit,
                 pct(m.change_pct),
                 m.tolerance_pct,
+                m.tolerance_from.as_str(),
                 format!("{:?}", m.better).to_lowercase()
             );
             (msg.clone(), msg)
@@ -208,7 +209,9 @@ mod tests {
         b.reports[0].status = Status::Fail;
         let x = junit(&compare(&a, &b, &Options::default()));
         assert!(
-            x.contains("<testsuites name=\"gpu-doctor compare\" tests=\"4\" failures=\"2\""),
+            // info, bandwidth (status + 2 metrics), and the suites' own row, which the info
+            // scenario's failure explains: not a second failure.
+            x.contains("<testsuites name=\"gpu-doctor compare\" tests=\"5\" failures=\"2\""),
             "{x}"
         );
         assert!(
@@ -224,6 +227,6 @@ mod tests {
             x.matches("<testsuite ").count(),
             x.matches("</testsuite>").count()
         );
-        assert_eq!(x.matches("<testcase ").count(), 4);
+        assert_eq!(x.matches("<testcase ").count(), 5);
     }
 }

@@ -201,6 +201,13 @@ pub struct Metric {
     pub better: Better,
     #[serde(default)]
     pub device: Option<u32>,
+    /// How far the value can be trusted between runs (docs/compare.md). Absent in reports of
+    /// earlier versions: `compare` infers it from the scenario, the name and the unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<MetricKind>,
+    /// The samples behind `value` where the scenario took several (`value` is their median).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<Spread>,
 }
 
 impl Metric {
@@ -210,11 +217,108 @@ impl Metric {
             unit: unit.to_string(),
             better,
             device: None,
+            kind: None,
+            spread: None,
         }
     }
     pub fn device(mut self, index: u32) -> Self {
         self.device = Some(index);
         self
+    }
+    pub fn kind(mut self, kind: MetricKind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+    pub fn spread(mut self, spread: Option<Spread>) -> Self {
+        self.spread = spread;
+        self
+    }
+}
+
+/// How far a metric can be trusted from one run to the next; `compare` sets its band and
+/// whether a move can be a regression by it (docs/compare.md).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricKind {
+    /// The median of repeated samples on a path that holds steady: pinned host↔device,
+    /// device-local and peer (NVLink) copy rates. A gate; the band follows the spread.
+    Throughput,
+    /// A count, size or ratio a rerun of the same box reproduces (allocatable bytes, stale
+    /// reads with an event, injected failures). A gate with (almost) no band.
+    Exact,
+    /// One timed event (time to the OOM edge, a free, a context create or destroy, a
+    /// recovery): a rerun moves it by tens of percent. Information, not a gate.
+    SingleShot,
+    /// Repeated samples of a path known to swing with the host (pageable copies, copies
+    /// staged through host memory, bidirectional sums, small-copy latency). Information.
+    Volatile,
+}
+
+impl MetricKind {
+    pub const ALL: [MetricKind; 4] = [
+        MetricKind::Throughput,
+        MetricKind::Exact,
+        MetricKind::SingleShot,
+        MetricKind::Volatile,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Throughput => "throughput",
+            MetricKind::Exact => "exact",
+            MetricKind::SingleShot => "single_shot",
+            MetricKind::Volatile => "volatile",
+        }
+    }
+}
+
+/// The samples a metric's value summarises, in the metric's unit.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct Spread {
+    /// Number of samples.
+    pub n: u32,
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+    /// Median absolute deviation from the median: a dispersion one outlier does not move.
+    pub mad: f64,
+}
+
+impl Spread {
+    /// The spread of finite values; None for none.
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let median = sorted_median(&v);
+        let mut dev: Vec<f64> = v.iter().map(|x| (x - median).abs()).collect();
+        dev.sort_by(f64::total_cmp);
+        Some(Spread {
+            n: u32::try_from(v.len()).unwrap_or(u32::MAX),
+            min: v[0],
+            median,
+            max: v[v.len() - 1],
+            mad: sorted_median(&dev),
+        })
+    }
+    /// Robust relative standard deviation of one sample: 1.4826 × MAD / |median| (the factor
+    /// makes MAD estimate σ for normal noise). 0 for fewer than two samples or a zero median.
+    pub fn relative_sigma(&self) -> f64 {
+        if self.n < 2 || self.median == 0.0 || !self.median.is_finite() {
+            0.0
+        } else {
+            1.4826 * self.mad / self.median.abs()
+        }
+    }
+}
+
+fn sorted_median(v: &[f64]) -> f64 {
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 
@@ -278,5 +382,37 @@ impl Report {
             data: serde_json::Value::Null,
             reports: vec![],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_is_robust_to_one_outlier() {
+        let s = Spread::of(&[55.0, 55.2, 41.0, f64::NAN]).unwrap();
+        assert_eq!((s.n, s.min, s.max), (3, 41.0, 55.2));
+        assert_eq!(s.median, 55.0);
+        assert!((s.mad - 0.2).abs() < 1e-9, "{s:?}");
+        assert!((s.relative_sigma() - 1.4826 * 0.2 / 55.0).abs() < 1e-12);
+        let even = Spread::of(&[1.0, 2.0, 3.0, 10.0]).unwrap();
+        assert_eq!((even.median, even.mad), (2.5, 1.0));
+        assert_eq!(Spread::of(&[7.0]).unwrap().relative_sigma(), 0.0);
+        assert!(Spread::of(&[]).is_none());
+    }
+
+    #[test]
+    fn old_metrics_load_without_kind_and_new_fields_are_left_out_when_absent() {
+        let m: Metric =
+            serde_json::from_str(r#"{"value": 1.0, "unit": "ms", "better": "lower"}"#).unwrap();
+        assert_eq!((m.kind, &m.spread), (None, &None));
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(!text.contains("kind") && !text.contains("spread"), "{text}");
+        let k = serde_json::to_value(
+            Metric::new(1.0, "ms", Better::Lower).kind(MetricKind::SingleShot),
+        )
+        .unwrap();
+        assert_eq!(k["kind"], "single_shot");
     }
 }

@@ -155,6 +155,9 @@ pub(crate) trait DynScenario: Send + Sync {
     fn in_inject_all(&self) -> bool;
     fn in_cli(&self) -> bool;
     fn internal(&self) -> bool;
+    /// See [`Scenario::REANALYSABLE`].
+    #[cfg(test)]
+    fn reanalysable(&self) -> bool;
     /// The params' flags, added to `command`.
     fn add_args(&self, command: clap::Command) -> clap::Command;
     /// The params the command line gave, as JSON.
@@ -209,6 +212,10 @@ impl<S: Scenario> DynScenario for Erased<S> {
     }
     fn internal(&self) -> bool {
         S::INTERNAL
+    }
+    #[cfg(test)]
+    fn reanalysable(&self) -> bool {
+        S::REANALYSABLE
     }
     fn add_args(&self, command: clap::Command) -> clap::Command {
         S::Params::augment_args(command)

@@ -23,7 +23,7 @@ use crate::probe::loader;
 use crate::probe::nvml::NvmlProbe;
 use crate::probe::trace_ctx::{self as probe, Tracer};
 use crate::render::style::Style;
-use crate::report::{Analysis, Better, Metric, Report};
+use crate::report::{Analysis, Better, Metric, MetricKind, Report};
 use crate::scenarios::{Probed, Redirect, Scenario};
 
 /// A sub-scenario of `trace ctx`.
@@ -275,7 +275,8 @@ impl Scenario for TraceCtx {
         let device = run.devices.first().map(|d| d.index);
         let mut metric = |name: &str, v: Option<f64>, unit: &str| {
             if let Some(v) = v {
-                let mut m = Metric::new(v, unit, Better::Lower);
+                // One timed call each: information, not a gate (docs/compare.md).
+                let mut m = Metric::new(v, unit, Better::Lower).kind(MetricKind::SingleShot);
                 m.device = device;
                 a.metrics.insert(name.to_string(), m);
             }

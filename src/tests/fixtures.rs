@@ -24,6 +24,28 @@ pub(crate) fn fixture_paths() -> Vec<PathBuf> {
     v
 }
 
+/// `saved` analysed again by this build, as `--from` does (None for reports of no scenario
+/// whose data can be analysed again: suites, program modes, skipped runs).
+pub(crate) fn reanalysed(saved: &Report) -> Option<Report> {
+    let s = scenarios::find(&saved.scenario).filter(|s| s.reanalysable())?;
+    if saved.data.get("skipped_reason").is_some() || saved.data.is_null() {
+        return None;
+    }
+    let mut params = saved.params.clone();
+    if let Some(o) = params.as_object_mut() {
+        // Where it was read from and where side files went are not the verdict's.
+        o.remove("from");
+        o.remove("chrome_trace");
+    }
+    let params = s.normalize_params(params).unwrap();
+    let mut again = s
+        .reanalyse(&params, saved)
+        .expect("the scenario's own report")
+        .unwrap_or_else(|e| panic!("{}: {e:#}", saved.scenario));
+    crate::analyze::verdict::finalize(&mut again);
+    Some(again)
+}
+
 /// The recorded report's verdict and data, as JSON (what re-analysis must reproduce).
 fn verdict(r: &Report) -> serde_json::Value {
     serde_json::json!({
@@ -55,24 +77,9 @@ fn every_recorded_report_reanalyses_to_what_it_recorded() {
         }
         let file = read_report(&path).unwrap();
         for saved in units(&file) {
-            let Some(s) = scenarios::find(&saved.scenario) else {
+            let Some(again) = reanalysed(saved) else {
                 continue;
             };
-            if saved.data.get("skipped_reason").is_some() || saved.data.is_null() {
-                continue;
-            }
-            let mut params = saved.params.clone();
-            if let Some(o) = params.as_object_mut() {
-                // Where it was read from and where side files went are not the verdict's.
-                o.remove("from");
-                o.remove("chrome_trace");
-            }
-            let params = s.normalize_params(params).unwrap();
-            let mut again = s
-                .reanalyse(&params, saved)
-                .expect("the scenario's own report")
-                .unwrap_or_else(|e| panic!("{}: {}: {e:#}", path.display(), saved.scenario));
-            crate::analyze::verdict::finalize(&mut again);
             // Suite thresholds are the suite's verdict, applied on top of the scenario's.
             let mut recorded = saved.clone();
             recorded
@@ -84,6 +91,14 @@ fn every_recorded_report_reanalyses_to_what_it_recorded() {
                 } else {
                     crate::report::Status::Pass
                 });
+            let mut again = again;
+            // Reports written before metrics carried their kind and spread lack them.
+            for (name, m) in &mut again.metrics {
+                if recorded.metrics.get(name).is_some_and(|r| r.kind.is_none()) {
+                    m.kind = None;
+                    m.spread = None;
+                }
+            }
             let (a, b) = (verdict(&recorded), verdict(&again));
             if !same(&a, &b) {
                 differences.push(format!(
