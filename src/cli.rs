@@ -235,7 +235,9 @@ fn invocation(matches: &ArgMatches) -> Result<(GlobalOpts, Invocation), clap::Er
         return Ok((global, Invocation::InjectAll));
     }
     if let Some(s) = scenarios::find(&name).filter(|s| s.in_cli()) {
-        let mut request = Request::new(s, s.params_from_matches(leaf)?);
+        let served = s.params_from_matches(leaf)?;
+        let target = scenarios::find(served.scenario).expect("redirects name registered scenarios");
+        let mut request = Request::new(target, served.params);
         request.from = leaf.get_one::<PathBuf>("from").cloned();
         return Ok((global, Invocation::Scenario(request)));
     }
