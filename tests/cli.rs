@@ -225,10 +225,18 @@ fn from_with_bad_input_exits_2_with_location() {
         );
     // A saved report is analysed with the devices it recorded: --device cannot apply.
     doctor()
-        .args(["--device", "0", "topo", "--from", &fixture("h100-topo.json")])
+        .args([
+            "--device",
+            "0",
+            "topo",
+            "--from",
+            &fixture("h100-topo.json"),
+        ])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("--device does not apply to --from"));
+        .stderr(predicate::str::contains(
+            "--device does not apply to --from",
+        ));
 }
 
 #[test]
