@@ -1,2 +1,5 @@
 //! Tests that need the crate's insides and span several modules: the recorded fixtures
 //! re-analysed, the layering, the registry, rendering snapshots.
+
+mod robustness;
+mod trace_ctx;
