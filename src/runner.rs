@@ -79,7 +79,8 @@ pub(crate) fn execute(request: Request, opts: &RunOptions) -> Result<Report> {
     run_in_process(scenario, &params, &ctx)
 }
 
-/// Runs the scenario named `name` (tests, `inject all`).
+/// Runs the scenario named `name` as the command line would (for tests in the crate).
+#[cfg(test)]
 pub(crate) fn execute_named(
     name: &str,
     params: serde_json::Value,
