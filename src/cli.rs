@@ -238,7 +238,9 @@ fn invocation(matches: &ArgMatches) -> Result<(GlobalOpts, Invocation), clap::Er
         return Ok((global, Invocation::InjectAll));
     }
     if let Some(s) = scenarios::find(&name).filter(|s| s.in_cli()) {
-        let mut request = Request::new(s, s.params_from_matches(leaf)?);
+        let served = s.params_from_matches(leaf)?;
+        let target = scenarios::find(served.scenario).expect("redirects name registered scenarios");
+        let mut request = Request::new(target, served.params);
         request.from = leaf.get_one::<PathBuf>("from").cloned();
         return Ok((global, Invocation::Scenario(request)));
     }
@@ -301,4 +303,60 @@ pub fn skipped_reason(report: &crate::report::Report) -> String {
 /// Ctrl-C and SIGTERM set a flag that running scenarios check (see crate::context).
 pub fn install_interrupt_handler() {
     crate::context::install_interrupt_handler();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scenario and params a command line asks for.
+    fn request_of(args: &[&str]) -> (String, serde_json::Value) {
+        let matches = command()
+            .try_get_matches_from(std::iter::once("gpu-doctor").chain(args.iter().copied()))
+            .unwrap();
+        match invocation(&matches).unwrap().1 {
+            Invocation::Scenario(r) => (r.scenario.name().to_string(), r.params),
+            _ => panic!("{args:?} is not a scenario"),
+        }
+    }
+
+    #[test]
+    fn program_mode_command_lines_reach_the_program_scenarios() {
+        let (name, params) =
+            request_of(&["inject", "oom", "--limit", "4GiB", "--", "python", "x.py"]);
+        assert_eq!(name, "inject oom --");
+        assert_eq!(params["limit"], "4GiB");
+        assert_eq!(params["command"], serde_json::json!(["python", "x.py"]));
+        let (name, _) = request_of(&["inject", "oom", "--fraction", "0.5"]);
+        assert_eq!(name, "inject oom", "no COMMAND: the built-in scenario");
+
+        let (name, params) = request_of(&[
+            "trace",
+            "ctx",
+            "--chrome-trace",
+            "t.json",
+            "--expect",
+            "fail",
+            "--",
+            "./app",
+        ]);
+        assert_eq!(name, "trace ctx --");
+        assert_eq!(params["chrome_trace"], "t.json");
+        assert_eq!(params["expect"], "fail");
+        let (name, _) = request_of(&["trace", "ctx", "thread-hop"]);
+        assert_eq!(name, "trace ctx");
+
+        let (name, params) = request_of(&[
+            "inject",
+            "error",
+            "--call",
+            "cuMemAlloc",
+            "--code",
+            "2",
+            "--",
+            "./app",
+        ]);
+        assert_eq!(name, "inject error");
+        assert_eq!(params["command"], serde_json::json!(["./app"]));
+    }
 }

@@ -34,25 +34,16 @@ impl Request {
         }
     }
 
-    /// Normalises the params (defaults filled in, unknown or mistyped fields refused), follows
-    /// a redirect (program mode), and validates: everything that can be checked before a GPU
-    /// is touched. Suites call it for every entry before the first one runs.
+    /// Normalises the params (defaults filled in, unknown or mistyped fields refused) and
+    /// validates: everything that can be checked before a GPU is touched. Suites call it for
+    /// every entry before the first one runs. (Program-mode redirects are followed when the
+    /// command line is read: `crate::cli`.)
     pub(crate) fn checked(self) -> Result<Request> {
         let name = self.scenario.name();
         let params = self
             .scenario
             .normalize_params(self.params)
             .map_err(|e| error::input(format!("{name}: {e}")))?;
-        if let Some(redirect) = self.scenario.redirect(&params) {
-            let r = redirect?;
-            let target = scenarios::find(r.scenario).expect("redirects name registered scenarios");
-            return Request {
-                scenario: target,
-                params: r.params,
-                from: self.from,
-            }
-            .checked();
-        }
         self.scenario.validate(&params)?;
         Ok(Request { params, ..self })
     }
@@ -88,7 +79,7 @@ pub(crate) fn execute(request: Request, opts: &RunOptions) -> Result<Report> {
     run_in_process(scenario, &params, &ctx)
 }
 
-/// Runs the scenario named `name`.
+/// Runs the scenario named `name` as the command line would (for tests in the crate).
 #[cfg(test)]
 pub(crate) fn execute_named(
     name: &str,

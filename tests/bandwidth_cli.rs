@@ -4,9 +4,9 @@
 
 use assert_cmd::Command;
 use gpu_doctor::facts::PcieFacts;
+use gpu_doctor::facts::bandwidth::Method;
 use gpu_doctor::facts::bandwidth::{BandwidthFacts, DeviceLinks, Links, PathSamples, path};
 use gpu_doctor::report::Report;
-use gpu_doctor::scenarios::bandwidth::BandwidthData;
 
 fn saved(h2d_gbps: f64) -> Report {
     let sample = |p: &str, gbps: f64| PathSamples {
@@ -19,29 +19,41 @@ fn saved(h2d_gbps: f64) -> Report {
         verified: Some(true),
         ..Default::default()
     };
-    let data = BandwidthData {
-        facts: BandwidthFacts {
-            samples: vec![
-                sample(path::H2D_PINNED, h2d_gbps),
-                sample(path::D2H_PINNED, 54.8),
-            ],
-            links: Links {
-                devices: vec![DeviceLinks {
-                    index: 0,
-                    pcie: PcieFacts {
-                        max_gen: Some(5),
-                        max_width: Some(16),
-                        ..Default::default()
-                    },
+    let facts = BandwidthFacts {
+        samples: vec![
+            sample(path::H2D_PINNED, h2d_gbps),
+            sample(path::D2H_PINNED, 54.8),
+        ],
+        links: Links {
+            devices: vec![DeviceLinks {
+                index: 0,
+                pcie: PcieFacts {
+                    max_gen: Some(5),
+                    max_width: Some(16),
                     ..Default::default()
-                }],
-                pairs: vec![],
-            },
+                },
+                ..Default::default()
+            }],
+            pairs: vec![],
         },
-        ..Default::default()
     };
     let mut r = Report::begin("bandwidth", serde_json::json!({}));
-    r.data = serde_json::to_value(data).unwrap();
+    // A `bandwidth` report's data: the raw facts `--from` re-analyses, and the method and
+    // thresholds the saved run recorded (the defaults); its results are computed again.
+    r.data = serde_json::json!({
+        "method": Method::default(),
+        "facts": facts,
+        "thresholds": {
+            "min_efficiency": 0.75,
+            "min_h2d_gbps": null,
+            "min_d2h_gbps": null,
+            "min_memory_efficiency": 0.5,
+            "min_p2p_efficiency": 0.6,
+            "min_symmetry": 0.8,
+            "min_pageable_ratio": 0.2,
+        },
+        "results": [],
+    });
     r
 }
 

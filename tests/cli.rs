@@ -52,6 +52,12 @@ fn usage_errors_exit_2() {
         .args(["--timeout", "soon", "info"])
         .assert()
         .code(2);
+    // Durations are waits or limits: zero is refused.
+    doctor()
+        .args(["--timeout", "0s", "info"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("longer than zero"));
     doctor().args(["topo", "--bogus"]).assert().code(2);
 }
 
@@ -207,7 +213,59 @@ fn from_with_bad_input_exits_2_with_location() {
         .args(["topo", "--from", &fixture("h100-info.json")])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("not a topo report"));
+        .stderr(predicate::str::contains("not a 'topo' report"));
+    // A suite report without the scenario says which scenarios it holds.
+    doctor()
+        .args(["bandwidth", "--from", &fixture("h100-suite-quick.json")])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("include no 'bandwidth' report")
+                .and(predicate::str::contains("inject oom")),
+        );
+    // A saved report is analysed with the devices it recorded: --device cannot apply.
+    doctor()
+        .args([
+            "--device",
+            "0",
+            "topo",
+            "--from",
+            &fixture("h100-topo.json"),
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--device does not apply to --from",
+        ));
+}
+
+#[test]
+fn every_scenario_takes_from_also_a_suite_report() {
+    // The suite's own topo and inject oom reports are picked out and analysed again.
+    for (cmd, scenario) in [
+        (&["topo"][..], "topo"),
+        (&["inject", "oom"], "inject oom"),
+        (&["info"], "info"),
+    ] {
+        let out = doctor()
+            .args(cmd)
+            .args(["--from", &fixture("h100-suite-quick.json"), "--json"])
+            .assert()
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        let r = json_of(&out);
+        assert_eq!(r["scenario"], scenario);
+        assert_eq!(r["status"], "pass");
+        assert_eq!(r["devices"][0]["name"], "NVIDIA H100 80GB HBM3");
+        assert!(
+            r["params"]["from"]
+                .as_str()
+                .unwrap()
+                .ends_with("h100-suite-quick.json")
+        );
+    }
 }
 
 #[test]
@@ -420,6 +478,8 @@ fn bad_scenario_params_exit_2_before_any_driver_is_needed() {
         ),
         (&["trace", "ctx", "--threads", "1"], "--threads"),
         (&["inject", "oom", "--hold", "forever"], "hold"),
+        (&["inject", "oom", "--hold", "0s"], "longer than zero"),
+        (&["inject", "oom", "--hold=-5s"], "cannot be negative"),
     ] {
         doctor()
             .args(cmd)

@@ -62,11 +62,15 @@ fn malformed_suites_exit_2_with_location() {
             "\"trace ctx\"",
         ],
     );
-    // unknown param
+    // unknown param (`from` is the entry's, but still accepted under [scenario.params])
     expect_input_error(
         "[[scenario]]\nname = \"topo\"\n[scenario.params]\nfrm = \"x.json\"\n",
         "4:1",
-        &["unknown param `frm` for `topo`", "from (string or null)"],
+        &[
+            "unknown param `frm` for `topo`",
+            "did you mean `from`",
+            "bandwidth (boolean)",
+        ],
     );
     expect_input_error(
         "[[scenario]]\nname = \"info\"\nparams = { verbose = true }\n",
@@ -80,7 +84,23 @@ fn malformed_suites_exit_2_with_location() {
     expect_input_error(
         "[[scenario]]\nname = \"topo\"\n[scenario.params]\nfrom = 3\n",
         "4:8",
-        &["param `from` of `topo`", "integer `3`"],
+        &["`from` must be a string, found integer 3"],
+    );
+    expect_input_error(
+        "[[scenario]]\nname = \"topo\"\nfrom = 3\n",
+        "3:8",
+        &["`from` must be a string, found integer 3"],
+    );
+    expect_input_error(
+        "[[scenario]]\nname = \"topo\"\n[scenario.params]\nbandwidth = \"yes\"\n",
+        "4:13",
+        &["param `bandwidth` of `topo`", "string \"yes\""],
+    );
+    // durations are waits or limits: zero and negative ones are refused
+    expect_input_error(
+        "[[scenario]]\nname = \"inject oom\"\n[scenario.params]\nhold = \"0s\"\n",
+        "4:8",
+        &["param `hold` of `inject oom`", "longer than zero"],
     );
     expect_input_error(
         "[[scenario]]\nname = \"topo\"\nparams = \"from=x\"\n",
@@ -111,9 +131,9 @@ fn malformed_suites_exit_2_with_location() {
     expect_input_error("scenario = []\n", "1:12", &["`scenario` is empty"]);
     expect_input_error("[[scenario]]\nparams = {}\n", "1:1", &["without `name`"]);
     expect_input_error(
-        "[[scenario]]\nname = \"topo\"\nfrom = \"x\"\n",
+        "[[scenario]]\nname = \"topo\"\nbandwidth = true\n",
         "3:1",
-        &["unknown key `from`", "put it under [scenario.params]"],
+        &["unknown key `bandwidth`", "put it under [scenario.params]"],
     );
     // bad thresholds
     expect_input_error(
@@ -201,6 +221,8 @@ fn topo_report(dir: &Path, name: &str, width: u32) -> PathBuf {
         host_cpus: 16,
     };
     let mut r = Report::begin("topo", serde_json::json!({}));
+    // What the saved run took: `--from` keeps it, and suite thresholds judge it.
+    r.duration_ms = 25.0;
     r.devices.push(DeviceInfo {
         index: 0,
         uuid: "GPU-0a".into(),
@@ -216,9 +238,19 @@ fn topo_report(dir: &Path, name: &str, width: u32) -> PathBuf {
     p
 }
 
+/// A `topo` entry that re-analyses `from` (an entry key).
 fn topo_entry(from: &Path, extra: &str) -> String {
     format!(
-        "[[scenario]]\nname = \"topo\"\n[scenario.params]\nfrom = {:?}\n{extra}\n",
+        "[[scenario]]\nname = \"topo\"\nfrom = {:?}\n{extra}\n",
+        from.to_str().unwrap()
+    )
+}
+
+/// The same with `from` under [scenario.params], as suites written before it was an entry
+/// key have it.
+fn topo_entry_params_from(from: &Path) -> String {
+    format!(
+        "[[scenario]]\nname = \"topo\"\n[scenario.params]\nfrom = {:?}\n",
         from.to_str().unwrap()
     )
 }
@@ -280,7 +312,7 @@ fn worst_result_sets_the_exit_code() {
     let s = write(
         dir.path(),
         "worst.toml",
-        &format!("{}{}", topo_entry(&good, ""), topo_entry(&bad, "")),
+        &format!("{}{}", topo_entry(&good, ""), topo_entry_params_from(&bad)),
     );
     let (code, stdout, _) = run_suite(&["--json", s.to_str().unwrap()]);
     assert_eq!(code, 1, "{stdout}");
@@ -300,13 +332,13 @@ fn worst_result_sets_the_exit_code() {
 fn thresholds_become_findings_in_the_scenario_report() {
     let dir = tempfile::tempdir().unwrap();
     let good = topo_report(dir.path(), "good.json", 16);
-    // A duration limit no run can meet, and a metric topo does not have.
+    // A duration limit below the saved run's 25 ms, and a metric topo does not have.
     let fail = write(
         dir.path(),
         "fail.toml",
         &topo_entry(
             &good,
-            "[scenario.thresholds]\nmax_duration_ms = 0.000001\nmetrics.h2d_pinned_gbps = { min = 40 }",
+            "[scenario.thresholds]\nmax_duration_ms = 10\nmetrics.h2d_pinned_gbps = { min = 40 }",
         ),
     );
     let (code, stdout, _) = run_suite(&["--json", fail.to_str().unwrap()]);
@@ -321,7 +353,9 @@ fn thresholds_become_findings_in_the_scenario_report() {
         .collect();
     assert_eq!(th.len(), 2, "{th:?}");
     assert!(
-        th[0].message.contains("above the suite's max_duration_ms"),
+        th[0]
+            .message
+            .contains("took 25 ms, above the suite's max_duration_ms"),
         "{}",
         th[0].message
     );
@@ -338,7 +372,7 @@ fn thresholds_become_findings_in_the_scenario_report() {
         "warn.toml",
         &topo_entry(
             &good,
-            "[scenario.thresholds]\nseverity = \"warn\"\nmax_duration_ms = 0.000001",
+            "[scenario.thresholds]\nseverity = \"warn\"\nmax_duration_ms = 10",
         ),
     );
     let (code, stdout, _) = run_suite(&["--json", warn.to_str().unwrap()]);

@@ -3,19 +3,14 @@
 //! `cc` (tests/shim/fake_cuda.c) and a test program (tests/shim/cuda_prog.c) that reaches it
 //! through dlsym, cuGetProcAddress (legacy and per-thread stream) and direct linking.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
-use gpu_doctor::analyze::program::Expect;
-use gpu_doctor::context::RunOptions;
 use gpu_doctor::report::{Report, Status, codes};
-use gpu_doctor::runner;
-use gpu_doctor::scenarios::program::{
-    InjectError, InjectErrorParams, ProgramOom, ProgramOomParams, ProgramTrace, ProgramTraceParams,
-};
 use serde_json::Value;
 
 const SHIM: &str = env!("GPU_DOCTOR_SHIM_SO");
@@ -30,28 +25,57 @@ fn shim_built() -> bool {
     ok
 }
 
-fn opts(timeout: Duration) -> RunOptions {
-    RunOptions {
-        devices: vec![],
-        quiet: true,
-        timeout,
+/// What one `gpu-doctor` run gave: its exit code, the report it wrote with `-o` (none when it
+/// stopped before one), and its output (the program's stdout passes through).
+struct Run {
+    code: i32,
+    report: Option<Report>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn report(&self) -> &Report {
+        self.report
+            .as_ref()
+            .unwrap_or_else(|| panic!("no report (exit {}): {}", self.code, self.stderr))
     }
 }
 
-fn sh(script: &str) -> Vec<String> {
-    vec!["sh".into(), "-c".into(), script.into()]
+/// Runs `gpu-doctor --quiet --timeout TIMEOUT -o FILE ARGS…` with `env` added and reads the
+/// report back.
+fn doctor(timeout: &str, args: &[&str], env: &[(&str, &OsStr)]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("r.json");
+    let mut cmd = Command::cargo_bin("gpu-doctor").unwrap();
+    cmd.args(["--quiet", "--timeout", timeout, "-o"])
+        .arg(&file)
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let report = file.exists().then(|| {
+        gpu_doctor::output::parse_report(&std::fs::read_to_string(&file).unwrap()).unwrap()
+    });
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        report,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `gpu-doctor inject oom --limit LIMIT [EXTRA…] -- sh -c SCRIPT`.
+fn oom_sh(timeout: &str, limit: &str, extra: &[&str], script: &str) -> Run {
+    let mut args = vec!["inject", "oom", "--limit", limit];
+    args.extend_from_slice(extra);
+    args.extend(["--", "sh", "-c", script]);
+    doctor(timeout, &args, &[])
 }
 
 fn has_code(r: &Report, code: &str) -> bool {
     r.findings.iter().any(|f| f.code == code)
-}
-
-fn oom(limit: &str, command: Vec<String>) -> ProgramOomParams {
-    ProgramOomParams {
-        limit: limit.into(),
-        command,
-        ..Default::default()
-    }
 }
 
 // --- launcher -------------------------------------------------------------------------------
@@ -61,19 +85,18 @@ fn program_that_exits_0_without_cuda_survives_but_warns_nothing_was_injected() {
     if !shim_built() {
         return;
     }
-    let r = runner::execute_typed::<ProgramOom>(
-        &oom("1GiB", sh("echo hello; exit 0")),
-        &opts(Duration::from_secs(20)),
-    )
-    .unwrap();
+    let run = oom_sh("20s", "1GiB", &[], "echo hello; exit 0");
+    assert_eq!(run.code, 0, "warn exits 0: {}", run.stderr);
+    assert!(run.stdout.contains("hello"), "{}", run.stdout);
+    let r = run.report();
     assert_eq!(r.scenario, "inject oom --");
     assert_eq!(r.data["verdict"], "survived");
     assert_eq!(r.data["exit"]["code"], 0);
-    assert!(has_code(&r, codes::PROGRAM_SURVIVED));
-    assert!(has_code(&r, codes::FAULT_NOT_INJECTED));
-    assert!(has_code(&r, codes::CUDA_NOT_INTERCEPTED));
+    assert!(has_code(r, codes::PROGRAM_SURVIVED));
+    assert!(has_code(r, codes::FAULT_NOT_INJECTED));
+    assert!(has_code(r, codes::CUDA_NOT_INTERCEPTED));
     assert!(
-        !has_code(&r, codes::SHIM_NOT_LOADED),
+        !has_code(r, codes::SHIM_NOT_LOADED),
         "sh is dynamic: the shim loads"
     );
     assert_eq!(r.status, Status::Warn);
@@ -85,18 +108,17 @@ fn crashing_program_fails_unless_failure_is_expected() {
     if !shim_built() {
         return;
     }
-    let p = oom("1GiB", sh("echo about to die >&2; kill -SEGV $$"));
-    let r = runner::execute_typed::<ProgramOom>(&p, &opts(Duration::from_secs(20))).unwrap();
+    let run = oom_sh("20s", "1GiB", &[], "echo about to die >&2; kill -SEGV $$");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let r = run.report();
     assert_eq!(r.data["verdict"], "crashed");
     assert_eq!(r.data["exit"]["signal_name"], "SIGSEGV");
     assert_eq!(r.status, Status::Fail);
-    assert!(has_code(&r, codes::PROGRAM_CRASHED));
+    assert!(has_code(r, codes::PROGRAM_CRASHED));
 
-    let p = ProgramOomParams {
-        expect: Expect::Fail,
-        ..oom("1GiB", sh("exit 7"))
-    };
-    let r = runner::execute_typed::<ProgramOom>(&p, &opts(Duration::from_secs(20))).unwrap();
+    let run = oom_sh("20s", "1GiB", &["--expect", "fail"], "exit 7");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let r = run.report();
     assert_eq!(r.data["verdict"], "crashed");
     assert_eq!(r.data["exit"]["code"], 7);
     assert_eq!(r.data["expectation_met"], true);
@@ -109,15 +131,13 @@ fn hanging_program_is_killed_at_the_timeout() {
         return;
     }
     let t0 = Instant::now();
-    let r = runner::execute_typed::<ProgramOom>(
-        &oom("1GiB", sh("sleep 30")),
-        &opts(Duration::from_millis(400)),
-    )
-    .unwrap();
+    let run = oom_sh("400ms", "1GiB", &[], "sleep 30");
     assert!(t0.elapsed() < Duration::from_secs(10));
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let r = run.report();
     assert_eq!(r.data["verdict"], "hung");
     assert_eq!(r.data["exit"]["ended"], "timed_out");
-    assert!(has_code(&r, codes::PROGRAM_HUNG));
+    assert!(has_code(r, codes::PROGRAM_HUNG));
     assert_eq!(r.status, Status::Fail);
 }
 
@@ -126,13 +146,10 @@ fn program_still_running_at_survive_after_survived() {
     if !shim_built() {
         return;
     }
-    let p = ProgramOomParams {
-        survive_after: Some("300ms".into()),
-        ..oom("1GiB", sh("sleep 30"))
-    };
     let t0 = Instant::now();
-    let r = runner::execute_typed::<ProgramOom>(&p, &opts(Duration::from_secs(20))).unwrap();
+    let run = oom_sh("20s", "1GiB", &["--survive-after", "300ms"], "sleep 30");
     assert!(t0.elapsed() < Duration::from_secs(10));
+    let r = run.report();
     assert_eq!(r.data["verdict"], "kept_running");
     assert_eq!(r.data["exit"]["ended"], "stopped");
     assert_eq!(r.data["expectation_met"], true);
@@ -143,22 +160,24 @@ fn missing_command_and_bad_limit_are_input_errors() {
     if !shim_built() {
         return;
     }
-    let err = runner::execute_typed::<ProgramOom>(
-        &oom("1GiB", vec!["/nonexistent/program".into()]),
-        &opts(Duration::from_secs(5)),
-    )
-    .unwrap_err();
-    assert_eq!(gpu_doctor::error::exit_code_of(&err), 2, "{err:#}");
-    let err = runner::execute_typed::<ProgramOom>(
-        &oom("lots", sh("true")),
-        &opts(Duration::from_secs(5)),
-    )
-    .unwrap_err();
-    assert_eq!(gpu_doctor::error::exit_code_of(&err), 2);
-    let err =
-        runner::execute_typed::<ProgramOom>(&oom("1GiB", vec![]), &opts(Duration::from_secs(5)))
-            .unwrap_err();
-    assert_eq!(gpu_doctor::error::exit_code_of(&err), 2);
+    for args in [
+        &[
+            "inject",
+            "oom",
+            "--limit",
+            "1GiB",
+            "--",
+            "/nonexistent/program",
+        ][..],
+        &["inject", "oom", "--limit", "lots", "--", "true"],
+        &["inject", "oom", "--limit", "0", "--", "true"],
+        &["inject", "oom", "--limit", "1GiB"],
+        &["inject", "oom", "--", "true"],
+    ] {
+        let run = doctor("5s", args, &[]);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.report.is_none(), "{args:?}: no report");
+    }
 }
 
 #[test]
@@ -172,8 +191,8 @@ fn shim_env_reaches_the_program_and_ld_preload_is_appended() {
         "echo \"$LD_PRELOAD|$GPU_DOCTOR_SHIM_CONFIG\" > {}",
         out.display()
     );
-    runner::execute_typed::<ProgramOom>(&oom("2MiB", sh(&script)), &opts(Duration::from_secs(20)))
-        .unwrap();
+    let run = oom_sh("20s", "2MiB", &[], &script);
+    assert_eq!(run.code, 0, "{}", run.stderr);
     let text = std::fs::read_to_string(&out).unwrap();
     let (preload, config) = text.trim().split_once('|').unwrap();
     assert!(preload.ends_with("libgpu_doctor_shim.so"), "{preload}");
@@ -491,7 +510,7 @@ fn inject_error_cli_end_to_end() {
         stdout.contains("launch 3 failed: 719"),
         "the program's stdout passes through: {stdout}"
     );
-    let r: Report = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let r = gpu_doctor::output::parse_report(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r.scenario, "inject error");
     assert_eq!(r.data["verdict"], "crashed");
     assert_eq!(r.data["exit"]["code"], 3);
@@ -545,16 +564,25 @@ fn inject_error_cli_end_to_end() {
 fn trace_ctx_finds_the_thread_without_a_context() {
     let Some(f) = fake() else { return };
     // The fake driver is found through LD_LIBRARY_PATH, inherited by the program.
-    // SAFETY: tests in this file that read LD_LIBRARY_PATH set the same value.
-    unsafe { std::env::set_var("LD_LIBRARY_PATH", &f.lib) };
+    let env = [("LD_LIBRARY_PATH", f.lib.as_os_str())];
+    let prog = f.prog.to_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let chrome = dir.path().join("trace.json");
-    let p = ProgramTraceParams {
-        chrome_trace: Some(chrome.clone()),
-        command: vec![f.prog.display().to_string(), "dlsym".into(), "hop".into()],
-        ..Default::default()
-    };
-    let r = runner::execute_typed::<ProgramTrace>(&p, &opts(Duration::from_secs(20))).unwrap();
+    let run = doctor(
+        "20s",
+        &[
+            "trace",
+            "ctx",
+            "--chrome-trace",
+            chrome.to_str().unwrap(),
+            "--",
+            prog,
+            "dlsym",
+            "hop",
+        ],
+        &env,
+    );
+    let r = run.report();
     assert_eq!(r.scenario, "trace ctx --");
     let tl = r.data["timeline"].as_array().unwrap();
     let create = tl
@@ -571,26 +599,34 @@ fn trace_ctx_finds_the_thread_without_a_context() {
     assert_eq!(unbound["result"]["code"], 201);
     assert_eq!(unbound["ctx_before"], "0x0");
     assert_ne!(unbound["thread"], create["thread"], "another OS thread");
-    assert!(has_code(&r, codes::CTX_UNBOUND_CALL));
+    assert!(has_code(r, codes::CTX_UNBOUND_CALL));
     assert_eq!(r.data["threads"].as_array().unwrap().len(), 2);
     let trace: Value = serde_json::from_str(&std::fs::read_to_string(&chrome).unwrap()).unwrap();
     assert_eq!(trace["traceEvents"].as_array().unwrap().len(), tl.len());
 
-    // inject error through the library API with the same driver: delay on a sync call.
-    let p = InjectErrorParams {
-        call: "cuLaunchKernel".into(),
-        code: Some("700".into()),
-        nth: 2,
-        every: Some(1),
-        command: vec![
-            f.prog.display().to_string(),
-            "dlsym".into(),
-            "launch".into(),
-            "3".into(),
+    // inject error with the same driver, the failpoint repeated from the 2nd launch on.
+    let run = doctor(
+        "20s",
+        &[
+            "inject",
+            "error",
+            "--call",
+            "cuLaunchKernel",
+            "--code",
+            "700",
+            "--nth",
+            "2",
+            "--every",
+            "1",
+            "--",
+            prog,
+            "dlsym",
+            "launch",
+            "3",
         ],
-        ..Default::default()
-    };
-    let r = runner::execute_typed::<InjectError>(&p, &opts(Duration::from_secs(20))).unwrap();
+        &env,
+    );
+    let r = run.report();
     assert_eq!(
         r.data["injected"].as_array().unwrap().len(),
         1,

@@ -58,8 +58,8 @@ impl<D> Probed<D> {
     }
 }
 
-/// Another scenario that serves a command line (program mode: `inject oom --limit … -- CMD`
-/// is the `inject oom --` scenario).
+/// The scenario that serves a command line, with its params: the command's own, or another
+/// (program mode: `inject oom --limit … -- CMD` is the `inject oom --` scenario).
 pub(crate) struct Redirect {
     pub scenario: &'static str,
     pub params: serde_json::Value,
@@ -116,7 +116,8 @@ pub(crate) trait Scenario: Send + Sync + 'static {
         Duration::ZERO
     }
 
-    /// Another scenario serves these params (see [`Redirect`]); None for this one.
+    /// Another scenario serves these params (see [`Redirect`]); None for this one. Followed
+    /// when the command line is read: the flags that redirect are not in the params' JSON.
     fn redirect(_params: &Self::Params) -> Option<Result<Redirect>> {
         None
     }
@@ -160,8 +161,10 @@ pub(crate) trait DynScenario: Send + Sync {
     fn reanalysable(&self) -> bool;
     /// The params' flags, added to `command`.
     fn add_args(&self, command: clap::Command) -> clap::Command;
-    /// The params the command line gave, as JSON.
-    fn params_from_matches(&self, matches: &ArgMatches) -> Result<serde_json::Value, clap::Error>;
+    /// The scenario the command line asks for and its params as JSON: this one, or the one its
+    /// params redirect to (program mode). Redirects are followed here, on the typed params:
+    /// the flags that ask for them are not part of the params' JSON.
+    fn params_from_matches(&self, matches: &ArgMatches) -> Result<Redirect, clap::Error>;
     /// Validates and normalises params given as JSON (suite files, the child command line):
     /// unknown fields and wrong types are errors; missing fields take their defaults.
     fn normalize_params(&self, params: serde_json::Value) -> Result<serde_json::Value, String>;
@@ -170,8 +173,6 @@ pub(crate) trait DynScenario: Send + Sync {
     fn validate(&self, params: &serde_json::Value) -> Result<()>;
     /// See [`Scenario::planned_wait`].
     fn planned_wait(&self, params: &serde_json::Value) -> Duration;
-    /// See [`Scenario::redirect`].
-    fn redirect(&self, params: &serde_json::Value) -> Option<Result<Redirect>>;
     /// Probes and analyses in this process; the runner finishes the report.
     fn run(&self, params: &serde_json::Value, ctx: &RunCtx) -> Result<Report>;
     /// Analyses the data of `saved` again with `params` (`--from`); None when `saved` is not a
@@ -220,9 +221,17 @@ impl<S: Scenario> DynScenario for Erased<S> {
     fn add_args(&self, command: clap::Command) -> clap::Command {
         S::Params::augment_args(command)
     }
-    fn params_from_matches(&self, matches: &ArgMatches) -> Result<serde_json::Value, clap::Error> {
+    fn params_from_matches(&self, matches: &ArgMatches) -> Result<Redirect, clap::Error> {
         let p = S::Params::from_arg_matches(matches)?;
-        Ok(serde_json::to_value(p).expect("params serialise"))
+        match S::redirect(&p) {
+            Some(r) => r.map_err(|e| {
+                clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{e:#}\n"))
+            }),
+            None => Ok(Redirect {
+                scenario: S::NAME,
+                params: serde_json::to_value(p).expect("params serialise"),
+            }),
+        }
     }
     fn normalize_params(&self, params: serde_json::Value) -> Result<serde_json::Value, String> {
         let params = if params.is_null() {
@@ -243,12 +252,6 @@ impl<S: Scenario> DynScenario for Erased<S> {
         typed::<S>(params)
             .map(|p| S::planned_wait(&p))
             .unwrap_or_default()
-    }
-    fn redirect(&self, params: &serde_json::Value) -> Option<Result<Redirect>> {
-        match typed::<S>(params) {
-            Ok(p) => S::redirect(&p),
-            Err(e) => Some(Err(e)),
-        }
     }
     fn run(&self, params: &serde_json::Value, ctx: &RunCtx) -> Result<Report> {
         let p = typed::<S>(params)?;

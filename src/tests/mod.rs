@@ -3,3 +3,5 @@
 pub(crate) mod fixtures;
 mod layers;
 mod snapshots;
+mod robustness;
+mod trace_ctx;

@@ -1,13 +1,14 @@
 //! Property tests: suite parsing, report parsing, compare and its renderers never panic,
-//! whatever the input. Case counts are set per test (CASES_* below).
+//! whatever the input. Case counts are set per test (CASES_* below). In the crate because
+//! the suite parser and the comparison are not public.
 
-use gpu_doctor::analyze::compare::compare_history;
-use gpu_doctor::analyze::compare::{Options, compare};
-use gpu_doctor::compare::{Format, render};
-use gpu_doctor::report::{
+use proptest::prelude::*;
+
+use crate::analyze::compare::{Options, compare, compare_history};
+use crate::compare::{Format, render};
+use crate::report::{
     Better, DeviceInfo, Finding, Metric, MetricKind, Report, Severity, Spread, Status,
 };
-use proptest::prelude::*;
 
 const CASES_TEXT: u32 = 4000;
 const CASES_TOML: u32 = 4000;
@@ -194,12 +195,12 @@ proptest! {
 
     #[test]
     fn suite_parse_never_panics_on_any_text(s in ".{0,200}") {
-        let _ = gpu_doctor::suite::parse(&s, "p.toml");
+        let _ = crate::suite::parse(&s, "p.toml");
     }
 
     #[test]
     fn report_parse_never_panics_on_any_text(s in ".{0,200}") {
-        let _ = gpu_doctor::output::parse_report(&s);
+        let _ = crate::output::parse_report(&s);
     }
 }
 
@@ -208,7 +209,7 @@ proptest! {
 
     #[test]
     fn suite_parse_never_panics_on_suite_like_toml(s in toml_fragment()) {
-        if let Err(e) = gpu_doctor::suite::parse(&s, "p.toml") {
+        if let Err(e) = crate::suite::parse(&s, "p.toml") {
             // every error is located inside the text
             let lines = s.split('\n').count();
             prop_assert!(e.line >= 1 && e.line <= lines.max(1), "{e:?} for {s:?}");
@@ -248,11 +249,11 @@ proptest! {
         let i = cut.index(bytes.len());
         bytes[i] = byte;
         if let Ok(s) = String::from_utf8(bytes.clone()) {
-            let _ = gpu_doctor::output::parse_report(&s);
+            let _ = crate::output::parse_report(&s);
         }
         bytes.truncate(i);
         if let Ok(s) = String::from_utf8(bytes) {
-            let _ = gpu_doctor::output::parse_report(&s);
+            let _ = crate::output::parse_report(&s);
         }
     }
 }
