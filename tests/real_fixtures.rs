@@ -392,6 +392,10 @@ fn the_full_suite_ran_every_scenario_on_the_h100() {
         .clone();
     let plan = gpu_doctor::output::parse_report(&String::from_utf8(out).unwrap()).unwrap();
     for s in &plan.reports {
-        assert!(ran.contains(&s.scenario.as_str()), "{} ran in full.toml", s.scenario);
+        assert!(
+            ran.contains(&s.scenario.as_str()),
+            "{} ran in full.toml",
+            s.scenario
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! re-analysed, the layering, the registry, rendering snapshots.
 pub(crate) mod fixtures;
 mod layers;
-mod snapshots;
+mod registry;
 mod robustness;
+mod snapshots;
 mod trace_ctx;
