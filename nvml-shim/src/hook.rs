@@ -40,7 +40,30 @@ unsafe extern "C" fn dlsym_impl(handle: Ptr, symbol: *const c_char) -> Ptr {
             core::ptr::null_mut()
         };
     }
-    if crate::real::set_once(f, p) { ours } else { p }
+    if crate::real::set_once(f, p) {
+        pin(p);
+        ours
+    } else {
+        p
+    }
+}
+
+static PINNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Holds a reference on the library the program's dlsym found our first real function in, so
+/// that a program that dlcloses it does not leave our slots pointing at unmapped code.
+fn pin(p: Ptr) {
+    if PINNED.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return;
+    }
+    // SAFETY: dladdr into a zeroed Dl_info; dlopen(RTLD_NOLOAD) of a loaded file only takes a
+    // reference, never released.
+    unsafe {
+        let mut info: libc::Dl_info = core::mem::zeroed();
+        if libc::dladdr(p, &mut info) != 0 && !info.dli_fname.is_null() {
+            libc::dlopen(info.dli_fname, libc::RTLD_LAZY | libc::RTLD_NOLOAD);
+        }
+    }
 }
 
 /// `dlsym` with RTLD_NEXT must resolve relative to its caller, which glibc finds from the

@@ -5,8 +5,8 @@ use core::ffi::{c_char, c_uint};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::abi::{
-    Device, ERROR_GPU_IS_LOST, ERROR_INVALID_ARGUMENT, ERROR_LIBRARY_NOT_FOUND, ERROR_NOT_FOUND,
-    ERROR_UNINITIALIZED, Ret, SUCCESS, c_str,
+    Device, ERROR_FUNCTION_NOT_FOUND, ERROR_GPU_IS_LOST, ERROR_INVALID_ARGUMENT,
+    ERROR_LIBRARY_NOT_FOUND, ERROR_NOT_FOUND, ERROR_UNINITIALIZED, Ret, SUCCESS, c_str,
 };
 use crate::call::{enter, forward, mask};
 use crate::exports::{Fid, NAMES};
@@ -21,7 +21,11 @@ pub fn init(f: Fid, real: impl FnOnce() -> Ret) -> Ret {
         return real();
     };
     let rc = match &s.backend {
-        Backend::Real => forward(real),
+        // A real library always has nvmlInit: without it there is no real library.
+        Backend::Real => match forward(real) {
+            ERROR_FUNCTION_NOT_FOUND => ERROR_LIBRARY_NOT_FOUND,
+            rc => rc,
+        },
         Backend::Replay(r) => r.init(),
         Backend::Broken => ERROR_LIBRARY_NOT_FOUND,
     };

@@ -313,3 +313,23 @@ fn bad_faults_are_ignored_with_one_line_and_the_program_runs_on() {
     });
     assert!(error.unwrap().contains("GPU_DOCTOR_NVML_FAULTS"));
 }
+
+#[test]
+fn without_a_snapshot_or_a_real_library_nvml_init_says_library_not_found() {
+    let Some(client) = c_client() else { return };
+    // A copy named libnvidia-ml.so.1 without a snapshot forwards to libnvidia-ml.so.1: itself.
+    let m = Machine::replay(&synthetic());
+    let out = run(
+        m.command(client)
+            .env_remove(crate::proto::ENV_REPLAY)
+            .arg("info"),
+        LIMIT,
+    );
+    assert_eq!(out.json()[0]["init"], 12, "NVML_ERROR_LIBRARY_NOT_FOUND");
+    assert!(
+        out.stderr.contains("is this library itself"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(m.starts(), vec![(Mode::Forward, vec![])]);
+}
