@@ -112,6 +112,7 @@ pub unsafe extern "C" fn dlsym(_handle: Ptr, _symbol: *const c_char) -> Ptr {
 #[cfg(all(not(test), not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlsym(handle: Ptr, symbol: *const c_char) -> Ptr {
+    // SAFETY: the caller's arguments, passed on.
     unsafe { dlsym_impl(handle, symbol) }
 }
 

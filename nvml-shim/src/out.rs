@@ -330,6 +330,8 @@ impl Out for Pages {
     }
 }
 
+// SAFETY (every `unsafe` in these tests): the outputs point to locals of the sizes the calls
+// are told.
 #[cfg(test)]
 mod tests {
     use super::*;

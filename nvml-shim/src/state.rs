@@ -190,6 +190,7 @@ fn build() -> (State, Event) {
         _ => None,
     };
     let start = Event::Start {
+        loaded_us: t0,
         // SAFETY: getppid has no preconditions.
         ppid: unsafe { libc::getppid() } as u32,
         exe: std::fs::read_link("/proc/self/exe")

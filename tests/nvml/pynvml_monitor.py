@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A small pynvml monitor, as health checks and exporters write them: it polls every GPU and
-waits for XID events, printing one JSON line per reading or event (t in seconds since start).
+waits for XID events, printing one JSON line per reading or event (t in seconds since start,
+mono the monotonic clock).
 
     pynvml_monitor.py SECONDS
 
@@ -9,6 +10,7 @@ check that each fault shows at its time. Needs `pip install nvidia-ml-py`.
 """
 import ctypes
 import json
+import os
 import sys
 import time
 
@@ -16,6 +18,9 @@ import pynvml as nv
 
 
 def emit(**kw):
+    # mono: CLOCK_MONOTONIC (the clock of the library's events, to time faults from its load),
+    # taken before a reading, after an event.
+    kw.setdefault("mono", time.monotonic())
     print(json.dumps(kw), flush=True)
 
 
@@ -49,7 +54,7 @@ def main():
     seconds = float(sys.argv[1])
     t0 = time.monotonic()
     nv.nvmlInit()
-    emit(t=0.0, driver=nv.nvmlSystemGetDriverVersion(), count=nv.nvmlDeviceGetCount())
+    emit(t=0.0, pid=os.getpid(), driver=nv.nvmlSystemGetDriverVersion(), count=nv.nvmlDeviceGetCount())
     handles = [nv.nvmlDeviceGetHandleByIndex(i) for i in range(nv.nvmlDeviceGetCount())]
     addr = {ctypes.cast(h, ctypes.c_void_p).value: i for i, h in enumerate(handles)}
     events = nv.nvmlEventSetCreate()
@@ -57,13 +62,13 @@ def main():
         nv.nvmlDeviceRegisterEvents(h, nv.nvmlEventTypeXidCriticalError, events)
     while time.monotonic() - t0 < seconds:
         for i in range(len(handles)):
-            t = time.monotonic() - t0
+            mono = time.monotonic()
             try:
                 h = nv.nvmlDeviceGetHandleByIndex(i)
             except nv.NVMLError as e:
-                emit(t=t, gpu=i, lookup="error %d" % e.value)
+                emit(t=mono - t0, mono=mono, gpu=i, lookup="error %d" % e.value)
                 continue
-            emit(t=t, gpu=i, **reading(h))
+            emit(t=mono - t0, mono=mono, gpu=i, **reading(h))
         try:
             data = nv.nvmlEventSetWait_v2(events, 100)
             gpu = addr.get(ctypes.cast(data.device, ctypes.c_void_p).value, -1)

@@ -32,6 +32,8 @@ pub enum Mode {
 pub enum Event {
     /// The library loaded into a process.
     Start {
+        /// When the library loaded (CLOCK_MONOTONIC µs): time delays count from here.
+        loaded_us: u64,
         ppid: u32,
         exe: String,
         mode: Mode,

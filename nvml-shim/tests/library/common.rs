@@ -12,20 +12,26 @@ use serde_json::Value;
 use crate::proto;
 use crate::proto::event::{Event, EventLine, Mode};
 
-/// The library cargo built for these tests: target/<profile>/, above the test binary's deps/.
+/// The library cargo built for these tests: beside the test binary in target/<profile>/deps/
+/// (where `cargo test` puts it), else in target/<profile>/ (`cargo build`).
 pub fn library() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
-    let so = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join(proto::LIBRARY_FILE))
-        .expect("the test binary lies in target/<profile>/deps");
-    assert!(
-        so.is_file(),
-        "{} is missing: cargo builds the library before its tests",
-        so.display()
-    );
-    so
+    let deps = exe.parent().expect("the test binary's directory");
+    let candidates = [
+        deps.to_path_buf(),
+        deps.parent().unwrap_or(deps).to_path_buf(),
+    ];
+    candidates
+        .iter()
+        .map(|d| d.join(proto::LIBRARY_FILE))
+        .find(|so| so.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{} is missing beside {}: cargo builds the library before its tests",
+                proto::LIBRARY_FILE,
+                exe.display()
+            )
+        })
 }
 
 pub fn repo() -> PathBuf {
