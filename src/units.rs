@@ -10,44 +10,10 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Parses a byte size, the one rule for every size option: binary units for `KiB`, `MiB`,
-/// `GiB`, `TiB` and the bare letters `K`, `M`, `G`, `T` (as nvidia-smi and PyTorch mean them);
-/// decimal (SI) for `KB`, `MB`, `GB`, `TB`; plain bytes ("4096", "4096B"). Fractions are
-/// allowed ("1.5GiB") and rounded to a whole byte.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    if t.is_empty() {
-        return Err("empty size (try 2MiB, 1GiB, 4096)".into());
-    }
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size (try 2MiB, 1GiB, 4096)"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "ki" | "kib" => 1024.0,
-        "m" | "mi" | "mib" => 1024.0 * 1024.0,
-        "g" | "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        "t" | "ti" | "tib" => 1024.0f64.powi(4),
-        "kb" => 1e3,
-        "mb" => 1e6,
-        "gb" => 1e9,
-        "tb" => 1e12,
-        other => {
-            return Err(format!(
-                "'{s}': unknown unit '{other}' (use B, KiB, MiB, GiB, TiB, or KB, MB, GB, TB for powers of 1000)"
-            ));
-        }
-    };
-    let bytes = (value * mult).round();
-    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
-        return Err(format!("'{s}' is too large"));
-    }
-    Ok(bytes as u64)
-}
+/// Parses a byte size: the one rule for every size, shared with the shims (shim_proto::units):
+/// binary units for `KiB`…`TiB` and the bare letters `K`, `M`, `G`, `T`; decimal for
+/// `KB`…`TB`; plain bytes; fractions rounded to a whole byte.
+pub use shim_proto::units::parse_size;
 
 /// "1.50 GiB", "2.00 MiB", "512 B".
 pub fn format_bytes(bytes: u64) -> String {
@@ -65,24 +31,10 @@ pub fn format_bytes(bytes: u64) -> String {
     }
 }
 
-/// Parses a duration ("500ms", "30s", "2m", "1h 30m"): the one rule for every duration option.
-/// Zero and negative durations are refused: every duration gpu-doctor takes is a wait or a
-/// limit, and neither makes sense at zero.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if t.starts_with('-') {
-        return Err(format!(
-            "'{s}': a duration cannot be negative (try 500ms, 30s, 2m)"
-        ));
-    }
-    let d = humantime::parse_duration(t).map_err(|e| format!("'{s}': {e} (try 500ms, 30s, 2m)"))?;
-    if d.is_zero() {
-        return Err(format!(
-            "'{s}': a duration must be longer than zero (try 500ms, 30s, 2m)"
-        ));
-    }
-    Ok(d)
-}
+/// Parses a duration ("500ms", "30s", "2m", "1h 30m"): the one rule for every duration,
+/// shared with the shims. Zero and negative durations are refused: every duration gpu-doctor
+/// takes is a wait or a limit, and neither makes sense at zero.
+pub use shim_proto::units::parse_duration;
 
 /// Checks that `v` is a finite number within `[lo, hi]`; NaN and infinities are refused with
 /// a plain message naming `what`.

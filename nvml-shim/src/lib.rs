@@ -6,12 +6,13 @@
 //!   GPU, no driver), faults on top;
 //! - **snapshot**: `gpu_doctor_nvml_snapshot(path, …)` records every answer of the machine.
 //!
-//! Layout: `proto/` is pure Rust (fault syntax, snapshot format, query list, event lines)
-//! shared with gpu-doctor through `#[path]`; `rewrite` (how each fault changes an answer),
-//! `out` (the caller's buffers), `replay` and `faults` are plain logic, unit-tested; `exports`,
+//! Layout: `proto` is pure Rust (fault syntax, snapshot format, query list, event lines)
+//! shared with gpu-doctor through shim-proto (`shim_proto::nvml`); `rewrite` (how each fault
+//! changes an answer), `out` (the caller's buffers), `replay` and `faults` are plain logic, unit-tested; `exports`,
 //! `call`, `lookup`, `fields`, `eventsets`, `record`, `hook` and `real` are the FFI layer.
 
-pub mod proto;
+/// The pure half, shared with gpu-doctor (fault syntax, snapshot format, queries, events).
+pub use shim_proto::nvml as proto;
 
 mod abi;
 mod call;

@@ -13,7 +13,7 @@ use crate::proto::query::{
     FI_ECC_DBE_AGG_TOTAL, FI_ECC_DBE_VOL_TOTAL, FI_GPU_RECOVERY_ACTION, FI_PCIE_REPLAY_COUNTER,
     FI_REMAPPED_FAILURE, FI_REMAPPED_PENDING, FI_REMAPPED_UNC,
 };
-use crate::proto::units::format_size;
+use shim_proto::units::format_size;
 
 /// What a rewrite knows besides the answer: the call's input parameters (as in the snapshot
 /// key) and how long the fault has been active.

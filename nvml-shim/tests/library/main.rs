@@ -9,9 +9,7 @@
 //! - `pynvml`: a pynvml monitor (tests/nvml/pynvml_monitor.py) sees each fault at its time
 //!   (skipped with a note where `import pynvml` fails).
 
-#[path = "../../src/proto/mod.rs"]
-#[allow(dead_code)]
-mod proto;
+use shim_proto::nvml as proto;
 
 mod child;
 mod common;

@@ -1,17 +1,13 @@
 //! The NVML shim's pure half, shared with gpu-doctor: the fault syntax (`fault`), the snapshot
 //! format (`snapshot`), the fixed list of recorded queries (`query`), the event lines the
 //! library writes (`event`) and NVML's return codes (`codes`). No FFI and no libc: gpu-doctor
-//! includes this directory with
-//! `#[path = "../nvml-shim/src/proto/mod.rs"] mod nvml_proto;` to validate `--fault` and a
-//! snapshot before it starts anything. Depends on serde and serde_json only; it is meant to
-//! move into `shim_proto::nvml` as it is (a file move).
+//! uses it to validate `--fault` and a snapshot before it starts anything.
 
 pub mod codes;
 pub mod event;
 pub mod fault;
 pub mod query;
 pub mod snapshot;
-pub mod units;
 
 /// The faults, `;`-separated, in the `--fault` syntax (`pcie-width=8@gpu0;xid=79+2s`).
 pub const ENV_FAULTS: &str = "GPU_DOCTOR_NVML_FAULTS";

@@ -11,7 +11,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::units::{format_duration, format_size, parse_duration, parse_size};
+use crate::units::{format_duration, format_size, parse_duration, parse_size};
 
 /// At most this many faults at once (the library keeps one bit per fault).
 pub const MAX_FAULTS: usize = 64;

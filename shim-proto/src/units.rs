@@ -1,12 +1,16 @@
-//! Sizes and durations in fault values, with gpu-doctor's rules (src/units.rs) repeated here so
-//! that this module stays self-contained.
+//! Sizes and durations as people write them: the one rule for each, used by gpu-doctor's
+//! options and suite files and by the NVML shim's fault values.
 
 use std::time::Duration;
 
-/// A byte size: binary units for `KiB`…`TiB` and the bare letters `K`, `M`, `G`, `T`; decimal
-/// for `KB`…`TB`; plain bytes. Fractions are rounded to a whole byte.
+/// A byte size: binary units for `KiB`…`TiB` and the bare letters `K`, `M`, `G`, `T` (as
+/// nvidia-smi and PyTorch mean them); decimal (SI) for `KB`…`TB`; plain bytes ("4096",
+/// "4096B"). Fractions are rounded to a whole byte ("1.5GiB").
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
+    if t.is_empty() {
+        return Err("empty size (try 2MiB, 1GiB, 4096)".into());
+    }
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
@@ -37,26 +41,59 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
-/// A duration: a number and one of `ms`, `s`, `m` (`min`), `h`: `30s`, `1.5s`, `500ms`, `2m`.
+/// A duration: one or more terms of a number (fractions allowed) and a unit — `ms`, `s`, `m`
+/// (`min`), `h` — such as `30s`, `1.5s`, `500ms`, `2m`, `1h 30m`. Every duration gpu-doctor
+/// takes is a wait, a limit or a delay, so zero and negative durations are refused.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    const TRY: &str = "try 500ms, 30s, 2m";
     let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration (try 30s, 500ms, 2m)"))?;
-    let secs = match unit {
-        "ms" => value / 1e3,
-        "s" => value,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        "" => return Err(format!("'{s}': a duration needs a unit (ms, s, m, h)")),
-        other => return Err(format!("'{s}': unknown unit '{other}' (use ms, s, m, h)")),
-    };
+    if t.starts_with('-') {
+        return Err(format!("'{s}': a duration cannot be negative ({TRY})"));
+    }
+    if t.is_empty() {
+        return Err(format!("empty duration ({TRY})"));
+    }
+    let mut secs = 0.0;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(split);
+        let value: f64 = num
+            .parse()
+            .map_err(|_| format!("'{s}' is not a duration ({TRY})"))?;
+        let tail = tail.trim_start();
+        let unit_len = tail
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(tail.len());
+        let (unit, after) = tail.split_at(unit_len);
+        secs += value
+            * match unit {
+                "ms" => 1e-3,
+                "s" | "sec" => 1.0,
+                "m" | "min" => 60.0,
+                "h" => 3600.0,
+                "" => {
+                    return Err(format!(
+                        "'{s}': a duration needs a unit: ms, s, m, h ({TRY})"
+                    ));
+                }
+                other => {
+                    return Err(format!(
+                        "'{s}': unknown unit '{other}' (use ms, s, m, h; {TRY})"
+                    ));
+                }
+            };
+        rest = after.trim_start();
+    }
     if !secs.is_finite() || secs > 1e9 {
         return Err(format!("'{s}' is too long"));
+    }
+    if secs <= 0.0 {
+        return Err(format!(
+            "'{s}': a duration must be longer than zero ({TRY})"
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -105,8 +142,13 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration(" 2 min "), Ok(Duration::from_secs(120)));
         assert!(parse_duration("30").is_err(), "a unit is required");
         assert!(parse_duration("3 weeks").is_err());
+        for bad in ["0s", "0", "-1s", "", "soon", "1.2.3s"] {
+            assert!(parse_duration(bad).unwrap_err().contains("500ms"), "{bad}");
+        }
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
         assert_eq!(format_duration(Duration::from_secs(30)), "30s");
         assert_eq!(format_duration(Duration::from_secs(120)), "2m");
