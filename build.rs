@@ -1,59 +1,103 @@
-//! Builds the LD_PRELOAD shim (workspace member `shim/`, a cdylib, with `shim-proto/`) and hands
-//! its path to the main crate, which embeds it with `include_bytes!` (src/program/mod.rs).
+//! Builds the two libraries gpu-doctor embeds and hands their paths to the main crate, which
+//! includes them with `include_bytes!`:
+//! - `libgpu_doctor_shim.so` (workspace member `shim/`): the CUDA driver interposer of program
+//!   mode (src/program/);
+//! - `libgpu_doctor_nvml.so` (`nvml-shim/`): the NVML interposer and replay library
+//!   (`--replay`, `--fault`, `inject nvml`, `replay`, `snapshot`; src/probe/nvml_shim.rs).
 //!
-//! Cargo cannot depend on a cdylib artifact on stable, so this runs a nested
-//! `cargo build -p gpu-doctor-shim --release` with its own target directory under OUT_DIR
-//! (the outer build holds the lock on the workspace's target/). If that build fails (no
-//! network for a first fetch, an unusual toolchain setup), gpu-doctor still builds: it embeds
-//! nothing and asks for `GPU_DOCTOR_SHIM=/path/to/libgpu_doctor_shim.so` at run time.
-//! `GPU_DOCTOR_SHIM_SKIP_BUILD=1` skips the nested build on purpose.
+//! Cargo cannot depend on a cdylib artifact on stable, so this runs one nested
+//! `cargo build --release -p gpu-doctor-shim -p gpu-doctor-nvml-shim` with its own target
+//! directory under OUT_DIR (the outer build holds the lock on the workspace's target/). If that
+//! build fails (no network for a first fetch, an unusual toolchain setup), gpu-doctor still
+//! builds: it embeds nothing and asks for `GPU_DOCTOR_SHIM` / `GPU_DOCTOR_NVML_SHIM` at run
+//! time. `GPU_DOCTOR_SHIM_SKIP_BUILD=1` skips the nested build on purpose.
+//!
+//! It also records the commit gpu-doctor was built from (`--version`).
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// (package, library file, environment variable the main crate reads its path from)
+const LIBRARIES: [(&str, &str, &str); 2] = [
+    (
+        "gpu-doctor-shim",
+        "libgpu_doctor_shim.so",
+        "GPU_DOCTOR_SHIM_SO",
+    ),
+    (
+        "gpu-doctor-nvml-shim",
+        "libgpu_doctor_nvml.so",
+        "GPU_DOCTOR_NVML_SO",
+    ),
+];
+
 fn main() {
-    println!("cargo:rerun-if-changed=shim/src");
-    println!("cargo:rerun-if-changed=shim/Cargo.toml");
-    // The shim links shim-proto: a change there must rebuild the embedded shim.
-    println!("cargo:rerun-if-changed=shim-proto/src");
-    println!("cargo:rerun-if-changed=shim-proto/Cargo.toml");
+    for dir in ["shim", "nvml-shim", "shim-proto"] {
+        println!("cargo:rerun-if-changed={dir}/src");
+        println!("cargo:rerun-if-changed={dir}/Cargo.toml");
+    }
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-env-changed=GPU_DOCTOR_SHIM_SKIP_BUILD");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let dest = out.join("libgpu_doctor_shim.so");
     let skip = env::var_os("GPU_DOCTOR_SHIM_SKIP_BUILD").is_some_and(|v| v == "1");
     let built = if skip {
         Err("GPU_DOCTOR_SHIM_SKIP_BUILD=1".to_string())
     } else {
-        build_shim(&out)
+        build_shims(&out)
     };
-    match built {
-        Ok(so) => {
-            std::fs::copy(&so, &dest).expect("copy the shim into OUT_DIR");
+    for (package, file, var) in LIBRARIES {
+        let dest = out.join(file);
+        match &built {
+            Ok(dir) => {
+                std::fs::copy(dir.join(file), &dest).expect("copy the library into OUT_DIR");
+            }
+            Err(e) => {
+                println!(
+                    "cargo:warning={package} was not built ({e}); the commands that need it will ask for its path at run time"
+                );
+                std::fs::write(&dest, b"").expect("write an empty placeholder");
+            }
         }
-        Err(e) => {
-            println!(
-                "cargo:warning=the LD_PRELOAD shim was not built ({e}); program modes will need GPU_DOCTOR_SHIM=/path/to/libgpu_doctor_shim.so"
-            );
-            std::fs::write(&dest, b"").expect("write an empty placeholder");
-        }
+        println!("cargo:rustc-env={var}={}", dest.display());
     }
-    println!("cargo:rustc-env=GPU_DOCTOR_SHIM_SO={}", dest.display());
+    println!("cargo:rustc-env=GPU_DOCTOR_COMMIT={}", commit());
 }
 
-fn build_shim(out: &Path) -> Result<PathBuf, String> {
+/// The short commit hash, with `-dirty` when the tree had changes; "unknown" outside git.
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short=12", "HEAD"]) {
+        Some(hash) if !hash.is_empty() => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty { format!("{hash}-dirty") } else { hash }
+        }
+        _ => "unknown".into(),
+    }
+}
+
+/// Builds both libraries; returns the directory that holds them.
+fn build_shims(out: &Path) -> Result<PathBuf, String> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
     let target = env::var("TARGET").map_err(|e| e.to_string())?;
     let host = env::var("HOST").map_err(|e| e.to_string())?;
     let target_dir = out.join("shim-target");
     let mut cmd = Command::new(cargo);
-    cmd.arg("build")
-        .arg("--release")
-        .arg("-p")
-        .arg("gpu-doctor-shim")
-        .arg("--manifest-path")
+    cmd.arg("build").arg("--release");
+    for (package, _, _) in LIBRARIES {
+        cmd.arg("-p").arg(package);
+    }
+    cmd.arg("--manifest-path")
         .arg(manifest_dir.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir)
@@ -81,18 +125,22 @@ fn build_shim(out: &Path) -> Result<PathBuf, String> {
         let err = String::from_utf8_lossy(&output.stderr);
         let lines: Vec<&str> = err.lines().collect();
         return Err(format!(
-            "cargo build -p gpu-doctor-shim failed: {}",
+            "the nested cargo build failed: {}",
             lines[lines.len().saturating_sub(15)..].join(" | ")
         ));
     }
-    let mut so = target_dir;
+    let mut dir = target_dir;
     if target != host {
-        so = so.join(&target);
+        dir = dir.join(&target);
     }
-    let so = so.join("release").join("libgpu_doctor_shim.so");
-    if so.is_file() {
-        Ok(so)
-    } else {
-        Err(format!("{} is missing after the build", so.display()))
+    let dir = dir.join("release");
+    for (_, file, _) in LIBRARIES {
+        if !dir.join(file).is_file() {
+            return Err(format!(
+                "{} is missing after the build",
+                dir.join(file).display()
+            ));
+        }
     }
+    Ok(dir)
 }

@@ -36,8 +36,30 @@ Exit codes:
 struct Cli {
     #[command(flatten)]
     global: GlobalOpts,
+    #[command(flatten)]
+    nvml: NvmlOpts,
     #[command(subcommand)]
     command: Builtin,
+}
+
+/// NVML for gpu-doctor's own run, given before the command (`gpu-doctor --replay X topo`).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "NVML (before the command; docs/nvml.md)")]
+pub struct NvmlOpts {
+    /// Run on a recorded machine: gpu-doctor's NVML library serves this snapshot (written by
+    /// `gpu-doctor snapshot`); no GPU or driver needed. NVML-only commands (info, topo) replay.
+    #[arg(long, value_name = "SNAPSHOT.nvml.json")]
+    pub replay: Option<PathBuf>,
+    /// An NVML fault on top of the real driver or the replay: KIND[=VALUE][@gpuN][+DELAY],
+    /// repeatable (xid=79@gpu1, gpu-lost@gpu0+5s, pcie-width=8, nvlink-down=3, …).
+    #[arg(long = "fault", value_name = "FAULT")]
+    pub faults: Vec<String>,
+}
+
+impl NvmlOpts {
+    fn is_set(&self) -> bool {
+        self.replay.is_some() || !self.faults.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -118,6 +140,13 @@ enum Builtin {
         after_help = "Example:\n  gpu-doctor schema > report.schema.json"
     )]
     Schema,
+
+    /// Record every NVML answer of this machine into -o FILE, to replay it anywhere.
+    #[command(
+        display_order = 23,
+        after_help = "Examples:\n  gpu-doctor snapshot -o box.nvml.json\n  gpu-doctor --replay box.nvml.json info              # on any machine, no GPU needed\n  gpu-doctor replay box.nvml.json -- python monitor.py\n\nThe list of queries is in docs/nvml.md."
+    )]
+    Snapshot,
 
     /// Re-executed child of an isolated scenario (internal).
     #[command(name = "__child", hide = true)]
@@ -206,12 +235,18 @@ fn scenario_command(s: &'static dyn DynScenario, leaf: &str) -> clap::Command {
 }
 
 /// What the command line asks for.
-pub enum Invocation {
+pub struct Invocation {
+    kind: Kind,
+    nvml: NvmlOpts,
+}
+
+enum Kind {
     Scenario(Request),
     InjectAll,
     Run(crate::suite::RunArgs),
     Compare(crate::compare::CompareArgs),
     Schema,
+    Snapshot,
     Child(ChildArgs),
 }
 
@@ -233,24 +268,29 @@ fn invocation(matches: &ArgMatches) -> Result<(GlobalOpts, Invocation), clap::Er
         leaf = sub;
     }
     let global = GlobalOpts::from_arg_matches(leaf)?;
-    let name = path.join(" ");
+    let nvml = NvmlOpts::from_arg_matches(matches)?;
+    let kind = kind(matches, leaf, &path.join(" "))?;
+    Ok((global, Invocation { kind, nvml }))
+}
+
+fn kind(matches: &ArgMatches, leaf: &ArgMatches, name: &str) -> Result<Kind, clap::Error> {
     if name == "inject all" {
-        return Ok((global, Invocation::InjectAll));
+        return Ok(Kind::InjectAll);
     }
-    if let Some(s) = scenarios::find(&name).filter(|s| s.in_cli()) {
+    if let Some(s) = scenarios::find(name).filter(|s| s.in_cli()) {
         let served = s.params_from_matches(leaf)?;
         let target = scenarios::find(served.scenario).expect("redirects name registered scenarios");
         let mut request = Request::new(target, served.params);
         request.from = leaf.get_one::<PathBuf>("from").cloned();
-        return Ok((global, Invocation::Scenario(request)));
+        return Ok(Kind::Scenario(request));
     }
-    let invocation = match Builtin::from_arg_matches(matches)? {
-        Builtin::Run(a) => Invocation::Run(a),
-        Builtin::Compare(a) => Invocation::Compare(a),
-        Builtin::Schema => Invocation::Schema,
-        Builtin::Child(a) => Invocation::Child(a),
-    };
-    Ok((global, invocation))
+    Ok(match Builtin::from_arg_matches(matches)? {
+        Builtin::Run(a) => Kind::Run(a),
+        Builtin::Compare(a) => Kind::Compare(a),
+        Builtin::Schema => Kind::Schema,
+        Builtin::Snapshot => Kind::Snapshot,
+        Builtin::Child(a) => Kind::Child(a),
+    })
 }
 
 /// What a command produced, for main.rs to print and turn into an exit code.
@@ -261,28 +301,132 @@ pub enum Outcome {
     Text(String, i32),
 }
 
-/// Runs what the command line asks for.
+/// Runs what the command line asks for. Call it while the process has one thread: with
+/// `--replay` or `--fault` it sets NVML's environment for this process first.
 pub fn execute(global: &GlobalOpts, invocation: Invocation) -> Result<Outcome> {
     let opts = global.run_options();
     let report = |r: crate::report::Report| Outcome::Report(Box::new(r));
-    Ok(match invocation {
-        Invocation::Scenario(request) => report(runner::execute(request, &opts)?),
-        Invocation::InjectAll => report(runner::execute_inject_all(&opts)?),
-        Invocation::Run(args) => report(crate::suite::run(&args, &opts)?),
-        Invocation::Compare(args) => {
+    let Invocation { kind, nvml } = invocation;
+    if nvml.is_set() && !matches!(kind, Kind::Scenario(_) | Kind::InjectAll | Kind::Run(_)) {
+        return Err(crate::error::input(
+            "--replay and --fault apply to scenarios and suites (before the command: gpu-doctor --replay X topo)",
+        ));
+    }
+    // The library stays in place until the report is complete.
+    let session = if nvml.is_set() {
+        Some(NvmlSession::start(&nvml)?)
+    } else {
+        None
+    };
+    let mut outcome = match kind {
+        Kind::Scenario(request) => report(runner::execute(request, &opts)?),
+        Kind::InjectAll => report(runner::execute_inject_all(&opts)?),
+        Kind::Run(args) => report(crate::suite::run(&args, &opts)?),
+        Kind::Compare(args) => {
             let (text, code) =
                 crate::compare::run(&args, global.output.as_deref(), global.json, global.color())?;
             Outcome::Text(text, code)
         }
-        Invocation::Schema => {
+        Kind::Schema => {
             let schema = crate::report::json_schema();
             Outcome::Text(
                 serde_json::to_string_pretty(&schema)? + "\n",
                 crate::error::exit::OK,
             )
         }
-        Invocation::Child(args) => Outcome::Text(String::new(), runner::child_main(&args)?),
-    })
+        Kind::Snapshot => snapshot(global)?,
+        Kind::Child(args) => Outcome::Text(String::new(), runner::child_main(&args)?),
+    };
+    if let (Some(session), Outcome::Report(r)) = (&session, &mut outcome) {
+        session.finish(r);
+    }
+    Ok(outcome)
+}
+
+/// gpu-doctor's own NVML as its library for this run (`--replay`, `--fault`).
+struct NvmlSession {
+    harness: crate::probe::nvml_library::Harness,
+    snapshot: Option<String>,
+    recorded: Option<String>,
+}
+
+impl NvmlSession {
+    fn start(opts: &NvmlOpts) -> Result<NvmlSession> {
+        use crate::probe::nvml_library::{Harness, Setup};
+        let setup = Setup {
+            snapshot: opts.replay.clone(),
+            faults: crate::scenarios::nvml::parse_faults(&opts.faults)?,
+        };
+        let snap = setup.check()?;
+        if snap.is_none() {
+            // Faults on the real driver: a GPU it lacks would never see them.
+            let nvml = crate::probe::nvml::NvmlProbe::open()?;
+            shim_proto::nvml::fault::check_gpus(&setup.faults, nvml.device_count()?)
+                .map_err(|e| crate::error::input(format!("--fault: {}", e.0)))?;
+        }
+        let recorded = snap.map(|s| {
+            let r = &s.recorded;
+            let what = if r.synthetic {
+                format!("synthetic, {}", r.note.as_deref().unwrap_or(&r.tool))
+            } else {
+                format!(
+                    "recorded on {} by {}",
+                    r.hostname.as_deref().unwrap_or("an unnamed host"),
+                    r.tool
+                )
+            };
+            format!("{} GPU(s), {what}", s.gpu_count())
+        });
+        let harness = Harness::for_self(&setup)?;
+        // SAFETY: `execute`'s caller runs it while the process has one thread (main, before
+        // any scenario starts threads).
+        unsafe { harness.apply_to_self() };
+        Ok(NvmlSession {
+            harness,
+            snapshot: opts.replay.as_ref().map(|p| p.display().to_string()),
+            recorded,
+        })
+    }
+
+    /// What the library served, into the report.
+    fn finish(&self, report: &mut crate::report::Report) {
+        let (events, _) = self.harness.events();
+        let (origin, findings) =
+            crate::analyze::nvml::origin(self.snapshot.as_deref(), self.recorded.clone(), &events);
+        runner::add_findings(report, findings);
+        report.nvml = Some(origin);
+    }
+}
+
+/// `gpu-doctor snapshot -o FILE`.
+fn snapshot(global: &GlobalOpts) -> Result<Outcome> {
+    let Some(path) = &global.output else {
+        return Err(crate::error::input(
+            "snapshot: give -o FILE (where to write the recorded machine)",
+        ));
+    };
+    // SAFETY: `execute` runs while the process has one thread.
+    let rec = unsafe { crate::probe::nvml_library::record_snapshot(path)? };
+    let s = &rec.snapshot;
+    let answers: usize = s.devices.iter().map(|d| d.answers.len()).sum::<usize>()
+        + s.system.len()
+        + s.pairs.iter().map(|p| p.answers.len()).sum::<usize>();
+    let unsupported = s
+        .devices
+        .iter()
+        .flat_map(|d| d.answers.values())
+        .filter(|a| matches!(a, shim_proto::nvml::snapshot::Answer::Error(_)))
+        .count();
+    Ok(Outcome::Text(
+        format!(
+            "snapshot of {} GPU(s) on {}: {answers} answers ({unsupported} per-GPU queries unsupported) → {} ({} bytes)\n",
+            s.gpu_count(),
+            s.recorded.hostname.as_deref().unwrap_or("this host"),
+            path.display(),
+            rec.bytes
+        ),
+        crate::error::exit::OK,
+    ))
 }
 
 /// The report as terminal tables (colour as `global` says).

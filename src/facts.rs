@@ -44,6 +44,10 @@ pub struct GpuTopo {
     pub pcie: PcieFacts,
     #[serde(default)]
     pub nvlinks: Vec<NvLinkFacts>,
+    /// NVML answered GPU_IS_LOST for this GPU (fallen off the bus): why, and nothing else is
+    /// known of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<String>,
 }
 
 impl GpuTopo {
@@ -147,6 +151,10 @@ pub struct GpuHealth {
     /// Fields the GPU or driver could not report.
     #[serde(default)]
     pub unsupported: Vec<String>,
+    /// NVML answered GPU_IS_LOST for this GPU (fallen off the bus): why, and nothing else is
+    /// known of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]

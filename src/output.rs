@@ -1,9 +1,10 @@
 //! Writing reports to files.
 
 use std::io::Write;
-use std::path::Path;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use crate::report::Report;
 
@@ -130,9 +131,154 @@ fn strip_position(msg: &str) -> &str {
     }
 }
 
+/// A private directory (0700) for a shim library copy and its events file, removed on drop.
+/// Its path holds no space or colon (LD_PRELOAD and LD_LIBRARY_PATH split on them).
+pub struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    pub fn create() -> Result<PrivateDir> {
+        let mut base = std::env::temp_dir();
+        // LD_PRELOAD splits on spaces and colons: the path must not contain them.
+        if base.to_string_lossy().contains([' ', ':']) {
+            base = PathBuf::from("/tmp");
+        }
+        let mut last_err = None;
+        for attempt in 0..16u32 {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            let dir = base.join(format!(
+                "gpu-doctor-{}-{:08x}{attempt}",
+                std::process::id(),
+                nanos
+            ));
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => return Ok(PrivateDir(dir)),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.expect("attempted")).context("cannot create a private temporary directory")
+    }
+}
+
+impl PrivateDir {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `bytes` to a new file `name` in the directory with `mode` (never over an existing
+    /// file) and returns its path.
+    pub fn write_file(&self, name: &str, bytes: &[u8], mode: u32) -> Result<PathBuf> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.0.join(name);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        Ok(path)
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The library to load into a process: the file `override_var` names when set (it must be a
+/// 64-bit ELF shared object for this machine), else the `embedded` copy written into `dir` as
+/// `name`. Returns its path and where it came from ("embedded" or the override's path).
+pub fn library_copy(
+    dir: &PrivateDir,
+    name: &str,
+    embedded: &[u8],
+    override_var: &str,
+) -> Result<(PathBuf, String)> {
+    if let Some(p) = std::env::var_os(override_var).filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        check_library(&p)
+            .map_err(|e| crate::error::input(format!("{override_var}={}: {e}", p.display())))?;
+        let p = std::fs::canonicalize(&p).unwrap_or(p);
+        if p.to_string_lossy().contains([' ', ':']) {
+            return Err(crate::error::input(format!(
+                "{override_var}={}: LD_PRELOAD cannot hold a path with spaces or colons",
+                p.display()
+            )));
+        }
+        let source = p.display().to_string();
+        return Ok((p, source));
+    }
+    if embedded.is_empty() {
+        return Err(crate::error::unavailable(format!(
+            "this gpu-doctor was built without {name}; build the workspace with `cargo build --release` or set {override_var}=/path/to/{name}"
+        )));
+    }
+    Ok((dir.write_file(name, embedded, 0o700)?, "embedded".into()))
+}
+
+/// A shared library the dynamic loader of this machine can load: an ELF file of this
+/// architecture's class and machine type.
+fn check_library(p: &Path) -> std::result::Result<(), String> {
+    let meta = std::fs::metadata(p).map_err(|e| format!("cannot read it: {e}"))?;
+    if meta.is_dir() {
+        return Err("is a directory, not a shared library".into());
+    }
+    let mut head = [0u8; 20];
+    use std::io::Read;
+    let n = std::fs::File::open(p)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if n < 20 || &head[..4] != b"\x7fELF" {
+        return Err("is not a shared library (no ELF header)".into());
+    }
+    // e_ident[EI_CLASS] = 2 (64-bit); e_machine (little-endian) at offset 18.
+    let machine = u16::from_le_bytes([head[18], head[19]]);
+    let expected: u16 = if cfg!(target_arch = "x86_64") {
+        62
+    } else if cfg!(target_arch = "aarch64") {
+        183
+    } else {
+        machine
+    };
+    if head[4] != 2 || machine != expected {
+        return Err(format!(
+            "is a shared library for another architecture (ELF machine {machine}, this is {})",
+            std::env::consts::ARCH
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_library_override_must_be_a_library_of_this_machine() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "hello, not a library").unwrap();
+        assert!(check_library(&text).unwrap_err().contains("no ELF header"));
+        assert!(check_library(dir.path()).unwrap_err().contains("directory"));
+        assert!(check_library(&dir.path().join("absent")).is_err());
+        let mut other = b"\x7fELF\x02\x01\x01".to_vec();
+        other.resize(18, 0);
+        other.extend(40u16.to_le_bytes()); // ARM32
+        let arm = dir.path().join("arm.so");
+        std::fs::write(&arm, other).unwrap();
+        assert!(
+            check_library(&arm)
+                .unwrap_err()
+                .contains("another architecture")
+        );
+        let own = std::env::current_exe().unwrap();
+        assert_eq!(check_library(&own), Ok(()), "an ELF of this machine");
+    }
 
     #[test]
     fn errors_say_what_is_wrong_and_where() {

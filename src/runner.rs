@@ -265,6 +265,18 @@ pub(crate) fn execute_list(
     Ok(combined)
 }
 
+/// Adds findings gathered outside a scenario's analysis (the NVML library's) to a finished
+/// report: its status gets no better, and a failing one makes it fail.
+pub(crate) fn add_findings(report: &mut Report, findings: Vec<Finding>) {
+    if findings.is_empty() {
+        return;
+    }
+    if !matches!(report.status, Status::Skipped | Status::Error) {
+        report.status = report.status.max(verdict::status_from_findings(&findings));
+    }
+    report.findings.extend(findings);
+}
+
 /// Why a report (or the first of a combined report's scenarios) was skipped.
 pub fn skipped_reason(report: &Report) -> String {
     std::iter::once(report)

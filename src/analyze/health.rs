@@ -12,10 +12,25 @@ pub const SLOWDOWN_REASONS: &[&str] = &[
     "HW_POWER_BRAKE_SLOWDOWN",
 ];
 
+/// A GPU NVML calls lost: the one verdict that matters for it.
+pub fn lost_finding(index: u32, why: &str) -> Finding {
+    Finding::new(
+        Severity::Fail,
+        codes::GPU_LOST,
+        format!("GPU {index} is lost: {why}"),
+    )
+    .device(index)
+    .hint("NVIDIA's action for a GPU fallen off the bus (XID 79): drain the node and reboot it; if it happens again, reseat or replace the GPU and check its power and PCIe slot.")
+}
+
 pub fn findings(gpus: &[GpuHealth]) -> Vec<Finding> {
     let mut out = Vec::new();
     for g in gpus {
         let i = g.index;
+        if let Some(why) = &g.lost {
+            out.push(lost_finding(i, why));
+            continue;
+        }
         if g.persistence_mode == Some(false) {
             out.push(
                 Finding::new(Severity::Info, codes::PERSISTENCE_OFF, format!("GPU {i} persistence mode is off"))

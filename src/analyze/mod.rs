@@ -7,6 +7,7 @@ pub mod compare;
 pub mod faults;
 pub mod health;
 pub mod metric_kind;
+pub mod nvml;
 pub mod program;
 pub mod thresholds;
 pub mod topology;

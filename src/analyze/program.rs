@@ -107,6 +107,60 @@ fn t_ms(e: &ShimEvent, start_us: u64) -> f64 {
     e.t_us.saturating_sub(start_us) as f64 / 1e3
 }
 
+/// Whether the program did what `expect` says, and the finding that says how it ended (none
+/// when Ctrl-C stopped it). `errors` names what was injected ("CUDA errors", "NVML faults").
+pub fn judge(o: &Outcome, expect: Expect, errors: &str) -> (bool, Option<Finding>) {
+    let v = verdict(o);
+    let mut out = None;
+    let expectation_met = match expect {
+        Expect::Survive => matches!(v, Verdict::Survived | Verdict::KeptRunning),
+        Expect::Fail => v == Verdict::Crashed,
+    };
+    let exit_text = describe_exit(o);
+    match v {
+        Verdict::Survived | Verdict::KeptRunning => {
+            let how = if v == Verdict::Survived {
+                "exited 0".to_string()
+            } else {
+                format!("was still running after {:.1} s (stopped)", o.duration_ms / 1e3)
+            };
+            let mut f = Finding::new(
+                if expect == Expect::Fail { Severity::Fail } else { Severity::Info },
+                codes::PROGRAM_SURVIVED,
+                format!("The program {how}."),
+            );
+            if expect == Expect::Fail {
+                f = f.hint(format!("--expect fail: the program was expected to fail under the fault but carried on; it may be swallowing {errors}."));
+            }
+            out = Some(f);
+        }
+        Verdict::Crashed => {
+            let mut f = Finding::new(
+                if expect == Expect::Fail { Severity::Info } else { Severity::Fail },
+                codes::PROGRAM_CRASHED,
+                format!("The program {exit_text}."),
+            );
+            if expect == Expect::Survive {
+                f = f.hint(format!("Its own stderr above says why. Handle the {errors} (free caches and retry, smaller batch, clean exit) or run with --expect fail if failing is the intended behaviour."));
+            }
+            out = Some(f);
+        }
+        Verdict::Hung => out = Some(
+            Finding::new(
+                Severity::Fail,
+                codes::PROGRAM_HUNG,
+                format!(
+                    "The program did not exit within the {:.0} s timeout and was killed.",
+                    o.duration_ms / 1e3
+                ),
+            )
+            .hint(format!("A program that waits forever after one of the {errors} hangs its job. Raise --timeout if it is only slow; use --survive-after for long-running services.")),
+        ),
+        Verdict::Interrupted => {}
+    }
+    (expectation_met, out)
+}
+
 pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> Analysis {
     let v = verdict(o);
     let mut findings = Vec::new();
@@ -355,52 +409,8 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
     }
 
     // --- the verdict
-    let expectation_met = match expect {
-        Expect::Survive => matches!(v, Verdict::Survived | Verdict::KeptRunning),
-        Expect::Fail => v == Verdict::Crashed,
-    };
-    let exit_text = describe_exit(o);
-    match v {
-        Verdict::Survived | Verdict::KeptRunning => {
-            let how = if v == Verdict::Survived {
-                "exited 0".to_string()
-            } else {
-                format!("was still running after {:.1} s (stopped)", o.duration_ms / 1e3)
-            };
-            let mut f = Finding::new(
-                if expect == Expect::Fail { Severity::Fail } else { Severity::Info },
-                codes::PROGRAM_SURVIVED,
-                format!("The program {how}."),
-            );
-            if expect == Expect::Fail {
-                f = f.hint("--expect fail: the program was expected to fail under the fault but carried on; it may be swallowing CUDA errors.");
-            }
-            findings.push(f);
-        }
-        Verdict::Crashed => {
-            let mut f = Finding::new(
-                if expect == Expect::Fail { Severity::Info } else { Severity::Fail },
-                codes::PROGRAM_CRASHED,
-                format!("The program {exit_text}."),
-            );
-            if expect == Expect::Survive {
-                f = f.hint("Its own stderr above says why. Handle the CUDA error (free caches and retry, smaller batch, clean exit) or run with --expect fail if failing is the intended behaviour.");
-            }
-            findings.push(f);
-        }
-        Verdict::Hung => findings.push(
-            Finding::new(
-                Severity::Fail,
-                codes::PROGRAM_HUNG,
-                format!(
-                    "The program did not exit within the {:.0} s timeout and was killed.",
-                    o.duration_ms / 1e3
-                ),
-            )
-            .hint("A program that waits forever after a CUDA error hangs its job. Raise --timeout if it is only slow; use --survive-after for long-running services."),
-        ),
-        Verdict::Interrupted => {}
-    }
+    let (expectation_met, verdict_finding) = judge(o, expect, "CUDA errors");
+    findings.extend(verdict_finding);
 
     // --- metrics
     let multi = peak.len() > 1;
@@ -580,6 +590,7 @@ mod tests {
             start_us: 1_000,
             duration_ms: 50.0,
             events,
+            nvml_events: vec![],
             bad_lines: 0,
             shim_source: "embedded".into(),
         }

@@ -233,6 +233,10 @@ fn groups(facts: &TopoFacts, gpus: &[u32]) -> Vec<GpuGroup> {
 pub fn findings(facts: &TopoFacts) -> Vec<Finding> {
     let mut out = Vec::new();
     for g in &facts.gpus {
+        if let Some(why) = &g.lost {
+            out.push(crate::analyze::health::lost_finding(g.index, why));
+            continue;
+        }
         let p = &g.pcie;
         if let (Some(cur), Some(max)) = (p.current_width, p.max_width)
             && cur < max

@@ -88,7 +88,10 @@ pub struct Outcome {
     /// CLOCK_MONOTONIC µs when it was started (the shim's `t_us` clock).
     pub start_us: u64,
     pub duration_ms: f64,
+    /// What the CUDA shim wrote (CUDA program modes).
     pub events: Vec<ShimEvent>,
+    /// What the NVML library wrote (`inject nvml`, `replay`).
+    pub nvml_events: Vec<shim_proto::nvml::event::EventLine>,
     /// Lines of the events file that did not parse (a cut last line when killed).
     pub bad_lines: usize,
     /// Where the shim came from: "embedded" or the GPU_DOCTOR_SHIM path.

@@ -58,6 +58,11 @@ pub fn load_cuda() -> Result<CudaDriver> {
 /// Checks that libcuda can be loaded, without initialising the driver (the parent of an
 /// isolated scenario calls this so a missing driver fails fast, with the one-line message).
 pub fn check_cuda_present() -> Result<()> {
+    if crate::probe::nvml_library::replaying() {
+        return Err(unavailable(
+            "NVML is a replayed machine (--replay): it has no CUDA driver behind it, and this scenario needs one (NVML-only commands such as `info` and `topo` replay)",
+        ));
+    }
     preload_override()?;
     // SAFETY: only tries to dlopen candidate names.
     if !unsafe { sys::is_culib_present() } {

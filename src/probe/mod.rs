@@ -7,4 +7,5 @@ pub mod faults;
 pub mod kernels;
 pub mod loader;
 pub mod nvml;
+pub mod nvml_library;
 pub mod trace_ctx;

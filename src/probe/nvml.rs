@@ -134,6 +134,29 @@ impl NvmlProbe {
             .map_err(|e| unavailable(format!("device {index}: NVML cannot open it: {e}")))
     }
 
+    /// The GPU, or why NVML says it is lost (GPU_IS_LOST: fallen off the bus). Any other error
+    /// stops the run, as [`Self::device`] does.
+    fn device_or_lost(&self, index: u32) -> Result<std::result::Result<Device<'_>, String>> {
+        match self.nvml.device_by_index(index) {
+            Ok(d) => Ok(Ok(d)),
+            Err(NvmlError::GpuLost) => Ok(Err(
+                "NVML_ERROR_GPU_IS_LOST: the GPU has fallen off the bus".into(),
+            )),
+            Err(e) => Err(unavailable(format!(
+                "device {index}: NVML cannot open it: {e}"
+            ))),
+        }
+    }
+
+    /// What is known of a lost GPU: its index.
+    fn lost_info(index: u32) -> DeviceInfo {
+        DeviceInfo {
+            index,
+            name: "(lost: fallen off the bus)".into(),
+            ..Default::default()
+        }
+    }
+
     pub fn device_info(&self, index: u32) -> Result<DeviceInfo> {
         Ok(device_info_of(index, &self.device(index)?))
     }
@@ -182,9 +205,22 @@ impl NvmlProbe {
             .collect()
     }
 
-    /// Health facts of one GPU and its identity, from one set of NVML calls.
+    /// Health facts of one GPU and its identity, from one set of NVML calls. A lost GPU is a
+    /// fact (`lost`), not an error: the other GPUs are still read.
     pub fn health(&self, index: u32) -> Result<(DeviceInfo, GpuHealth)> {
-        let d = self.device(index)?;
+        let d = match self.device_or_lost(index)? {
+            Ok(d) => d,
+            Err(why) => {
+                let info = Self::lost_info(index);
+                let h = GpuHealth {
+                    index,
+                    name: info.name.clone(),
+                    lost: Some(why),
+                    ..Default::default()
+                };
+                return Ok((info, h));
+            }
+        };
         let info = device_info_of(index, &d);
         let mut seen = Unsupported::default();
         let mem = seen.get("memory", d.memory_info());
@@ -297,12 +333,22 @@ impl NvmlProbe {
         self.topology_and_devices(indices).map(|(_, facts)| facts)
     }
 
-    /// [`Self::topology`] and the selected GPUs' identities, from one set of NVML calls.
+    /// [`Self::topology`] and the selected GPUs' identities, from one set of NVML calls. A lost
+    /// GPU is listed with `lost` set and left out of the pairs.
     pub fn topology_and_devices(&self, indices: &[u32]) -> Result<(Vec<DeviceInfo>, TopoFacts)> {
-        let handles = indices
-            .iter()
-            .map(|&i| self.device(i))
-            .collect::<Result<Vec<_>>>()?;
+        let mut lost = Vec::new();
+        let mut live = Vec::new();
+        let mut handles = Vec::new();
+        for &i in indices {
+            match self.device_or_lost(i)? {
+                Ok(d) => {
+                    live.push(i);
+                    handles.push(d);
+                }
+                Err(why) => lost.push((i, why)),
+            }
+        }
+        let indices = &live[..];
         let (gpus, pairs) = std::thread::scope(|s| {
             let gpu_jobs: Vec<_> = indices
                 .iter()
@@ -335,7 +381,19 @@ impl NvmlProbe {
                 .collect::<Result<Vec<_>>>();
             (gpus, pairs)
         });
-        let (devices, gpus) = gpus.into_iter().unzip();
+        let (mut devices, mut gpus): (Vec<DeviceInfo>, Vec<GpuTopo>) = gpus.into_iter().unzip();
+        for (i, why) in lost {
+            let info = Self::lost_info(i);
+            gpus.push(GpuTopo {
+                index: i,
+                name: info.name.clone(),
+                lost: Some(why),
+                ..Default::default()
+            });
+            devices.push(info);
+        }
+        gpus.sort_by_key(|g| g.index);
+        devices.sort_by_key(|d| d.index);
         let facts = TopoFacts {
             gpus,
             pairs: pairs?.into_iter().flatten().collect(),
@@ -433,6 +491,7 @@ impl NvmlProbe {
             gpu_numa_id: d.numa_node_id().ok(),
             pcie,
             nvlinks,
+            lost: None,
         }
     }
 }

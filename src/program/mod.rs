@@ -7,14 +7,14 @@
 //! shim writes its events to a file in a private directory (0700) that only gpu-doctor reads.
 //! If gpu-doctor dies, the program goes on: the shim ignores a missing or closed events file.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
+
+use crate::output::PrivateDir;
 
 pub use crate::facts::program::{Ended, Outcome, ShimEvent};
 use shim_proto::cuda::config as shim_config;
@@ -25,10 +25,18 @@ pub const ENV_SHIM: &str = "GPU_DOCTOR_SHIM";
 /// The shim built by build.rs (empty when it could not be built).
 static EMBEDDED_SHIM: &[u8] = include_bytes!(env!("GPU_DOCTOR_SHIM_SO"));
 
+/// Which of gpu-doctor's libraries goes into the program.
+pub enum Shim {
+    /// The CUDA driver shim, preloaded, with this configuration.
+    Cuda(shim_config::Config),
+    /// The NVML library (interposed over the program's libnvidia-ml, or replaying a snapshot).
+    Nvml(crate::probe::nvml_library::Setup),
+}
+
 /// What to run and how.
 pub struct Launch<'a> {
     pub command: &'a [String],
-    pub config: shim_config::Config,
+    pub shim: Shim,
     /// Kill it after this long and call it hung.
     pub timeout: Duration,
     /// Stop it after this long and call it survived.
@@ -44,80 +52,6 @@ pub fn monotonic_us() -> u64 {
     // SAFETY: clock_gettime into a valid timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
-}
-
-/// A private directory (0700) for the shim copy and the events file; removed on drop.
-struct PrivateDir(PathBuf);
-
-impl PrivateDir {
-    fn create() -> Result<PrivateDir> {
-        let mut base = std::env::temp_dir();
-        // LD_PRELOAD splits on spaces and colons: the path must not contain them.
-        if base.to_string_lossy().contains([' ', ':']) {
-            base = PathBuf::from("/tmp");
-        }
-        let mut last_err = None;
-        for attempt in 0..16u32 {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0);
-            let dir = base.join(format!(
-                "gpu-doctor-{}-{:08x}{attempt}",
-                std::process::id(),
-                nanos
-            ));
-            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-                Ok(()) => return Ok(PrivateDir(dir)),
-                Err(e) => last_err = Some(e),
-            }
-        }
-        Err(last_err.expect("attempted")).context("cannot create a private temporary directory")
-    }
-}
-
-impl Drop for PrivateDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The shim library to preload: `GPU_DOCTOR_SHIM` if set, else the embedded copy written to
-/// `dir` (created exclusively, 0700). Returns (path, source).
-fn shim_path(dir: &Path) -> Result<(PathBuf, String)> {
-    if let Some(p) = std::env::var_os(ENV_SHIM).filter(|v| !v.is_empty()) {
-        let p = PathBuf::from(p);
-        if !p.is_file() {
-            return Err(crate::error::input(format!(
-                "{ENV_SHIM}={} is not a file",
-                p.display()
-            )));
-        }
-        if p.to_string_lossy().contains([' ', ':']) {
-            return Err(crate::error::input(format!(
-                "{ENV_SHIM}={}: LD_PRELOAD cannot hold a path with spaces or colons",
-                p.display()
-            )));
-        }
-        let p = std::fs::canonicalize(&p).unwrap_or(p);
-        let source = p.display().to_string();
-        return Ok((p, source));
-    }
-    if EMBEDDED_SHIM.is_empty() {
-        return Err(crate::error::unavailable(format!(
-            "this gpu-doctor was built without its LD_PRELOAD shim; build it with `cargo build -p gpu-doctor-shim --release` and set {ENV_SHIM}=target/release/libgpu_doctor_shim.so"
-        )));
-    }
-    let path = dir.join("libgpu_doctor_shim.so");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o700)
-        .open(&path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(EMBEDDED_SHIM)?;
-    f.sync_all()?;
-    Ok((path, "embedded".into()))
 }
 
 /// `LD_PRELOAD` for the program: the caller's own preloads first, then the shim.
@@ -136,24 +70,37 @@ pub fn run(spec: &Launch<'_>) -> Result<Outcome> {
             "no COMMAND: put the program and its arguments after `--`",
         ));
     };
-    let dir = PrivateDir::create()?;
-    let (shim, shim_source) = shim_path(&dir.0)?;
-    let events_path = dir.0.join("events.jsonl");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&events_path)
-        .context("cannot create the events file")?;
-
-    let preload = ld_preload_value(std::env::var("LD_PRELOAD").ok().as_deref(), &shim);
     let mut cmd = Command::new(program);
     cmd.args(args)
-        .env("LD_PRELOAD", preload)
-        .env(shim_config::ENV_CONFIG, spec.config.encode())
-        .env(shim_config::ENV_EVENTS, &events_path)
         // Its own process group: a timeout stops it and everything it started.
         .process_group(0);
+    // The library's directory and events file live until the events are read.
+    let harness = match &spec.shim {
+        Shim::Cuda(config) => {
+            let dir = PrivateDir::create()?;
+            let (shim, source) = crate::output::library_copy(
+                &dir,
+                "libgpu_doctor_shim.so",
+                EMBEDDED_SHIM,
+                ENV_SHIM,
+            )?;
+            let events = dir.write_file("events.jsonl", b"", 0o600)?;
+            let preload = ld_preload_value(std::env::var("LD_PRELOAD").ok().as_deref(), &shim);
+            cmd.env("LD_PRELOAD", preload)
+                .env(shim_config::ENV_CONFIG, config.encode())
+                .env(shim_config::ENV_EVENTS, &events);
+            Harness::Cuda {
+                dir,
+                events,
+                source,
+            }
+        }
+        Shim::Nvml(setup) => {
+            let h = crate::probe::nvml_library::Harness::for_program(setup)?;
+            cmd.envs(h.env().iter().map(|(k, v)| (k, v)));
+            Harness::Nvml(h)
+        }
+    };
     let start_us = monotonic_us();
     let started = Instant::now();
     let mut child = cmd
@@ -194,7 +141,17 @@ pub fn run(spec: &Launch<'_>) -> Result<Outcome> {
         std::thread::sleep(Duration::from_millis(10));
     };
     let duration_ms = started.elapsed().as_secs_f64() * 1e3;
-    let (events, bad_lines) = read_events(&events_path);
+    let (events, nvml_events, bad_lines, shim_source) = match &harness {
+        Harness::Cuda { events, source, .. } => {
+            let (events, bad) = read_events(events);
+            (events, vec![], bad, source.clone())
+        }
+        Harness::Nvml(h) => {
+            let (nvml, bad) = h.events();
+            (vec![], nvml, bad, h.source.clone())
+        }
+    };
+    drop(harness);
     Ok(Outcome {
         pid,
         code: status.code(),
@@ -203,9 +160,21 @@ pub fn run(spec: &Launch<'_>) -> Result<Outcome> {
         start_us,
         duration_ms,
         events,
+        nvml_events,
         bad_lines,
         shim_source,
     })
+}
+
+/// The library in the program and where its events go, until they are read.
+enum Harness {
+    Cuda {
+        #[allow(dead_code)] // kept alive: the program's library and events file are in it
+        dir: PrivateDir,
+        events: PathBuf,
+        source: String,
+    },
+    Nvml(crate::probe::nvml_library::Harness),
 }
 
 /// Parses the events file; unparsable lines (a line cut by a kill) are counted, not fatal.

@@ -17,6 +17,12 @@ pub fn render(out: &mut String, d: &Value, style: Style) {
     if d.is_null() {
         return;
     }
+    header(out, d);
+    render_cuda(out, d, style);
+}
+
+/// The program line: its command, verdict against the expectation, how and when it ended.
+pub fn header(out: &mut String, d: &Value) {
     let exit = &d["exit"];
     let how = match (exit["signal_name"].as_str(), exit["code"].as_i64()) {
         (Some(sig), _) => format!("killed by {sig}"),
@@ -39,6 +45,9 @@ pub fn render(out: &mut String, d: &Value, style: Style) {
         d["duration_ms"].as_f64().unwrap_or(0.0),
         s(&exit["pid"]),
     ));
+}
+
+fn render_cuda(out: &mut String, d: &Value, style: Style) {
     if let Some(limit) = d["limit_bytes"].as_u64() {
         let peaks: Vec<String> = d["peak"]
             .as_array()

@@ -36,6 +36,19 @@ pub fn header(out: &mut String, report: &Report, style: Style) {
         h.cuda_driver_version.as_deref().unwrap_or("-"),
         h.nvml_version.as_deref().unwrap_or("-"),
     ));
+    if let Some(n) = &report.nvml {
+        let source = match (&n.snapshot, &n.recorded) {
+            (Some(s), Some(r)) => format!("replay of {s} ({r})"),
+            (Some(s), None) => format!("replay of {s}"),
+            _ => "the driver".into(),
+        };
+        let faults = if n.faults.is_empty() {
+            String::new()
+        } else {
+            format!(" · faults: {}", n.faults.join(", "))
+        };
+        out.push_str(&format!("NVML: {source}{faults}\n"));
+    }
     if !report.devices.is_empty() {
         let mut t = style.table();
         t.set_header(["GPU", "name", "UUID", "PCI bus id", "memory", "CC"]);

@@ -15,6 +15,7 @@ macro_rules! codes {
 
 codes! {
     // info
+    GPU_LOST => "NVML answers GPU_IS_LOST for the GPU: it has fallen off the bus (XID 79) and nothing on it works until the node is rebooted.",
     PERSISTENCE_OFF => "Persistence mode is off: the driver tears down state when the last client exits, so every CUDA start-up pays for initialisation.",
     ROW_REMAP_PENDING => "A row remap is pending: the GPU must be reset (or the node rebooted) to apply it.",
     ROW_REMAP_FAILED => "A row remap failed: the memory is degraded; replace or RMA the GPU.",
@@ -77,6 +78,8 @@ codes! {
     FAULT_NOT_INJECTED => "The configured fault never fired, so the verdict says nothing about fault handling.",
     DRIVER_CALLS_FAILED => "Intercepted driver calls failed on their own (not injected): listed in data.failures.",
     CTX_UNBOUND_CALL => "A driver call failed with CUDA_ERROR_INVALID_CONTEXT on a thread with no current context.",
+    NVML_NOT_USED => "The program never initialised NVML through gpu-doctor's NVML library (nvidia-smi, for one, is not reachable: docs/nvml.md).",
+    REPLAY_QUERY_MISSING => "A replayed snapshot has no answer for a query the program made; it was answered NVML_ERROR_NOT_SUPPORTED, as a driver does for an unsupported query.",
     CTX_DESTROYED_IN_USE => "A driver call failed with CUDA_ERROR_CONTEXT_IS_DESTROYED: a context was destroyed while a thread still used it.",
 }
 

@@ -52,6 +52,31 @@ pub struct Report {
     /// Reports of the scenarios a suite ran, in order. Empty for a single scenario.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reports: Vec<Report>,
+    /// Set when NVML was gpu-doctor's own library (`--replay`, `--fault`): what it served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nvml: Option<NvmlOrigin>,
+}
+
+/// Where the NVML answers of a run came from when they were not (only) the driver's:
+/// a replayed snapshot, faults on top (docs/nvml.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct NvmlOrigin {
+    /// The snapshot replayed (None: the real driver, with faults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// Where and when the snapshot was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded: Option<String>,
+    /// The faults, in canonical syntax.
+    #[serde(default)]
+    pub faults: Vec<String>,
+    /// Each fault's first faulted answer ("pcie-width=8@gpu1: nvmlDeviceGetCurrPcieLinkWidth
+    /// answered 8 on GPU 1 at 12 ms").
+    #[serde(default)]
+    pub delivered: Vec<String>,
+    /// Queries the snapshot had no answer for (answered NOT_SUPPORTED).
+    #[serde(default)]
+    pub missing_queries: Vec<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -381,6 +406,7 @@ impl Report {
             steps: vec![],
             data: serde_json::Value::Null,
             reports: vec![],
+            nvml: None,
         }
     }
 }

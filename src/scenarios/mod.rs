@@ -30,6 +30,7 @@ pub(crate) mod bandwidth;
 pub(crate) mod ctx_destroy;
 pub(crate) mod illegal_address;
 pub(crate) mod info;
+pub(crate) mod nvml;
 pub(crate) mod oom;
 pub(crate) mod program;
 pub(crate) mod stream_misuse;
@@ -342,6 +343,8 @@ pub(crate) fn registry() -> &'static [&'static dyn DynScenario] {
         entry::<program::ProgramOom>(),
         entry::<program::InjectError>(),
         entry::<program::ProgramTrace>(),
+        entry::<nvml::InjectNvml>(),
+        entry::<nvml::Replay>(),
     ];
     ALL
 }

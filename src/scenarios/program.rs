@@ -253,23 +253,23 @@ impl InjectErrorParams {
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ProgramData {
     #[serde(skip)]
-    outcome: Option<Outcome>,
+    pub(crate) outcome: Option<Outcome>,
     #[serde(flatten)]
     pub digest: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Runs COMMAND with `config` under the shim.
-fn probe_program(
+/// Runs COMMAND with `shim` in it.
+pub(crate) fn probe_program(
     ctx: &RunCtx,
     name: &str,
-    config: Config,
+    shim: program::Shim,
     survive_after: &Option<Span>,
     command: &[String],
 ) -> Result<Probed<ProgramData>> {
     need_command(command, name)?;
     let outcome = program::run(&Launch {
         command,
-        config,
+        shim,
         timeout: ctx.opts.timeout,
         survive_after: survive_after.as_ref().map(Span::duration),
     })?;
@@ -304,7 +304,7 @@ fn analyze_program(
     }
 }
 
-fn render_program(data: &ProgramData, out: &mut String, style: Style) {
+pub(crate) fn render_program(data: &ProgramData, out: &mut String, style: Style) {
     crate::render::program::render(out, &serde_json::Value::Object(data.digest.clone()), style);
 }
 
@@ -340,7 +340,13 @@ impl Scenario for ProgramOom {
             limit: Some(limit_of(p)?),
             ..Config::default()
         };
-        probe_program(ctx, Self::NAME, config, &p.survive_after, &p.command)
+        probe_program(
+            ctx,
+            Self::NAME,
+            program::Shim::Cuda(config),
+            &p.survive_after,
+            &p.command,
+        )
     }
 
     fn analyze(p: &ProgramOomParams, data: &mut ProgramData, _run: &Report) -> Analysis {
@@ -373,7 +379,13 @@ impl Scenario for InjectError {
             fail: Some(p.failpoint()?),
             ..Config::default()
         };
-        probe_program(ctx, Self::NAME, config, &p.survive_after, &p.command)
+        probe_program(
+            ctx,
+            Self::NAME,
+            program::Shim::Cuda(config),
+            &p.survive_after,
+            &p.command,
+        )
     }
 
     fn analyze(p: &InjectErrorParams, data: &mut ProgramData, _run: &Report) -> Analysis {
@@ -408,7 +420,13 @@ impl Scenario for ProgramTrace {
             trace: true,
             ..Config::default()
         };
-        probe_program(ctx, Self::NAME, config, &p.survive_after, &p.command)
+        probe_program(
+            ctx,
+            Self::NAME,
+            program::Shim::Cuda(config),
+            &p.survive_after,
+            &p.command,
+        )
     }
 
     fn analyze(p: &ProgramTraceParams, data: &mut ProgramData, _run: &Report) -> Analysis {
