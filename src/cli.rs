@@ -458,8 +458,8 @@ mod tests {
         let matches = command()
             .try_get_matches_from(std::iter::once("gpu-doctor").chain(args.iter().copied()))
             .unwrap();
-        match invocation(&matches).unwrap().1 {
-            Invocation::Scenario(r) => (r.scenario.name().to_string(), r.params),
+        match invocation(&matches).unwrap().1.kind {
+            Kind::Scenario(r) => (r.scenario.name().to_string(), r.params),
             _ => panic!("{args:?} is not a scenario"),
         }
     }
@@ -502,5 +502,49 @@ mod tests {
         ]);
         assert_eq!(name, "inject error");
         assert_eq!(params["command"], serde_json::json!(["./app"]));
+    }
+}
+
+#[cfg(test)]
+mod nvml_tests {
+    use super::*;
+
+    #[test]
+    fn replay_and_faults_come_before_the_command_and_faults_also_after_inject_nvml() {
+        let m = command()
+            .try_get_matches_from([
+                "gpu-doctor",
+                "--replay",
+                "box.json",
+                "--fault",
+                "xid=79@gpu1",
+                "topo",
+            ])
+            .unwrap();
+        let (_, inv) = invocation(&m).unwrap();
+        assert_eq!(inv.nvml.replay, Some(PathBuf::from("box.json")));
+        assert_eq!(inv.nvml.faults, ["xid=79@gpu1"]);
+        let m = command()
+            .try_get_matches_from([
+                "gpu-doctor",
+                "inject",
+                "nvml",
+                "--fault",
+                "gpu-lost@gpu0",
+                "--",
+                "true",
+            ])
+            .unwrap();
+        let (_, inv) = invocation(&m).unwrap();
+        assert!(
+            !inv.nvml.is_set(),
+            "the program's faults are the scenario's"
+        );
+        match inv.kind {
+            Kind::Scenario(r) => {
+                assert_eq!(r.params["faults"], serde_json::json!(["gpu-lost@gpu0"]))
+            }
+            _ => panic!("a scenario"),
+        }
     }
 }
