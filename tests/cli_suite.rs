@@ -215,6 +215,7 @@ fn topo_report(dir: &Path, name: &str, width: u32) -> PathBuf {
                 replay_counter: Some(0),
             },
             nvlinks: vec![],
+            lost: None,
         }],
         pairs: vec![],
         host_numa_nodes: 1,
