@@ -190,18 +190,35 @@ fn missing_finding(missing: &[Value]) -> Option<Finding> {
     )
 }
 
-/// The verdict on a program run under the NVML library: findings and the report's data.
+/// The verdict on a program run under the NVML library with `faults` (canonical syntax):
+/// findings and the report's data.
 pub fn analyze_program(
     expect: Expect,
     command: &[String],
     snapshot: Option<&str>,
+    faults: &[String],
     o: &Outcome,
 ) -> (Vec<Finding>, Value) {
-    let s = group(&o.nvml_events, o.start_us);
+    let mut s = group(&o.nvml_events, o.start_us);
+    if s.faults.specs.is_empty() {
+        // The library never said which faults it applies (it never loaded): they are these.
+        s.faults.specs = faults.to_vec();
+        s.faults.delivered = vec![Vec::new(); faults.len()];
+        s.faults.reads = vec![0; faults.len()];
+    }
     let mut findings = Vec::new();
     let program_pid = o.pid;
     let loaded = !s.processes.is_empty();
-    if !loaded {
+    if !loaded && snapshot.is_some() {
+        findings.push(
+            Finding::new(
+                Severity::Warn,
+                codes::NVML_NOT_USED,
+                "The program never loaded libnvidia-ml (gpu-doctor's library was first on its library path).",
+            )
+            .hint("Check that the program reads NVML at all, and loads it by name (libnvidia-ml.so.1), not by an absolute path."),
+        );
+    } else if !loaded {
         findings.push(
             Finding::new(
                 Severity::Warn,
@@ -394,8 +411,13 @@ mod tests {
                 },
             ),
         ];
-        let (f, data) =
-            analyze_program(Expect::Survive, &["mon".into()], None, &outcome(0, events));
+        let (f, data) = analyze_program(
+            Expect::Survive,
+            &["mon".into()],
+            None,
+            &[],
+            &outcome(0, events),
+        );
         assert_eq!(
             codes_of(&f),
             [
@@ -421,7 +443,7 @@ mod tests {
 
     #[test]
     fn no_library_no_init_and_a_crash_are_said_apart() {
-        let (f, _) = analyze_program(Expect::Survive, &[], None, &outcome(0, vec![]));
+        let (f, _) = analyze_program(Expect::Survive, &[], None, &[], &outcome(0, vec![]));
         assert_eq!(
             codes_of(&f),
             [codes::SHIM_NOT_LOADED, codes::PROGRAM_SURVIVED]
@@ -430,6 +452,7 @@ mod tests {
             Expect::Survive,
             &[],
             None,
+            &["gpu-lost@gpu0".into()],
             &outcome(1, vec![start(42, &["gpu-lost@gpu0"])]),
         );
         assert_eq!(

@@ -88,7 +88,7 @@ impl Scenario for InjectNvml {
     }
 
     fn analyze(p: &InjectNvmlParams, data: &mut ProgramData, _run: &Report) -> Analysis {
-        analyze_run(p.expect, &p.command, None, data)
+        analyze_run(p.expect, &p.command, None, &p.faults, data)
     }
 
     fn render(data: &ProgramData, _report: &Report, out: &mut String, style: Style) {
@@ -100,13 +100,18 @@ fn analyze_run(
     expect: Expect,
     command: &[String],
     snapshot: Option<&str>,
+    faults: &[String],
     data: &mut ProgramData,
 ) -> Analysis {
     let Some(outcome) = &data.outcome else {
         return Analysis::default();
     };
+    // The faults as the library writes them (canonical syntax).
+    let faults: Vec<String> = fault::parse_faults(faults)
+        .map(|f| f.iter().map(ToString::to_string).collect())
+        .unwrap_or_default();
     let (findings, digest) =
-        crate::analyze::nvml::analyze_program(expect, command, snapshot, outcome);
+        crate::analyze::nvml::analyze_program(expect, command, snapshot, &faults, outcome);
     if let serde_json::Value::Object(d) = digest {
         data.digest = d;
     }
@@ -172,7 +177,7 @@ impl Scenario for Replay {
 
     fn analyze(p: &ReplayParams, data: &mut ProgramData, _run: &Report) -> Analysis {
         let snapshot = p.snapshot.display().to_string();
-        analyze_run(p.expect, &p.command, Some(&snapshot), data)
+        analyze_run(p.expect, &p.command, Some(&snapshot), &p.faults, data)
     }
 
     fn render(data: &ProgramData, _report: &Report, out: &mut String, style: Style) {
