@@ -174,8 +174,9 @@ pub fn device_for_bus_id(bus_id: &str) -> Result<sys::CUdevice> {
 /// (free, total) bytes of device memory as the current context sees it.
 pub fn mem_get_info() -> Result<(u64, u64)> {
     let (mut free, mut total) = (0usize, 0usize);
-    // SAFETY: valid out-pointers; needs a current context.
     check(
+        // SAFETY: `free` and `total` are live usize (size_t) out-pointers; without a current
+        // context the driver answers an error code and writes nothing.
         unsafe { sys::cuMemGetInfo_v2(&mut free, &mut total) },
         "cuMemGetInfo",
     )?;

@@ -51,8 +51,9 @@ impl Module {
     pub fn function(&self, name: &str) -> Result<sys::CUfunction> {
         let c = CString::new(name).expect("kernel name has no NUL");
         let mut f = std::ptr::null_mut();
-        // SAFETY: valid module handle, out-pointer and C string.
         check(
+            // SAFETY: `f` is a live out-pointer and `c` a NUL-terminated name that outlives the
+            // call; `self.raw` came from a successful cuModuleLoadData (what `load` builds).
             unsafe { sys::cuModuleGetFunction(&mut f, self.raw, c.as_ptr()) },
             &format!("cuModuleGetFunction({name})"),
         )?;

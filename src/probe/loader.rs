@@ -96,10 +96,12 @@ fn preload_override() -> Result<()> {
 
 fn load_cuda_once() -> Result<CudaDriver> {
     check_cuda_present()?;
-    // SAFETY: plain driver calls with valid out-pointers; cuInit and cuDriverGetVersion exist in
-    // every driver since CUDA 2.0, so they cannot hit cudarc's missing-symbol panic.
+    // SAFETY: cuInit takes no pointers (flags must be 0) and exists in every driver since
+    // CUDA 2.0, so it cannot hit cudarc's missing-symbol panic; libcuda was found just above.
     let rc = unsafe { sys::cuInit(0) };
     let mut version = 0;
+    // SAFETY: `version` is a live i32 out-pointer; cuDriverGetVersion exists since CUDA 2.0 and
+    // needs no cuInit (it is read even when cuInit failed, for the message below).
     unsafe { sys::cuDriverGetVersion(&mut version) };
     if rc != sys::CUresult::CUDA_SUCCESS {
         let what = match rc {

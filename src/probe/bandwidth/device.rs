@@ -73,6 +73,8 @@ pub(super) fn device_paths(
 
     // H2D pinned: A(host, seed 1) → A(device).
     check_interrupt(rec)?;
+    // SAFETY: `ha` (pinned host A) and `da` (device A) are live buffers of `size` bytes, freed
+    // only by `release`, which synchronises first; `s` is a stream of this context.
     let mut op = |s| unsafe { sys::cuMemcpyHtoDAsync_v2(da, ha, size, s) };
     let link_now = hooks.link_now;
     let mut first = true;
@@ -100,6 +102,8 @@ pub(super) fn device_paths(
     // D2H pinned: A(device, seed 1) → B(host, zeroed).
     check_interrupt(rec)?;
     zero(hb64, words);
+    // SAFETY: `hb` (pinned host B) and `da` are live buffers of `size` bytes; the host reads
+    // host B only after held_path waited for the end event; `s` is a stream of this context.
     let mut op = |s| unsafe { sys::cuMemcpyDtoHAsync_v2(hb, da, size, s) };
     let mut s = held_path(
         rec,
@@ -119,6 +123,8 @@ pub(super) fn device_paths(
     if plan.pageable {
         check_interrupt(rec)?;
         poison(rec, da, size)?;
+        // SAFETY: `pa` points to pageable A, `words` u64 = `size` bytes owned by the caller
+        // for this whole function; a synchronous copy into device A (`size` bytes).
         let mut op = || unsafe { sys::cuMemcpyHtoD_v2(da, pa as *const c_void, size) };
         let mut s = wall_path(rec, g, plan, path::H2D_PAGEABLE, "cuMemcpyHtoD_v2", &mut op)?;
         read_back(rec, hb64, da)?;
@@ -128,6 +134,8 @@ pub(super) fn device_paths(
         step_done(path::H2D_PAGEABLE);
 
         check_interrupt(rec)?;
+        // SAFETY: `pb` points to pageable B, `size` bytes owned by the caller and not borrowed
+        // elsewhere while the synchronous copy writes it; `da` holds `size` bytes.
         let mut op = || unsafe { sys::cuMemcpyDtoH_v2(pb as *mut c_void, da, size) };
         let mut s = wall_path(rec, g, plan, path::D2H_PAGEABLE, "cuMemcpyDtoH_v2", &mut op)?;
         s.verified = Some(check(pb, words, 2, false));
@@ -140,7 +148,11 @@ pub(super) fn device_paths(
     poison(rec, db, size)?;
     zero(hb64, words);
     let mut samples = Vec::new();
+    // SAFETY: `ha` (pinned host A) and `db` (device B) are live buffers of `size` bytes; `s`
+    // is a stream of this context.
     let mut h2d = |s| unsafe { sys::cuMemcpyHtoDAsync_v2(db, ha, size, s) };
+    // SAFETY: `da` and `hb` (pinned host B) are live buffers of `size` bytes; the host reads
+    // host B only after the synchronize / end event below; `s` is a stream of this context.
     let mut d2h = |s| unsafe { sys::cuMemcpyDtoHAsync_v2(hb, da, size, s) };
     for _ in 0..plan.warmup {
         hot(
@@ -186,6 +198,8 @@ pub(super) fn device_paths(
     // Device-local, copy engine: B(device, seed 1) → A(device).
     check_interrupt(rec)?;
     poison(rec, da, size)?;
+    // SAFETY: `db` and `da` are this context's device buffers of `size` bytes; `s` is a
+    // stream of this context.
     let mut op = |s| unsafe { sys::cuMemcpyDtoDAsync_v2(da, db, size, s) };
     let mut s = held_path(
         rec,

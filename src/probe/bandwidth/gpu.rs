@@ -229,12 +229,14 @@ impl Gpu {
             &[OK],
             || unsafe { sys::cuCtxSynchronize() },
         );
-        // SAFETY (all four): handles this probe created in this context, each freed once.
+        // The four lists hold only handles a successful create/alloc call of this Gpu
+        // returned; free_each drains them, so each is freed once, after the synchronize above.
         free_each(
             rec,
             &self.tag("destroy event"),
             "cuEventDestroy_v2",
             &mut self.events,
+            // SAFETY: `e` is an event `open` created in this context, no longer recorded on.
             |e| unsafe { sys::cuEventDestroy_v2(e) },
         );
         free_each(
@@ -242,6 +244,7 @@ impl Gpu {
             &self.tag("destroy stream"),
             "cuStreamDestroy_v2",
             &mut self.streams,
+            // SAFETY: `s` is a stream `open` created in this context, idle after the synchronize.
             |s| unsafe { sys::cuStreamDestroy_v2(s) },
         );
         free_each(
@@ -249,6 +252,7 @@ impl Gpu {
             &self.tag("free device buffer"),
             "cuMemFree_v2",
             &mut self.dev_bufs,
+            // SAFETY: `p` came from alloc_dev in this context; no copy uses it any more.
             |p| unsafe { sys::cuMemFree_v2(p) },
         );
         self.flag_host = ptr::null_mut();
@@ -257,6 +261,8 @@ impl Gpu {
             &self.tag("free pinned host buffer"),
             "cuMemFreeHost",
             &mut self.host_bufs,
+            // SAFETY: `p` came from alloc_host; no copy or spin kernel uses it any more and
+            // `flag_host` (one of them) was cleared above, so set_flag no longer writes it.
             |p| unsafe { sys::cuMemFreeHost(p) },
         );
         if let Some(m) = self.module.take() {

@@ -46,11 +46,12 @@ pub(super) fn peer_paths(
     for (i, g) in gpus.iter().enumerate() {
         fill(host, words, 100 + g.index as u64);
         g.make_current(rec)?;
-        // SAFETY: `host` holds n bytes; synchronous copy into this context's buffer.
         hot(
             rec,
             &g.tag("upload peer source"),
             "cuMemcpyHtoD_v2",
+            // SAFETY: `host` is the portable pinned staging buffer of n bytes; synchronous copy
+            // into this GPU's source buffer (n bytes), its context made current just above.
             unsafe { sys::cuMemcpyHtoD_v2(bufs[i].0, host as *const c_void, n) },
         )?;
     }
@@ -73,11 +74,12 @@ pub(super) fn peer_paths(
     // Verifies that GPU j's destination holds GPU i's source (sparse check).
     let verify = |rec: &Steps, gpus: &[Gpu], i: usize, j: usize| -> Result<bool> {
         gpus[j].make_current(rec)?;
-        // SAFETY: `host` holds n bytes; synchronous copy.
         hot(
             rec,
             &gpus[j].tag("verify: read back"),
             "cuMemcpyDtoH_v2",
+            // SAFETY: `host` is the staging buffer of n bytes, not otherwise in use; a
+            // synchronous copy from GPU j's destination (n bytes), its context current.
             unsafe { sys::cuMemcpyDtoH_v2(host as *mut c_void, bufs[j].1, n) },
         )?;
         Ok(check(host, words, 100 + gpus[i].index as u64, true))
@@ -99,6 +101,8 @@ pub(super) fn peer_paths(
             g.make_current(rec)?;
             let what = pair_name(path::P2P_STAGED, i, j, gpus);
             let (dst, dctx, src, sctx) = (bufs[j].1, gpus[j].ctx, bufs[i].0, g.ctx);
+            // SAFETY: `dst` (GPU j's destination) and `src` (GPU i's source) are n-byte buffers
+            // of the retained contexts `dctx` and `sctx`; `s` is a stream of GPU i, current.
             let mut op = |s| unsafe { sys::cuMemcpyPeerAsync(dst, dctx, src, sctx, n, s) };
             g.warm(rec, &what, "cuMemcpyPeerAsync", 1, &mut op)?;
             let mut secs = vec![];
@@ -111,6 +115,7 @@ pub(super) fn peer_paths(
                 for _ in 0..plan.slow_copies {
                     hot(rec, &what, "cuMemcpyPeerAsync", op(s))?;
                 }
+                // SAFETY: as above (`e1` is GPU i's too).
                 hot(rec, &what, "cuEventRecord", unsafe {
                     sys::cuEventRecord(e1, s)
                 })?;
@@ -181,6 +186,8 @@ pub(super) fn peer_paths(
             let g = &gpus[i];
             g.make_current(rec)?;
             let (dst, dctx, src, sctx) = (bufs[j].1, gpus[j].ctx, bufs[i].0, g.ctx);
+            // SAFETY: as in the staged copies: n-byte buffers of the retained contexts `dctx`
+            // and `sctx`; held_path_n passes stream 0 of GPU i, current.
             let mut op = |s| unsafe { sys::cuMemcpyPeerAsync(dst, dctx, src, sctx, n, s) };
             let mut s = held_path_n(
                 rec,
@@ -216,7 +223,11 @@ pub(super) fn peer_paths(
             let (a, b) = (&gpus[i], &gpus[j]);
             let (dj, cj, si, ci) = (bufs[j].1, b.ctx, bufs[i].0, a.ctx);
             let (di, sj) = (bufs[i].1, bufs[j].0);
+            // SAFETY: GPU i's source `si` → GPU j's destination `dj`, n-byte buffers of the
+            // retained contexts `ci`/`cj`; callers pass a stream of `a` with `a` current.
             let mut ab = |s| unsafe { sys::cuMemcpyPeerAsync(dj, cj, si, ci, n, s) };
+            // SAFETY: GPU j's source `sj` → GPU i's destination `di`, n bytes each; callers pass
+            // a stream of `b` with `b` current.
             let mut ba = |s| unsafe { sys::cuMemcpyPeerAsync(di, ci, sj, cj, n, s) };
             for _ in 0..plan.warmup {
                 a.make_current(rec)?;
@@ -226,6 +237,7 @@ pub(super) fn peer_paths(
             }
             for g in [a, b] {
                 g.make_current(rec)?;
+                // SAFETY: stream 0 of `g`, whose context was made current just above.
                 hot(rec, &what, "cuStreamSynchronize", unsafe {
                     sys::cuStreamSynchronize(g.streams[0])
                 })?;
@@ -265,6 +277,8 @@ pub(super) fn peer_paths(
             let g = &gpus[i];
             g.make_current(rec)?;
             let (dst, dctx, src, sctx) = (bufs[j].1, gpus[j].ctx, bufs[i].0, g.ctx);
+            // SAFETY: LATENCY_BYTES (4) of n-byte buffers of the retained contexts `dctx` and
+            // `sctx`; held_path_n passes stream 0 of GPU i, current.
             let mut op =
                 |s| unsafe { sys::cuMemcpyPeerAsync(dst, dctx, src, sctx, Plan::LATENCY_BYTES, s) };
             let s = held_path_n(

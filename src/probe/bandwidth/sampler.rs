@@ -261,11 +261,12 @@ pub(super) fn bidir_sample(
     }
     a.spin(rec, sa, plan.spin_cycles)?;
     let enqueue = (|| -> Result<()> {
-        // SAFETY: events and streams of live contexts; cuStreamWaitEvent accepts an event of
-        // another context, cuEventRecord is always given a stream of the event's context.
+        // SAFETY: `e0` and `sa` are live handles of `a`'s context (cuEventRecord is always
+        // given a stream of the event's context).
         hot(rec, what, "cuEventRecord", unsafe {
             sys::cuEventRecord(e0, sa)
         })?;
+        // SAFETY: `sb` and `e0` are live; cuStreamWaitEvent accepts an event of another context.
         hot(rec, what, "cuStreamWaitEvent", unsafe {
             sys::cuStreamWaitEvent(sb, e0, 0)
         })?;
@@ -279,15 +280,19 @@ pub(super) fn bidir_sample(
             }
             hot(rec, what, "copy b→a", op_b(sb))?;
         }
+        // SAFETY: `eb` and `sb` are live handles of the same context (`b`'s, or `a`'s when
+        // a == b).
         hot(rec, what, "cuEventRecord", unsafe {
             sys::cuEventRecord(eb, sb)
         })?;
         if !same {
             a.make_current(rec)?;
         }
+        // SAFETY: `sa` and `eb` are live; waiting on another context's event is supported.
         hot(rec, what, "cuStreamWaitEvent", unsafe {
             sys::cuStreamWaitEvent(sa, eb, 0)
         })?;
+        // SAFETY: `e1` and `sa` are live handles of `a`'s context.
         hot(rec, what, "cuEventRecord", unsafe {
             sys::cuEventRecord(e1, sa)
         })

@@ -115,6 +115,9 @@ fn owner_thread(ctx: &RunCtx, steps: &Steps, t: &Target, delay: u64) -> Result<D
         &format!("{}: destroy the context (kernel in flight)", step::OWNER),
         "cuCtxDestroy_v2",
         &[rc::SUCCESS],
+        // SAFETY: `victim.ctx` was created by setup on this thread and is destroyed once, here;
+        // the kernel still running in it only touches its own device buffer, and the later
+        // uses of its handles are the deliberate stale calls of this part's own process.
         || unsafe { sys::cuCtxDestroy_v2(victim.ctx) },
     );
     let destroy_ms = ctx.now_ms() - destroy_at;
@@ -172,6 +175,9 @@ fn other_thread(ctx: &RunCtx, steps: &Steps, t: &Target, delay: u64) -> Result<D
             "cuCtxDestroy_v2",
             &[rc::SUCCESS],
             Some("cuCtxDestroy destroys a context whatever threads have it current"),
+            // SAFETY: `victim.ctx` was created by the owner thread's setup and is destroyed
+            // once, here; the owner has it current (documented: its later calls answer
+            // CONTEXT_IS_DESTROYED) and waits on `go` before using any of its handles.
             || unsafe { sys::cuCtxDestroy_v2(victim.ctx) },
         );
         let destroy_ms = ctx.now_ms() - destroy_at;
@@ -192,15 +198,15 @@ fn other_thread(ctx: &RunCtx, steps: &Steps, t: &Target, delay: u64) -> Result<D
 /// as the recovery measurement).
 fn fresh_context_free(dev: sys::CUdevice) -> Result<u64> {
     let mut c: sys::CUcontext = std::ptr::null_mut();
-    // SAFETY: valid out-pointer and device.
     check(
+        // SAFETY: `c` is a live out-pointer and `dev` the target device.
         unsafe { sys::cuCtxCreate_v2(&mut c, 0, dev) },
         "cuCtxCreate_v2",
     )?;
     let m = Module::load()?;
     let free = cuda::mem_get_info().map(|(f, _)| f);
     m.unload();
-    // SAFETY: our context.
+    // SAFETY: `c` was created above and is destroyed once, here; its module was unloaded.
     unsafe { sys::cuCtxDestroy_v2(c) };
     free
 }
@@ -213,6 +219,7 @@ fn setup(steps: &Steps, prefix: &str, dev: sys::CUdevice, delay: u64) -> Result<
         &format!("{prefix}: create a context"),
         "cuCtxCreate_v2",
         &[rc::SUCCESS],
+        // SAFETY: `c` is a live out-pointer and `dev` the target device; `c` becomes current.
         || unsafe { sys::cuCtxCreate_v2(&mut c, 0, dev) },
     );
     check(r, "cuCtxCreate_v2")?;
@@ -226,6 +233,7 @@ fn setup(steps: &Steps, prefix: &str, dev: sys::CUdevice, delay: u64) -> Result<
         &format!("{prefix}: allocate 4 MiB"),
         "cuMemAlloc_v2",
         &[rc::SUCCESS],
+        // SAFETY: `buf` is a live out-pointer; the context just created is current.
         || unsafe { sys::cuMemAlloc_v2(&mut buf, (ELEMS * 4) as usize) },
     );
     check(r, "cuMemAlloc_v2")?;
@@ -234,6 +242,7 @@ fn setup(steps: &Steps, prefix: &str, dev: sys::CUdevice, delay: u64) -> Result<
         &format!("{prefix}: create a stream"),
         "cuStreamCreate",
         &[rc::SUCCESS],
+        // SAFETY: `stream` is a live out-pointer; the context just created is current.
         || unsafe {
             sys::cuStreamCreate(
                 &mut stream,
@@ -246,6 +255,8 @@ fn setup(steps: &Steps, prefix: &str, dev: sys::CUdevice, delay: u64) -> Result<
         &format!("{prefix}: launch delayed_fill_u32 ({KERNEL_DELAY_MS} ms)"),
         "cuLaunchKernel",
         &[rc::SUCCESS],
+        // SAFETY: `delayed` is delayed_fill_u32 of the module loaded in this context, `buf`
+        // its allocation of ELEMS u32 (4 MiB) and `stream` its live stream.
         || unsafe { super::launch_delayed_fill(delayed, stream, buf, 7, ELEMS, delay) },
     );
     check(r, "cuLaunchKernel")?;
@@ -254,6 +265,7 @@ fn setup(steps: &Steps, prefix: &str, dev: sys::CUdevice, delay: u64) -> Result<
         "cuStreamQuery",
         &[rc::NOT_READY, rc::SUCCESS],
         Some("NOT_READY means the kernel is still running when the context is destroyed"),
+        // SAFETY: `stream` is the live stream created above.
         || unsafe { sys::cuStreamQuery(stream) },
     );
     Ok((
@@ -280,6 +292,8 @@ fn owner_current(
         "cuCtxGetCurrent",
         expected,
         Some("the destroying thread has the context popped; other threads keep it bound and get CONTEXT_IS_DESTROYED from their calls"),
+        // SAFETY: `cur` is a live out-pointer; no handle is passed (the result is only
+        // compared with the destroyed handle, never used).
         || unsafe { sys::cuCtxGetCurrent(&mut cur) },
     );
     if r != rc::SUCCESS {
@@ -307,6 +321,9 @@ fn stale_calls(steps: &Steps, prefix: &str, v: Victim) {
         "cuStreamSynchronize",
         rc::STALE,
         note,
+        // SAFETY: deliberately calls with the stream of the context destroyed above (documented
+        // as undefined); no memory of ours is touched through it, and the part runs in a
+        // process of its own (DestroyPart), so a crash is recorded as the driver's answer.
         || unsafe { sys::cuStreamSynchronize(v.stream) },
     );
     let mut host = [0u32; 4];
@@ -315,6 +332,9 @@ fn stale_calls(steps: &Steps, prefix: &str, v: Victim) {
         "cuMemcpyDtoH_v2",
         rc::STALE_PTR,
         note,
+        // SAFETY: `host` is a live 16-byte buffer, the size asked, so the driver can write no
+        // further; `v.buf` deliberately belongs to the destroyed context (undefined per
+        // NVIDIA), in this part's own process, where a crash is recorded as the answer.
         || unsafe { sys::cuMemcpyDtoH_v2(host.as_mut_ptr() as *mut c_void, v.buf, 16) },
     );
     steps.call_noted(
@@ -322,6 +342,9 @@ fn stale_calls(steps: &Steps, prefix: &str, v: Victim) {
         "cuMemFree_v2",
         rc::STALE_PTR,
         note,
+        // SAFETY: deliberately frees an allocation the context's destruction already took
+        // (undefined per NVIDIA); only the driver's bookkeeping is involved, in this part's
+        // own process, where a crash is recorded as the answer.
         || unsafe { sys::cuMemFree_v2(v.buf) },
     );
 }
@@ -337,6 +360,7 @@ pub fn stale_launch(ctx: &RunCtx, steps: &Steps, t: &Target) -> Result<()> {
         &format!("{p}: destroy the context (kernel in flight)"),
         "cuCtxDestroy_v2",
         &[rc::SUCCESS],
+        // SAFETY: `victim.ctx` was created by setup on this thread and is destroyed once, here.
         || unsafe { sys::cuCtxDestroy_v2(victim.ctx) },
     );
     let _ = ctx;
@@ -345,6 +369,10 @@ pub fn stale_launch(ctx: &RunCtx, steps: &Steps, t: &Target) -> Result<()> {
         "cuLaunchKernel",
         rc::STALE,
         Some("undefined per NVIDIA: a refusal is the friendly answer; a driver may also crash the process, which no error handling can catch"),
+        // SAFETY: deliberately launches the destroyed context's function on its destroyed
+        // stream (documented as undefined; driver 580 segfaults). `empty` takes no arguments,
+        // so no argument pointer is read, and this part runs in a process of its own
+        // (DestroyPart::StaleLaunch), so a crash is recorded as the driver's answer.
         || unsafe { super::launch_empty(victim.empty, victim.stream) },
     );
     Ok(())
@@ -361,6 +389,8 @@ fn owner_thread_calls(steps: &Steps, prefix: &str) {
         "cuMemAlloc_v2",
         &[rc::CONTEXT_IS_DESTROYED, rc::INVALID_CONTEXT],
         note,
+        // SAFETY: `p` is a live out-pointer. This thread's current context was destroyed by
+        // the other thread: documented to answer CONTEXT_IS_DESTROYED; own process as above.
         || unsafe { sys::cuMemAlloc_v2(&mut p, 4096) },
     );
     steps.call_noted(
@@ -368,6 +398,8 @@ fn owner_thread_calls(steps: &Steps, prefix: &str) {
         "cuCtxSynchronize",
         &[rc::CONTEXT_IS_DESTROYED, rc::INVALID_CONTEXT],
         note,
+        // SAFETY: no arguments; the current context destroyed elsewhere is documented to
+        // answer CONTEXT_IS_DESTROYED.
         || unsafe { sys::cuCtxSynchronize() },
     );
     steps.call_noted(
@@ -375,6 +407,7 @@ fn owner_thread_calls(steps: &Steps, prefix: &str) {
         "cuCtxSetCurrent",
         &[rc::SUCCESS, rc::CONTEXT_IS_DESTROYED],
         Some("unbinding (NULL) should succeed; some drivers report the destroyed context instead"),
+        // SAFETY: null unbinds whatever is current on this thread; no handle is passed.
         || unsafe { sys::cuCtxSetCurrent(std::ptr::null_mut()) },
     );
 }
@@ -383,7 +416,7 @@ const PRIMARY_VALUE: u32 = 0x5EED;
 
 fn primary_state(dev: sys::CUdevice) -> Option<bool> {
     let (mut flags, mut active) = (0u32, 0i32);
-    // SAFETY: valid out-pointers.
+    // SAFETY: `flags` (u32) and `active` (i32) are live out-pointers; `dev` is the target device.
     let r = unsafe { sys::cuDevicePrimaryCtxGetState(dev, &mut flags, &mut active) };
     (r == rc::SUCCESS).then_some(active != 0)
 }
@@ -397,6 +430,7 @@ fn primary_reset(steps: &Steps, dev: sys::CUdevice) -> PrimaryResetFacts {
         &format!("{p}: holder retains the primary context"),
         "cuDevicePrimaryCtxRetain",
         &[rc::SUCCESS],
+        // SAFETY: `pctx` is a live out-pointer; `dev` is the target device.
         || unsafe { sys::cuDevicePrimaryCtxRetain(&mut pctx, dev) },
     );
     if r != rc::SUCCESS {
@@ -406,6 +440,7 @@ fn primary_reset(steps: &Steps, dev: sys::CUdevice) -> PrimaryResetFacts {
         &format!("{p}: holder makes it current"),
         "cuCtxSetCurrent",
         &[rc::SUCCESS],
+        // SAFETY: `pctx` is the primary context this holder retained just above.
         || unsafe { sys::cuCtxSetCurrent(pctx) },
     );
     f.active_before = primary_state(dev);
@@ -414,10 +449,11 @@ fn primary_reset(steps: &Steps, dev: sys::CUdevice) -> PrimaryResetFacts {
         &format!("{p}: holder allocates (pointers it keeps)"),
         "cuMemAlloc_v2",
         &[rc::SUCCESS],
+        // SAFETY: `ptr` is a live out-pointer; the retained primary context is current.
         || unsafe { sys::cuMemAlloc_v2(&mut ptr, 1 << 20) },
     );
     if r == rc::SUCCESS {
-        // SAFETY: our allocation of 1 MiB.
+        // SAFETY: `ptr` is the 1 MiB just allocated: (1 << 20) / 4 u32 fill it exactly.
         unsafe { sys::cuMemsetD32_v2(ptr, PRIMARY_VALUE, (1 << 20) / 4) };
     }
     steps.call_noted(
@@ -425,6 +461,8 @@ fn primary_reset(steps: &Steps, dev: sys::CUdevice) -> PrimaryResetFacts {
         "cuDevicePrimaryCtxReset_v2",
         &[rc::SUCCESS],
         Some("the reset destroys every allocation of the primary context, whoever made it"),
+        // SAFETY: `dev` is the target device; the reset frees the holder's `ptr` on purpose,
+        // which below is only passed to calls that look it up, never dereferenced by us.
         || unsafe { sys::cuDevicePrimaryCtxReset_v2(dev) },
     );
     f.active_after_reset = primary_state(dev);
@@ -436,6 +474,9 @@ fn primary_reset(steps: &Steps, dev: sys::CUdevice) -> PrimaryResetFacts {
         "cuPointerGetAttribute",
         rc::STALE_PTR,
         note,
+        // SAFETY: CU_POINTER_ATTRIBUTE_CONTEXT writes one CUcontext, the type of `attr_ctx`;
+        // `ptr` is the holder's pointer freed by the reset, passed on purpose: the driver
+        // looks it up and answers for an unknown pointer.
         || unsafe {
             sys::cuPointerGetAttribute(
                 super::arg(&mut attr_ctx),
@@ -451,6 +492,9 @@ fn primary_reset(steps: &Steps, dev: sys::CUdevice) -> PrimaryResetFacts {
         "cuMemcpyDtoH_v2",
         rc::STALE_PTR,
         note,
+        // SAFETY: `host` is a live 16-byte buffer, the size asked; `ptr` was freed by the reset
+        // on purpose (a stale pointer is undefined per NVIDIA). This runs in the isolated child
+        // of inject ctx-destroy, whose parent records a crash as the driver's answer.
         || unsafe { sys::cuMemcpyDtoH_v2(host.as_mut_ptr() as *mut c_void, ptr, 16) },
     );
     f.old_pointer_memcpy = Some(cuda::code(r));
@@ -460,11 +504,13 @@ fn primary_reset(steps: &Steps, dev: sys::CUdevice) -> PrimaryResetFacts {
         "cuMemAlloc_v2",
         &[rc::SUCCESS, rc::INVALID_CONTEXT, rc::CONTEXT_IS_DESTROYED],
         Some("the retained handle stays usable after a reset (the primary context is re-initialised on use); record which"),
+        // SAFETY: `again` is a live out-pointer; the current context is the retained primary
+        // handle, which a reset leaves valid (its retain count is unchanged).
         || unsafe { sys::cuMemAlloc_v2(&mut again, 4096) },
     );
     f.holder_alloc_after_reset = Some(cuda::code(r));
     if r == rc::SUCCESS {
-        // SAFETY: the allocation just made.
+        // SAFETY: `again` is the allocation just made, freed once, here.
         unsafe { sys::cuMemFree_v2(again) };
     }
     let r = steps.call_noted(
@@ -472,10 +518,11 @@ fn primary_reset(steps: &Steps, dev: sys::CUdevice) -> PrimaryResetFacts {
         "cuDevicePrimaryCtxRelease_v2",
         &[rc::SUCCESS],
         Some("a reset does not release: the holder's release must still succeed"),
+        // SAFETY: releases the one retain this holder made above (a reset keeps the count).
         || unsafe { sys::cuDevicePrimaryCtxRelease_v2(dev) },
     );
     f.release_after_reset = Some(cuda::code(r));
-    // SAFETY: unbinds whatever is current on this thread.
+    // SAFETY: null unbinds whatever is current on this thread; no handle is passed.
     unsafe { sys::cuCtxSetCurrent(std::ptr::null_mut()) };
     f
 }
@@ -491,13 +538,14 @@ fn recovery(steps: &Steps, dev: sys::CUdevice) -> (bool, Option<u64>) {
         &format!("{p}: create a fresh context"),
         "cuCtxCreate_v2",
         &[rc::SUCCESS],
+        // SAFETY: `c` is a live out-pointer and `dev` the target device; `c` becomes current.
         || unsafe { sys::cuCtxCreate_v2(&mut c, 0, dev) },
     );
     if r != rc::SUCCESS {
         return (false, None);
     }
     let Ok(module) = Module::load() else {
-        // SAFETY: our context.
+        // SAFETY: `c` was created just above and is destroyed once, here; nothing is in it.
         unsafe { sys::cuCtxDestroy_v2(c) };
         return (false, None);
     };
@@ -507,6 +555,7 @@ fn recovery(steps: &Steps, dev: sys::CUdevice) -> (bool, Option<u64>) {
         &format!("{p}: allocate"),
         "cuMemAlloc_v2",
         &[rc::SUCCESS],
+        // SAFETY: `buf` is a live out-pointer; the fresh context is current.
         || unsafe { sys::cuMemAlloc_v2(&mut buf, (ELEMS * 4) as usize) },
     ) == rc::SUCCESS;
     if ok && let Some(fill) = fill {
@@ -517,7 +566,8 @@ fn recovery(steps: &Steps, dev: sys::CUdevice) -> (bool, Option<u64>) {
         ok = false;
     }
     if buf != 0 {
-        // SAFETY: our allocation.
+        // SAFETY: `buf` is non-zero only when the allocation above succeeded; freed once, after
+        // fill_and_read_back synchronised the kernel that writes it (or none was launched).
         unsafe { sys::cuMemFree_v2(buf) };
     }
     let free = super::cuda_free();
@@ -526,6 +576,8 @@ fn recovery(steps: &Steps, dev: sys::CUdevice) -> (bool, Option<u64>) {
         &format!("{p}: destroy the fresh context"),
         "cuCtxDestroy_v2",
         &[rc::SUCCESS],
+        // SAFETY: `c` was created above and is destroyed once, here; its buffer was freed and
+        // its module unloaded.
         || unsafe { sys::cuCtxDestroy_v2(c) },
     ) == rc::SUCCESS;
     (ok, free)

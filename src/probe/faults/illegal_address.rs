@@ -69,6 +69,7 @@ pub fn run_variant(steps: &Steps, t: &Target, variant: Variant) -> Result<Varian
         &format!("{pre}create a context"),
         "cuCtxCreate_v2",
         &[rc::SUCCESS],
+        // SAFETY: `c` is a live out-pointer; `t.dev` came from cuDeviceGetByPCIBusId.
         || unsafe { sys::cuCtxCreate_v2(&mut c, 0, t.dev) },
     );
     check(r, "cuCtxCreate_v2")?;
@@ -78,6 +79,7 @@ pub fn run_variant(steps: &Steps, t: &Target, variant: Variant) -> Result<Varian
         &format!("{pre}allocate"),
         "cuMemAlloc_v2",
         &[rc::SUCCESS],
+        // SAFETY: `buf` is a live out-pointer; the context just created is current.
         || unsafe { sys::cuMemAlloc_v2(&mut buf, (ELEMS * 4) as usize) },
     );
     check(r, "cuMemAlloc_v2")?;
@@ -90,6 +92,8 @@ pub fn run_variant(steps: &Steps, t: &Target, variant: Variant) -> Result<Varian
             &format!("{pre}free"),
             "cuMemFree_v2",
             &[rc::SUCCESS],
+            // SAFETY: `buf` was allocated above and is freed once, here, after
+            // fill_and_read_back synchronised the kernel that wrote it.
             || unsafe { sys::cuMemFree_v2(buf) },
         );
         module.unload();
@@ -97,6 +101,8 @@ pub fn run_variant(steps: &Steps, t: &Target, variant: Variant) -> Result<Varian
             &format!("{pre}destroy the context"),
             "cuCtxDestroy_v2",
             &[rc::SUCCESS],
+            // SAFETY: `c` was created above and is destroyed once, here; its buffer was freed
+            // and its module unloaded.
             || unsafe { sys::cuCtxDestroy_v2(c) },
         );
         return Ok(f);
@@ -123,6 +129,10 @@ pub fn run_variant(steps: &Steps, t: &Target, variant: Variant) -> Result<Varian
         "cuLaunchKernel",
         &[rc::SUCCESS],
         Some("the launch only queues the kernel: the fault is reported later"),
+        // SAFETY: trap_kernel takes no arguments; write_u32(u32 *p, u32 value) gets pointers
+        // to the live locals `p` (u64) and `v` (u32), its parameter types. p = BAD_ADDRESS is
+        // the deliberate store to unmapped device memory: the GPU faults (no host memory is
+        // written) and the sticky error is why each variant runs in a process of its own.
         || unsafe {
             if variant == Variant::Trap {
                 crate::probe::kernels::launch(kernel, 1, 1, std::ptr::null_mut(), &mut [])
@@ -139,6 +149,7 @@ pub fn run_variant(steps: &Steps, t: &Target, variant: Variant) -> Result<Varian
         "cuCtxSynchronize",
         &[sticky],
         Some(note),
+        // SAFETY: no arguments; waits for the faulting kernel in the current context.
         || unsafe { sys::cuCtxSynchronize() },
     );
     f.fault = Some(cuda::code(r));
@@ -148,17 +159,24 @@ pub fn run_variant(steps: &Steps, t: &Target, variant: Variant) -> Result<Varian
     );
     let a = step::AFTER;
     let after: [(&str, &str, &mut dyn FnMut() -> CUresult); 4] = [
+        // SAFETY: `p` is a live out-pointer; the faulted context is current (the driver
+        // answers the sticky error).
         ("allocate", "cuMemAlloc_v2", &mut || unsafe {
             let mut p: sys::CUdeviceptr = 0;
             sys::cuMemAlloc_v2(&mut p, 4096)
         }),
+        // SAFETY: `host` is a live 16-byte buffer, the size asked; `buf` is still a live
+        // allocation of the faulted context (never freed in this variant).
         ("memcpy", "cuMemcpyDtoH_v2", &mut || unsafe {
             let mut host = [0u32; 4];
             sys::cuMemcpyDtoH_v2(host.as_mut_ptr() as *mut c_void, buf, 16)
         }),
+        // SAFETY: `empty` is the faulted context's `empty` kernel (no arguments); null is the
+        // legacy stream.
         ("launch", "cuLaunchKernel", &mut || unsafe {
             super::launch_empty(empty, std::ptr::null_mut())
         }),
+        // SAFETY: no arguments; the faulted context is current.
         ("synchronize", "cuCtxSynchronize", &mut || unsafe {
             sys::cuCtxSynchronize()
         }),
@@ -172,6 +190,8 @@ pub fn run_variant(steps: &Steps, t: &Target, variant: Variant) -> Result<Varian
         "cuCtxDestroy_v2",
         &[rc::SUCCESS, sticky],
         Some("destroying a faulted context is allowed; the process stays unusable for CUDA"),
+        // SAFETY: `c` was created above and is destroyed once, here (allowed in a faulted
+        // context); its buffer and module go with it and are not used afterwards.
         || unsafe { sys::cuCtxDestroy_v2(c) },
     );
     Ok(f)

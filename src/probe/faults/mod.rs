@@ -183,12 +183,16 @@ fn fill_and_read_back(
         &format!("{prefix}launch fill_u32"),
         "cuLaunchKernel",
         &[rc::SUCCESS],
+        // SAFETY: both callers (ctx-destroy recovery, illegal-address recover) pass fill_u32 of
+        // the module loaded in the context current here and `buf`, their live allocation of
+        // `n` u32, as launch_fill requires; null is the legacy stream.
         || unsafe { launch_fill(fill, std::ptr::null_mut(), buf, value, n) },
     );
     let synced = steps.call(
         &format!("{prefix}synchronize"),
         "cuCtxSynchronize",
         &[rc::SUCCESS],
+        // SAFETY: no arguments; waits for the fill launched just above in the current context.
         || unsafe { sys::cuCtxSynchronize() },
     );
     let mut equal = false;

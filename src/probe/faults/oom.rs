@@ -60,6 +60,7 @@ pub fn run(ctx: &RunCtx, steps: &Steps, t: &Target, cfg: &OomConfig) -> Result<O
     facts.chunk_bytes = round(cfg.chunk).max(g);
 
     let mut cu_ctx: sys::CUcontext = std::ptr::null_mut();
+    // SAFETY: `cu_ctx` is a live out-pointer; `t.dev` came from cuDeviceGetByPCIBusId.
     let r = steps.call(step::CREATE, "cuCtxCreate_v2", &[rc::SUCCESS], || unsafe {
         sys::cuCtxCreate_v2(&mut cu_ctx, 0, t.dev)
     });
@@ -67,8 +68,8 @@ pub fn run(ctx: &RunCtx, steps: &Steps, t: &Target, cfg: &OomConfig) -> Result<O
     let module = Module::load()?;
     let fill = module.function(name::FILL_U32)?;
     let mut stream: sys::CUstream = std::ptr::null_mut();
-    // SAFETY: valid out-pointer; our context is current.
     check(
+        // SAFETY: `stream` is a live out-pointer; the context created above is current.
         unsafe {
             sys::cuStreamCreate(
                 &mut stream,
@@ -81,8 +82,8 @@ pub fn run(ctx: &RunCtx, steps: &Steps, t: &Target, cfg: &OomConfig) -> Result<O
     let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
     let mut pool_facts = PoolFacts::default();
     if cfg.async_alloc {
-        // SAFETY: valid out-pointer and device.
         check(
+            // SAFETY: `pool` is a live out-pointer; `t.dev` is the target device.
             unsafe { sys::cuDeviceGetDefaultMemPool(&mut pool, t.dev) },
             "cuDeviceGetDefaultMemPool",
         )?;
@@ -93,6 +94,8 @@ pub fn run(ctx: &RunCtx, steps: &Steps, t: &Target, cfg: &OomConfig) -> Result<O
             "keep freed memory in the default pool (release threshold = max)",
             "cuMemPoolSetAttribute",
             &[rc::SUCCESS],
+            // SAFETY: `pool` is the device's default pool (just obtained); RELEASE_THRESHOLD
+            // reads one cuuint64_t and `keep` is a live u64.
             || unsafe { sys::cuMemPoolSetAttribute(pool, ATTR_THRESHOLD, super::arg(&mut keep)) },
         );
     }
@@ -219,6 +222,7 @@ pub fn run(ctx: &RunCtx, steps: &Steps, t: &Target, cfg: &OomConfig) -> Result<O
             "cuStreamSynchronize",
             &[rc::SUCCESS, rc::OOM],
             Some("an async allocation may report OUT_OF_MEMORY here instead of at the call"),
+            // SAFETY: `stream` is ours, created above and destroyed only at the end.
             || unsafe { sys::cuStreamSynchronize(stream) },
         );
         facts.oom_surfaced_at = if facts.reached_oom {
@@ -318,6 +322,8 @@ pub fn run(ctx: &RunCtx, steps: &Steps, t: &Target, cfg: &OomConfig) -> Result<O
             "cuMemPoolTrimTo",
             &[rc::SUCCESS],
             Some("trimming returns the pool's unused memory to the system"),
+            // SAFETY: `pool` is the device's default pool, which lives as long as the device;
+            // every allocation from it was freed and synchronised above.
             || unsafe { sys::cuMemPoolTrimTo(pool, 0) },
         );
         pool_facts.free_after_trim_bytes = super::cuda_free();
@@ -337,6 +343,8 @@ pub fn run(ctx: &RunCtx, steps: &Steps, t: &Target, cfg: &OomConfig) -> Result<O
         step::DESTROY,
         "cuCtxDestroy_v2",
         &[rc::SUCCESS],
+        // SAFETY: `cu_ctx` was created above and is destroyed once, here; its allocations were
+        // freed, its stream destroyed and its module unloaded just before.
         || unsafe { sys::cuCtxDestroy_v2(cu_ctx) },
     );
     super::memory_after(&mut facts.memory, &t.nvml, t.index);
@@ -369,6 +377,7 @@ fn prove(
         alloc_call,
         &[rc::SUCCESS],
         note,
+        // SAFETY: `dptr` is a live out-pointer; our context is current and `stream` is ours.
         || unsafe {
             if async_alloc {
                 sys::cuMemAllocAsync(&mut dptr, bytes, stream)
@@ -380,6 +389,8 @@ fn prove(
     if r != rc::SUCCESS {
         return false;
     }
+    // SAFETY: `dptr` is the allocation of `bytes` = PROOF_ELEMS u32 just made, the count set;
+    // `stream` is ours (the async allocation was ordered on it).
     let r = steps.call_noted(&p("memset"), memset_call, &[rc::SUCCESS], note, || unsafe {
         if async_alloc {
             sys::cuMemsetD32Async(dptr, 0, PROOF_ELEMS, stream)
@@ -402,6 +413,8 @@ fn prove(
         "cuLaunchKernel",
         &[rc::SUCCESS],
         note,
+        // SAFETY: `fill` is fill_u32 of the module in our context and `dptr` holds PROOF_ELEMS
+        // u32; `launch_stream` is our stream or the legacy stream.
         || unsafe {
             super::launch_fill(fill, launch_stream, dptr, PROOF_VALUE, PROOF_ELEMS as u64)
         },
@@ -411,6 +424,7 @@ fn prove(
         "cuCtxSynchronize",
         &[rc::SUCCESS],
         note,
+        // SAFETY: no arguments; waits for our context, current and alive.
         || unsafe { sys::cuCtxSynchronize() },
     );
     let mut ok = false;

@@ -84,6 +84,7 @@ pub fn run(
         "create context A",
         "cuCtxCreate_v2",
         &[rc::SUCCESS],
+        // SAFETY: `a` is a live CUcontext out-pointer; `t.dev` came from cuDeviceGetByPCIBusId.
         || unsafe { sys::cuCtxCreate_v2(&mut a, 0, t.dev) },
     );
     check(r, "cuCtxCreate_v2")?;
@@ -111,8 +112,10 @@ pub fn run(
         }
     }
 
-    // SAFETY: context A is ours; make sure it is current for the measurement and cleanup.
+    // SAFETY: context A was created above and is destroyed only below; the parts may leave
+    // another context current, so A is made current again for the measurement and cleanup.
     unsafe { sys::cuCtxSetCurrent(a) };
+    // SAFETY: no arguments; waits for context A's work before its free memory is read.
     unsafe { sys::cuCtxSynchronize() };
     facts.memory.cuda_free_after = super::cuda_free();
     module.unload();
@@ -120,6 +123,8 @@ pub fn run(
         "destroy context A",
         "cuCtxDestroy_v2",
         &[rc::SUCCESS],
+        // SAFETY: A is ours and destroyed once, here; each part destroyed its own streams,
+        // events and buffers, the module was unloaded above, and nothing uses `a` afterwards.
         || unsafe { sys::cuCtxDestroy_v2(a) },
     );
     super::memory_after(&mut facts.memory, &t.nvml, t.index);
@@ -128,8 +133,9 @@ pub fn run(
 
 fn new_stream(flags: u32) -> Result<sys::CUstream> {
     let mut s: sys::CUstream = std::ptr::null_mut();
-    // SAFETY: valid out-pointer; a context is current.
     check(
+        // SAFETY: `s` is a live out-pointer; the stream goes to whichever context the caller
+        // has current (without one the driver answers an error code).
         unsafe { sys::cuStreamCreate(&mut s, flags) },
         "cuStreamCreate",
     )?;
@@ -146,6 +152,7 @@ fn destroyed_stream(steps: &Steps, k: &Kernels) {
         &format!("{p}: create a stream"),
         "cuStreamCreate",
         &[rc::SUCCESS],
+        // SAFETY: `s` is a live out-pointer; context A is current.
         || unsafe { sys::cuStreamCreate(&mut s, NON_BLOCKING) },
     ) != rc::SUCCESS
     {
@@ -155,6 +162,8 @@ fn destroyed_stream(steps: &Steps, k: &Kernels) {
         &format!("{p}: destroy it"),
         "cuStreamDestroy_v2",
         &[rc::SUCCESS],
+        // SAFETY: `s` was created just above (only reached when that succeeded) and is
+        // destroyed once, here; no work was ever queued on it.
         || unsafe { sys::cuStreamDestroy_v2(s) },
     );
     let note = Some(
@@ -166,6 +175,10 @@ fn destroyed_stream(steps: &Steps, k: &Kernels) {
         "cuStreamQuery",
         stale,
         note,
+        // SAFETY: deliberately passes the stream destroyed above (use of a destroyed handle is
+        // undefined per NVIDIA); no memory of ours is reachable through a stream handle, and
+        // this part runs in a process of its own (DestroyedStream, see
+        // scenarios/stream_misuse.rs), so a crash is recorded as the driver's answer.
         || unsafe { sys::cuStreamQuery(s) },
     );
     steps.call_noted(
@@ -173,6 +186,9 @@ fn destroyed_stream(steps: &Steps, k: &Kernels) {
         "cuLaunchKernel",
         stale,
         note,
+        // SAFETY: `k.empty` is the live `empty` kernel of context A (no arguments, so no
+        // argument pointer is read); only the stream is stale, deliberately, as above: its own
+        // process records a crash as the driver's answer.
         || unsafe { super::launch_empty(k.empty, s) },
     );
     steps.call_noted(
@@ -180,6 +196,8 @@ fn destroyed_stream(steps: &Steps, k: &Kernels) {
         "cuStreamSynchronize",
         stale,
         note,
+        // SAFETY: the destroyed stream again, deliberately (undefined per NVIDIA); nothing of
+        // ours is behind the handle and a crash is recorded by the parent process.
         || unsafe { sys::cuStreamSynchronize(s) },
     );
     steps.call_noted(
@@ -187,13 +205,14 @@ fn destroyed_stream(steps: &Steps, k: &Kernels) {
         "cuCtxSynchronize",
         &[rc::SUCCESS],
         Some("a refused handle is not a sticky error"),
+        // SAFETY: no arguments; context A is current and alive.
         || unsafe { sys::cuCtxSynchronize() },
     );
 }
 
 fn cross_context(steps: &Steps, dev: sys::CUdevice, a: sys::CUcontext) -> Result<()> {
     let p = "cross-context";
-    // SAFETY: context A is ours.
+    // SAFETY: context A is alive (created in `run`, destroyed only at its end).
     unsafe { sys::cuCtxSetCurrent(a) };
     let s_a = new_stream(NON_BLOCKING)?;
     let mut b: sys::CUcontext = std::ptr::null_mut();
@@ -201,6 +220,7 @@ fn cross_context(steps: &Steps, dev: sys::CUdevice, a: sys::CUcontext) -> Result
         &format!("{p}: create context B (now current)"),
         "cuCtxCreate_v2",
         &[rc::SUCCESS],
+        // SAFETY: `b` is a live out-pointer and `dev` the target device; B becomes current.
         || unsafe { sys::cuCtxCreate_v2(&mut b, 0, dev) },
     );
     check(r, "cuCtxCreate_v2 (B)")?;
@@ -208,8 +228,8 @@ fn cross_context(steps: &Steps, dev: sys::CUdevice, a: sys::CUcontext) -> Result
     let empty_b = module_b.function(name::EMPTY)?;
     let s_b = new_stream(NON_BLOCKING)?;
     let mut e_b: sys::CUevent = std::ptr::null_mut();
-    // SAFETY: valid out-pointer; B is current.
     check(
+        // SAFETY: `e_b` is a live out-pointer; B is current, so the event is B's.
         unsafe { sys::cuEventCreate(&mut e_b, sys::CUevent_flags::CU_EVENT_DISABLE_TIMING as u32) },
         "cuEventCreate",
     )?;
@@ -221,6 +241,8 @@ fn cross_context(steps: &Steps, dev: sys::CUdevice, a: sys::CUcontext) -> Result
         Some(
             "a kernel launch fails when the stream belongs to another context than the current one",
         ),
+        // SAFETY: `empty_b` (B's `empty`, no arguments) and `s_a` are both live; that they
+        // belong to different contexts is the misuse under test, which the driver checks.
         || unsafe { super::launch_empty(empty_b, s_a) },
     );
     steps.call_noted(
@@ -228,6 +250,7 @@ fn cross_context(steps: &Steps, dev: sys::CUdevice, a: sys::CUcontext) -> Result
         "cuStreamQuery",
         &[rc::SUCCESS],
         Some("streams carry their context: querying one of another context succeeds"),
+        // SAFETY: `s_a` is a live stream of context A (destroyed at the end of this function).
         || unsafe { sys::cuStreamQuery(s_a) },
     );
     steps.call_noted(
@@ -235,12 +258,15 @@ fn cross_context(steps: &Steps, dev: sys::CUdevice, a: sys::CUcontext) -> Result
         "cuEventRecord",
         &[rc::INVALID_HANDLE],
         Some("cuEventRecord needs the event and the stream in the same context"),
+        // SAFETY: `e_b` (B) and `s_a` (A) are live handles; the context mismatch is the misuse
+        // under test, which cuEventRecord checks.
         || unsafe { sys::cuEventRecord(e_b, s_a) },
     );
     steps.call(
         &format!("{p}: record B's event on B's stream"),
         "cuEventRecord",
         &[rc::SUCCESS],
+        // SAFETY: `e_b` and `s_b` are live handles of context B, which is current.
         || unsafe { sys::cuEventRecord(e_b, s_b) },
     );
     steps.call_noted(
@@ -248,15 +274,18 @@ fn cross_context(steps: &Steps, dev: sys::CUdevice, a: sys::CUcontext) -> Result
         "cuStreamWaitEvent",
         &[rc::SUCCESS],
         Some("cuStreamWaitEvent accepts an event of another context: that is the supported way to order across contexts"),
+        // SAFETY: `s_a` and `e_b` are live (A's stream, B's event); flags must be 0.
         || unsafe { sys::cuStreamWaitEvent(s_a, e_b, 0) },
     );
     steps.call(
         &format!("{p}: synchronize A's stream (B current)"),
         "cuStreamSynchronize",
         &[rc::SUCCESS],
+        // SAFETY: `s_a` is a live stream of context A; its only work is the wait on `e_b`.
         || unsafe { sys::cuStreamSynchronize(s_a) },
     );
-    // SAFETY: our handles, destroyed once, each in its own context.
+    // SAFETY: `e_b` and `s_b` are B's, created above, destroyed once here while B is still
+    // alive and current; `s_a`, which waited on `e_b`, was synchronised above.
     unsafe {
         sys::cuEventDestroy_v2(e_b);
         sys::cuStreamDestroy_v2(s_b);
@@ -266,9 +295,12 @@ fn cross_context(steps: &Steps, dev: sys::CUdevice, a: sys::CUcontext) -> Result
         &format!("{p}: destroy context B"),
         "cuCtxDestroy_v2",
         &[rc::SUCCESS],
+        // SAFETY: B is ours and destroyed once, here; its event, stream and module are gone
+        // and nothing uses `b` or `empty_b` afterwards.
         || unsafe { sys::cuCtxDestroy_v2(b) },
     );
-    // SAFETY: context A is ours.
+    // SAFETY: A is alive (destroyed only at the end of `run`); `s_a` is A's stream, idle
+    // since its synchronisation above, destroyed once here with A current.
     unsafe {
         sys::cuCtxSetCurrent(a);
         sys::cuStreamDestroy_v2(s_a);
@@ -285,8 +317,8 @@ struct Pinned {
 impl Pinned {
     fn new(len: usize) -> Result<Pinned> {
         let mut p: *mut c_void = std::ptr::null_mut();
-        // SAFETY: valid out-pointer; a context is current.
         check(
+            // SAFETY: `p` is a live out-pointer; the caller (race) has context A current.
             unsafe { sys::cuMemAllocHost_v2(&mut p, len * 4) },
             "cuMemAllocHost_v2",
         )?;
@@ -296,14 +328,16 @@ impl Pinned {
         })
     }
     fn slice(&mut self) -> &mut [u32] {
-        // SAFETY: pinned allocation of len u32, no copy in flight when called.
+        // SAFETY: `ptr` is our pinned allocation of `len` u32 (len * 4 bytes), alive until
+        // drop; race calls this only after synchronising S2, whose copy writes it.
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
     }
 }
 
 impl Drop for Pinned {
     fn drop(&mut self) {
-        // SAFETY: our pinned allocation.
+        // SAFETY: `ptr` came from cuMemAllocHost_v2 and is freed once, here; race synchronises
+        // the context before dropping it, so no copy still writes it.
         unsafe { sys::cuMemFreeHost(self.ptr as *mut c_void) };
     }
 }
@@ -314,15 +348,15 @@ fn race(ctx: &RunCtx, steps: &Steps, k: &Kernels, khz: u64, iterations: u32) -> 
     let s1 = new_stream(NON_BLOCKING)?;
     let s2 = new_stream(NON_BLOCKING)?;
     let mut d: sys::CUdeviceptr = 0;
-    // SAFETY: valid out-pointer.
     check(
+        // SAFETY: `d` is a live out-pointer; context A is current.
         unsafe { sys::cuMemAlloc_v2(&mut d, (n * 4) as usize) },
         "cuMemAlloc_v2",
     )?;
     let mut host = Pinned::new(n as usize)?;
     let mut ev: sys::CUevent = std::ptr::null_mut();
-    // SAFETY: valid out-pointer.
     check(
+        // SAFETY: `ev` is a live out-pointer; context A is current.
         unsafe { sys::cuEventCreate(&mut ev, sys::CUevent_flags::CU_EVENT_DISABLE_TIMING as u32) },
         "cuEventCreate",
     )?;
@@ -367,28 +401,33 @@ fn race(ctx: &RunCtx, steps: &Steps, k: &Kernels, khz: u64, iterations: u32) -> 
                     r == rc::SUCCESS
                 }
             };
-            // SAFETY (all calls below): our streams, event, device buffer of n u32 and
-            // pinned host buffer of n u32.
             let mut ok = call(
                 "clear the buffer on S1",
                 "cuMemsetD32Async",
+                // SAFETY: `d` is our device allocation of n u32 and `s1` our live stream.
                 &mut || unsafe { sys::cuMemsetD32Async(d, 0, n as usize, s1) },
             );
             ok = ok
                 && call(
                     "kernel writes the buffer on S1",
                     "cuLaunchKernel",
+                    // SAFETY: `k.delayed` is delayed_fill_u32 of context A's module and `d`
+                    // holds n u32; `s1` is our live stream.
                     &mut || unsafe {
                         super::launch_delayed_fill(k.delayed, s1, d, value, n, delay)
                     },
                 );
             if with_event {
                 ok =
-                    ok && call("record an event on S1", "cuEventRecord", &mut || unsafe {
-                        sys::cuEventRecord(ev, s1)
-                    }) && call(
+                    ok && call(
+                        "record an event on S1",
+                        "cuEventRecord",
+                        // SAFETY: `ev` and `s1` are live handles of context A.
+                        &mut || unsafe { sys::cuEventRecord(ev, s1) },
+                    ) && call(
                         "S2 waits on the event",
                         "cuStreamWaitEvent",
+                        // SAFETY: `s2` and `ev` are live handles of context A; flags must be 0.
                         &mut || unsafe { sys::cuStreamWaitEvent(s2, ev, 0) },
                     );
             }
@@ -396,14 +435,23 @@ fn race(ctx: &RunCtx, steps: &Steps, k: &Kernels, khz: u64, iterations: u32) -> 
                 ok && call(
                     "copy the buffer to the host on S2",
                     "cuMemcpyDtoHAsync_v2",
+                    // SAFETY: `host` is our pinned buffer of n u32 and `d` our device buffer of
+                    // n u32, n * 4 bytes each, the size copied; the host reads it only after
+                    // S2 is synchronised below.
                     &mut || unsafe {
                         sys::cuMemcpyDtoHAsync_v2(host.ptr as *mut c_void, d, (n * 4) as usize, s2)
                     },
-                ) && call("synchronize S2", "cuStreamSynchronize", &mut || unsafe {
-                    sys::cuStreamSynchronize(s2)
-                }) && call("synchronize S1", "cuStreamSynchronize", &mut || unsafe {
-                    sys::cuStreamSynchronize(s1)
-                });
+                ) && call(
+                    "synchronize S2",
+                    "cuStreamSynchronize",
+                    // SAFETY: `s2` is our live stream.
+                    &mut || unsafe { sys::cuStreamSynchronize(s2) },
+                ) && call(
+                    "synchronize S1",
+                    "cuStreamSynchronize",
+                    // SAFETY: `s1` is our live stream.
+                    &mut || unsafe { sys::cuStreamSynchronize(s1) },
+                );
             if !ok {
                 break;
             }
@@ -433,7 +481,8 @@ fn race(ctx: &RunCtx, steps: &Steps, k: &Kernels, khz: u64, iterations: u32) -> 
             }
         }
     }
-    // SAFETY: our handles, freed once.
+    // SAFETY: context A is current; the synchronize comes first, so no kernel or copy still
+    // uses `ev`, `d`, `s1` or `s2`, which were created above and are each destroyed once here.
     unsafe {
         sys::cuCtxSynchronize();
         sys::cuEventDestroy_v2(ev);
@@ -447,7 +496,8 @@ fn race(ctx: &RunCtx, steps: &Steps, k: &Kernels, khz: u64, iterations: u32) -> 
 
 fn capture_status(s: sys::CUstream) -> Option<String> {
     let mut st = sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
-    // SAFETY: valid stream and out-pointer.
+    // SAFETY: `s` is a live stream of the current context; `st` is a live out-pointer of the
+    // C enum, of which the driver writes one of the three values the binding declares.
     let r = unsafe { sys::cuStreamIsCapturing(s, &mut st) };
     (r == rc::SUCCESS).then(|| {
         match st {
@@ -466,6 +516,8 @@ fn end_capture(steps: &Steps, name: &str, s: sys::CUstream, expected: &[CUresult
         "cuStreamEndCapture",
         expected,
         Some("an invalidated capture ends with STREAM_CAPTURE_INVALIDATED and no graph"),
+        // SAFETY: `s` is a live stream of the caller's or CU_STREAM_LEGACY; `graph` is a live
+        // out-pointer, left null when the driver returns no graph.
         || unsafe { sys::cuStreamEndCapture(s, &mut graph) },
     );
     if !graph.is_null() {
@@ -488,6 +540,7 @@ fn capture(steps: &Steps, k: &Kernels) -> CaptureFacts {
         &format!("{p}: begin capture (global mode)"),
         "cuStreamBeginCapture_v2",
         &[rc::SUCCESS],
+        // SAFETY: `sc` is the live non-blocking stream created just above.
         || unsafe { sys::cuStreamBeginCapture_v2(sc, global) },
     ) == rc::SUCCESS
     {
@@ -495,6 +548,7 @@ fn capture(steps: &Steps, k: &Kernels) -> CaptureFacts {
             &format!("{p}: launch into the capture"),
             "cuLaunchKernel",
             &[rc::SUCCESS],
+            // SAFETY: `k.empty` is context A's `empty` (no arguments); `sc` is live and capturing.
             || unsafe { super::launch_empty(k.empty, sc) },
         );
         steps.call_noted(
@@ -502,6 +556,8 @@ fn capture(steps: &Steps, k: &Kernels) -> CaptureFacts {
             "cuStreamSynchronize",
             &[rc::CAPTURE_UNSUPPORTED],
             Some("synchronising a capturing stream is not allowed and invalidates the capture"),
+            // SAFETY: `sc` is live; synchronising it while it captures is the misuse under
+            // test, which the driver checks and refuses with an error code.
             || unsafe { sys::cuStreamSynchronize(sc) },
         );
         facts.status_after_sync = capture_status(sc);
@@ -516,9 +572,10 @@ fn capture(steps: &Steps, k: &Kernels) -> CaptureFacts {
         &format!("{p}: the stream works after the capture"),
         "cuStreamSynchronize",
         &[rc::SUCCESS],
+        // SAFETY: `sc` is still live (destroyed just below) and no longer capturing.
         || unsafe { sys::cuStreamSynchronize(sc) },
     );
-    // SAFETY: our stream.
+    // SAFETY: `sc` was created above and is destroyed once, here; its capture has ended.
     unsafe { sys::cuStreamDestroy_v2(sc) };
 
     let r = steps.call_noted(
@@ -526,6 +583,8 @@ fn capture(steps: &Steps, k: &Kernels) -> CaptureFacts {
         "cuStreamBeginCapture_v2",
         &[rc::CAPTURE_IMPLICIT, rc::CAPTURE_UNSUPPORTED],
         Some("the legacy default stream cannot be captured (NVIDIA does not fix the code: 906 or 900)"),
+        // SAFETY: CU_STREAM_LEGACY is a stream handle cuda.h defines for every context; the
+        // driver refuses to capture it with an error code.
         || unsafe { sys::cuStreamBeginCapture_v2(STREAM_LEGACY, global) },
     );
     if r == rc::SUCCESS {
@@ -542,6 +601,7 @@ fn capture(steps: &Steps, k: &Kernels) -> CaptureFacts {
             &format!("{p}: begin capture on a blocking stream"),
             "cuStreamBeginCapture_v2",
             &[rc::SUCCESS],
+            // SAFETY: `sb` is the live blocking stream created just above.
             || unsafe { sys::cuStreamBeginCapture_v2(sb, global) },
         ) == rc::SUCCESS
         {
@@ -549,6 +609,8 @@ fn capture(steps: &Steps, k: &Kernels) -> CaptureFacts {
                 &format!("{p}: launch into the blocking stream's capture"),
                 "cuLaunchKernel",
                 &[rc::SUCCESS],
+                // SAFETY: `k.empty` is context A's `empty` (no arguments); `sb` is live and
+                // capturing.
                 || unsafe { super::launch_empty(k.empty, sb) },
             );
             let mut st = sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
@@ -557,6 +619,8 @@ fn capture(steps: &Steps, k: &Kernels) -> CaptureFacts {
                 "cuStreamIsCapturing",
                 &[rc::CAPTURE_IMPLICIT],
                 Some("documented: the legacy stream would implicitly depend on the capturing blocking stream (the capture is not invalidated)"),
+                // SAFETY: CU_STREAM_LEGACY is defined by cuda.h; `st` is a live out-pointer of
+                // the C enum (the driver writes one of its three declared values).
                 || unsafe { sys::cuStreamIsCapturing(STREAM_LEGACY, &mut st) },
             );
             steps.call_noted(
@@ -564,6 +628,8 @@ fn capture(steps: &Steps, k: &Kernels) -> CaptureFacts {
                 "cuLaunchKernel",
                 &[rc::CAPTURE_IMPLICIT],
                 Some("the legacy stream is unusable while a blocking stream captures"),
+                // SAFETY: `k.empty` is context A's `empty` (no arguments) and CU_STREAM_LEGACY
+                // a defined handle; the driver refuses it while `sb` captures.
                 || unsafe { super::launch_empty(k.empty, STREAM_LEGACY) },
             );
             facts.blocking_capture_graph = Some(end_capture(
@@ -573,7 +639,8 @@ fn capture(steps: &Steps, k: &Kernels) -> CaptureFacts {
                 &[rc::SUCCESS, rc::CAPTURE_INVALIDATED],
             ));
         }
-        // SAFETY: our stream.
+        // SAFETY: `sb` was created above and is destroyed once, here; any capture on it has
+        // been ended by end_capture.
         unsafe { sys::cuStreamDestroy_v2(sb) };
     }
     steps.call_noted(
@@ -581,6 +648,7 @@ fn capture(steps: &Steps, k: &Kernels) -> CaptureFacts {
         "cuCtxSynchronize",
         &[rc::SUCCESS],
         Some("capture errors are not sticky"),
+        // SAFETY: no arguments; context A is current and alive.
         || unsafe { sys::cuCtxSynchronize() },
     );
     facts
@@ -591,8 +659,11 @@ fn default_stream(steps: &Steps, k: &Kernels, khz: u64) -> Result<DefaultStreamF
     let delay = khz * DEFAULT_STREAM_DELAY_MS;
     let sb = new_stream(BLOCKING)?;
     let mut d: sys::CUdeviceptr = 0;
-    // SAFETY: valid out-pointer.
-    check(unsafe { sys::cuMemAlloc_v2(&mut d, 1024) }, "cuMemAlloc_v2")?;
+    check(
+        // SAFETY: `d` is a live out-pointer; context A is current.
+        unsafe { sys::cuMemAlloc_v2(&mut d, 1024) },
+        "cuMemAlloc_v2",
+    )?;
     let mut facts = DefaultStreamFacts {
         kernel_delay_ms: DEFAULT_STREAM_DELAY_MS as f64,
         ..Default::default()
@@ -602,6 +673,8 @@ fn default_stream(steps: &Steps, k: &Kernels, khz: u64) -> Result<DefaultStreamF
             &format!("{p}: {DEFAULT_STREAM_DELAY_MS} ms kernel on the {label} default stream"),
             "cuLaunchKernel",
             &[rc::SUCCESS],
+            // SAFETY: `k.delayed` is delayed_fill_u32 of context A's module and `d` holds 1024
+            // bytes = 256 u32, the count given; `s` is a default-stream handle cuda.h defines.
             || unsafe { super::launch_delayed_fill(k.delayed, s, d, 1, 256, delay) },
         );
         let t0 = Instant::now();
@@ -609,12 +682,14 @@ fn default_stream(steps: &Steps, k: &Kernels, khz: u64) -> Result<DefaultStreamF
             &format!("{p}: tiny kernel on a blocking stream ({label})"),
             "cuLaunchKernel",
             &[rc::SUCCESS],
+            // SAFETY: `k.empty` is context A's `empty` (no arguments); `sb` is our live stream.
             || unsafe { super::launch_empty(k.empty, sb) },
         );
         steps.call(
             &format!("{p}: wait for the blocking stream ({label})"),
             "cuStreamSynchronize",
             &[rc::SUCCESS],
+            // SAFETY: `sb` is our live blocking stream.
             || unsafe { sys::cuStreamSynchronize(sb) },
         );
         let waited = t0.elapsed().as_secs_f64() * 1e3;
@@ -627,10 +702,12 @@ fn default_stream(steps: &Steps, k: &Kernels, khz: u64) -> Result<DefaultStreamF
             &format!("{p}: synchronize the context ({label})"),
             "cuCtxSynchronize",
             &[rc::SUCCESS],
+            // SAFETY: no arguments; waits for context A, current and alive.
             || unsafe { sys::cuCtxSynchronize() },
         );
     }
-    // SAFETY: our handles.
+    // SAFETY: `d` and `sb` were created above and are freed once, here; the context was
+    // synchronised at the end of the loop, so no kernel still uses them.
     unsafe {
         sys::cuMemFree_v2(d);
         sys::cuStreamDestroy_v2(sb);

@@ -19,6 +19,8 @@ pub struct RawCtx(pub sys::CUcontext);
 // SAFETY: a CUcontext is an opaque process-wide handle; using it from any thread is what the
 // driver API allows (and what this scenario studies).
 unsafe impl Send for RawCtx {}
+// SAFETY: RawCtx has no interior mutability: a shared reference only lets a thread copy the
+// handle value, never change it.
 unsafe impl Sync for RawCtx {}
 
 impl RawCtx {
