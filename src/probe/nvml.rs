@@ -57,10 +57,31 @@ impl NvmlProbe {
         Ok(NvmlProbe { nvml, raw })
     }
 
-    fn raw_sym<T: Copy>(&self, name: &[u8]) -> Option<T> {
+    /// `nvmlDeviceGetRemappedRows`, which nvml-wrapper does not wrap.
+    fn remapped_rows_fn(&self) -> Option<RemappedRowsFn> {
         let lib = self.raw.as_ref()?;
-        // SAFETY: the caller names the symbol's true C signature as T.
-        unsafe { lib.get::<T>(name).ok().map(|s| *s) }
+        // SAFETY: RemappedRowsFn is nvml.h's signature of this symbol.
+        unsafe { lib.get::<RemappedRowsFn>(b"nvmlDeviceGetRemappedRows\0") }
+            .ok()
+            .map(|f| *f)
+    }
+
+    /// `nvmlDeviceGetGpuMaxPcieLinkGeneration`, which nvml-wrapper does not wrap.
+    fn gpu_max_pcie_gen_fn(&self) -> Option<GpuMaxPcieGenFn> {
+        let lib = self.raw.as_ref()?;
+        // SAFETY: GpuMaxPcieGenFn is nvml.h's signature of this symbol.
+        unsafe { lib.get::<GpuMaxPcieGenFn>(b"nvmlDeviceGetGpuMaxPcieLinkGeneration\0") }
+            .ok()
+            .map(|f| *f)
+    }
+
+    /// `nvmlDeviceGetNvLinkRemoteDeviceType`: nvml-wrapper's wrapper discards the answer.
+    fn remote_type_fn(&self) -> Option<RemoteTypeFn> {
+        let lib = self.raw.as_ref()?;
+        // SAFETY: RemoteTypeFn is nvml.h's signature of this symbol.
+        unsafe { lib.get::<RemoteTypeFn>(b"nvmlDeviceGetNvLinkRemoteDeviceType\0") }
+            .ok()
+            .map(|f| *f)
     }
 
     pub fn host(&self) -> Host {
@@ -293,7 +314,7 @@ impl NvmlProbe {
             ..Default::default()
         };
         // Row remapping (Ampere and later): not wrapped by nvml-wrapper.
-        match self.raw_sym::<RemappedRowsFn>(b"nvmlDeviceGetRemappedRows\0") {
+        match self.remapped_rows_fn() {
             Some(f) => {
                 let (mut corr, mut unc, mut pending, mut failed) = (0, 0, 0, 0);
                 // SAFETY: nvmlDeviceGetRemappedRows(device, uint*, uint*, uint*, uint*).
@@ -437,13 +458,11 @@ impl NvmlProbe {
             .map(|mask| cpulist(&mask))
             .filter(|s| !s.is_empty())
             .or_else(|| sysfs_numa_node(&bus_id).map(|n| n.to_string()));
-        let gpu_max_gen = self
-            .raw_sym::<GpuMaxPcieGenFn>(b"nvmlDeviceGetGpuMaxPcieLinkGeneration\0")
-            .and_then(|f| {
-                let mut g = 0;
-                // SAFETY: nvmlDeviceGetGpuMaxPcieLinkGeneration(device, uint*).
-                (unsafe { f(d.handle(), &mut g) } == 0).then_some(g)
-            });
+        let gpu_max_gen = self.gpu_max_pcie_gen_fn().and_then(|f| {
+            let mut g = 0;
+            // SAFETY: nvmlDeviceGetGpuMaxPcieLinkGeneration(device, uint*).
+            (unsafe { f(d.handle(), &mut g) } == 0).then_some(g)
+        });
         let pcie = PcieFacts {
             current_gen: d.current_pcie_link_gen().ok(),
             max_gen: d.max_pcie_link_gen().ok(),
@@ -452,7 +471,7 @@ impl NvmlProbe {
             max_width: d.max_pcie_link_width().ok(),
             replay_counter: d.pcie_replay_counter().ok().map(u64::from),
         };
-        let remote_type = self.raw_sym::<RemoteTypeFn>(b"nvmlDeviceGetNvLinkRemoteDeviceType\0");
+        let remote_type = self.remote_type_fn();
         let mut nvlinks = Vec::new();
         // NVML_NVLINK_MAX_LINKS is 18 on Hopper; a link that does not exist answers an error.
         for link in 0..18u32 {
