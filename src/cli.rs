@@ -314,7 +314,15 @@ pub fn execute(global: &GlobalOpts, invocation: Invocation) -> Result<Outcome> {
     }
     // The library stays in place until the report is complete.
     let session = if nvml.is_set() {
-        Some(NvmlSession::start(&nvml)?)
+        let setup = crate::probe::nvml_library::Setup {
+            snapshot: nvml.replay.clone(),
+            faults: crate::scenarios::nvml::parse_faults(&nvml.faults)?,
+        };
+        let session = runner::NvmlSession::new(&setup)?;
+        // SAFETY: `execute`'s caller runs it while the process has one thread (main, before
+        // any scenario starts threads).
+        unsafe { session.apply_to_self() };
+        Some(session)
     } else {
         None
     };
@@ -341,61 +349,6 @@ pub fn execute(global: &GlobalOpts, invocation: Invocation) -> Result<Outcome> {
         session.finish(r);
     }
     Ok(outcome)
-}
-
-/// gpu-doctor's own NVML as its library for this run (`--replay`, `--fault`).
-struct NvmlSession {
-    harness: crate::probe::nvml_library::Harness,
-    snapshot: Option<String>,
-    recorded: Option<String>,
-}
-
-impl NvmlSession {
-    fn start(opts: &NvmlOpts) -> Result<NvmlSession> {
-        use crate::probe::nvml_library::{Harness, Setup};
-        let setup = Setup {
-            snapshot: opts.replay.clone(),
-            faults: crate::scenarios::nvml::parse_faults(&opts.faults)?,
-        };
-        let snap = setup.check()?;
-        if snap.is_none() {
-            // Faults on the real driver: a GPU it lacks would never see them.
-            let nvml = crate::probe::nvml::NvmlProbe::open()?;
-            shim_proto::nvml::fault::check_gpus(&setup.faults, nvml.device_count()?)
-                .map_err(|e| crate::error::input(format!("--fault: {}", e.0)))?;
-        }
-        let recorded = snap.map(|s| {
-            let r = &s.recorded;
-            let what = if r.synthetic {
-                format!("synthetic, {}", r.note.as_deref().unwrap_or(&r.tool))
-            } else {
-                format!(
-                    "recorded on {} by {}",
-                    r.hostname.as_deref().unwrap_or("an unnamed host"),
-                    r.tool
-                )
-            };
-            format!("{} GPU(s), {what}", s.gpu_count())
-        });
-        let harness = Harness::for_self(&setup)?;
-        // SAFETY: `execute`'s caller runs it while the process has one thread (main, before
-        // any scenario starts threads).
-        unsafe { harness.apply_to_self() };
-        Ok(NvmlSession {
-            harness,
-            snapshot: opts.replay.as_ref().map(|p| p.display().to_string()),
-            recorded,
-        })
-    }
-
-    /// What the library served, into the report.
-    fn finish(&self, report: &mut crate::report::Report) {
-        let (events, _) = self.harness.events();
-        let (origin, findings) =
-            crate::analyze::nvml::origin(self.snapshot.as_deref(), self.recorded.clone(), &events);
-        runner::add_findings(report, findings);
-        report.nvml = Some(origin);
-    }
 }
 
 /// `gpu-doctor snapshot -o FILE`.

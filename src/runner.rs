@@ -12,6 +12,7 @@ use crate::analyze::verdict;
 use crate::context::{RunCtx, RunOptions};
 use crate::error::{self, exit};
 use crate::isolate::{self, protocol::EventSink};
+use crate::probe::nvml_library::{Harness, Setup};
 use crate::probe::{loader, nvml};
 use crate::report::{Finding, Report, Severity, Status, codes};
 use crate::scenarios::{self, DynScenario};
@@ -23,6 +24,9 @@ pub struct Request {
     pub(crate) scenario: &'static dyn DynScenario,
     pub(crate) params: serde_json::Value,
     pub(crate) from: Option<PathBuf>,
+    /// gpu-doctor's NVML library for this scenario alone (a suite entry's `replay`, `faults`):
+    /// it then runs in a process of its own, which loads the library.
+    pub(crate) nvml: Option<Setup>,
 }
 
 impl Request {
@@ -31,6 +35,7 @@ impl Request {
             scenario,
             params,
             from: None,
+            nvml: None,
         }
     }
 
@@ -45,6 +50,9 @@ impl Request {
             .normalize_params(self.params)
             .map_err(|e| error::input(format!("{name}: {e}")))?;
         self.scenario.validate(&params)?;
+        if let Some(setup) = &self.nvml {
+            setup.check()?;
+        }
         Ok(Request { params, ..self })
     }
 }
@@ -55,6 +63,7 @@ pub(crate) fn execute(request: Request, opts: &RunOptions) -> Result<Report> {
         scenario,
         params,
         from,
+        nvml,
     } = request.checked()?;
     if let Some(path) = from {
         if !opts.devices.is_empty() {
@@ -63,6 +72,14 @@ pub(crate) fn execute(request: Request, opts: &RunOptions) -> Result<Report> {
             ));
         }
         return reanalyse(scenario, &params, &path);
+    }
+    if let Some(setup) = nvml {
+        let session = NvmlSession::new(&setup)?;
+        let mut report =
+            isolate::run_isolated_with_env(scenario.name(), &params, opts, session.env())?;
+        fill_host(&mut report);
+        session.finish(&mut report);
+        return Ok(report);
     }
     if scenario.isolated() && !isolate::in_child() {
         // Fail fast, with the clear message, where the child could not run at all.
@@ -246,7 +263,11 @@ pub(crate) fn execute_list(
             combined.host = report.host.clone();
         }
         for d in &report.devices {
-            if !combined.devices.iter().any(|x| x.uuid == d.uuid) {
+            // A lost GPU has no UUID: it is the same GPU as another report's by its index.
+            let known = combined.devices.iter().any(|x| {
+                x.uuid == d.uuid || ((x.uuid.is_empty() || d.uuid.is_empty()) && x.index == d.index)
+            });
+            if !known {
                 combined.devices.push(d.clone());
             }
         }
@@ -275,6 +296,70 @@ pub(crate) fn add_findings(report: &mut Report, findings: Vec<Finding>) {
         report.status = report.status.max(verdict::status_from_findings(&findings));
     }
     report.findings.extend(findings);
+}
+
+/// gpu-doctor's NVML as its own library for a run (`--replay` and `--fault` before a
+/// command, or a suite entry's `replay` and `faults`): the library, its environment, and what
+/// it served, for the report.
+pub(crate) struct NvmlSession {
+    harness: Harness,
+    snapshot: Option<String>,
+    recorded: Option<String>,
+}
+
+impl NvmlSession {
+    /// Checks `setup` (snapshot, faults against its GPUs or the real ones) and prepares the
+    /// library; nothing uses it yet.
+    pub fn new(setup: &Setup) -> Result<NvmlSession> {
+        let snap = setup.check()?;
+        if snap.is_none() {
+            // Faults on the real driver: a GPU it lacks would never see them.
+            let nvml = crate::probe::nvml::NvmlProbe::open()?;
+            shim_proto::nvml::fault::check_gpus(&setup.faults, nvml.device_count()?)
+                .map_err(|e| crate::error::input(format!("--fault: {}", e.0)))?;
+        }
+        let recorded = snap.map(|s| {
+            let r = &s.recorded;
+            let what = if r.synthetic {
+                format!("synthetic, {}", r.note.as_deref().unwrap_or(&r.tool))
+            } else {
+                format!(
+                    "recorded on {} by {}",
+                    r.hostname.as_deref().unwrap_or("an unnamed host"),
+                    r.tool
+                )
+            };
+            format!("{} GPU(s), {what}", s.gpu_count())
+        });
+        Ok(NvmlSession {
+            harness: Harness::for_self(setup)?,
+            snapshot: setup.snapshot.as_ref().map(|p| p.display().to_string()),
+            recorded,
+        })
+    }
+
+    /// The variables that make a child process load the library.
+    pub fn env(&self) -> &[(String, std::ffi::OsString)] {
+        self.harness.env()
+    }
+
+    /// This process (and its children) loads the library from now on.
+    ///
+    /// # Safety
+    /// Call it while the process has one thread: it sets environment variables.
+    pub unsafe fn apply_to_self(&self) {
+        // SAFETY: the caller guarantees one thread.
+        unsafe { self.harness.apply_to_self() };
+    }
+
+    /// What the library served, into the report.
+    pub fn finish(&self, report: &mut Report) {
+        let (events, _) = self.harness.events();
+        let (origin, findings) =
+            crate::analyze::nvml::origin(self.snapshot.as_deref(), self.recorded.clone(), &events);
+        add_findings(report, findings);
+        report.nvml = Some(origin);
+    }
 }
 
 /// Why a report (or the first of a combined report's scenarios) was skipped.

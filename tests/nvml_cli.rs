@@ -251,3 +251,49 @@ fn a_pynvml_monitor_sees_the_faults_of_a_replayed_machine() {
         "{c:?}"
     );
 }
+
+#[test]
+fn a_suite_entry_runs_on_a_replayed_machine_with_its_own_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("lost.toml");
+    let s = snapshot();
+    std::fs::write(
+        &suite,
+        format!(
+            "name = \"lost\"\n\
+             [[scenario]]\nname = \"info\"\nreplay = \"{s}\"\nfaults = [\"gpu-lost@gpu1\"]\n\
+             [[scenario]]\nname = \"topo\"\nreplay = \"{s}\"\n\
+             [[scenario]]\nname = \"inject oom\"\nreplay = \"{s}\"\n"
+        ),
+    )
+    .unwrap();
+    let r = report(&["run", &suite.display().to_string()], 1);
+    let status: Vec<(&str, Status)> = r
+        .reports
+        .iter()
+        .map(|x| (x.scenario.as_str(), x.status))
+        .collect();
+    assert_eq!(
+        status,
+        [
+            ("info", Status::Fail),
+            ("topo", Status::Pass),
+            ("inject oom", Status::Skipped)
+        ]
+    );
+    assert!(r.reports[0].findings.iter().any(|f| f.code == "GPU_LOST"));
+    assert_eq!(r.reports[0].nvml.as_ref().unwrap().faults, ["gpu-lost@gpu1"]);
+    assert!(r.reports[1].nvml.as_ref().unwrap().faults.is_empty());
+    assert_eq!(r.devices.len(), 2, "the lost GPU is GPU 1, not a third one");
+
+    // A bad fault is found before anything runs, where it is written.
+    std::fs::write(&suite, "[[scenario]]\nname = \"info\"\nfaults = [\"gpu-lots\"]\n").unwrap();
+    let out = doctor()
+        .args(["run", "--check", &suite.display().to_string()])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("lost.toml:3:") && err.contains("gpu-lots"), "{err}");
+}

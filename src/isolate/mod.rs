@@ -32,8 +32,20 @@ pub fn run_isolated(
     params: &serde_json::Value,
     opts: &RunOptions,
 ) -> Result<Report> {
+    run_isolated_with_env(scenario, params, opts, &[])
+}
+
+/// [`run_isolated`] with variables added to the child's environment (gpu-doctor's NVML library
+/// for one suite entry).
+pub fn run_isolated_with_env(
+    scenario: &str,
+    params: &serde_json::Value,
+    opts: &RunOptions,
+    env: &[(String, std::ffi::OsString)],
+) -> Result<Report> {
     let exe = std::env::current_exe().context("cannot find gpu-doctor's own executable")?;
     let mut cmd = Command::new(exe);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     cmd.arg("__child")
         .arg("--scenario")
         .arg(scenario)

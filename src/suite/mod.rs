@@ -60,6 +60,12 @@ pub struct Entry {
     /// `[scenario.params]`, where earlier versions took it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<PathBuf>,
+    /// Run the scenario on this recorded machine (`replay = "box.nvml.json"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<PathBuf>,
+    /// NVML faults for this scenario (`faults = ["gpu-lost@gpu1"]`), docs/nvml.md.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<String>,
     /// A skipped run of a required scenario is a failure.
     pub required: bool,
     #[serde(skip_serializing_if = "Thresholds::is_empty")]

@@ -13,7 +13,15 @@ use crate::report::{Severity, Status};
 use crate::scenarios::{self, DynScenario};
 
 const TOP_KEYS: &[&str] = &["name", "description", "scenario"];
-const ENTRY_KEYS: &[&str] = &["name", "params", "from", "thresholds", "required"];
+const ENTRY_KEYS: &[&str] = &[
+    "name",
+    "params",
+    "from",
+    "replay",
+    "faults",
+    "thresholds",
+    "required",
+];
 const THRESHOLD_KEYS: &[&str] = &["metrics", "max_duration_ms", "max_status", "severity"];
 const BOUND_KEYS: &[&str] = &["min", "max"];
 
@@ -220,14 +228,46 @@ impl Parser<'_> {
             None => Thresholds::default(),
             Some(v) => self.thresholds(v)?,
         };
+        let replay = match table.get("replay") {
+            Some(v) => Some(PathBuf::from(self.string(v, "replay")?)),
+            None => None,
+        };
+        let faults = match table.get("faults") {
+            Some(v) => self.faults(v)?,
+            None => vec![],
+        };
         Ok(Entry {
             scenario,
             line,
             params,
             from,
+            replay,
+            faults,
             required,
             thresholds,
         })
+    }
+
+    /// `faults = ["KIND[=VALUE][@gpuN][+DELAY]", …]`, each checked where it is written.
+    fn faults(&self, v: &Spanned<DeValue<'_>>) -> Result<Vec<String>, SuiteError> {
+        let Some(items) = v.get_ref().as_array() else {
+            return Err(self.err(
+                v.span(),
+                format!(
+                    "`faults` must be a list of faults, found {}",
+                    found(v.get_ref())
+                ),
+            ));
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let spec = self.string(item, "faults")?;
+            if let Err(e) = shim_proto::nvml::fault::parse_faults(&[&spec]) {
+                return Err(self.err(item.span(), format!("fault `{spec}`: {}", e.0)));
+            }
+            out.push(spec);
+        }
+        Ok(out)
     }
 
     /// Converts `[scenario.params]` to JSON and checks it against the scenario's Params type,

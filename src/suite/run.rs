@@ -75,6 +75,12 @@ fn requests(suite: &Suite) -> Result<Vec<Request>> {
         .map(|e| {
             let mut r = Request::new(e.scenario, e.params.clone());
             r.from = e.from.clone();
+            if e.replay.is_some() || !e.faults.is_empty() {
+                r.nvml = Some(crate::probe::nvml_library::Setup {
+                    snapshot: e.replay.clone(),
+                    faults: crate::scenarios::nvml::parse_faults(&e.faults)?,
+                });
+            }
             r.checked().map_err(|err| {
                 let msg = format!(
                     "{}:{}: scenario `{}`: {err:#}",
@@ -193,6 +199,8 @@ mod tests {
             line: 7,
             params: serde_json::json!({}),
             from: None,
+            replay: None,
+            faults: vec![],
             required,
             thresholds,
         }
