@@ -6,5 +6,6 @@ pub mod cuda;
 pub mod faults;
 pub mod kernels;
 pub mod loader;
+pub mod memory;
 pub mod nvml;
 pub mod trace_ctx;
