@@ -707,7 +707,7 @@ mod tests {
             device: 0,
             period_ms: 50.0,
             from_ms: 120.0,
-            to_ms: 420.0,
+            to_ms: 520.0,
             samples: 9,
             own_pids: vec![f.memory.own_pids[0]],
             changes: vec![
