@@ -499,29 +499,6 @@ fn findings(results: &[PathResult], links: &Links, t: &Thresholds) -> Vec<Findin
     out
 }
 
-/// Free device memory before a device's run and after it freed its buffers: more than 32 MiB
-/// missing → MEMORY_NOT_RETURNED (warn).
-pub fn memory_not_returned(
-    device: u32,
-    before: Option<u64>,
-    after: Option<u64>,
-) -> Option<Finding> {
-    let (before, after) = (before?, after?);
-    (before > after + (32 << 20)).then(|| {
-        Finding::new(
-            Severity::Warn,
-            codes::MEMORY_NOT_RETURNED,
-            format!(
-                "GPU{device}: {} MiB of device memory free before the bandwidth run, {} MiB after freeing its buffers",
-                before >> 20,
-                after >> 20
-            ),
-        )
-        .device(device)
-        .hint("Another process may have allocated meanwhile (data.processes); otherwise the driver kept memory after cuMemFree.")
-    })
-}
-
 fn asymmetry(
     out: &mut Vec<Finding>,
     x: &PathResult,
@@ -896,19 +873,6 @@ mod tests {
             .unwrap();
         assert!(f.message.contains("NUMA node 1"), "{}", f.message);
         assert!(!a.metrics.contains_key("d2d_sm_gbps"));
-    }
-
-    #[test]
-    fn memory_missing_after_the_run_warns_beyond_32_mib() {
-        const MIB: u64 = 1 << 20;
-        let f = memory_not_returned(1, Some(80_000 * MIB), Some(79_900 * MIB)).unwrap();
-        assert_eq!(
-            (f.code.as_str(), f.severity),
-            (codes::MEMORY_NOT_RETURNED, Severity::Warn)
-        );
-        assert!(f.message.starts_with("GPU1: 80000 MiB"), "{}", f.message);
-        assert!(memory_not_returned(0, Some(80_000 * MIB), Some(79_990 * MIB)).is_none());
-        assert!(memory_not_returned(0, Some(80_000 * MIB), None).is_none());
     }
 
     #[test]

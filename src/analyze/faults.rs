@@ -5,9 +5,11 @@
 //! Step mismatches themselves become STEP_MISMATCH findings in `verdict::finalize`; here are
 //! the findings that need more than one step, or facts (counts, timings, memory).
 
+use crate::analyze::memory;
 use crate::facts::faults::{
-    CtxDestroyFacts, IllegalAddressFacts, MemoryCheck, OomFacts, StreamMisuseFacts, step_names,
+    CtxDestroyFacts, IllegalAddressFacts, OomFacts, StreamMisuseFacts, step_names,
 };
+use crate::facts::memory::TOLERANCE_BYTES;
 use crate::report::{Better, Finding, Metric, MetricKind, Severity, Step, codes};
 use crate::units::format_bytes;
 
@@ -31,86 +33,6 @@ impl Analysis {
     fn finding(&mut self, f: Finding) {
         self.findings.push(f);
     }
-}
-
-/// Device memory back to its baseline? A difference beyond the tolerance fails, or only warns
-/// when other processes hold memory on the GPU (their allocations move the numbers too).
-pub fn memory(m: &MemoryCheck, device: u32) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let foreign = !m.foreign_processes.is_empty();
-    let severity = if foreign {
-        Severity::Warn
-    } else {
-        Severity::Fail
-    };
-    let others = if foreign {
-        format!(
-            " Other processes on the GPU: {}.",
-            m.foreign_processes
-                .iter()
-                .map(|p| match p.used_bytes {
-                    Some(b) => format!("pid {} ({})", p.pid, format_bytes(b)),
-                    None => format!("pid {}", p.pid),
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    } else {
-        String::new()
-    };
-    let hint = if foreign {
-        "Another process may have allocated meanwhile: re-run on an idle GPU to tell."
-    } else {
-        "No other process uses the GPU: the driver kept memory of a freed or destroyed context. Compare with a known-good driver (`gpu-doctor compare`)."
-    };
-    if foreign {
-        out.push(
-            Finding::new(
-                Severity::Info,
-                codes::FOREIGN_PROCESSES,
-                format!(
-                    "other processes hold memory on this GPU; memory figures include their use.{others}"
-                ),
-            )
-            .device(device),
-        );
-    }
-    let tol = m.tolerance_bytes;
-    if let (Some(before), Some(after)) = (m.cuda_free_before, m.cuda_free_after)
-        && before > after.saturating_add(tol)
-    {
-        out.push(
-            Finding::new(
-                severity,
-                codes::MEMORY_NOT_RETURNED,
-                format!(
-                    "cuMemGetInfo: {} less free after cleanup than at the baseline (tolerance {}).{others}",
-                    format_bytes(before - after),
-                    format_bytes(tol)
-                ),
-            )
-            .device(device)
-            .hint(hint),
-        );
-    }
-    if let (Some(before), Some(after)) = (m.nvml_used_before, m.nvml_used_after)
-        && after > before.saturating_add(tol)
-    {
-        out.push(
-            Finding::new(
-                severity,
-                codes::MEMORY_NOT_RETURNED,
-                format!(
-                    "NVML: {} more used after cleanup than at the baseline (tolerance {}).{others}",
-                    format_bytes(after - before),
-                    format_bytes(tol)
-                ),
-            )
-            .device(device)
-            .hint(hint),
-        );
-    }
-    out
 }
 
 pub fn oom(f: &OomFacts, steps: &[Step]) -> Analysis {
@@ -214,23 +136,7 @@ pub fn oom(f: &OomFacts, steps: &[Step]) -> Analysis {
         );
     }
     if f.fraction.is_none() && f.reached_oom && f.free_before_bytes > 0 {
-        let ratio = f.allocatable_bytes as f64 / f.free_before_bytes as f64;
-        if ratio < 0.90 {
-            a.finding(
-                Finding::new(
-                    Severity::Warn,
-                    codes::OOM_ALLOCATABLE_LOW,
-                    format!(
-                        "only {} of the {} cuMemGetInfo reported free could be allocated ({:.1}%)",
-                        format_bytes(f.allocatable_bytes),
-                        format_bytes(f.free_before_bytes),
-                        ratio * 100.0
-                    ),
-                )
-                .device(d)
-                .hint("Another process may have allocated during the fill (see the processes), or memory is reserved or fragmented."),
-            );
-        }
+        a.findings.extend(oom_edge(f));
     }
     if f.allocator == "async" && f.oom_surfaced_at.as_deref() == Some("sync") {
         a.finding(
@@ -244,10 +150,16 @@ pub fn oom(f: &OomFacts, steps: &[Step]) -> Analysis {
         );
     }
     if let Some(p) = &f.pool {
-        let tol = f.memory.tolerance_bytes;
-        let not_returned = p
-            .free_after_trim_bytes
-            .is_some_and(|after| after.saturating_add(tol) < f.free_before_bytes)
+        let tol = TOLERANCE_BYTES;
+        // Free memory is every process's; what the pool reserves is ours alone.
+        let others_moved = f
+            .memory
+            .watch
+            .as_ref()
+            .is_some_and(|w| !w.changes.is_empty());
+        let not_returned = (!others_moved
+            && p.free_after_trim_bytes
+                .is_some_and(|after| after.saturating_add(tol) < f.free_before_bytes))
             || p.reserved_after_trim_bytes.is_some_and(|r| r > tol);
         if not_returned {
             a.finding(
@@ -266,8 +178,64 @@ pub fn oom(f: &OomFacts, steps: &[Step]) -> Analysis {
             );
         }
     }
-    a.findings.extend(memory(&f.memory, d));
+    a.findings.extend(memory::check(&f.memory, d));
     a
+}
+
+/// Fewer than this share of the free memory allocatable: OOM_ALLOCATABLE_LOW.
+const MIN_ALLOCATABLE_RATIO: f64 = 0.90;
+
+/// The OOM edge against the free memory: cuMemGetInfo's at the start of the fill or, when the
+/// watch saw other processes change their memory during the fill, what was free during it
+/// (the start's less the most they took meanwhile). Still low then: inconclusive, since a
+/// neighbour may have taken more between two samples.
+fn oom_edge(f: &OomFacts) -> Vec<Finding> {
+    let d = f.device;
+    let during = match (&f.memory.watch, f.fill_started_at_ms, f.fill_ended_at_ms) {
+        (Some(w), Some(from), Some(to)) => Some(memory::during(w, from, to)),
+        _ => None,
+    };
+    let ratio = |free: u64| f.allocatable_bytes as f64 / free.max(1) as f64;
+    match during {
+        Some(others) if !others.changes.is_empty() => {
+            let free = f.free_before_bytes.saturating_sub(others.peak_growth_bytes);
+            if ratio(free) >= MIN_ALLOCATABLE_RATIO {
+                return vec![];
+            }
+            let dropped = f.memory.watch.as_ref().map_or(0, |w| w.changes_dropped);
+            vec![
+                Finding::new(
+                    Severity::Warn,
+                    codes::MEMORY_CHECK_INCONCLUSIVE,
+                    format!(
+                        "the OOM edge cannot be judged: {} could be allocated of the {} free at the start ({:.1}%), {} counting what other processes took during the fill, and other processes allocated or freed device memory during the fill: {}",
+                        format_bytes(f.allocatable_bytes),
+                        format_bytes(f.free_before_bytes),
+                        ratio(f.free_before_bytes) * 100.0,
+                        format_bytes(free),
+                        memory::describe(&others.changes, dropped)
+                    ),
+                )
+                .device(d)
+                .hint("gpu-doctor's own processes are not counted. Re-run on an idle GPU to measure the edge."),
+            ]
+        }
+        _ if ratio(f.free_before_bytes) < MIN_ALLOCATABLE_RATIO => vec![
+            Finding::new(
+                Severity::Warn,
+                codes::OOM_ALLOCATABLE_LOW,
+                format!(
+                    "only {} of the {} cuMemGetInfo reported free could be allocated ({:.1}%)",
+                    format_bytes(f.allocatable_bytes),
+                    format_bytes(f.free_before_bytes),
+                    ratio(f.free_before_bytes) * 100.0
+                ),
+            )
+            .device(d)
+            .hint("Another process may have allocated during the fill (see the processes), or memory is reserved or fragmented."),
+        ],
+        _ => vec![],
+    }
 }
 
 pub fn ctx_destroy(f: &CtxDestroyFacts, steps: &[Step]) -> Analysis {
@@ -347,7 +315,7 @@ pub fn ctx_destroy(f: &CtxDestroyFacts, steps: &[Step]) -> Analysis {
             .hint("Destroying a context must not affect new ones; restart the process and check `gpu-doctor info` for GPU health."),
         );
     }
-    a.findings.extend(memory(&f.memory, d));
+    a.findings.extend(memory::check(&f.memory, d));
     a
 }
 
@@ -450,7 +418,7 @@ pub fn stream_misuse(f: &StreamMisuseFacts, _steps: &[Step]) -> Analysis {
             );
         }
     }
-    a.findings.extend(memory(&f.memory, d));
+    a.findings.extend(memory::check(&f.memory, d));
     a
 }
 
@@ -520,7 +488,7 @@ pub fn illegal_address(f: &IllegalAddressFacts, steps: &[Step]) -> Analysis {
             .hint("Expected for a provoked fault (XID 13/31/43 are application faults). XIDs without gpu-doctor running point at a real problem: see `dmesg`."),
         );
     }
-    a.findings.extend(memory(&f.memory, d));
+    a.findings.extend(memory::check(&f.memory, d));
     a
 }
 
@@ -588,7 +556,6 @@ pub fn crashed_calls(steps: &[Step], driver: Option<&str>) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::facts::GpuProcess;
     use crate::facts::faults::*;
     use crate::report::Code;
 
@@ -716,40 +683,122 @@ mod tests {
         assert_eq!(a.findings[0].severity, Severity::Info);
     }
 
-    #[test]
-    fn memory_not_returned_fails_alone_and_warns_with_foreign_processes() {
-        let mut m = MemoryCheck {
-            tolerance_bytes: 64 << 20,
-            cuda_free_before: Some(80 << 30),
-            cuda_free_after: Some((80 << 30) - (100 << 20)),
-            nvml_used_before: Some(1 << 30),
-            nvml_used_after: Some((1 << 30) + (10 << 20)),
+    /// `inject oom` on the H200 as recorded (tests/fixtures/h200-inject-oom.json), with what
+    /// the run would have seen had another `inject oom` (its child, pid 4242) run beside it:
+    /// the other one appears during the run with its context, takes half the GPU during this
+    /// fill, and still holds it when this one measures after cleanup.
+    fn h200_oom_beside_another() -> OomFacts {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/h200-inject-oom.json"
+        );
+        let saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut f: OomFacts = serde_json::from_value(saved["data"]["facts"].clone()).unwrap();
+        assert!(f.memory.watch.is_none(), "recorded before the watch");
+        let half = f.free_before_bytes / 2;
+        f.allocatable_bytes = half - (40 << 20);
+        f.fill_started_at_ms = Some(310.0);
+        f.fill_ended_at_ms = Some(338.0);
+        let before = f.memory.cuda_free_before.unwrap();
+        f.memory.cuda_free_after = Some(before - half);
+        f.memory.nvml_used_after = f.memory.nvml_used_before.map(|u| u + half);
+        f.memory.watch = Some(crate::facts::memory::MemoryWatch {
+            device: 0,
+            period_ms: 50.0,
+            from_ms: 120.0,
+            to_ms: 520.0,
+            samples: 9,
+            own_pids: vec![f.memory.own_pids[0]],
+            changes: vec![
+                change(4242, 520 << 20, 250.0),
+                change(4242, half as i64, 338.0),
+                change(4242, -(half as i64) - (520 << 20), 470.0),
+            ],
             ..Default::default()
-        };
-        let f = memory(&m, 3);
-        assert_eq!(f.len(), 1, "NVML within tolerance: {f:?}");
-        assert_eq!(f[0].severity, Severity::Fail);
-        assert_eq!(f[0].device, Some(3));
-        assert!(f[0].message.contains("100.00 MiB"), "{}", f[0].message);
-        m.foreign_processes = vec![GpuProcess {
-            pid: 4242,
-            used_bytes: Some(1 << 30),
-        }];
-        m.nvml_used_after = Some(3 << 30);
-        let f = memory(&m, 3);
-        assert_eq!(f.len(), 3);
-        assert_eq!(f[0].code, codes::FOREIGN_PROCESSES);
-        assert_eq!(f[0].severity, Severity::Info);
-        assert!(f[1..].iter().all(|x| x.severity == Severity::Warn));
-        assert!(f[2].message.contains("pid 4242"));
-        // Within tolerance: only the note about the other process.
-        m.cuda_free_after = Some((80 << 30) - (1 << 20));
-        m.nvml_used_after = Some(1 << 30);
-        let f = memory(&m, 3);
-        assert_eq!(f.len(), 1);
-        assert_eq!(f[0].code, codes::FOREIGN_PROCESSES);
-        m.foreign_processes.clear();
-        assert!(memory(&m, 3).is_empty());
+        });
+        f
+    }
+
+    fn change(pid: u32, bytes: i64, at_ms: f64) -> crate::facts::memory::MemoryChange {
+        crate::facts::memory::MemoryChange {
+            pid,
+            bytes: Some(bytes),
+            used_bytes: None,
+            at_ms,
+        }
+    }
+
+    #[test]
+    fn two_fills_at_once_neither_blames_itself() {
+        let f = h200_oom_beside_another();
+        let a = oom(&f, &[]);
+        assert_eq!(codes_of(&a), vec![codes::MEMORY_CHECK_INCONCLUSIVE]);
+        let finding = &a.findings[0];
+        assert_eq!(finding.severity, Severity::Warn);
+        assert!(
+            finding
+                .message
+                .contains("pid 4242 allocated 520.00 MiB at 250 ms"),
+            "{}",
+            finding.message
+        );
+        // The same facts without the watch: what the H200 reported (each run blamed itself).
+        let mut blind = f.clone();
+        blind.memory.watch = None;
+        let a = oom(&blind, &[]);
+        assert_eq!(
+            codes_of(&a),
+            vec![
+                codes::OOM_ALLOCATABLE_LOW,
+                codes::MEMORY_NOT_RETURNED,
+                codes::MEMORY_NOT_RETURNED
+            ]
+        );
+        assert_eq!(a.findings[1].severity, Severity::Fail);
+    }
+
+    #[test]
+    fn the_edge_is_judged_against_what_was_free_during_the_fill() {
+        // Still low once the other process's fill is counted: the edge cannot be judged.
+        let mut f = h200_oom_beside_another();
+        f.allocatable_bytes = f.free_before_bytes / 4;
+        let a = oom(&f, &[]);
+        assert_eq!(
+            codes_of(&a),
+            vec![
+                codes::MEMORY_CHECK_INCONCLUSIVE,
+                codes::MEMORY_CHECK_INCONCLUSIVE
+            ]
+        );
+        assert!(
+            a.findings[0]
+                .message
+                .starts_with("the OOM edge cannot be judged")
+        );
+        assert!(a.findings[0].message.contains("pid 4242 allocated"));
+        // The other process changed nothing during the fill: the edge is ours to judge.
+        let w = f.memory.watch.as_mut().unwrap();
+        w.changes.remove(1);
+        let a = oom(&f, &[]);
+        assert_eq!(
+            codes_of(&a),
+            vec![codes::OOM_ALLOCATABLE_LOW, codes::MEMORY_CHECK_INCONCLUSIVE]
+        );
+    }
+
+    #[test]
+    fn pool_trim_judges_free_memory_only_when_no_one_else_moved_it() {
+        let mut f = h200_oom_beside_another();
+        f.allocator = "async".into();
+        f.pool = Some(PoolFacts {
+            reserved_after_trim_bytes: Some(0),
+            free_after_trim_bytes: Some(f.free_before_bytes / 2),
+            ..Default::default()
+        });
+        assert!(!codes_of(&oom(&f, &[])).contains(&codes::POOL_TRIM_NO_EFFECT));
+        f.memory.watch = None;
+        assert!(codes_of(&oom(&f, &[])).contains(&codes::POOL_TRIM_NO_EFFECT));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::facts::memory::{MemoryCheck, MemoryWatch, TOLERANCE_BYTES};
 use crate::facts::{GpuProcess, NvLinkFacts, PcieFacts};
 
 /// Path names: stable, they are part of metric names.
@@ -140,6 +141,9 @@ pub struct DeviceRun {
     /// Free device memory before allocating and after freeing (cuMemGetInfo).
     pub memory_free_before: Option<u64>,
     pub memory_free_after: Option<u64>,
+    /// Every process's device memory on this GPU during its run (absent in earlier reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_watch: Option<MemoryWatch>,
     pub placement: HostPlacement,
     pub pcie_gen_under_load: Option<u32>,
     pub pcie_width_under_load: Option<u32>,
@@ -150,6 +154,24 @@ pub struct DeviceRun {
     pub samples: Vec<PathSamples>,
     #[serde(skip)]
     pub interrupted: bool,
+}
+
+impl DeviceRun {
+    /// This run's memory check: free memory before and after it, and the watch of the GPU.
+    pub fn memory_check(&self) -> MemoryCheck {
+        MemoryCheck {
+            tolerance_bytes: TOLERANCE_BYTES,
+            cuda_free_before: self.memory_free_before,
+            cuda_free_after: self.memory_free_after,
+            foreign_processes: self
+                .memory_watch
+                .as_ref()
+                .map(|w| w.others_at_start.clone())
+                .unwrap_or_default(),
+            watch: self.memory_watch.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 /// Peer capabilities of one ordered pair.

@@ -6,7 +6,6 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::facts::GpuProcess;
 use crate::report::Code;
 
 /// Step-name prefixes that `analyze::faults` reads: the probes name their steps with them.
@@ -19,25 +18,8 @@ pub mod step_names {
     pub const RECOVERY: &str = "recovery";
 }
 
-/// Device memory before and after a scenario, to check that cleanup returned what it took.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
-pub struct MemoryCheck {
-    /// Allowed difference (driver-internal allocations, other processes' noise).
-    pub tolerance_bytes: u64,
-    /// cuMemGetInfo free bytes at the baseline and after cleanup (measured in comparable
-    /// situations: the same context, or one fresh context each time).
-    pub cuda_free_before: Option<u64>,
-    pub cuda_free_after: Option<u64>,
-    /// NVML used bytes (all processes) at the baseline and after cleanup.
-    pub nvml_used_before: Option<u64>,
-    pub nvml_used_after: Option<u64>,
-    /// Processes of this run (child, grandchildren).
-    #[serde(default)]
-    pub own_pids: Vec<u32>,
-    /// Other processes holding memory on the GPU (before or after): their load is theirs.
-    #[serde(default)]
-    pub foreign_processes: Vec<GpuProcess>,
-}
+/// The memory check of every fault scenario (the one type, `crate::facts::memory`).
+pub use crate::facts::memory::MemoryCheck;
 
 /// `inject oom`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
@@ -68,6 +50,13 @@ pub struct OomFacts {
     /// (allocated more than the GPU has without an error: async OOM deferred).
     pub stopped_by: String,
     pub time_to_edge_ms: f64,
+    /// When the fill started (just before `free_before_bytes` was read) and ended (the edge,
+    /// before anything was freed), ms since the scenario started: the window in which other
+    /// processes' memory changes move the edge (`memory.watch`). Absent in earlier reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_started_at_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_ended_at_ms: Option<f64>,
     pub free_ms: f64,
     /// How long the memory was held (--hold).
     pub held_ms: f64,

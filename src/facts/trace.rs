@@ -183,13 +183,3 @@ pub struct PrimaryFacts {
     pub fixed_use: Option<Code>,
     pub final_state: Option<PrimaryState>,
 }
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MemoryCheck {
-    pub nvml: u32,
-    pub before_bytes: Option<u64>,
-    pub after_bytes: Option<u64>,
-    /// Other processes on the GPU at the end (their memory is in NVML's figures).
-    #[serde(default)]
-    pub other_pids: Vec<u32>,
-}

@@ -6,6 +6,7 @@ pub mod cuda;
 pub mod faults;
 pub mod kernels;
 pub mod loader;
+pub mod memory;
 pub mod nvml;
 pub mod nvml_library;
 pub mod trace_ctx;

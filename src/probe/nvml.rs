@@ -209,12 +209,19 @@ impl NvmlProbe {
         )
     }
 
+    /// Processes holding memory on this GPU (none where NVML cannot say).
     pub fn processes(&self, index: u32) -> Vec<GpuProcess> {
-        let Ok(d) = self.device(index) else {
-            return vec![];
-        };
-        d.running_compute_processes()
-            .unwrap_or_default()
+        self.processes_or_error(index).unwrap_or_default()
+    }
+
+    /// Processes holding memory on this GPU, or why NVML could not list them (a watch must not
+    /// read a failed call as every process having left).
+    pub fn processes_or_error(&self, index: u32) -> Result<Vec<GpuProcess>, String> {
+        let d = self.device(index).map_err(|e| e.to_string())?;
+        let list = d
+            .running_compute_processes()
+            .map_err(|e| format!("nvmlDeviceGetComputeRunningProcesses: {e}"))?;
+        Ok(list
             .into_iter()
             .map(|p| GpuProcess {
                 pid: p.pid,
@@ -223,7 +230,7 @@ impl NvmlProbe {
                     UsedGpuMemory::Unavailable => None,
                 },
             })
-            .collect()
+            .collect())
     }
 
     /// Health facts of one GPU and its identity, from one set of NVML calls. A lost GPU is a

@@ -33,6 +33,7 @@ codes! {
     FOREIGN_PROCESSES => "Other processes hold GPU memory; memory figures include their use.",
     STEP_MISMATCH => "A CUDA driver call answered differently than the scenario expected.",
     MEMORY_NOT_RETURNED => "Device memory in use did not return to its baseline after cleanup.",
+    MEMORY_CHECK_INCONCLUSIVE => "Another process allocated or freed device memory on the GPU while the scenario ran, so a memory check (memory back to its baseline, the OOM edge) could not be judged; the finding names the processes (pid, how much, when).",
     CHILD_CRASHED => "The isolated child process died (signal or abnormal exit) before finishing its report.",
     CHILD_TIMEOUT => "The isolated child process did not finish in time and was killed.",
     CHILD_PROTOCOL => "The isolated child process printed output that is not the event protocol.",

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::analyze::bandwidth::{self as analysis, Thresholds};
-use crate::analyze::topology;
+use crate::analyze::{memory, topology};
 use crate::context::RunCtx;
 use crate::error::input;
 use crate::facts::TopoFacts;
@@ -18,6 +18,7 @@ use crate::facts::bandwidth::{
 use crate::probe::bandwidth::{self as probe, Hooks, Plan, Target};
 use crate::probe::cuda::{self, Steps};
 use crate::probe::loader;
+use crate::probe::memory::Watch;
 use crate::probe::nvml::NvmlProbe;
 use crate::render::style::Style;
 use crate::report::{Analysis, DeviceInfo, Report};
@@ -271,9 +272,7 @@ pub fn analyze_data(data: &mut BandwidthData, t: &Thresholds) -> Analysis {
     let mut findings: Vec<_> = data
         .devices
         .iter()
-        .filter_map(|run| {
-            analysis::memory_not_returned(run.index, run.memory_free_before, run.memory_free_after)
-        })
+        .flat_map(|run| memory::check(&run.memory_check(), run.index))
         .collect();
     let a = analysis::analyze(&data.facts.samples, &data.facts.links, t);
     findings.extend(a.findings);
@@ -331,10 +330,12 @@ pub fn measure(
     for t in &targets {
         // A fresh thread per GPU: pinned to the GPU's CPUs, preferring its NUMA node, so the
         // host buffers it touches first are local to the GPU.
+        let watch = Watch::start(ctx, &[t.index]);
         let mut run = on_own_thread(|| {
             let rec = Steps::new(ctx);
             probe::measure_device(&rec, t, plan, topo.host_numa_nodes, &hooks)
         })?;
+        run.memory_watch = watch.finish().pop();
         samples.append(&mut run.samples);
         data.devices.push(run);
         if ctx.interrupted() {

@@ -45,7 +45,7 @@ impl Scenario for CtxDestroy {
 
     fn probe(_params: &CtxDestroyParams, ctx: &RunCtx) -> Result<Probed<CtxDestroyData>> {
         let t = probe::target(ctx)?;
-        let mut facts = probe::ctx_destroy::begin(&t)?;
+        let (mut facts, watch) = probe::ctx_destroy::begin(ctx, &t)?;
         for part in DestroyPart::ALL {
             if ctx.interrupted() {
                 break;
@@ -60,7 +60,7 @@ impl Scenario for CtxDestroy {
                 facts.variants.push(v);
             }
         }
-        probe::ctx_destroy::finish(&Steps::new(ctx), &t, &mut facts);
+        probe::ctx_destroy::finish(&Steps::new(ctx), &t, &mut facts, watch);
         Ok(Probed::new(
             CtxDestroyData { facts },
             t.nvml.host(),

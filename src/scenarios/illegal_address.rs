@@ -18,6 +18,7 @@ use crate::context::RunCtx;
 use crate::facts::faults::{IllegalAddressFacts, SubRun, VariantFacts};
 use crate::probe::faults::illegal_address::{self as ia, Variant, XidWatch};
 use crate::probe::faults::{self as probe, Steps};
+use crate::probe::memory;
 use crate::render::faults as render;
 use crate::render::style::Style;
 use crate::report::{Analysis, Report, codes};
@@ -53,9 +54,10 @@ impl Scenario for IllegalAddress {
         let (nvml, index, info) = probe::nvml_target(ctx)?;
         let mut devices = vec![info.clone()];
         let mut findings = Vec::new();
+        let (memory, memory_watch) = memory::begin(ctx, &nvml, index);
         let mut facts = IllegalAddressFacts {
             device: index,
-            memory: probe::memory_baseline(&nvml, index, &[std::process::id()]),
+            memory,
             ..Default::default()
         };
         let watch = XidWatch::start(ctx.started, &info.pci_bus_id);
@@ -104,7 +106,7 @@ impl Scenario for IllegalAddress {
             .memory
             .own_pids
             .extend(facts.runs.iter().map(|r| r.facts.pid).filter(|&p| p != 0));
-        probe::memory_after(&mut facts.memory, &nvml, index);
+        memory::end(&mut facts.memory, memory_watch, &nvml, index);
         let mut probed = Probed::new(IllegalAddressData { facts }, nvml.host(), devices);
         probed.findings = findings;
         Ok(probed)

@@ -17,9 +17,11 @@ use serde::{Deserialize, Serialize};
 use crate::analyze::trace_ctx::{self as analysis, TraceData};
 use crate::context::RunCtx;
 use crate::error::input;
-use crate::facts::trace::{DEVICE_MIXUP, MemoryCheck, PRIMARY_LIFETIME, PUSH_POP, THREAD_HOP};
+use crate::facts::memory::{MemoryCheck, TOLERANCE_BYTES};
+use crate::facts::trace::{DEVICE_MIXUP, PRIMARY_LIFETIME, PUSH_POP, THREAD_HOP};
 use crate::probe::cuda::device_for_bus_id;
 use crate::probe::loader;
+use crate::probe::memory::{self, Watch};
 use crate::probe::nvml::NvmlProbe;
 use crate::probe::trace_ctx::{self as probe, Tracer};
 use crate::render::style::Style;
@@ -183,7 +185,14 @@ impl Scenario for TraceCtx {
             devices.push(info);
             cuda.push(d);
         }
-        let before: Vec<Option<u64>> = used.iter().map(|&i| nvml.memory_used(i)).collect();
+        let watch = Watch::start(ctx, &used);
+        let mut checks: Vec<MemoryCheck> = used
+            .iter()
+            .map(|&i| MemoryCheck {
+                device: Some(i),
+                ..memory::baseline(&nvml, i)
+            })
+            .collect();
 
         let tracer = Tracer::new(ctx);
         tracer.name_thread("main (scenario thread)");
@@ -232,31 +241,24 @@ impl Scenario for TraceCtx {
         // Every context is destroyed or released: memory back to where it was (NVML may lag).
         let deadline = Instant::now() + Duration::from_millis(1000);
         loop {
-            let after: Vec<Option<u64>> = used.iter().map(|&i| nvml.memory_used(i)).collect();
-            let back = before.iter().zip(&after).all(|(b, a)| match (b, a) {
-                (Some(b), Some(a)) => *a <= b + analysis::MEMORY_TOLERANCE_BYTES,
-                _ => true,
-            });
+            for (m, &i) in checks.iter_mut().zip(&used) {
+                m.nvml_used_after = nvml.memory_used(i);
+            }
+            let back = checks
+                .iter()
+                .all(|m| match (m.nvml_used_before, m.nvml_used_after) {
+                    (Some(b), Some(a)) => a <= b + TOLERANCE_BYTES,
+                    _ => true,
+                });
             if back || Instant::now() >= deadline {
-                data.memory = used
-                    .iter()
-                    .zip(before.iter().zip(after))
-                    .map(|(&i, (b, a))| MemoryCheck {
-                        nvml: i,
-                        before_bytes: *b,
-                        after_bytes: a,
-                        other_pids: nvml
-                            .processes(i)
-                            .into_iter()
-                            .map(|p| p.pid)
-                            .filter(|&p| p != std::process::id())
-                            .collect(),
-                    })
-                    .collect();
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        for ((m, &i), w) in checks.iter_mut().zip(&used).zip(watch.finish()) {
+            memory::after(m, &nvml, i, Some(w));
+        }
+        data.memory = checks;
 
         let (events, contexts, threads) = tracer.finish();
         data.timeline = events;

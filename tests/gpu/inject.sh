@@ -96,6 +96,11 @@ def common(name, r):
     print(f"     memory: cuda free {m.get('cuda_free_before')} -> {m.get('cuda_free_after')}, "
           f"nvml used {m.get('nvml_used_before')} -> {m.get('nvml_used_after')}, "
           f"tolerance {m['tolerance_bytes']}, other processes {m.get('foreign_processes')}")
+    w = m.get("watch") or {}
+    check(w.get("samples", 0) >= 2 and not w.get("failed_samples") and not w.get("changes"),
+          f"{name}: NVML watched the GPU during the run ({w.get('samples')} samples, "
+          f"{w.get('failed_samples')} failed, used {w.get('used_min_bytes')}–{w.get('used_max_bytes')}, "
+          f"own pids {w.get('own_pids')}, other processes' changes {w.get('changes')}, error {w.get('error')})")
 
 def wall(name):
     with open(os.path.join(out, name + ".meta")) as f:

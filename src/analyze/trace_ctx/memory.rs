@@ -1,40 +1,16 @@
-//! Device memory back to its baseline once every context is gone (MEMORY_NOT_RETURNED).
+//! Device memory back to its baseline once every context is gone: the one memory check
+//! (`analyze::memory`), per GPU used.
 
-use super::{MEMORY_TOLERANCE_BYTES, TraceData};
-use crate::report::{Finding, Severity, codes};
+use super::TraceData;
+use crate::analyze::memory;
+use crate::report::Finding;
 
-/// Memory back to baseline.
+/// Memory back to baseline on every GPU used.
 pub fn not_returned(d: &TraceData) -> Vec<Finding> {
-    let mut out = Vec::new();
-    for m in &d.memory {
-        if let (Some(b), Some(a)) = (m.before_bytes, m.after_bytes)
-            && a > b + MEMORY_TOLERANCE_BYTES
-        {
-            let others = if m.other_pids.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " (other processes on this GPU: {:?}; their memory counts too)",
-                    m.other_pids
-                )
-            };
-            out.push(
-                Finding::new(
-                    Severity::Warn,
-                    codes::MEMORY_NOT_RETURNED,
-                    format!(
-                        "GPU {}: {} MiB in use after the contexts were destroyed and released vs {} MiB before{others}",
-                        m.nvml,
-                        a >> 20,
-                        b >> 20
-                    ),
-                )
-                .device(m.nvml)
-                .hint("Re-run; if it repeats with no other process on the GPU, a context or allocation was not given back."),
-            );
-        }
-    }
-    out
+    d.memory
+        .iter()
+        .flat_map(|m| memory::check(m, m.device.unwrap_or_default()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -42,20 +18,38 @@ mod tests {
     use super::*;
     use crate::analyze::trace_ctx::findings;
     use crate::analyze::trace_ctx::test_support::of_code;
-    use crate::facts::trace::MemoryCheck;
+    use crate::facts::memory::MemoryCheck;
+    use crate::report::codes;
 
     #[test]
-    fn memory_not_returned_beyond_tolerance() {
+    fn memory_not_returned_beyond_tolerance_names_its_gpu() {
         let mut d = TraceData::default();
         d.memory.push(MemoryCheck {
-            nvml: 0,
-            before_bytes: Some(1 << 30),
-            after_bytes: Some((1 << 30) + (4 << 20)),
-            other_pids: vec![],
+            device: Some(1),
+            nvml_used_before: Some(1 << 30),
+            nvml_used_after: Some((1 << 30) + (4 << 20)),
+            ..Default::default()
         });
         assert!(findings(&d).is_empty());
-        d.memory[0].after_bytes = Some((1 << 30) + (600 << 20));
+        d.memory[0].nvml_used_after = Some((1 << 30) + (600 << 20));
         let f = findings(&d);
-        assert_eq!(of_code(&f, codes::MEMORY_NOT_RETURNED).len(), 1);
+        let f = of_code(&f, codes::MEMORY_NOT_RETURNED);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].device, Some(1));
+    }
+
+    #[test]
+    fn stored_under_the_v1_names_and_read_back() {
+        let saved = serde_json::json!({
+            "subs": [],
+            "memory": [{"nvml": 1, "before_bytes": 3407872, "after_bytes": 3407872, "other_pids": [77]}]
+        });
+        let d: TraceData = serde_json::from_value(saved.clone()).unwrap();
+        let m = &d.memory[0];
+        assert_eq!(m.device, Some(1));
+        assert_eq!(m.nvml_used_after, Some(3407872));
+        assert_eq!(m.foreign_processes[0].pid, 77);
+        let again = serde_json::to_value(&d).unwrap();
+        assert_eq!(again["memory"], saved["memory"]);
     }
 }

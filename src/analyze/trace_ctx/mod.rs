@@ -7,9 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::facts::trace::{
-    CtxInfo, HopFacts, MemoryCheck, MixupFacts, PrimaryFacts, ThreadInfo, TraceEvent,
-};
+use crate::facts::memory::MemoryCheck;
+use crate::facts::trace::{CtxInfo, HopFacts, MixupFacts, PrimaryFacts, ThreadInfo, TraceEvent};
 use crate::report::{Finding, Severity};
 
 mod device_mixup;
@@ -27,10 +26,6 @@ pub use primary::primary_retain_counts;
 pub use summary::{ThreadSummary, summarize};
 pub use thread_hop::hop_outcome;
 pub use timing::{bind_cost_us, ctx_create_ms};
-
-/// Memory above the baseline that still counts as returned (NVML rounds, the driver keeps
-/// small per-process structures for a moment).
-pub const MEMORY_TOLERANCE_BYTES: u64 = 16 << 20;
 
 /// Everything `trace ctx` keeps in `report.data`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -56,7 +51,8 @@ pub struct TraceData {
     pub device_mixup: Option<MixupFacts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary: Option<PrimaryFacts>,
-    #[serde(default)]
+    /// One memory check per GPU used (stored under its v1 names: `facts::memory::per_gpu`).
+    #[serde(default, with = "crate::facts::memory::per_gpu")]
     pub memory: Vec<MemoryCheck>,
     /// Computed by [`summarize`] (kept for renderers and readers of the JSON).
     #[serde(default)]

@@ -16,6 +16,7 @@ use crate::context::{RunCtx, thread_id};
 use crate::facts::faults::{CtxDestroyFacts, DestroyVariant, PrimaryResetFacts};
 use crate::probe::cuda::{self, CUresult, check, sys};
 use crate::probe::kernels::{Module, name};
+use crate::probe::memory::{self, Watch};
 
 /// Step-name prefixes (stable: analyze::faults reads them).
 pub mod step {
@@ -70,16 +71,18 @@ impl DestroyPart {
     ];
 }
 
-/// Baseline before anything is destroyed: device memory as NVML and a fresh context see it.
-pub fn begin(t: &Target) -> Result<CtxDestroyFacts> {
+/// Baseline before anything is destroyed: device memory as NVML and a fresh context see it;
+/// the memory watch runs until [`finish`].
+pub fn begin(ctx: &RunCtx, t: &Target) -> Result<(CtxDestroyFacts, Watch)> {
+    let (memory, watch) = memory::begin(ctx, &t.nvml, t.index);
     let mut facts = CtxDestroyFacts {
         device: t.index,
         kernel_delay_ms: KERNEL_DELAY_MS as f64,
-        memory: super::memory_baseline(&t.nvml, t.index, &[std::process::id()]),
+        memory,
         ..Default::default()
     };
     facts.memory.cuda_free_before = Some(fresh_context_free(t.dev)?);
-    Ok(facts)
+    Ok((facts, watch))
 }
 
 /// One crash-prone part, in this (sub)process.
@@ -99,12 +102,12 @@ pub fn run_part(
 
 /// After the crash-prone parts: the primary-context reset under a holder, then recovery (a
 /// fresh context works) and the memory check.
-pub fn finish(steps: &Steps, t: &Target, facts: &mut CtxDestroyFacts) {
+pub fn finish(steps: &Steps, t: &Target, facts: &mut CtxDestroyFacts, watch: Watch) {
     facts.primary = Some(primary_reset(steps, t.dev));
     let (ok, free_after) = recovery(steps, t.dev);
     facts.recovery_ok = ok;
     facts.memory.cuda_free_after = free_after;
-    super::memory_after(&mut facts.memory, &t.nvml, t.index);
+    memory::end(&mut facts.memory, watch, &t.nvml, t.index);
 }
 
 /// (a) destroyed by the thread that owns it.

@@ -11,8 +11,6 @@ use std::ffi::c_void;
 use anyhow::Result;
 
 use crate::context::RunCtx;
-use crate::facts::GpuProcess;
-use crate::facts::faults::MemoryCheck;
 pub use crate::probe::cuda::Steps;
 use crate::probe::cuda::{self, CUresult, sys};
 use crate::probe::kernels;
@@ -28,10 +26,6 @@ pub mod stream_misuse;
 pub const STREAM_LEGACY: sys::CUstream = 0x1 as sys::CUstream;
 /// CU_STREAM_PER_THREAD: the per-thread default stream (cuda.h `((CUstream)0x2)`).
 pub const STREAM_PER_THREAD: sys::CUstream = 0x2 as sys::CUstream;
-
-/// Memory difference we accept between baseline and after cleanup: driver-internal
-/// allocations (module, local memory for a launch, page tables) stay well below it.
-pub const MEMORY_TOLERANCE: u64 = 64 << 20;
 
 /// The GPU a fault scenario works on: the first of the `--device` selection.
 pub struct Target {
@@ -63,32 +57,6 @@ pub fn nvml_target(ctx: &RunCtx) -> Result<(NvmlProbe, u32, DeviceInfo)> {
     let index = nvml.select(&ctx.opts.devices)?[0];
     let info = nvml.device_info(index)?;
     Ok((nvml, index, info))
-}
-
-/// Starts a memory check: NVML used bytes and the processes on the GPU now.
-pub fn memory_baseline(nvml: &NvmlProbe, index: u32, own_pids: &[u32]) -> MemoryCheck {
-    let mut m = MemoryCheck {
-        tolerance_bytes: MEMORY_TOLERANCE,
-        nvml_used_before: nvml.memory_used(index),
-        own_pids: own_pids.to_vec(),
-        ..Default::default()
-    };
-    add_foreign(&mut m, nvml.processes(index));
-    m
-}
-
-/// Finishes a memory check after cleanup.
-pub fn memory_after(m: &mut MemoryCheck, nvml: &NvmlProbe, index: u32) {
-    m.nvml_used_after = nvml.memory_used(index);
-    add_foreign(m, nvml.processes(index));
-}
-
-fn add_foreign(m: &mut MemoryCheck, procs: Vec<GpuProcess>) {
-    for p in procs {
-        if !m.own_pids.contains(&p.pid) && !m.foreign_processes.iter().any(|q| q.pid == p.pid) {
-            m.foreign_processes.push(p);
-        }
-    }
 }
 
 /// cuMemGetInfo free bytes in the current context (None without one).

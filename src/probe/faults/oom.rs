@@ -14,6 +14,7 @@ use crate::context::RunCtx;
 use crate::facts::faults::{OomFacts, PoolFacts};
 use crate::probe::cuda::{CUresult, check, sys};
 use crate::probe::kernels::{Module, name};
+use crate::probe::memory;
 use crate::units::format_bytes;
 
 /// Step names (stable: analyze::faults reads them).
@@ -46,13 +47,13 @@ const PROOF_VALUE: u32 = 0x00C0_FFEE;
 const PROOF_ELEMS: usize = 1024;
 
 pub fn run(ctx: &RunCtx, steps: &Steps, t: &Target, cfg: &OomConfig) -> Result<OomFacts> {
-    let own = [std::process::id()];
+    let (memory, watch) = memory::begin(ctx, &t.nvml, t.index);
     let mut facts = OomFacts {
         device: t.index,
         allocator: if cfg.async_alloc { "async" } else { "sync" }.into(),
         granularity_bytes: cfg.granularity,
         fraction: cfg.fraction,
-        memory: super::memory_baseline(&t.nvml, t.index, &own),
+        memory,
         ..Default::default()
     };
     let g = cfg.granularity.max(1);
@@ -100,6 +101,8 @@ pub fn run(ctx: &RunCtx, steps: &Steps, t: &Target, cfg: &OomConfig) -> Result<O
         );
     }
 
+    // The fill's window starts here: other processes' changes from now on move the edge.
+    facts.fill_started_at_ms = Some(watch.mark());
     let (free_before, total) = crate::probe::cuda::mem_get_info()?;
     facts.free_before_bytes = free_before;
     facts.total_bytes = total;
@@ -237,6 +240,7 @@ pub fn run(ctx: &RunCtx, steps: &Steps, t: &Target, cfg: &OomConfig) -> Result<O
         facts.oom_surfaced_at = Some("call".into());
     }
     facts.time_to_edge_ms = t0.elapsed().as_secs_f64() * 1e3;
+    facts.fill_ended_at_ms = Some(watch.mark());
     facts.allocations = ptrs.len() as u64;
     facts.allocatable_bytes = allocated;
     facts.stopped_by = stopped.to_string();
@@ -347,7 +351,7 @@ pub fn run(ctx: &RunCtx, steps: &Steps, t: &Target, cfg: &OomConfig) -> Result<O
         // freed, its stream destroyed and its module unloaded just before.
         || unsafe { sys::cuCtxDestroy_v2(cu_ctx) },
     );
-    super::memory_after(&mut facts.memory, &t.nvml, t.index);
+    memory::end(&mut facts.memory, watch, &t.nvml, t.index);
     Ok(facts)
 }
 

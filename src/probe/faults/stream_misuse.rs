@@ -16,6 +16,7 @@ use crate::context::RunCtx;
 use crate::facts::faults::{CaptureFacts, DefaultStreamFacts, RaceFacts, StreamMisuseFacts};
 use crate::probe::cuda::{CUresult, check, sys};
 use crate::probe::kernels::{Module, name};
+use crate::probe::memory;
 
 /// The parts of the scenario (`--only` runs one, e.g. under compute-sanitizer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, JsonSchema)]
@@ -74,9 +75,10 @@ pub fn run(
     parts: &[Part],
     iterations: u32,
 ) -> Result<StreamMisuseFacts> {
+    let (memory, watch) = memory::begin(ctx, &t.nvml, t.index);
     let mut facts = StreamMisuseFacts {
         device: t.index,
-        memory: super::memory_baseline(&t.nvml, t.index, &[std::process::id()]),
+        memory,
         ..Default::default()
     };
     let mut a: sys::CUcontext = std::ptr::null_mut();
@@ -127,7 +129,7 @@ pub fn run(
         // events and buffers, the module was unloaded above, and nothing uses `a` afterwards.
         || unsafe { sys::cuCtxDestroy_v2(a) },
     );
-    super::memory_after(&mut facts.memory, &t.nvml, t.index);
+    memory::end(&mut facts.memory, watch, &t.nvml, t.index);
     Ok(facts)
 }
 
