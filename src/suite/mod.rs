@@ -150,7 +150,13 @@ mod tests {
         }
         let full = load(&dir.join("full.toml")).unwrap();
         // Program mode runs the user's own COMMAND: a shipped suite cannot name one.
-        let needs_program = ["inject oom --", "inject error", "trace ctx --"];
+        let needs_program = [
+            "inject oom --",
+            "inject error",
+            "trace ctx --",
+            "inject nvml",
+            "replay",
+        ];
         for s in scenarios::registry()
             .iter()
             .filter(|s| !s.internal() && !needs_program.contains(&s.name()))
