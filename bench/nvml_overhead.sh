@@ -37,5 +37,6 @@ p=$(printf '%s\n' "${plain[@]}" | best)
 w=$(printf '%s\n' "${with[@]}" | best)
 f=$(printf '%s\n' "${faulted[@]}" | best)
 echo "without the interposer: $p ns/call"
-echo "with, no fault:         $w ns/call (+$(echo "$w - $p" | bc) ns)"
-echo "with, another fault:    $f ns/call (+$(echo "$f - $p" | bc) ns)"
+diff() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f", a - b }'; }
+echo "with, no fault:         $w ns/call ($(diff "$w" "$p") ns)"
+echo "with, another fault:    $f ns/call ($(diff "$f" "$p") ns)"

@@ -234,7 +234,7 @@ pub fn analyze_program(
                 codes::NVML_NOT_USED,
                 "The program never initialised NVML (nvmlInit) through gpu-doctor's library.",
             )
-            .hint("nvidia-smi reaches NVML through an internal table that no interposer reaches (docs/nvml.md); other programs may load NVML later than they ran here."),
+            .hint("The program may load NVML later than it ran here, by an absolute path, or through its own table (docs/nvml.md, Known limits)."),
         );
     }
     for e in &s.config_errors {

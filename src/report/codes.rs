@@ -79,7 +79,7 @@ codes! {
     FAULT_NOT_INJECTED => "The configured fault never fired, so the verdict says nothing about fault handling.",
     DRIVER_CALLS_FAILED => "Intercepted driver calls failed on their own (not injected): listed in data.failures.",
     CTX_UNBOUND_CALL => "A driver call failed with CUDA_ERROR_INVALID_CONTEXT on a thread with no current context.",
-    NVML_NOT_USED => "The program never initialised NVML through gpu-doctor's NVML library (nvidia-smi, for one, is not reachable: docs/nvml.md).",
+    NVML_NOT_USED => "The program never initialised NVML through gpu-doctor's NVML library, so no NVML fault reached it (docs/nvml.md, Known limits).",
     REPLAY_QUERY_MISSING => "A replayed snapshot has no answer for a query the program made; it was answered NVML_ERROR_NOT_SUPPORTED, as a driver does for an unsupported query.",
     CTX_DESTROYED_IN_USE => "A driver call failed with CUDA_ERROR_CONTEXT_IS_DESTROYED: a context was destroyed while a thread still used it.",
 }
