@@ -32,8 +32,8 @@ fn missing_nvml_is_one_clear_line_and_exit_3() {
             "{err}"
         );
         assert!(
-            err.contains("--from"),
-            "points a newcomer at a saved report: {err}"
+            err.contains("gpu-doctor topo --example"),
+            "points a newcomer at the built-in example report: {err}"
         );
         assert!(!err.contains("panicked"));
         assert!(out.stdout.is_empty());
@@ -235,7 +235,7 @@ fn from_with_bad_input_exits_2_with_location() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "--device does not apply to --from",
+            "--device does not apply to `topo --from`",
         ));
 }
 
@@ -487,5 +487,117 @@ fn bad_scenario_params_exit_2_before_any_driver_is_needed() {
             .assert()
             .code(2)
             .stderr(predicate::str::contains(needle));
+    }
+}
+
+#[test]
+fn an_empty_library_override_means_unset() {
+    // On a machine without a driver: the loader path is named, not an empty file name (which
+    // dlopen reads as the program itself: "undefined symbol: nvmlInit_v2").
+    let out = doctor()
+        .env("GPU_DOCTOR_LIBNVML", "")
+        .env("GPU_DOCTOR_LIBCUDA", "")
+        .args(["info"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!err.contains("undefined symbol"), "{err}");
+    if out.status.code() == Some(3) {
+        assert!(err.contains("the loader path"), "{err}");
+        assert!(!err.contains("GPU_DOCTOR_LIBNVML="), "{err}");
+    }
+}
+
+#[test]
+fn the_example_report_is_built_in_and_works_from_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in [
+        &["topo"][..],
+        &["info"],
+        &["bandwidth"],
+        &["trace", "ctx"],
+        &["inject", "oom"],
+    ] {
+        let out = doctor()
+            .current_dir(dir.path())
+            .args(cmd)
+            .args(["--example", "--json"])
+            .assert()
+            .success()
+            .get_output()
+            .clone();
+        let r = json_of(&out.stdout);
+        assert_eq!(r["scenario"], cmd.join(" "));
+        assert!(
+            r["params"]["from"].as_str().unwrap().starts_with("example"),
+            "{}",
+            r["params"]
+        );
+    }
+    doctor()
+        .args(["topo", "--example", "--from", "x.json"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn completions_man_page_and_version() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = doctor().args(["completions", shell]).assert().success();
+        let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+        for word in ["inject", "trace", "from", "example", "compare"] {
+            assert!(text.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let out = doctor().args(["man"]).assert().success();
+    let page = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(
+        page.starts_with(".ie") && page.contains(".SH NAME"),
+        "{page}"
+    );
+    let out = doctor().args(["man", "inject", "oom"]).assert().success();
+    let page = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(page.contains("gpu\\-doctor\\-inject\\-oom") && page.contains("fraction"));
+    doctor()
+        .args(["man", "inject", "bogus"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a command"));
+    let out = doctor().arg("--version").assert().success();
+    let v = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(
+        v.starts_with(&format!(
+            "gpu-doctor {} (commit ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{v}"
+    );
+    assert!(v.contains("CUDA shim"), "{v}");
+}
+
+#[test]
+fn help_keeps_global_options_apart_and_describes_every_option() {
+    let out = doctor()
+        .args(["inject", "oom", "--help"])
+        .assert()
+        .success();
+    let help = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let (own, global) = help
+        .split_once("Global options:")
+        .expect("a Global options heading");
+    assert!(
+        own.contains("--fraction") && !own.contains("--timeout"),
+        "{help}"
+    );
+    assert!(
+        global.contains("--timeout") && global.contains("--device"),
+        "{help}"
+    );
+    for group in ["inject", "trace"] {
+        doctor()
+            .args([group, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Examples:"));
     }
 }

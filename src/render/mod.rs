@@ -12,5 +12,6 @@ pub mod junit;
 pub mod program;
 pub mod report;
 pub mod style;
+pub mod text;
 pub mod topo;
 pub mod trace_ctx;

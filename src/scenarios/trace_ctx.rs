@@ -153,9 +153,17 @@ impl Scenario for TraceCtx {
     fn validate(params: &TraceCtxParams) -> Result<()> {
         params.check()?;
         if let Some(path) = &params.chrome_trace {
-            check_writable(path)?;
+            crate::output::check_output(path, "the Chrome trace")?;
         }
         Ok(())
+    }
+
+    fn outputs(params: &TraceCtxParams) -> Vec<(&'static str, PathBuf)> {
+        params
+            .chrome_trace
+            .iter()
+            .map(|p| ("--chrome-trace", p.clone()))
+            .collect()
     }
 
     fn redirect(params: &TraceCtxParams) -> Option<Result<Redirect>> {
@@ -300,18 +308,6 @@ impl Scenario for TraceCtx {
     fn render(data: &TraceData, _report: &Report, out: &mut String, style: Style) {
         crate::render::trace_ctx::trace_ctx(out, data, &analysis::view(data), style);
     }
-}
-
-fn check_writable(path: &Path) -> Result<()> {
-    let dir = crate::output::dir_of(path);
-    if !dir.is_dir() {
-        return Err(input(format!(
-            "--chrome-trace {}: directory {} does not exist",
-            path.display(),
-            dir.display()
-        )));
-    }
-    Ok(())
 }
 
 /// Writes the Chrome trace atomically (temp file + rename).

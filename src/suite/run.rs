@@ -2,6 +2,7 @@
 //! against its entry's thresholds; `--check` only lists what would run.
 
 use std::io::IsTerminal;
+use std::path::Path;
 
 use anyhow::Result;
 
@@ -10,7 +11,7 @@ use crate::analyze::thresholds;
 use crate::context::RunOptions;
 use crate::error;
 use crate::report::{Report, Status};
-use crate::runner::Request;
+use crate::runner::{Request, SavedReports};
 
 /// Checks a scenario's report against the entry's thresholds (analyze::thresholds) and its
 /// `required` flag.
@@ -23,12 +24,14 @@ pub fn apply_thresholds(report: &mut Report, entry: &Entry, file: &str) {
     );
 }
 
-/// `gpu-doctor run SUITE`: runs the suite's scenarios in order and returns the combined report.
-pub fn run(args: &RunArgs, opts: &RunOptions) -> Result<Report> {
+/// `gpu-doctor run SUITE`: runs the suite's scenarios in order and returns the combined report
+/// (which the caller writes to `output`).
+pub fn run(args: &RunArgs, opts: &RunOptions, output: Option<&Path>) -> Result<Report> {
     let suite = load(&args.suite)?;
     // Everything `run` checks before a scenario starts, for every entry: `--check` is exactly
     // this, and a bad value in the last entry stops the run before the first one starts.
     let items = requests(&suite)?;
+    check_paths(&args.suite, &items, output)?;
     if args.check {
         return Ok(plan_report(&suite));
     }
@@ -69,13 +72,14 @@ pub fn run(args: &RunArgs, opts: &RunOptions) -> Result<Report> {
 /// Every entry as a checked request (params normalised, program modes followed, values
 /// validated); the first error names the entry's line.
 fn requests(suite: &Suite) -> Result<Vec<Request>> {
+    let mut saved = SavedReports::new();
     suite
         .scenarios
         .iter()
         .map(|e| {
             let mut r = Request::new(e.scenario, e.params.clone());
             r.from = e.from.clone();
-            r.checked().map_err(|err| {
+            r.checked_with(&mut saved).map_err(|err| {
                 let msg = format!(
                     "{}:{}: scenario `{}`: {err:#}",
                     suite.file,
@@ -90,6 +94,27 @@ fn requests(suite: &Suite) -> Result<Vec<Request>> {
             })
         })
         .collect()
+}
+
+/// No output of the run (the report, an entry's Chrome trace) overwrites the suite file, a
+/// saved report an entry reads, or another output.
+fn check_paths(suite: &Path, items: &[Request], output: Option<&Path>) -> Result<()> {
+    let mut inputs: Vec<&Path> = vec![suite];
+    let mut seen = std::collections::HashSet::new();
+    for r in items {
+        if let Some(p) = &r.from
+            && seen.insert(p)
+        {
+            inputs.push(p);
+        }
+    }
+    let entry_outputs: Vec<(&'static str, std::path::PathBuf)> = items
+        .iter()
+        .flat_map(|r| r.scenario.outputs(&r.params))
+        .collect();
+    let mut outputs: Vec<(&str, &Path)> = output.map(|p| ("-o", p)).into_iter().collect();
+    outputs.extend(entry_outputs.iter().map(|(f, p)| (*f, p.as_path())));
+    crate::output::check_distinct(&inputs, &outputs)
 }
 
 /// What `run --check` prints: the suite's scenarios, none run (each `skipped`); the suite
