@@ -377,8 +377,8 @@ fn invocation(matches: &ArgMatches) -> Result<(GlobalOpts, Invocation), clap::Er
         request.example = leaf.get_flag_or_false("example");
         let saved = request.from.is_some() || request.example;
         // The timeout limits a child process: an isolated scenario's or, in program mode
-        // (a redirect), the user's program.
-        let timed = target.isolated() || served.scenario != s.name();
+        // (params with a COMMAND), the user's program.
+        let timed = target.isolated() || request.params.get("command").is_some();
         let not_applying: &[(&str, &str)] = match (saved, timed) {
             (true, _) => &[
                 (

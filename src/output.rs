@@ -242,8 +242,12 @@ pub fn write_json_atomic(path: &Path, report: &Report) -> Result<()> {
 /// Reads a saved report; malformed input is an input error (exit 2) naming line and column.
 pub fn read_report(path: &Path) -> Result<Report> {
     let bytes = read_bounded(path, "a report")?;
-    let text = String::from_utf8(bytes)
-        .map_err(|e| input(format!("{}: not UTF-8 text: {e}", path.display())))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        input(format!(
+            "{}: cannot read a report: it is not UTF-8 text ({e})",
+            path.display()
+        ))
+    })?;
     parse_report(&text).map_err(|e| crate::error::input(format!("{}: {e}", path.display())))
 }
 

@@ -88,14 +88,14 @@ fn topo_from_real_h100_report_reproduces_the_matrix() {
     assert_eq!(r["data"]["view"]["matrix"], serde_json::json!([["X"]]));
     assert_eq!(r["devices"][0]["name"], "NVIDIA H100 80GB HBM3");
     assert_eq!(r["findings"].as_array().unwrap().len(), 0);
-    // The table shows the same matrix with nvidia-smi's columns.
+    // The table shows the same matrix, the CPU affinity below it.
     doctor()
         .args(["topo", "--from", &fixture("h100-topo.json"), "--no-color"])
         .assert()
         .code(0)
         .stdout(
-            predicate::str::contains("CPU Affinity")
-                .and(predicate::str::contains("0-15"))
+            predicate::str::contains("as nvidia-smi topo -m")
+                .and(predicate::str::contains("CPU affinity: GPU 0: CPUs 0-15"))
                 .and(predicate::str::contains("x16/x16")),
         );
 }
@@ -413,7 +413,7 @@ fn derived_nvlink_down_fails_naming_gpu_and_link() {
         f[0]["message"]
             .as_str()
             .unwrap()
-            .contains("NVLink(s) 17 inactive while 17")
+            .contains("GPU 1: NVLink 17 is inactive (17 of its 18 links are active)")
     );
     assert_eq!(r["data"]["view"]["matrix"][0][1], "NV17");
 }

@@ -272,7 +272,7 @@ fn suite_runs_in_order_and_writes_one_combined_report() {
     let (code, stdout, stderr) = run_suite(&[s.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     // progress on stderr (one line per scenario when not a terminal), summary on stdout
-    assert!(stderr.contains("[2/2] topo pass"), "{stderr}");
+    assert!(stderr.contains("[2/2] topo: pass ("), "{stderr}");
     assert!(stdout.contains("Scenarios"), "{stdout}");
     let r = read(&out);
     assert_eq!(r.scenario, "suite");

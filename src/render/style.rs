@@ -80,6 +80,9 @@ impl Style {
         if let (false, Some(w)) = (self.markdown, self.width) {
             fit_columns(&mut table, w);
         }
+        if self.markdown {
+            table = markdown_cells(&table);
+        }
         match (self.markdown, title.is_empty()) {
             (true, false) => out.push_str(&format!("\n#### {title}\n\n{table}\n")),
             (true, true) => out.push_str(&format!("\n{table}\n")),
@@ -98,10 +101,16 @@ impl Style {
         }
     }
 
-    /// A paragraph under the tables (notes, hints): wrapped, with a line break after it.
+    /// A paragraph under the tables (notes, hints): wrapped, with a line break after it (a
+    /// blank line in Markdown, where consecutive lines would run together).
     pub fn para(&self, out: &mut String, text: &str, indent: usize) {
-        out.push_str(&self.wrap(text, indent));
-        out.push('\n');
+        if self.markdown {
+            out.push_str(text.trim_start());
+            out.push_str("\n\n");
+        } else {
+            out.push_str(&self.wrap(text, indent));
+            out.push('\n');
+        }
     }
 
     pub fn status_cell(&self, s: Status) -> Cell {
@@ -136,6 +145,25 @@ impl Style {
         }
         c.fg(if ok { Color::Green } else { Color::Red })
     }
+}
+
+/// The same table with each cell on one line: a line break inside a cell would end the
+/// Markdown row, so it becomes `<br>` (which GitHub renders as one).
+fn markdown_cells(table: &Table) -> Table {
+    let one_line = |row: &comfy_table::Row| -> Vec<String> {
+        row.cell_iter()
+            .map(|c| c.content().replace('\n', "<br>"))
+            .collect()
+    };
+    let mut t = Table::new();
+    t.load_style(ASCII_MARKDOWN).force_no_tty();
+    if let Some(h) = table.header() {
+        t.set_header(one_line(h));
+    }
+    for row in table.row_iter() {
+        t.add_row(one_line(row));
+    }
+    t
 }
 
 /// Lays out `table` to fit `width` columns without breaking a word: each column gets at
@@ -173,18 +201,33 @@ fn fit_columns(table: &mut Table, width: usize) {
     if max.iter().sum::<usize>() <= avail {
         return;
     }
+    // The space left goes to the columns in proportion to how much more they hold than their
+    // longest word: prose columns widen, identifier columns stay at their word.
     let mut w = min;
-    let mut rest = avail.saturating_sub(w.iter().sum());
-    while rest > 0 {
-        let open: Vec<usize> = (0..n).filter(|&i| w[i] < max[i]).collect();
-        if open.is_empty() {
-            break;
-        }
-        let share = (rest / open.len()).max(1);
-        for i in open {
-            let add = share.min(max[i] - w[i]).min(rest);
+    let rest = avail.saturating_sub(w.iter().sum());
+    let wants: Vec<usize> = (0..n).map(|i| max[i] - w[i]).collect();
+    let total: usize = wants.iter().sum();
+    if total > 0 {
+        let mut given = 0;
+        for i in 0..n {
+            let add = (rest * wants[i])
+                .checked_div(total)
+                .unwrap_or(0)
+                .min(wants[i]);
             w[i] += add;
-            rest -= add;
+            given += add;
+        }
+        // Rounding leftovers, one column at a time, to those that still want some.
+        let mut left = rest.saturating_sub(given);
+        while left > 0 {
+            let Some(i) = (0..n)
+                .filter(|&i| w[i] < max[i])
+                .max_by_key(|&i| max[i] - w[i])
+            else {
+                break;
+            };
+            w[i] += 1;
+            left -= 1;
         }
     }
     for (i, w) in w.into_iter().enumerate() {

@@ -99,8 +99,8 @@ pub fn width(s: &str) -> usize {
 }
 
 /// `text` wrapped to `width` columns at spaces: the first line as is, the following ones
-/// indented by `indent` spaces. A word longer than a line stays whole. Existing line breaks
-/// are kept.
+/// indented by `indent` spaces. A word longer than a line stays whole; spaces inside a line
+/// (alignment) are kept; existing line breaks are kept.
 pub fn wrap(text: &str, width: Option<usize>, indent: usize) -> String {
     let Some(width) = width else {
         return text.to_string();
@@ -111,19 +111,26 @@ pub fn wrap(text: &str, width: Option<usize>, indent: usize) -> String {
             out.push('\n');
         }
         let mut col = 0;
-        let lead = line.len() - line.trim_start().len();
-        out.push_str(&line[..lead]);
-        col += lead;
+        let mut rest = line;
         let mut first = true;
-        for word in line[lead..].split(' ').filter(|w| !w.is_empty()) {
+        while !rest.is_empty() {
+            // The spaces before the next word, and the word.
+            let gap = rest.len() - rest.trim_start_matches(' ').len();
+            let after = &rest[gap..];
+            let word_len = after.find(' ').unwrap_or(after.len());
+            let word = &after[..word_len];
+            rest = &after[word_len..];
+            if word.is_empty() {
+                break;
+            }
             let w = self::width(word);
-            if !first && col + 1 + w > width {
+            if !first && col + gap + w > width {
                 out.push('\n');
                 out.push_str(&" ".repeat(indent));
                 col = indent;
-            } else if !first {
-                out.push(' ');
-                col += 1;
+            } else {
+                out.push_str(&" ".repeat(gap));
+                col += gap;
             }
             out.push_str(word);
             col += w;
@@ -168,6 +175,8 @@ mod tests {
             "GPU_0000:00:06.0\nx"
         );
         assert_eq!(wrap("a b\n  c d", Some(80), 0), "a b\n  c d");
+        assert_eq!(wrap("  X     Self", Some(80), 8), "  X     Self");
+        assert_eq!(wrap("  NV#   a b", Some(9), 8), "  NV#   a\n        b");
         assert_eq!(wrap("long line here", None, 0), "long line here");
     }
 }

@@ -254,6 +254,7 @@ impl Scenario for Bandwidth {
     type Params = BandwidthParams;
     type Data = BandwidthData;
     const NAME: &'static str = "bandwidth";
+    const METRICS_IN_TABLES: bool = true;
     const ABOUT: &'static str =
         "Measure host<->device, device-local and peer-to-peer copy bandwidth against link rates.";
     const EXAMPLES: &'static str = "gpu-doctor bandwidth\ngpu-doctor bandwidth --size 256MiB --json -o bw.json\ngpu-doctor bandwidth --from bw.json --min-h2d-gbps 48   # new thresholds on a saved run";

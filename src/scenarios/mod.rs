@@ -100,6 +100,9 @@ pub(crate) trait Scenario: Send + Sync + 'static {
     const IN_CLI: bool = true;
     /// A part of another scenario, run in a process of its own: no command, not in suites.
     const INTERNAL: bool = false;
+    /// Its own tables show every metric it reports (the generic Metrics table would repeat
+    /// them; it is shown with --verbose).
+    const METRICS_IN_TABLES: bool = false;
     /// Its `Data` holds everything `analyze` reads, so `--from` re-runs the verdicts. When not
     /// (program modes keep a digest of the program's events), `--from` re-renders the saved
     /// findings.
@@ -164,6 +167,8 @@ pub(crate) trait DynScenario: Send + Sync {
     fn in_inject_all(&self) -> bool;
     fn in_cli(&self) -> bool;
     fn internal(&self) -> bool;
+    /// See [`Scenario::METRICS_IN_TABLES`].
+    fn metrics_in_tables(&self) -> bool;
     /// See [`Scenario::REANALYSABLE`].
     #[cfg(test)]
     fn reanalysable(&self) -> bool;
@@ -254,6 +259,9 @@ impl<S: Scenario> DynScenario for Erased<S> {
     }
     fn internal(&self) -> bool {
         S::INTERNAL
+    }
+    fn metrics_in_tables(&self) -> bool {
+        S::METRICS_IN_TABLES
     }
     #[cfg(test)]
     fn reanalysable(&self) -> bool {
@@ -422,10 +430,12 @@ pub fn render_report(report: &Report, style: Style) -> String {
     let report = &*crate::render::text::printable_report(report);
     let mut out = String::new();
     crate::render::report::header(&mut out, report, style);
-    if let Some(s) = find(&report.scenario) {
+    let scenario = find(&report.scenario);
+    if let Some(s) = scenario {
         s.render(report, &mut out, style);
     }
-    crate::render::report::sections(&mut out, report, style);
+    let metrics_shown = scenario.is_some_and(|s| s.metrics_in_tables());
+    crate::render::report::sections(&mut out, report, style, metrics_shown);
     out
 }
 

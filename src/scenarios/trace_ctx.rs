@@ -389,13 +389,13 @@ mod tests {
         let data: TraceData = serde_json::from_value(r.data.clone()).unwrap();
         assert_eq!(data.summary.len(), 4);
         assert!(r.metrics.contains_key("bind_ctx_us"));
-        let text = crate::scenarios::render_report(&r, Style::terminal(false));
+        let text = crate::scenarios::render_report(&r, Style::terminal(false).with_width(None));
         for want in [
-            "Threads (stack depth",
+            "Threads (tid and role; stack depth",
             "thread-hop worker 1",
             "CUDA_ERROR_INVALID_CONTEXT (201) ×4",
             "Thread hop (4 threads, 8 in context ctx#1",
-            "Calls that did not succeed (12 of",
+            "Calls that did not succeed: 12 of",
             "CONTEXT_NOT_CURRENT",
         ] {
             assert!(text.contains(want), "{want:?} missing from:\n{text}");

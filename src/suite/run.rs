@@ -173,23 +173,23 @@ impl Progress {
         }
     }
 
-    fn start(&self, i: usize, name: &str) {
+    fn start(&self, _i: usize, name: &str) {
         if let Some(bar) = &self.bar {
             bar.set_message(name.to_string());
-        } else if self.lines {
-            eprintln!("[{}/{}] {name} …", i + 1, self.len);
         }
     }
 
+    /// One line per scenario, when it is done (in a log, a line at the start too would only
+    /// double the lines): its status and time, or why it was skipped, in a few words.
     fn done(&self, i: usize, r: &Report) {
-        let line = format!(
-            "[{}/{}] {} {} ({:.0} ms)",
-            i + 1,
-            self.len,
-            r.scenario,
-            r.status.as_str(),
-            r.duration_ms
-        );
+        let how = match r.data.get("skipped_reason").and_then(|v| v.as_str()) {
+            Some(reason) => format!(
+                "skipped: {}",
+                reason.split([':', ';']).next().unwrap_or(reason).trim()
+            ),
+            None => format!("{} ({:.0} ms)", r.status.as_str(), r.duration_ms),
+        };
+        let line = format!("[{}/{}] {}: {how}", i + 1, self.len, r.scenario);
         if let Some(bar) = &self.bar {
             bar.println(line);
             bar.inc(1);
