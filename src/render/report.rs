@@ -176,7 +176,7 @@ fn steps(out: &mut String, report: &Report, style: Style) {
             "at ms +took"
         },
         "step: call → answer",
-        "",
+        "expected",
     ]);
     for (i, s) in listed {
         let mut what = format!("{}\n{} → {}", s.name, s.call, s.observed);

@@ -266,7 +266,7 @@ fn failed_merged(out: &mut String, d: &TraceData, failed: &[&TraceEvent], style:
         "at ms first –last",
         "tid",
         "where: call, current before → after, answer",
-        "",
+        "expected",
     ]);
     for (_, g) in groups.iter().take(TRACE_FAILED_ROWS) {
         let at = if g.count == 1 {
@@ -306,7 +306,7 @@ fn failed_each(out: &mut String, d: &TraceData, failed: &[&TraceEvent], style: S
         "at ms",
         "tid",
         "where: call, current before → after, answer",
-        "",
+        "expected",
     ]);
     for e in failed {
         let place = match e.task {
