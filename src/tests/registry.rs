@@ -130,3 +130,25 @@ fn every_option_has_a_description_and_every_from_an_example() {
     walk(&cmd, "gpu-doctor", &mut missing);
     assert!(missing.is_empty(), "undocumented:\n{}", missing.join("\n"));
 }
+
+/// docs/suites.md names every scenario a suite can run, and only those.
+#[test]
+fn the_suite_docs_list_every_scenario_name() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docs = std::fs::read_to_string(root.join("docs/suites.md")).unwrap();
+    let line = docs
+        .split("- **Scenario names**")
+        .nth(1)
+        .and_then(|rest| rest.split("\n- ").next())
+        .expect("a Scenario names bullet");
+    let listed: BTreeSet<&str> = line.split('`').skip(1).step_by(2).collect();
+    let public: BTreeSet<&str> = scenarios::public().map(|s| s.name()).collect();
+    let extra: Vec<&&str> = listed.difference(&public).collect();
+    let missing: Vec<&&str> = public.difference(&listed).collect();
+    assert!(missing.is_empty(), "docs/suites.md lacks {missing:?}");
+    // Backticked words that are not names (keys, examples) are allowed only as such.
+    assert!(
+        extra.iter().all(|e| e.contains('=') || e.contains('[')),
+        "docs/suites.md lists unknown scenarios {extra:?}"
+    );
+}
