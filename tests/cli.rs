@@ -601,3 +601,110 @@ fn help_keeps_global_options_apart_and_describes_every_option() {
             .stdout(predicate::str::contains("Examples:"));
     }
 }
+
+#[test]
+fn walls_of_rows_are_summarised_and_verbose_lists_them() {
+    let nvlinks = |args: &[&str]| {
+        let out = doctor()
+            .args([
+                "topo",
+                "--from",
+                &fixture("h200x2-topo-derived-nvlink-down.json"),
+            ])
+            .args(args)
+            .assert()
+            .code(1)
+            .get_output()
+            .stdout
+            .clone();
+        String::from_utf8(out).unwrap()
+    };
+    let summary = nvlinks(&[]);
+    assert!(
+        summary.contains("18/18 active") && summary.contains("17/18 active"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("link 17") && summary.contains("NVSwitch"),
+        "{summary}"
+    );
+    assert!(
+        !summary.contains("FFFFFFFF:FF:FF.0"),
+        "the sentinel is named: {summary}"
+    );
+    let every = nvlinks(&["--verbose"]);
+    let rows = every
+        .lines()
+        .filter(|l| l.contains("active") || l.contains("INACTIVE"));
+    assert!(rows.count() >= 36, "{every}");
+}
+
+#[test]
+fn piped_output_follows_columns() {
+    let lines = |columns: &str| {
+        let out = doctor()
+            .env("COLUMNS", columns)
+            .args(["trace", "ctx", "--example"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let text = String::from_utf8(out).unwrap();
+        text.lines().map(|l| l.chars().count()).max().unwrap()
+    };
+    assert!(lines("80") <= 80);
+    assert!(lines("120") > 80, "a wider terminal gets wider tables");
+}
+
+#[test]
+fn text_from_a_report_is_shown_escaped_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("h100-suite-ci.json")).unwrap())
+            .unwrap();
+    let hostile = "\u{1b}]0;owned\u{7}\u{202e}evil\u{9b}2J";
+    r["host"]["hostname"] = hostile.into();
+    r["reports"][1]["devices"][0]["name"] = hostile.into();
+    let path = dir.path().join("hostile.json");
+    std::fs::write(&path, serde_json::to_string(&r).unwrap()).unwrap();
+    let p = path.to_str().unwrap();
+    let raw = |s: &str| {
+        s.chars()
+            .any(|c| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c))
+    };
+    for args in [
+        &["topo", "--from", p][..],
+        &["topo", "--from", p, "--json"],
+        &["topo", "--from", p, "--markdown"],
+        &["compare", &fixture("h100-suite-ci.json"), p],
+        &[
+            "compare",
+            &fixture("h100-suite-ci.json"),
+            p,
+            "--format",
+            "markdown",
+        ],
+        &["compare", &fixture("h100-suite-ci.json"), p, "--json"],
+    ] {
+        let out = doctor().args(args).output().unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(!raw(&stdout) && !raw(&stderr), "{args:?}: {stdout:?}");
+        assert!(stdout.contains("evil"), "{args:?}: {stdout}");
+    }
+    // An error message quoting a file's text.
+    let suite = dir.path().join("s.toml");
+    // A TOML escape: the parsed name holds an ESC.
+    std::fs::write(&suite, "[[scenario]]\nname = \"in\\u001b[2Jfo\"\n").unwrap();
+    let out = doctor()
+        .args(["run", suite.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        !raw(stderr.trim_end()) && stderr.contains("\\u{1b}"),
+        "{stderr:?}"
+    );
+}

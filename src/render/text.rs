@@ -56,16 +56,62 @@ pub fn make_printable(v: &mut serde_json::Value) {
 
 /// `report` with every string [`printable`] (a copy only when one needs it), for rendering.
 pub fn printable_report(report: &crate::report::Report) -> Cow<'_, crate::report::Report> {
-    let mut v = match serde_json::to_value(report) {
-        Ok(v) => v,
+    match serde_json::to_vec(report) {
+        Ok(json) if !json_has_hostile(&json) => return Cow::Borrowed(report),
         Err(_) => return Cow::Borrowed(report),
-    };
-    let before = v.clone();
-    make_printable(&mut v);
-    if v == before {
-        return Cow::Borrowed(report);
+        Ok(_) => {}
     }
+    let Ok(mut v) = serde_json::to_value(report) else {
+        return Cow::Borrowed(report);
+    };
+    make_printable(&mut v);
     serde_json::from_value(v).map_or(Cow::Borrowed(report), Cow::Owned)
+}
+
+/// Whether compact JSON text holds a hostile character: raw (C1, DEL, bidirectional
+/// controls) or as serde_json escapes it (`\u00XX`, `\b`, `\f`, `\r`, `\t`). One pass, no
+/// copy: rendering a 100k-scenario suite report stays cheap.
+fn json_has_hostile(json: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(json) else {
+        return true;
+    };
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => {
+                match bytes.get(i + 1) {
+                    Some(b'b' | b'f' | b'r' | b't') => return true,
+                    Some(b'u') => {
+                        let hex = text.get(i + 2..i + 6).unwrap_or("");
+                        if u32::from_str_radix(hex, 16)
+                            .ok()
+                            .and_then(char::from_u32)
+                            .is_some_and(is_hostile)
+                        {
+                            return true;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 2;
+            }
+            b if b < 0x80 => {
+                if b == 0x7f {
+                    return true;
+                }
+                i += 1;
+            }
+            _ => {
+                let c = text[i..].chars().next().expect("a char boundary");
+                if is_hostile(c) {
+                    return true;
+                }
+                i += c.len_utf8();
+            }
+        }
+    }
+    false
 }
 
 /// JSON text with the hostile characters JSON allows raw (C1 controls, DEL, bidirectional
@@ -154,6 +200,21 @@ mod tests {
         let mut v = serde_json::json!({"k\u{1b}": ["x\u{2066}"], "n": 1});
         make_printable(&mut v);
         assert_eq!(v, serde_json::json!({"k\\u{1b}": ["x\\u{2066}"], "n": 1}));
+    }
+
+    #[test]
+    fn hostile_text_is_found_in_json_escapes_and_raw() {
+        for (s, hostile) in [
+            ("plain \\b and \\u001b as text, µs → ok\n", false),
+            ("esc \u{1b}", true),
+            ("tab\t", true),
+            ("bidi \u{202e}", true),
+            ("c1 \u{9b}", true),
+            ("del \u{7f}", true),
+        ] {
+            let json = serde_json::to_vec(&serde_json::json!({ "m": s })).unwrap();
+            assert_eq!(json_has_hostile(&json), hostile, "{s:?}");
+        }
     }
 
     #[test]
