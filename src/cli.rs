@@ -339,12 +339,24 @@ pub enum Invocation {
     Child(ChildArgs),
 }
 
-/// Parses the command line (`--help`, `--version` and usage errors exit here, as clap does).
-pub fn parse() -> (GlobalOpts, Invocation) {
-    let matches = command().get_matches();
-    match invocation(&matches) {
-        Ok(parsed) => parsed,
-        Err(e) => e.exit(),
+/// Parses the command line. Usage errors exit here (exit 2, on stderr, as clap does);
+/// `--help` and `--version` come back as `Err(text)` for main.rs to print on stdout, where a
+/// write error is reported like any other.
+pub fn parse() -> Result<(GlobalOpts, Invocation), String> {
+    let parsed = command()
+        .try_get_matches()
+        .and_then(|matches| invocation(&matches));
+    match parsed {
+        Ok(parsed) => Ok(parsed),
+        Err(e) if e.use_stderr() => e.exit(),
+        Err(e) => {
+            use std::io::IsTerminal;
+            Err(if std::io::stdout().is_terminal() {
+                e.render().ansi().to_string()
+            } else {
+                e.render().to_string()
+            })
+        }
     }
 }
 

@@ -36,7 +36,19 @@ fn main() -> ExitCode {
         }
     }));
 
-    let (global, invocation) = cli::parse();
+    let (global, invocation) = match cli::parse() {
+        Ok(parsed) => parsed,
+        // --help, --version: printed like any output, so a write error is not lost either.
+        Err(text) => {
+            return match print(&text) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "gpu-doctor: {e:#}");
+                    ExitCode::from(exit::USAGE as u8)
+                }
+            };
+        }
+    };
     cli::install_interrupt_handler();
     let code =
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&global, invocation))) {
