@@ -62,7 +62,7 @@ fn main() {
         }
         println!("cargo:rustc-env={var}={}", dest.display());
     }
-    println!("cargo:rustc-env=GPU_DOCTOR_COMMIT={}", commit());
+    println!("cargo:rustc-env=GPU_DOCTOR_GIT_COMMIT={}", commit());
 }
 
 /// The short commit hash, with `-dirty` when the tree had changes; "unknown" outside git.

@@ -4,11 +4,13 @@
 //! `--from`. The other commands (run, compare, schema, …) are declared here. One clap command
 //! tree serves parsing, `--help`, completions and the man page.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::Result;
-use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::context::RunOptions;
 use crate::runner::{self, ChildArgs, Request};
@@ -18,15 +20,41 @@ pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  pass: no failing finding (warnings allowed)
   1  a failing finding, a failed scenario, or (compare) a regression
-  2  usage or input error: bad flag, bad device list, malformed suite or report
+  2  usage, input or output error: bad flag or value, malformed suite or report, an output
+     that would overwrite an input, stdout or -o FILE that cannot be written
   3  cannot run here: no NVIDIA driver library, no GPU, device not found, driver too old
   4  internal error (a bug in gpu-doctor)
   130 interrupted by Ctrl-C (the report is still written, marked interrupted)";
 
+/// The version line: the package version, the commit it was built from and whether the
+/// shims are inside the binary.
+pub static VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} (commit {}; CUDA shim {}; NVML library {})",
+        env!("CARGO_PKG_VERSION"),
+        // build.rs records it when it can (`cargo:rustc-env=GPU_DOCTOR_GIT_COMMIT=…`).
+        option_env!("GPU_DOCTOR_GIT_COMMIT").unwrap_or("unknown"),
+        if SHIM_BYTES > 0 {
+            "embedded"
+        } else {
+            "not embedded: program mode needs GPU_DOCTOR_SHIM"
+        },
+        if NVML_BYTES > 0 {
+            "embedded"
+        } else {
+            "not embedded: --replay, --fault and inject nvml need GPU_DOCTOR_NVML_SHIM"
+        }
+    )
+});
+
+/// Sizes of the libraries build.rs embedded (0 when it could not build them). Only the
+/// lengths are evaluated here, at compile time: the bytes are not stored a second time.
+const SHIM_BYTES: usize = include_bytes!(env!("GPU_DOCTOR_SHIM_SO")).len();
+const NVML_BYTES: usize = include_bytes!(env!("GPU_DOCTOR_NVML_SO")).len();
+
 #[derive(Debug, Parser)]
 #[command(
     name = "gpu-doctor",
-    version,
     about = "Tells what is wrong with a GPU box and proves how the CUDA stack behaves under faults.",
     after_help = EXIT_CODES_HELP,
     propagate_version = true,
@@ -40,6 +68,41 @@ struct Cli {
     nvml: NvmlOpts,
     #[command(subcommand)]
     command: Builtin,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalOpts {
+    /// GPUs to use: NVML indices or UUIDs, comma-separated (default: all).
+    #[arg(long, short = 'd', global = true, value_delimiter = ',', value_name = "LIST", value_parser = parse_device)]
+    pub device: Vec<String>,
+    /// Print the report as JSON on stdout instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print the report as Markdown tables (a CI job summary) instead of terminal tables.
+    #[arg(long, global = true, conflicts_with = "json")]
+    pub markdown: bool,
+    /// Also write the JSON report to FILE (atomically; an existing file keeps its mode and
+    /// owner, a device or pipe is written through; never one of the inputs).
+    #[arg(long, short = 'o', global = true, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Every row in tables (each NVLink, each P2P pair, each failed call, every metric)
+    /// instead of summaries.
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
+    /// No progress bars.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+    /// No colours in tables (also when NO_COLOR is set).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    /// Kill an isolated scenario's child process, or a program in program mode, after this
+    /// long (e.g. 60s, 2m).
+    #[arg(long, global = true, default_value = "60s", value_parser = crate::units::parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+    /// NVML for this run (`--replay`, `--fault` before the command), read from the top level.
+    #[arg(skip)]
+    pub nvml: NvmlOpts,
 }
 
 /// NVML for gpu-doctor's own run, given before the command (`gpu-doctor --replay X topo`).
@@ -62,31 +125,6 @@ impl NvmlOpts {
     }
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct GlobalOpts {
-    /// GPUs to use: NVML indices or UUIDs, comma-separated (default: all).
-    #[arg(long, short = 'd', global = true, value_delimiter = ',', value_name = "LIST", value_parser = parse_device)]
-    pub device: Vec<String>,
-    /// Print the report as JSON on stdout instead of tables.
-    #[arg(long, global = true)]
-    pub json: bool,
-    /// Print the report as Markdown tables (a CI job summary) instead of terminal tables.
-    #[arg(long, global = true, conflicts_with = "json")]
-    pub markdown: bool,
-    /// Also write the JSON report to FILE (atomically: temp file + rename).
-    #[arg(long, short = 'o', global = true, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// No progress bars.
-    #[arg(long, short = 'q', global = true)]
-    pub quiet: bool,
-    /// No colours in tables (also when NO_COLOR is set).
-    #[arg(long, global = true)]
-    pub no_color: bool,
-    /// Kill an isolated scenario's child process after this long (e.g. 60s, 2m).
-    #[arg(long, global = true, default_value = "60s", value_parser = crate::units::parse_duration, value_name = "DURATION")]
-    pub timeout: Duration,
-}
-
 impl GlobalOpts {
     /// Colours in tables: only on a terminal, and not with --no-color or NO_COLOR.
     pub fn color(&self) -> bool {
@@ -96,6 +134,18 @@ impl GlobalOpts {
             && std::io::stdout().is_terminal()
     }
 
+    /// How reports are rendered: Markdown, or terminal tables as wide as the terminal (or
+    /// `COLUMNS` when stdout is not a terminal; 80 when nothing says).
+    pub fn style(&self) -> crate::render::style::Style {
+        use crate::render::style::Style;
+        let style = if self.markdown {
+            Style::markdown()
+        } else {
+            Style::terminal(self.color()).with_width(Some(output_width()))
+        };
+        style.with_verbose(self.verbose)
+    }
+
     pub fn run_options(&self) -> RunOptions {
         RunOptions {
             devices: self.device.clone(),
@@ -103,6 +153,37 @@ impl GlobalOpts {
             timeout: self.timeout,
         }
     }
+}
+
+/// Columns of the terminal on stdout; when stdout is not a terminal, `COLUMNS`; else
+/// [`crate::render::style::DEFAULT_WIDTH`].
+pub fn output_width() -> usize {
+    use std::io::IsTerminal;
+    let from_env = || {
+        std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.trim().parse::<usize>().ok())
+            .filter(|&c| c > 0)
+    };
+    let tty = std::io::stdout()
+        .is_terminal()
+        .then(terminal_columns)
+        .flatten();
+    tty.or_else(from_env)
+        .unwrap_or(crate::render::style::DEFAULT_WIDTH)
+}
+
+/// Columns of the terminal on stdout (TIOCGWINSZ).
+fn terminal_columns() -> Option<usize> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills a winsize we own; a failure leaves it zeroed.
+    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    (rc == 0 && ws.ws_col > 0).then_some(ws.ws_col as usize)
 }
 
 /// A `--device` entry: an NVML index or a GPU/MIG UUID (whether it exists is checked later).
@@ -141,10 +222,32 @@ enum Builtin {
     )]
     Schema,
 
-    /// Record every NVML answer of this machine into -o FILE, to replay it anywhere.
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         display_order = 23,
-        after_help = "Examples:\n  gpu-doctor snapshot -o box.nvml.json\n  gpu-doctor --replay box.nvml.json info              # on any machine, no GPU needed\n  gpu-doctor replay box.nvml.json -- python monitor.py\n\nThe list of queries is in docs/nvml.md."
+        after_help = "Examples:\n  gpu-doctor completions bash > ~/.local/share/bash-completion/completions/gpu-doctor\n  gpu-doctor completions zsh > ~/.zfunc/_gpu-doctor\n  gpu-doctor completions fish > ~/.config/fish/completions/gpu-doctor.fish"
+    )]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the manual page (roff) of gpu-doctor or of one of its commands.
+    #[command(
+        display_order = 24,
+        after_help = "Examples:\n  gpu-doctor man | man -l -\n  gpu-doctor man inject oom > gpu-doctor-inject-oom.1"
+    )]
+    Man {
+        /// The command whose page to print (default: gpu-doctor itself).
+        #[arg(value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+
+    /// Record every NVML answer of this machine into -o FILE, to replay it anywhere.
+    #[command(
+        display_order = 25,
+        after_help = "Examples:\n  gpu-doctor snapshot -o box.nvml.json\n  gpu-doctor --replay box.nvml.json info   # on any machine, no GPU needed\n  gpu-doctor replay box.nvml.json -- python monitor.py\n\nThe list of queries is in docs/nvml.md."
     )]
     Snapshot,
 
@@ -154,12 +257,17 @@ enum Builtin {
 }
 
 /// Help of the command groups that scenario names start with.
-const GROUPS: &[(&str, &str)] = &[
+const GROUPS: &[(&str, &str, &str)] = &[
     (
         "inject",
         "Provoke a CUDA fault inside gpu-doctor's own processes (or, with -- COMMAND, in your program) and check the answers.",
+        "Examples:\n  gpu-doctor inject oom\n  gpu-doctor inject all -o inject.json\n  gpu-doctor inject oom --limit 4GiB -- python train.py   # program mode: docs/shim.md\n  gpu-doctor inject error --call cuLaunchKernel --code CUDA_ERROR_LAUNCH_FAILED --nth 100 -- ./app\n  gpu-doctor inject oom --example   # a report recorded on an H100 box: no GPU needed",
     ),
-    ("trace", "Trace CUDA context lifetimes per OS thread."),
+    (
+        "trace",
+        "Trace CUDA context lifetimes per OS thread.",
+        "Examples:\n  gpu-doctor trace ctx\n  gpu-doctor trace ctx thread-hop --chrome-trace hop.json\n  gpu-doctor trace ctx -- ./service   # program mode: docs/shim.md\n  gpu-doctor trace ctx --example   # a report recorded on an H100 box: no GPU needed",
+    ),
 ];
 
 const INJECT_ALL_ABOUT: &str = "All the built-in fault scenarios in sequence, one combined report.";
@@ -167,7 +275,9 @@ const INJECT_ALL_ABOUT: &str = "All the built-in fault scenarios in sequence, on
 /// The whole command tree: the built-in commands and one command per scenario, in registry
 /// order (a two-word name goes under its group's command).
 pub fn command() -> clap::Command {
-    let mut cmd = Cli::command();
+    let mut cmd = Cli::command()
+        .version(VERSION.as_str())
+        .long_version(VERSION.as_str());
     let mut groups: Vec<(&str, clap::Command)> = Vec::new();
     for (order, s) in scenarios::registry()
         .iter()
@@ -201,62 +311,100 @@ pub fn command() -> clap::Command {
 }
 
 fn group_command(name: &str, order: usize) -> clap::Command {
-    let about = GROUPS
+    let (about, examples) = GROUPS
         .iter()
-        .find(|(g, _)| *g == name)
-        .map(|(_, a)| *a)
-        .unwrap_or("");
+        .find(|(g, ..)| *g == name)
+        .map(|(_, a, e)| (*a, *e))
+        .unwrap_or(("", ""));
     clap::Command::new(name.to_string())
         .about(about)
+        .after_help(examples)
         .display_order(order)
         .subcommand_required(true)
         .arg_required_else_help(true)
 }
 
 fn scenario_command(s: &'static dyn DynScenario, leaf: &str) -> clap::Command {
+    let has_example = crate::examples::SCENARIOS.contains(&s.name());
     let mut examples: Vec<String> = s.examples().lines().map(str::to_string).collect();
     examples.push(format!(
-        "gpu-doctor {} --from saved.json   # re-analyse a saved report (or a suite's): no GPU needed",
+        "gpu-doctor {} --from saved.json   # a saved report, or a suite's: no GPU needed",
         s.name()
     ));
+    if has_example {
+        examples.push(format!(
+            "gpu-doctor {} --example   # a report recorded on an H100 box",
+            s.name()
+        ));
+    }
     let examples: Vec<String> = examples.iter().map(|e| format!("  {e}")).collect();
     // The params' doc comment would become the command's about: ours is set after them.
-    s.add_args(clap::Command::new(leaf.to_string()))
+    let mut cmd = s
+        .add_args(clap::Command::new(leaf.to_string()))
         .about(s.about())
         .long_about(None)
         .after_help(format!("Examples:\n{}", examples.join("\n")))
+        // `--min-efficiency -0.5` reaches the range check, which says what is allowed.
+        .allow_negative_numbers(true)
         .arg(
             Arg::new("from")
                 .long("from")
                 .value_name("REPORT.json")
                 .value_parser(clap::value_parser!(PathBuf))
                 .help("Re-analyse and re-render a saved report of this scenario (or a suite report holding one) instead of probing: no GPU needed"),
-        )
+        );
+    if has_example {
+        cmd = cmd.arg(
+            Arg::new("example")
+                .long("example")
+                .action(ArgAction::SetTrue)
+                .conflicts_with("from")
+                .help("Re-analyse the report of this scenario recorded on an H100 box that is built into gpu-doctor: see what it reports, anywhere, no GPU needed"),
+        );
+    }
+    cmd
 }
 
 /// What the command line asks for.
-pub struct Invocation {
-    kind: Kind,
-    nvml: NvmlOpts,
-}
-
-enum Kind {
+pub enum Invocation {
     Scenario(Request),
     InjectAll,
     Run(crate::suite::RunArgs),
     Compare(crate::compare::CompareArgs),
     Schema,
+    Completions(clap_complete::Shell),
+    Man(Vec<String>),
     Snapshot,
     Child(ChildArgs),
 }
 
-/// Parses the command line (`--help`, `--version` and usage errors exit here, as clap does).
-pub fn parse() -> (GlobalOpts, Invocation) {
-    let matches = command().get_matches();
-    match invocation(&matches) {
-        Ok(parsed) => parsed,
-        Err(e) => e.exit(),
+/// Parses the command line. Usage errors exit here (exit 2, on stderr, as clap does);
+/// `--help` and `--version` come back as `Err(text)` for main.rs to print on stdout, where a
+/// write error is reported like any other.
+pub fn parse() -> Result<(GlobalOpts, Invocation), String> {
+    let parsed = command()
+        .try_get_matches()
+        .and_then(|matches| invocation(&matches));
+    match parsed {
+        Ok(parsed) => Ok(parsed),
+        Err(e) if e.use_stderr() => e.exit(),
+        Err(e) => {
+            use std::io::IsTerminal;
+            Err(if std::io::stdout().is_terminal() {
+                e.render().ansi().to_string()
+            } else {
+                e.render().to_string()
+            })
+        }
     }
+}
+
+/// Parses `args` (after the program name) as the command line would be.
+#[cfg(test)]
+pub(crate) fn parse_from(args: &[&str]) -> Result<(GlobalOpts, Invocation), clap::Error> {
+    let matches = command()
+        .try_get_matches_from(std::iter::once("gpu-doctor").chain(args.iter().copied()))?;
+    invocation(&matches)
 }
 
 fn invocation(matches: &ArgMatches) -> Result<(GlobalOpts, Invocation), clap::Error> {
@@ -267,30 +415,156 @@ fn invocation(matches: &ArgMatches) -> Result<(GlobalOpts, Invocation), clap::Er
         path.push(name);
         leaf = sub;
     }
-    let global = GlobalOpts::from_arg_matches(leaf)?;
-    let nvml = NvmlOpts::from_arg_matches(matches)?;
-    let kind = kind(matches, leaf, &path.join(" "))?;
-    Ok((global, Invocation { kind, nvml }))
-}
-
-fn kind(matches: &ArgMatches, leaf: &ArgMatches, name: &str) -> Result<Kind, clap::Error> {
+    let mut global = GlobalOpts::from_arg_matches(leaf)?;
+    global.nvml = NvmlOpts::from_arg_matches(matches)?;
+    let name = path.join(" ");
     if name == "inject all" {
-        return Ok(Kind::InjectAll);
+        return Ok((global, Invocation::InjectAll));
     }
-    if let Some(s) = scenarios::find(name).filter(|s| s.in_cli()) {
+    if let Some(s) = scenarios::find(&name).filter(|s| s.in_cli()) {
         let served = s.params_from_matches(leaf)?;
         let target = scenarios::find(served.scenario).expect("redirects name registered scenarios");
         let mut request = Request::new(target, served.params);
         request.from = leaf.get_one::<PathBuf>("from").cloned();
-        return Ok(Kind::Scenario(request));
+        request.example = leaf.get_flag_or_false("example");
+        let saved = request.from.is_some() || request.example;
+        // The timeout limits a child process: an isolated scenario's or, in program mode
+        // (params with a COMMAND), the user's program.
+        let timed = target.isolated() || request.params.get("command").is_some();
+        let not_applying: &[(&str, &str)] = match (saved, timed) {
+            (true, _) => &[
+                (
+                    "device",
+                    "a saved report is analysed with the devices it recorded",
+                ),
+                ("timeout", "nothing runs: a saved report is analysed"),
+            ],
+            (false, false) => &[(
+                "timeout",
+                "it limits isolated scenarios and program mode; this one runs in gpu-doctor's own process",
+            )],
+            (false, true) => &[],
+        };
+        let label = match (request.example, saved) {
+            (true, _) => format!("{name} --example"),
+            (false, true) => format!("{name} --from"),
+            (false, false) => name.clone(),
+        };
+        refuse_globals(leaf, &label, not_applying)?;
+        return Ok((global, Invocation::Scenario(request)));
     }
-    Ok(match Builtin::from_arg_matches(matches)? {
-        Builtin::Run(a) => Kind::Run(a),
-        Builtin::Compare(a) => Kind::Compare(a),
-        Builtin::Schema => Kind::Schema,
-        Builtin::Snapshot => Kind::Snapshot,
-        Builtin::Child(a) => Kind::Child(a),
-    })
+    let invocation = match Builtin::from_arg_matches(matches)? {
+        Builtin::Run(a) => Invocation::Run(a),
+        Builtin::Compare(mut a) => {
+            refuse_globals(
+                leaf,
+                &name,
+                &[
+                    ("device", "compare reads reports"),
+                    ("timeout", "compare runs nothing"),
+                ],
+            )?;
+            if global.markdown {
+                if given(leaf, "format") && a.format != crate::compare::Format::Markdown {
+                    return Err(clap::Error::raw(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        "--markdown and --format say different things: give one\n",
+                    ));
+                }
+                a.format = crate::compare::Format::Markdown;
+            }
+            if global.verbose {
+                a.limit = 0;
+            }
+            if global.json {
+                a.format = crate::compare::Format::Json;
+            }
+            Invocation::Compare(a)
+        }
+        Builtin::Schema => {
+            refuse_globals(
+                leaf,
+                &name,
+                &[
+                    ("device", "the schema is the same for every GPU"),
+                    ("timeout", "schema runs nothing"),
+                    ("markdown", "the schema is JSON"),
+                    ("verbose", "the schema is printed whole"),
+                ],
+            )?;
+            // The schema is JSON either way.
+            global.json = true;
+            Invocation::Schema
+        }
+        Builtin::Completions { shell } => {
+            refuse_all_globals(leaf, &name, "it prints a completion script")?;
+            Invocation::Completions(shell)
+        }
+        Builtin::Man { command } => {
+            refuse_all_globals(leaf, &name, "it prints a manual page")?;
+            Invocation::Man(command)
+        }
+        Builtin::Snapshot => Invocation::Snapshot,
+        Builtin::Child(a) => Invocation::Child(a),
+    };
+    Ok((global, invocation))
+}
+
+/// Global options, by id, with their flag.
+const GLOBAL_FLAGS: &[(&str, &str)] = &[
+    ("device", "--device"),
+    ("json", "--json"),
+    ("markdown", "--markdown"),
+    ("output", "-o/--output"),
+    ("verbose", "--verbose"),
+    ("quiet", "--quiet"),
+    ("no_color", "--no-color"),
+    ("timeout", "--timeout"),
+];
+
+/// Whether the user gave `id` on the command line (not a default).
+fn given(m: &ArgMatches, id: &str) -> bool {
+    matches!(m.try_get_raw(id), Ok(Some(_))) && m.value_source(id) == Some(ValueSource::CommandLine)
+}
+
+/// A usage error (exit 2) for each global option in `ids` that was given: it does not apply to
+/// `command`, for the reason given.
+fn refuse_globals(m: &ArgMatches, command: &str, ids: &[(&str, &str)]) -> Result<(), clap::Error> {
+    for (id, why) in ids {
+        if given(m, id) {
+            let flag = GLOBAL_FLAGS
+                .iter()
+                .find(|(i, _)| i == id)
+                .map(|(_, f)| *f)
+                .unwrap_or(id);
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("{flag} does not apply to `{command}`: {why}\n"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// [`refuse_globals`] for every global option but those that only quieten output.
+fn refuse_all_globals(m: &ArgMatches, command: &str, why: &str) -> Result<(), clap::Error> {
+    let ids: Vec<(&str, &str)> = GLOBAL_FLAGS
+        .iter()
+        .filter(|(id, _)| !matches!(*id, "quiet" | "no_color"))
+        .map(|(id, _)| (*id, why))
+        .collect();
+    refuse_globals(m, command, &ids)
+}
+
+/// `get_flag` for a flag only some commands have.
+trait FlagOrFalse {
+    fn get_flag_or_false(&self, id: &str) -> bool;
+}
+
+impl FlagOrFalse for ArgMatches {
+    fn get_flag_or_false(&self, id: &str) -> bool {
+        matches!(self.try_get_one::<bool>(id), Ok(Some(true)))
+    }
 }
 
 /// What a command produced, for main.rs to print and turn into an exit code.
@@ -301,13 +575,24 @@ pub enum Outcome {
     Text(String, i32),
 }
 
-/// Runs what the command line asks for. Call it while the process has one thread: with
-/// `--replay` or `--fault` it sets NVML's environment for this process first.
+/// Runs what the command line asks for. Outputs are checked first: `-o` must be writable and
+/// must not be one of the inputs (exit 2 before anything runs). Call it while the process has
+/// one thread: with `--replay` or `--fault` it sets NVML's environment for this process.
 pub fn execute(global: &GlobalOpts, invocation: Invocation) -> Result<Outcome> {
     let opts = global.run_options();
-    let report = |r: crate::report::Report| Outcome::Report(Box::new(r));
-    let Invocation { kind, nvml } = invocation;
-    if nvml.is_set() && !matches!(kind, Kind::Scenario(_) | Kind::InjectAll | Kind::Run(_)) {
+    let output = global.output.as_deref();
+    if let Some(out) = output
+        && !matches!(invocation, Invocation::Child(_))
+    {
+        crate::output::check_output(out, "the output")?;
+    }
+    let nvml = &global.nvml;
+    if nvml.is_set()
+        && !matches!(
+            invocation,
+            Invocation::Scenario(_) | Invocation::InjectAll | Invocation::Run(_)
+        )
+    {
         return Err(crate::error::input(
             "--replay and --fault apply to scenarios and suites (before the command: gpu-doctor --replay X topo)",
         ));
@@ -326,24 +611,34 @@ pub fn execute(global: &GlobalOpts, invocation: Invocation) -> Result<Outcome> {
     } else {
         None
     };
-    let mut outcome = match kind {
-        Kind::Scenario(request) => report(runner::execute(request, &opts)?),
-        Kind::InjectAll => report(runner::execute_inject_all(&opts)?),
-        Kind::Run(args) => report(crate::suite::run(&args, &opts)?),
-        Kind::Compare(args) => {
-            let (text, code) =
-                crate::compare::run(&args, global.output.as_deref(), global.json, global.color())?;
+    let report = |r: crate::report::Report| Outcome::Report(Box::new(r));
+    let mut outcome = match invocation {
+        Invocation::Scenario(request) => {
+            let request = request.checked()?;
+            check_request_paths(&request, output)?;
+            report(runner::execute(request, &opts)?)
+        }
+        Invocation::InjectAll => report(runner::execute_inject_all(&opts)?),
+        Invocation::Run(args) => report(crate::suite::run(&args, &opts, output)?),
+        Invocation::Compare(args) => {
+            let (text, code) = crate::compare::run(&args, output, global.json, global.style())?;
             Outcome::Text(text, code)
         }
-        Kind::Schema => {
-            let schema = crate::report::json_schema();
-            Outcome::Text(
-                serde_json::to_string_pretty(&schema)? + "\n",
-                crate::error::exit::OK,
-            )
+        Invocation::Schema => {
+            let schema = serde_json::to_string_pretty(&crate::report::json_schema())? + "\n";
+            if let Some(out) = output {
+                crate::output::write_atomic(out, schema.as_bytes(), "the schema")?;
+            }
+            Outcome::Text(schema, crate::error::exit::OK)
         }
-        Kind::Snapshot => snapshot(global)?,
-        Kind::Child(args) => Outcome::Text(String::new(), runner::child_main(&args)?),
+        Invocation::Completions(shell) => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut command(), "gpu-doctor", &mut buf);
+            Outcome::Text(String::from_utf8(buf)?, crate::error::exit::OK)
+        }
+        Invocation::Man(words) => Outcome::Text(man_page(&words)?, crate::error::exit::OK),
+        Invocation::Snapshot => snapshot(global)?,
+        Invocation::Child(args) => Outcome::Text(String::new(), runner::child_main(&args)?),
     };
     if let (Some(session), Outcome::Report(r)) = (&session, &mut outcome) {
         session.finish(r);
@@ -382,14 +677,60 @@ fn snapshot(global: &GlobalOpts) -> Result<Outcome> {
     ))
 }
 
-/// The report as terminal tables (colour as `global` says).
+/// A scenario's outputs (`-o`, its own files) are neither its `--from` report nor each other.
+fn check_request_paths(request: &Request, output: Option<&Path>) -> Result<()> {
+    let own = request.scenario.outputs(&request.params);
+    let mut outputs: Vec<(&str, &Path)> = output.map(|p| ("-o", p)).into_iter().collect();
+    outputs.extend(own.iter().map(|(f, p)| (*f, p.as_path())));
+    let inputs: Vec<&Path> = request.from.iter().map(PathBuf::as_path).collect();
+    crate::output::check_distinct(&inputs, &outputs)
+}
+
+/// The manual page of `gpu-doctor WORDS…` (roff), or an input error naming the commands.
+fn man_page(words: &[String]) -> Result<String> {
+    let mut cmd = command();
+    cmd.build();
+    let mut page = cmd;
+    let mut name = "gpu-doctor".to_string();
+    for w in words {
+        let Some(sub) = page
+            .get_subcommands()
+            .find(|c| c.get_name() == w && !c.is_hide_set())
+            .cloned()
+        else {
+            let known: Vec<&str> = page
+                .get_subcommands()
+                .filter(|c| !c.is_hide_set())
+                .map(|c| c.get_name())
+                .collect();
+            return Err(crate::error::input(format!(
+                "`{name} {w}` is not a command; commands of `{name}`: {}",
+                known.join(", ")
+            )));
+        };
+        name = format!("{name}-{w}");
+        page = sub.name(name.clone());
+    }
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(page).render(&mut buf)?;
+    Ok(String::from_utf8(buf)?)
+}
+
+/// The report as text: terminal tables (width and colour as `global` says) or Markdown.
 pub fn render_report(report: &crate::report::Report, global: &GlobalOpts) -> String {
-    let style = if global.markdown {
-        crate::render::style::Style::markdown()
-    } else {
-        crate::render::style::Style::terminal(global.color())
-    };
-    scenarios::render_report(report, style)
+    scenarios::render_report(report, global.style())
+}
+
+/// The report as JSON for stdout (characters a terminal would obey escaped: the same value).
+pub fn report_json(report: &crate::report::Report) -> Result<String> {
+    Ok(crate::render::text::json_printable(
+        serde_json::to_string_pretty(report)? + "\n",
+    ))
+}
+
+/// Text from a report, a file or a program, safe to print on a terminal.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    crate::render::text::printable(s)
 }
 
 /// Why a report that could not run was skipped.
@@ -411,8 +752,8 @@ mod tests {
         let matches = command()
             .try_get_matches_from(std::iter::once("gpu-doctor").chain(args.iter().copied()))
             .unwrap();
-        match invocation(&matches).unwrap().1.kind {
-            Kind::Scenario(r) => (r.scenario.name().to_string(), r.params),
+        match invocation(&matches).unwrap().1 {
+            Invocation::Scenario(r) => (r.scenario.name().to_string(), r.params),
             _ => panic!("{args:?} is not a scenario"),
         }
     }
@@ -464,37 +805,18 @@ mod nvml_tests {
 
     #[test]
     fn replay_and_faults_come_before_the_command_and_faults_also_after_inject_nvml() {
-        let m = command()
-            .try_get_matches_from([
-                "gpu-doctor",
-                "--replay",
-                "box.json",
-                "--fault",
-                "xid=79@gpu1",
-                "topo",
-            ])
-            .unwrap();
-        let (_, inv) = invocation(&m).unwrap();
-        assert_eq!(inv.nvml.replay, Some(PathBuf::from("box.json")));
-        assert_eq!(inv.nvml.faults, ["xid=79@gpu1"]);
-        let m = command()
-            .try_get_matches_from([
-                "gpu-doctor",
-                "inject",
-                "nvml",
-                "--fault",
-                "gpu-lost@gpu0",
-                "--",
-                "true",
-            ])
-            .unwrap();
-        let (_, inv) = invocation(&m).unwrap();
+        let (global, _) =
+            parse_from(&["--replay", "box.json", "--fault", "xid=79@gpu1", "topo"]).unwrap();
+        assert_eq!(global.nvml.replay, Some(PathBuf::from("box.json")));
+        assert_eq!(global.nvml.faults, ["xid=79@gpu1"]);
+        let (global, inv) =
+            parse_from(&["inject", "nvml", "--fault", "gpu-lost@gpu0", "--", "true"]).unwrap();
         assert!(
-            !inv.nvml.is_set(),
+            !global.nvml.is_set(),
             "the program's faults are the scenario's"
         );
-        match inv.kind {
-            Kind::Scenario(r) => {
+        match inv {
+            Invocation::Scenario(r) => {
                 assert_eq!(r.params["faults"], serde_json::json!(["gpu-lost@gpu0"]))
             }
             _ => panic!("a scenario"),

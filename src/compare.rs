@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use crate::analyze::compare::{self, Comparison, Options, parse_metric_tolerance, parse_percent};
 use crate::error::{exit, input};
 use crate::render;
+use crate::render::style::Style;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -79,13 +80,22 @@ pub fn baseline_paths(args: &[PathBuf], current: &Path) -> Result<Vec<PathBuf>> 
 }
 
 /// Reads the reports and compares them (what the command does before rendering). Reports that
-/// share no scenario are an input error.
-pub fn load_and_compare(args: &CompareArgs) -> Result<Comparison> {
+/// share no scenario are an input error, and so is an `output` that is one of the inputs.
+pub fn load_and_compare(args: &CompareArgs, output: Option<&Path>) -> Result<Comparison> {
     let paths = baseline_paths(&args.baselines, &args.current)?;
-    let current = crate::output::read_report(&args.current)?;
+    if let Some(out) = output {
+        crate::output::check_output(out, "the comparison")?;
+        let inputs: Vec<&Path> = paths
+            .iter()
+            .map(PathBuf::as_path)
+            .chain([args.current.as_path()])
+            .collect();
+        crate::output::check_distinct(&inputs, &[("-o", out)])?;
+    }
+    let current = printable(crate::output::read_report(&args.current)?, args.format);
     let mut baselines = Vec::with_capacity(paths.len());
     for p in &paths {
-        let b = crate::output::read_report(p)?;
+        let b = printable(crate::output::read_report(p)?, args.format);
         compare::check_comparable(&b, &current).map_err(|why| {
             input(format!(
                 "cannot compare {} with {}: {why}",
@@ -102,11 +112,20 @@ pub fn load_and_compare(args: &CompareArgs) -> Result<Comparison> {
     Ok(compare::compare_history(&baselines, &current, &opts))
 }
 
+/// For text formats, `report` with its strings made safe for a terminal (JSON escapes them
+/// itself, JUnit as XML).
+fn printable(report: crate::report::Report, format: Format) -> crate::report::Report {
+    match format {
+        Format::Table | Format::Markdown => render::text::printable_report(&report).into_owned(),
+        Format::Json | Format::Junit => report,
+    }
+}
+
 /// Renders a comparison in the given format.
-pub fn render(c: &Comparison, format: Format, color: bool, limit: usize) -> Result<String> {
+pub fn render(c: &Comparison, format: Format, style: Style, limit: usize) -> Result<String> {
     Ok(match format {
-        Format::Table => render::compare::table(c, render::style::Style::terminal(color), limit),
-        Format::Json => serde_json::to_string_pretty(c)? + "\n",
+        Format::Table => render::compare::table(c, style, limit),
+        Format::Json => render::text::json_printable(serde_json::to_string_pretty(c)? + "\n"),
         Format::Markdown => render::compare::markdown(c, limit),
         Format::Junit => render::junit::junit(c),
     })
@@ -118,14 +137,14 @@ pub fn run(
     args: &CompareArgs,
     output: Option<&Path>,
     json: bool,
-    color: bool,
+    style: Style,
 ) -> Result<(String, i32)> {
-    let c = load_and_compare(args)?;
+    let c = load_and_compare(args, output)?;
     if let Some(path) = output {
         let json = serde_json::to_string_pretty(&c)? + "\n";
         crate::output::write_atomic(path, json.as_bytes(), "the comparison")?;
     }
     let format = if json { Format::Json } else { args.format };
-    let text = render(&c, format, color && format == Format::Table, args.limit)?;
+    let text = render(&c, format, style, args.limit)?;
     Ok((text, if c.regression { exit::FAIL } else { exit::OK }))
 }

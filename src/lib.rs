@@ -15,6 +15,7 @@ pub mod cli;
 pub(crate) mod compare;
 pub(crate) mod context;
 pub mod error;
+pub(crate) mod examples;
 pub mod facts;
 pub(crate) mod isolate;
 pub mod output;

@@ -1,12 +1,24 @@
-//! Writing reports to files.
+//! Writing reports and other outputs to files, and reading reports back, bounded.
+//!
+//! An output path is the user's: what is there is never destroyed. A regular file (or a link
+//! to one) is replaced atomically and keeps its mode, owner and links; a character device or
+//! a pipe (`/dev/null`, `/dev/stdout`, a FIFO) is written through; anything else (a directory,
+//! a socket, a block device, a dangling link) is refused as an input error (exit 2).
 
-use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
+use crate::error::input;
 use crate::report::Report;
+
+/// The largest report (or suite file) gpu-doctor reads: far above any real report (a suite
+/// report of every scenario is under 1 MiB), low enough that an endless input (a pipe, a
+/// device) fails fast instead of filling memory. docs/report.md says it.
+pub const MAX_INPUT_BYTES: u64 = 64 << 20;
 
 /// The directory a file at `path` goes into ("." for a bare file name).
 pub fn dir_of(path: &Path) -> &Path {
@@ -16,26 +28,208 @@ pub fn dir_of(path: &Path) -> &Path {
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temp file in the same directory, synced, then
-/// renamed, so a reader (or a CI artifact upload) never sees half a file. A failure is an
-/// input error (exit 2) naming `what` and the path; no temp file is left behind.
+/// Where and how an output goes, decided from what is at the path now.
+#[derive(Debug)]
+enum Target {
+    /// Nothing there yet: a new file, written atomically.
+    New(PathBuf),
+    /// A regular file (the link's target, for a link): replaced atomically, keeping its
+    /// mode, owner and group; rewritten in place when it has several names (hard links).
+    File(PathBuf, std::fs::Metadata),
+    /// A character device or a pipe: written through, never replaced.
+    Through,
+}
+
+fn kind_of(t: &std::fs::FileType) -> &'static str {
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Decides how `path` is written, or why it cannot be (an input error naming `what`).
+fn target(path: &Path, what: &str) -> Result<Target> {
+    let refuse = |why: String| input(format!("cannot write {what} to {}: {why}", path.display()));
+    match std::fs::metadata(path) {
+        Ok(m) => {
+            let t = m.file_type();
+            if t.is_file() {
+                // Through links, to the file itself, so a link stays a link.
+                let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+                Ok(Target::File(real, m))
+            } else if t.is_char_device() || t.is_fifo() {
+                Ok(Target::Through)
+            } else {
+                Err(refuse(format!(
+                    "it is {}; give a regular file, a pipe or a character device",
+                    kind_of(&t)
+                )))
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if std::fs::symlink_metadata(path).is_ok() {
+                return Err(refuse(
+                    "it is a link to nothing; remove the link or give another path".into(),
+                ));
+            }
+            let dir = dir_of(path);
+            if !dir.is_dir() {
+                return Err(refuse(format!(
+                    "directory {} does not exist",
+                    dir.display()
+                )));
+            }
+            Ok(Target::New(path.to_path_buf()))
+        }
+        Err(e) => Err(refuse(e.to_string())),
+    }
+}
+
+/// Checks, before any work, that `path` can take an output (see the module doc): the same
+/// rules the write applies, so a bad `-o` is exit 2 before a GPU is touched.
+pub fn check_output(path: &Path, what: &str) -> Result<()> {
+    target(path, what).map(|_| ())
+}
+
+/// Writes `bytes` to `path` (see the module doc). A regular file is written atomically: a
+/// temp file in the same directory, synced, then renamed, so a reader (or a CI artifact
+/// upload) never sees half a file. A failure is an input error (exit 2) naming `what` and the
+/// path; no temp file is left behind.
 pub fn write_atomic(path: &Path, bytes: &[u8], what: &str) -> Result<()> {
-    let dir = dir_of(path);
+    let failed =
+        |e: std::io::Error| input(format!("cannot write {what} to {}: {e}", path.display()));
+    match target(path, what)? {
+        Target::Through => {
+            let mut f = OpenOptions::new().write(true).open(path).map_err(failed)?;
+            f.write_all(bytes).and_then(|_| f.flush()).map_err(failed)
+        }
+        Target::New(p) => replace(&p, bytes, None).map_err(failed),
+        Target::File(p, m) if m.nlink() > 1 => in_place(&p, bytes).map_err(failed),
+        Target::File(p, m) => match replace(&p, bytes, Some(&m)) {
+            Ok(()) => Ok(()),
+            // The directory takes no new file, the file is a mount point, or its owner cannot
+            // be kept: the file itself is still writable.
+            Err(_) => in_place(&p, bytes).map_err(failed),
+        },
+    }
+}
+
+/// Temp file + rename; the temp file gets `keep`'s mode, owner and group first.
+fn replace(path: &Path, bytes: &[u8], keep: Option<&std::fs::Metadata>) -> std::io::Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "gpu-doctor".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let tmp = dir_of(path).join(format!(".{name}.{}.tmp", std::process::id()));
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o666)
+            .open(&tmp)?;
+        if let Some(m) = keep {
+            f.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
+            if (m.uid(), m.gid()) != (f.metadata()?.uid(), f.metadata()?.gid()) {
+                std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()))?;
+            }
+        }
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     };
-    write().map_err(|e| {
+    write().inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
-        crate::error::input(format!("cannot write {what} to {}: {e}", path.display()))
     })
+}
+
+/// Truncates and rewrites the file itself (same inode, mode, owner, links).
+fn in_place(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = OpenOptions::new().write(true).truncate(true).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// What makes a file itself: its device and inode (None when nothing is there).
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// How an output is told apart from another: the file that is there, or the path it will have.
+#[derive(PartialEq, Eq, Hash)]
+enum OutputKey {
+    File(u64, u64),
+    Path(PathBuf),
+}
+
+fn output_key(path: &Path) -> OutputKey {
+    match identity(path) {
+        Some((dev, ino)) => OutputKey::File(dev, ino),
+        None => {
+            let dir = std::fs::canonicalize(dir_of(path)).unwrap_or_else(|_| dir_of(path).into());
+            OutputKey::Path(dir.join(path.file_name().unwrap_or_default()))
+        }
+    }
+}
+
+/// Refuses (exit 2) an output that would overwrite an input, or two outputs on one file:
+/// `inputs` are files read, `outputs` are (flag, path) pairs written. Devices and pipes are
+/// written through (nothing is destroyed) and pass. Linear in the number of paths.
+pub fn check_distinct(inputs: &[&Path], outputs: &[(&str, &Path)]) -> Result<()> {
+    let read: std::collections::HashMap<(u64, u64), &Path> = inputs
+        .iter()
+        .filter_map(|p| identity(p).map(|id| (id, *p)))
+        .collect();
+    let mut written: std::collections::HashMap<OutputKey, &str> = Default::default();
+    for (flag, out) in outputs {
+        let through = std::fs::metadata(out)
+            .map(|m| m.file_type().is_char_device() || m.file_type().is_fifo())
+            .unwrap_or(false);
+        if through {
+            continue;
+        }
+        if let Some(inp) = identity(out).and_then(|id| read.get(&id)) {
+            return Err(input(format!(
+                "{flag} {}: that file is an input ({}); write the output to another file",
+                out.display(),
+                inp.display()
+            )));
+        }
+        if let Some(other) = written.insert(output_key(out), flag) {
+            return Err(input(format!(
+                "{flag} {}: {other} writes that file too; give each output its own",
+                out.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reads at most [`MAX_INPUT_BYTES`] of `path`: a bigger (or endless) input is an input error
+/// (exit 2) naming `what`.
+pub fn read_bounded(path: &Path, what: &str) -> Result<Vec<u8>> {
+    let fail = |why: String| input(format!("{}: cannot read {what}: {why}", path.display()));
+    let f = File::open(path).map_err(|e| fail(e.to_string()))?;
+    if let Ok(m) = f.metadata()
+        && m.is_dir()
+    {
+        return Err(fail("it is a directory".into()));
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(e.to_string()))?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(fail(format!(
+            "it is larger than {} MiB, the most {what} can be",
+            MAX_INPUT_BYTES >> 20
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Writes the report as pretty JSON to `path` atomically (see [`write_atomic`]).
@@ -47,8 +241,13 @@ pub fn write_json_atomic(path: &Path, report: &Report) -> Result<()> {
 
 /// Reads a saved report; malformed input is an input error (exit 2) naming line and column.
 pub fn read_report(path: &Path) -> Result<Report> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| crate::error::input(format!("{}: cannot read: {e}", path.display())))?;
+    let bytes = read_bounded(path, "a report")?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        input(format!(
+            "{}: cannot read a report: it is not UTF-8 text ({e})",
+            path.display()
+        ))
+    })?;
     parse_report(&text).map_err(|e| crate::error::input(format!("{}: {e}", path.display())))
 }
 

@@ -2,7 +2,11 @@
 //! process or in an isolated child, or (`--from`) by analysing a saved report again; then the
 //! verdict, the duration and the host. Lists of scenarios (`inject all`, suites) run here too.
 
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+#[cfg(test)]
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -18,7 +22,8 @@ use crate::report::{Finding, Report, Severity, Status, codes};
 use crate::scenarios::{self, DynScenario};
 
 /// One scenario to run: which, with what params (JSON, normalised by the scenario), and
-/// whether from a saved report instead of the GPU.
+/// whether from a saved report (a file, or the example built into the binary) instead of the
+/// GPU.
 #[derive(Clone)]
 pub struct Request {
     pub(crate) scenario: &'static dyn DynScenario,
@@ -27,7 +32,17 @@ pub struct Request {
     /// gpu-doctor's NVML library for this scenario alone (a suite entry's `replay`, `faults`):
     /// it then runs in a process of its own, which loads the library.
     pub(crate) nvml: Option<Setup>,
+    /// `--example`: the report built into the binary (crate::examples).
+    pub(crate) example: bool,
+    /// The saved report `from` names, read once by [`Request::checked`].
+    saved: Option<Arc<Report>>,
+    /// [`Request::checked`] has run.
+    checked: bool,
 }
+
+/// Saved reports already read, by path: a suite whose entries share a `from` file reads it
+/// once.
+pub(crate) type SavedReports = HashMap<PathBuf, Arc<Report>>;
 
 impl Request {
     pub(crate) fn new(scenario: &'static dyn DynScenario, params: serde_json::Value) -> Self {
@@ -36,14 +51,23 @@ impl Request {
             params,
             from: None,
             nvml: None,
+            example: false,
+            saved: None,
+            checked: false,
         }
     }
 
-    /// Normalises the params (defaults filled in, unknown or mistyped fields refused) and
-    /// validates: everything that can be checked before a GPU is touched. Suites call it for
-    /// every entry before the first one runs. (Program-mode redirects are followed when the
+    /// Normalises the params (defaults filled in, unknown or mistyped fields refused),
+    /// validates them, and reads the saved report of `--from` (it must hold a readable report
+    /// of the scenario): everything that can be checked before a GPU is touched. Suites call it
+    /// for every entry before the first one runs. (Program-mode redirects are followed when the
     /// command line is read: `crate::cli`.)
     pub(crate) fn checked(self) -> Result<Request> {
+        self.checked_with(&mut SavedReports::new())
+    }
+
+    /// [`Request::checked`], reading each saved report once across calls.
+    pub(crate) fn checked_with(self, saved_reports: &mut SavedReports) -> Result<Request> {
         let name = self.scenario.name();
         let params = self
             .scenario
@@ -53,26 +77,60 @@ impl Request {
         if let Some(setup) = &self.nvml {
             setup.check()?;
         }
-        Ok(Request { params, ..self })
+        let saved = match (&self.from, self.example) {
+            (Some(path), _) => {
+                let saved = match saved_reports.get(path) {
+                    Some(r) => r.clone(),
+                    None => {
+                        let r = Arc::new(crate::output::read_report(path)?);
+                        saved_reports.insert(path.clone(), r.clone());
+                        r
+                    }
+                };
+                check_saved(self.scenario, &params, &saved, &path.display().to_string())?;
+                Some(saved)
+            }
+            (None, true) => {
+                let saved = Arc::new(crate::examples::report()?);
+                check_saved(self.scenario, &params, &saved, "the example")?;
+                Some(saved)
+            }
+            (None, false) => None,
+        };
+        Ok(Request {
+            params,
+            saved,
+            checked: true,
+            ..self
+        })
+    }
+
+    /// What `params.from` records for a re-analysis.
+    fn source_label(&self) -> Option<String> {
+        match (&self.from, self.example) {
+            (Some(p), _) => Some(p.display().to_string()),
+            (None, true) => Some(crate::examples::LABEL.to_string()),
+            (None, false) => None,
+        }
     }
 }
 
 /// Runs one scenario and returns its finished report.
 pub(crate) fn execute(request: Request, opts: &RunOptions) -> Result<Report> {
+    let request = if request.checked {
+        request
+    } else {
+        request.checked()?
+    };
+    if let (Some(saved), Some(label)) = (&request.saved, request.source_label()) {
+        return reanalyse(request.scenario, &request.params, saved, &label);
+    }
     let Request {
         scenario,
         params,
-        from,
         nvml,
-    } = request.checked()?;
-    if let Some(path) = from {
-        if !opts.devices.is_empty() {
-            return Err(error::input(
-                "--device does not apply to --from: a saved report is analysed with the devices it recorded",
-            ));
-        }
-        return reanalyse(scenario, &params, &path);
-    }
+        ..
+    } = request;
     if let Some(setup) = nvml {
         let session = NvmlSession::new(&setup)?;
         let mut report =
@@ -124,41 +182,62 @@ fn run_in_process(
     Ok(report)
 }
 
-/// `--from`: the scenario's report in `path` (the file itself, or one of a suite's reports),
-/// analysed again with `params`. Its host, devices, steps and duration are the recorded ones.
+/// The saved report itself, then a suite's reports in it.
+fn candidates(saved: &Report) -> impl Iterator<Item = &Report> {
+    std::iter::once(saved).chain(&saved.reports)
+}
+
+/// Checks that `saved` (named `label`) holds a readable report of `scenario`.
+fn check_saved(
+    scenario: &dyn DynScenario,
+    params: &serde_json::Value,
+    saved: &Report,
+    label: &str,
+) -> Result<()> {
+    match candidates(saved).find_map(|r| scenario.reads_saved(params, r)) {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => Err(error::input(format!(
+            "{label}: {}: {e}",
+            crate::report::a_report(scenario.name())
+        ))),
+        None => Err(error::input(not_found(scenario.name(), saved, label))),
+    }
+}
+
+/// `--from`: the scenario's report in `saved` (the report itself, or one of a suite's
+/// reports), analysed again with `params`. Its host, devices, steps and duration are the
+/// recorded ones.
 fn reanalyse(
     scenario: &dyn DynScenario,
     params: &serde_json::Value,
-    path: &Path,
+    saved: &Report,
+    label: &str,
 ) -> Result<Report> {
-    let saved = crate::output::read_report(path)?;
-    let bad = |e: anyhow::Error| error::input(format!("{}: {e:#}", path.display()));
-    let mut report = std::iter::once(&saved)
-        .chain(&saved.reports)
+    let bad = |e: anyhow::Error| error::input(format!("{label}: {e:#}"));
+    let mut report = candidates(saved)
         .find_map(|r| scenario.reanalyse(params, r))
-        .ok_or_else(|| error::input(not_found(scenario.name(), &saved, path)))?
+        .ok_or_else(|| error::input(not_found(scenario.name(), saved, label)))?
         .map_err(bad)?;
     if let Some(obj) = report.params.as_object_mut() {
-        obj.insert("from".into(), path.display().to_string().into());
+        obj.insert("from".into(), label.into());
     }
     verdict::finalize(&mut report);
     Ok(report)
 }
 
 /// Why a saved report holds nothing for `scenario`.
-fn not_found(scenario: &str, saved: &Report, path: &Path) -> String {
+fn not_found(scenario: &str, saved: &Report, label: &str) -> String {
     let holds: Vec<&str> = saved.reports.iter().map(|r| r.scenario.as_str()).collect();
+    let wanted = crate::report::a_report(scenario);
     if holds.is_empty() {
         format!(
-            "{}: a '{}' report, not a '{scenario}' report",
-            path.display(),
-            saved.scenario
+            "{label}: {}, not {wanted}",
+            crate::report::a_report(&saved.scenario)
         )
     } else {
         format!(
-            "{}: a '{}' report whose scenarios ({}) include no '{scenario}' report",
-            path.display(),
-            saved.scenario,
+            "{label}: {} whose scenarios ({}) include no '{scenario}' report",
+            crate::report::a_report(&saved.scenario),
             holds.join(", ")
         )
     }
@@ -177,10 +256,13 @@ fn fill_host(report: &mut Report) {
 /// The hidden `__child` command's arguments: what the parent of an isolated run passes.
 #[derive(Debug, Args)]
 pub struct ChildArgs {
+    /// The scenario to run (its registry name).
     #[arg(long)]
     pub scenario: String,
+    /// Its params, as JSON.
     #[arg(long)]
     pub params: String,
+    /// The run options (devices, quiet, timeout), as JSON.
     #[arg(long)]
     pub options: String,
 }

@@ -52,6 +52,22 @@ pub fn check_range(what: &str, v: f64, lo: f64, hi: f64) -> Result<f64, String> 
     Ok(v)
 }
 
+/// Checks that `v` is a finite number above `lo` (not equal to it) and at most `hi`; NaN and
+/// infinities are refused with a plain message naming `what`.
+pub fn check_above(what: &str, v: f64, lo: f64, hi: f64) -> Result<f64, String> {
+    if !v.is_finite() {
+        return Err(format!(
+            "{what}: {v} is not a number (give a value above {lo} and at most {hi})"
+        ));
+    }
+    if v <= lo || v > hi {
+        return Err(format!(
+            "{what}: {v} is out of range (give a value above {lo} and at most {hi})"
+        ));
+    }
+    Ok(v)
+}
+
 /// A byte size as the user wrote it ("2MiB"), parsed once by [`parse_size`]. Suite files may
 /// also give a plain number of bytes. Serialises as written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -270,6 +286,11 @@ mod tests {
         for bad in [f64::NAN, f64::INFINITY, -f64::INFINITY, 1.5, -0.1] {
             let e = check_range("--f", bad, 0.0, 1.0).unwrap_err();
             assert!(e.starts_with("--f: "), "{e}");
+        }
+        assert_eq!(check_above("--f", 1.0, 0.0, 1.0), Ok(1.0));
+        for bad in [f64::NAN, f64::INFINITY, 0.0, -1.0, 1.5] {
+            let e = check_above("--f", bad, 0.0, 1.0).unwrap_err();
+            assert!(e.contains("above 0 and at most 1"), "{e}");
         }
     }
 

@@ -32,8 +32,8 @@ fn missing_nvml_is_one_clear_line_and_exit_3() {
             "{err}"
         );
         assert!(
-            err.contains("--from"),
-            "points a newcomer at a saved report: {err}"
+            err.contains("gpu-doctor topo --example"),
+            "points a newcomer at the built-in example report: {err}"
         );
         assert!(!err.contains("panicked"));
         assert!(out.stdout.is_empty());
@@ -88,14 +88,14 @@ fn topo_from_real_h100_report_reproduces_the_matrix() {
     assert_eq!(r["data"]["view"]["matrix"], serde_json::json!([["X"]]));
     assert_eq!(r["devices"][0]["name"], "NVIDIA H100 80GB HBM3");
     assert_eq!(r["findings"].as_array().unwrap().len(), 0);
-    // The table shows the same matrix with nvidia-smi's columns.
+    // The table shows the same matrix, the CPU affinity below it.
     doctor()
         .args(["topo", "--from", &fixture("h100-topo.json"), "--no-color"])
         .assert()
         .code(0)
         .stdout(
-            predicate::str::contains("CPU Affinity")
-                .and(predicate::str::contains("0-15"))
+            predicate::str::contains("as nvidia-smi topo -m")
+                .and(predicate::str::contains("CPU affinity: GPU 0: CPUs 0-15"))
                 .and(predicate::str::contains("x16/x16")),
         );
 }
@@ -235,7 +235,7 @@ fn from_with_bad_input_exits_2_with_location() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "--device does not apply to --from",
+            "--device does not apply to `topo --from`",
         ));
 }
 
@@ -323,7 +323,10 @@ fn every_fixture_is_a_readable_report() {
         std::fs::read_dir(format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"))).unwrap()
     {
         let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+        // Reports; `*.nvml.json` are NVML snapshots (tests/nvml_cli.rs replays them).
+        if path.extension().and_then(|e| e.to_str()) != Some("json")
+            || path.to_string_lossy().ends_with(".nvml.json")
+        {
             continue;
         }
         gpu_doctor::output::read_report(&path)
@@ -413,7 +416,7 @@ fn derived_nvlink_down_fails_naming_gpu_and_link() {
         f[0]["message"]
             .as_str()
             .unwrap()
-            .contains("NVLink(s) 17 inactive while 17")
+            .contains("GPU 1: NVLink 17 is inactive (17 of its 18 links are active)")
     );
     assert_eq!(r["data"]["view"]["matrix"][0][1], "NV17");
 }
@@ -488,4 +491,223 @@ fn bad_scenario_params_exit_2_before_any_driver_is_needed() {
             .code(2)
             .stderr(predicate::str::contains(needle));
     }
+}
+
+#[test]
+fn an_empty_library_override_means_unset() {
+    // On a machine without a driver: the loader path is named, not an empty file name (which
+    // dlopen reads as the program itself: "undefined symbol: nvmlInit_v2").
+    let out = doctor()
+        .env("GPU_DOCTOR_LIBNVML", "")
+        .env("GPU_DOCTOR_LIBCUDA", "")
+        .args(["info"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!err.contains("undefined symbol"), "{err}");
+    if out.status.code() == Some(3) {
+        assert!(err.contains("the loader path"), "{err}");
+        assert!(!err.contains("GPU_DOCTOR_LIBNVML="), "{err}");
+    }
+}
+
+#[test]
+fn the_example_report_is_built_in_and_works_from_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in [
+        &["topo"][..],
+        &["info"],
+        &["bandwidth"],
+        &["trace", "ctx"],
+        &["inject", "oom"],
+    ] {
+        let out = doctor()
+            .current_dir(dir.path())
+            .args(cmd)
+            .args(["--example", "--json"])
+            .assert()
+            .success()
+            .get_output()
+            .clone();
+        let r = json_of(&out.stdout);
+        assert_eq!(r["scenario"], cmd.join(" "));
+        assert!(
+            r["params"]["from"].as_str().unwrap().starts_with("example"),
+            "{}",
+            r["params"]
+        );
+    }
+    doctor()
+        .args(["topo", "--example", "--from", "x.json"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn completions_man_page_and_version() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = doctor().args(["completions", shell]).assert().success();
+        let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+        for word in ["inject", "trace", "from", "example", "compare"] {
+            assert!(text.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let out = doctor().args(["man"]).assert().success();
+    let page = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(
+        page.starts_with(".ie") && page.contains(".SH NAME"),
+        "{page}"
+    );
+    let out = doctor().args(["man", "inject", "oom"]).assert().success();
+    let page = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(page.contains("gpu\\-doctor\\-inject\\-oom") && page.contains("fraction"));
+    doctor()
+        .args(["man", "inject", "bogus"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a command"));
+    let out = doctor().arg("--version").assert().success();
+    let v = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(
+        v.starts_with(&format!(
+            "gpu-doctor {} (commit ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{v}"
+    );
+    assert!(v.contains("CUDA shim"), "{v}");
+}
+
+#[test]
+fn help_keeps_global_options_apart_and_describes_every_option() {
+    let out = doctor()
+        .args(["inject", "oom", "--help"])
+        .assert()
+        .success();
+    let help = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let (own, global) = help
+        .split_once("Global options:")
+        .expect("a Global options heading");
+    assert!(
+        own.contains("--fraction") && !own.contains("--timeout"),
+        "{help}"
+    );
+    assert!(
+        global.contains("--timeout") && global.contains("--device"),
+        "{help}"
+    );
+    for group in ["inject", "trace"] {
+        doctor()
+            .args([group, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Examples:"));
+    }
+}
+
+#[test]
+fn walls_of_rows_are_summarised_and_verbose_lists_them() {
+    let nvlinks = |args: &[&str]| {
+        let out = doctor()
+            .args([
+                "topo",
+                "--from",
+                &fixture("h200x2-topo-derived-nvlink-down.json"),
+            ])
+            .args(args)
+            .assert()
+            .code(1)
+            .get_output()
+            .stdout
+            .clone();
+        String::from_utf8(out).unwrap()
+    };
+    let summary = nvlinks(&[]);
+    assert!(
+        summary.contains("18/18 active") && summary.contains("17/18 active"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("link 17") && summary.contains("NVSwitch"),
+        "{summary}"
+    );
+    assert!(
+        !summary.contains("FFFFFFFF:FF:FF.0"),
+        "the sentinel is named: {summary}"
+    );
+    let every = nvlinks(&["--verbose"]);
+    let rows = every
+        .lines()
+        .filter(|l| l.contains("active") || l.contains("INACTIVE"));
+    assert!(rows.count() >= 36, "{every}");
+}
+
+#[test]
+fn piped_output_follows_columns() {
+    let lines = |columns: &str| {
+        let out = doctor()
+            .env("COLUMNS", columns)
+            .args(["trace", "ctx", "--example"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let text = String::from_utf8(out).unwrap();
+        text.lines().map(|l| l.chars().count()).max().unwrap()
+    };
+    assert!(lines("80") <= 80);
+    assert!(lines("120") > 80, "a wider terminal gets wider tables");
+}
+
+#[test]
+fn text_from_a_report_is_shown_escaped_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("h100-suite-ci.json")).unwrap())
+            .unwrap();
+    let hostile = "\u{1b}]0;owned\u{7}\u{202e}evil\u{9b}2J";
+    r["host"]["hostname"] = hostile.into();
+    r["reports"][1]["devices"][0]["name"] = hostile.into();
+    let path = dir.path().join("hostile.json");
+    std::fs::write(&path, serde_json::to_string(&r).unwrap()).unwrap();
+    let p = path.to_str().unwrap();
+    let raw = |s: &str| {
+        s.chars()
+            .any(|c| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c))
+    };
+    for args in [
+        &["topo", "--from", p][..],
+        &["topo", "--from", p, "--json"],
+        &["topo", "--from", p, "--markdown"],
+        &["compare", &fixture("h100-suite-ci.json"), p],
+        &[
+            "compare",
+            &fixture("h100-suite-ci.json"),
+            p,
+            "--format",
+            "markdown",
+        ],
+        &["compare", &fixture("h100-suite-ci.json"), p, "--json"],
+    ] {
+        let out = doctor().args(args).output().unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(!raw(&stdout) && !raw(&stderr), "{args:?}: {stdout:?}");
+        assert!(stdout.contains("evil"), "{args:?}: {stdout}");
+    }
+    // An error message quoting a file's text.
+    let suite = dir.path().join("s.toml");
+    // A TOML escape: the parsed name holds an ESC.
+    std::fs::write(&suite, "[[scenario]]\nname = \"in\\u001b[2Jfo\"\n").unwrap();
+    let out = doctor()
+        .args(["run", suite.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        !raw(stderr.trim_end()) && stderr.contains("\\u{1b}"),
+        "{stderr:?}"
+    );
 }

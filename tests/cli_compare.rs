@@ -62,7 +62,9 @@ fn save(dir: &Path, name: &str, r: &Report) -> PathBuf {
 }
 
 fn compare(base: &Path, cur: &Path, extra: &[&str]) -> (i32, String, String) {
+    // Wide enough that the headline is one line.
     let out = bin()
+        .env("COLUMNS", "400")
         .arg("compare")
         .arg(base)
         .arg(cur)
@@ -505,7 +507,7 @@ fn a_rerun_of_the_same_box_is_within_and_a_10_percent_pinned_drop_regresses() {
     assert_eq!(j["regressions"], 1);
     let (_, text, _) = compare(&base, &fixture(PINNED_DOWN), &[]);
     assert!(
-        text.contains("REGRESSION: 1 of 7 scenarios regressed (1 metric beyond its band)"),
+        text.contains("REGRESSION in 1 of 7 scenarios: bandwidth (h2d_pinned_gbps -10.0%)"),
         "{text}"
     );
 }
@@ -620,7 +622,7 @@ fn a_suite_status_edited_to_fail_is_a_regression() {
     let (code, stdout, _) = compare(&fixture("h100-suite-ci.json"), &c, &[]);
     assert_eq!(code, 1, "{stdout}");
     assert!(
-        stdout.contains("REGRESSION: the suite's own status or findings regressed"),
+        stdout.contains("REGRESSION in the suite's own status or findings (status pass → fail)"),
         "{stdout}"
     );
     // The derived regression: three scenarios, counted once each.

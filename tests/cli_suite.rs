@@ -273,7 +273,7 @@ fn suite_runs_in_order_and_writes_one_combined_report() {
     let (code, stdout, stderr) = run_suite(&[s.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     // progress on stderr (one line per scenario when not a terminal), summary on stdout
-    assert!(stderr.contains("[2/2] topo pass"), "{stderr}");
+    assert!(stderr.contains("[2/2] topo: pass ("), "{stderr}");
     assert!(stdout.contains("Scenarios"), "{stdout}");
     let r = read(&out);
     assert_eq!(r.scenario, "suite");
@@ -462,4 +462,96 @@ fn check_lists_the_shipped_suites_without_running_them() {
         assert!(r.reports.iter().all(|x| x.status == Status::Skipped));
         assert_eq!(r.data["suite"]["name"], name);
     }
+}
+
+/// Suites that `run` refuses, each for a value it validates: `run --check` refuses every one
+/// with the same message, and `run` refuses it before the first scenario starts.
+#[test]
+fn check_refuses_whatever_run_refuses_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let topo = topo_report(dir.path(), "topo.json", 16);
+    let first = format!(
+        "[[scenario]]\nname = \"topo\"\nfrom = \"{}\"\n\n",
+        topo.display()
+    );
+    let bad_entries = [
+        (
+            "bandwidth",
+            "params = { size = \"1.5.5GiB\" }",
+            "not a size",
+        ),
+        ("inject oom", "params = { fraction = 1.5 }", "out of range"),
+        ("inject oom", "params = { fraction = 0.0 }", "out of range"),
+        ("inject oom", "params = { hold = \"-1s\" }", "negative"),
+        (
+            "inject oom",
+            "params = { hold = \"0s\" }",
+            "longer than zero",
+        ),
+        (
+            "trace ctx",
+            "params = { threads = 100000000 }",
+            "2 to 64 threads",
+        ),
+        ("bandwidth", "params = { copies = 4000000000 }", "give 1 to"),
+        (
+            "bandwidth",
+            "params = { min_efficiency = 5.0 }",
+            "out of range",
+        ),
+        (
+            "bandwidth",
+            "params = { min_h2d_gbps = -3.0 }",
+            "out of range",
+        ),
+        (
+            "bandwidth",
+            "params = { min_d2h_gbps = nan }",
+            "not a finite number",
+        ),
+        (
+            "inject stream-misuse",
+            "params = { iterations = 4000000000 }",
+            "--iterations",
+        ),
+        (
+            "topo",
+            "from = \"/nonexistent/missing.json\"",
+            "cannot read",
+        ),
+        (
+            "bandwidth",
+            &format!("from = \"{}\"", topo.display()),
+            "not a 'bandwidth' report",
+        ),
+        ("inject error", "", "--call"),
+    ];
+    for (name, extra, needle) in bad_entries {
+        let text = format!("{first}[[scenario]]\nname = \"{name}\"\n{extra}\n");
+        let s = write(dir.path(), "s.toml", &text);
+        let (code, stdout, check_err) = run_suite(&["--check", s.to_str().unwrap()]);
+        assert_eq!(code, 2, "--check passed {name} {extra}: {stdout}");
+        assert!(check_err.contains(needle), "{name} {extra}: {check_err}");
+        let (code, stdout, run_err) = run_suite(&[s.to_str().unwrap()]);
+        assert_eq!(code, 2, "{name} {extra}: {run_err}");
+        assert_eq!(
+            check_err, run_err,
+            "--check and run disagree on {name} {extra}"
+        );
+        assert!(stdout.is_empty() && !run_err.contains("[1/2]"), "{run_err}");
+    }
+}
+
+/// Locating every entry was quadratic (30 s for 100k scenarios): checking a large suite is
+/// linear now. A bound a quadratic check cannot meet, with room for a slow machine.
+#[test]
+fn check_of_a_large_suite_takes_linear_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[[scenario]]\nname = \"info\"\n\n".repeat(50_000);
+    let s = write(dir.path(), "big.toml", &text);
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = run_suite(&["--check", "--json", "-q", s.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(60), "{took:?}");
 }

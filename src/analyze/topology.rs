@@ -288,9 +288,16 @@ pub fn findings(facts: &TopoFacts) -> Vec<Finding> {
                     Severity::Fail,
                     codes::NVLINK_INACTIVE,
                     format!(
-                        "GPU {} has NVLink(s) {} inactive while {active} other link(s) are active",
+                        "GPU {}: {} ({active} of its {} links are active)",
                         g.index,
-                        inactive.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
+                        match inactive.as_slice() {
+                            [one] => format!("NVLink {one} is inactive"),
+                            many => format!(
+                                "NVLinks {} are inactive",
+                                many.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
+                            ),
+                        },
+                        g.nvlinks.len()
                     ),
                 )
                 .device(g.index)

@@ -21,15 +21,26 @@ pub const ENV_LIBNVML: &str = "GPU_DOCTOR_LIBNVML";
 /// exist in 12.0 drivers; NVML-only commands (`info`, `topo`) work with any driver.
 pub const MIN_CUDA_DRIVER: i32 = 12000;
 
-const NEWCOMER_HINT: &str =
-    "to see what gpu-doctor reports, try `gpu-doctor topo --from tests/fixtures/h100-topo.json`";
+const NEWCOMER_HINT: &str = "to see what gpu-doctor reports, try `gpu-doctor topo --example` (a report recorded on an H100 box)";
+
+/// A library override from the environment; set but empty means unset, as for any path
+/// variable a wrapper script may export empty.
+fn override_of(var: &str) -> Option<String> {
+    non_empty(std::env::var(var).ok())
+}
+
+/// An override's value, where an empty one means unset (a wrapper script that exports the
+/// variable empty).
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
 
 pub fn nvml_library() -> String {
-    std::env::var(ENV_LIBNVML).unwrap_or_else(|_| "libnvidia-ml.so.1".to_string())
+    override_of(ENV_LIBNVML).unwrap_or_else(|| "libnvidia-ml.so.1".to_string())
 }
 
 pub fn missing_nvml_message(path: &str) -> String {
-    let how = if std::env::var_os(ENV_LIBNVML).is_some() {
+    let how = if override_of(ENV_LIBNVML).is_some() {
         format!("{ENV_LIBNVML}={path}")
     } else {
         "the loader path (LD_LIBRARY_PATH, ld.so.cache)".to_string()
@@ -78,7 +89,7 @@ fn missing_cuda() -> anyhow::Error {
 }
 
 fn preload_override() -> Result<()> {
-    if let Ok(path) = std::env::var(ENV_LIBCUDA) {
+    if let Some(path) = override_of(ENV_LIBCUDA) {
         // Preload the chosen file globally: cudarc's own lookup ends with the soname
         // libcuda.so.1, which then resolves to this already-loaded library.
         let c = std::ffi::CString::new(path.clone())
@@ -128,4 +139,19 @@ fn load_cuda_once() -> Result<CudaDriver> {
 
 pub fn cuda_version_string(v: i32) -> String {
     format!("{}.{}", v / 1000, (v % 1000) / 10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_override_means_unset() {
+        assert_eq!(non_empty(Some(String::new())), None);
+        assert_eq!(non_empty(None), None);
+        assert_eq!(
+            non_empty(Some("/x/libnvidia-ml.so.1".into())).as_deref(),
+            Some("/x/libnvidia-ml.so.1")
+        );
+    }
 }

@@ -131,50 +131,86 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// "no regression", or what regressed: the rows counted, then the items within them.
+/// "no regression", or what regressed, named: each regressed scenario with its regressions (a
+/// worse status, new warn/fail findings by code, metrics beyond their band), so the count is
+/// of scenarios and each fault reads once.
 pub fn headline(c: &Comparison) -> String {
     if !c.regression {
         return "no regression".into();
     }
     let rows = || c.scenarios.iter().filter(|s| s.key != SUITE_ROW);
-    let regressed = rows().filter(|s| s.regression).count();
+    let regressed: Vec<String> = rows()
+        .filter(|s| s.regression)
+        .map(|s| format!("{} ({})", s.key, what_regressed(s)))
+        .collect();
     let mut what = Vec::new();
-    if regressed > 0 {
+    if !regressed.is_empty() {
         what.push(format!(
-            "{regressed} of {} regressed",
-            plural(rows().count(), "scenario", "scenarios")
+            "{} of {}: {}",
+            regressed.len(),
+            plural(rows().count(), "scenario", "scenarios"),
+            regressed.join("; ")
         ));
     }
-    if c.scenarios
+    if let Some(suite) = c
+        .scenarios
         .iter()
-        .any(|s| s.key == SUITE_ROW && s.regression)
+        .find(|s| s.key == SUITE_ROW && s.regression)
     {
-        what.push("the suite's own status or findings regressed".into());
-    }
-    let r = &c.regressed;
-    let mut items = Vec::new();
-    if r.statuses > 0 {
-        items.push(plural(
-            r.statuses,
-            "status worse or missing",
-            "statuses worse or missing",
+        what.push(format!(
+            "the suite's own status or findings ({})",
+            what_regressed(suite)
         ));
     }
-    if r.findings > 0 {
-        items.push(plural(
-            r.findings,
-            "new warn/fail finding",
-            "new warn/fail findings",
-        ));
+    format!("REGRESSION in {}", what.join("; "))
+}
+
+/// "status pass → fail, new OOM_STICKY, h2d_pinned_gbps -20.0%".
+fn what_regressed(s: &ScenarioDiff) -> String {
+    let mut parts = Vec::new();
+    if s.status_regression {
+        parts.push(match s.status {
+            StatusChange::Removed => "missing".to_string(),
+            _ => format!(
+                "status {} → {}",
+                status_str(s.baseline),
+                status_str(s.current)
+            ),
+        });
     }
-    if r.metrics > 0 {
-        items.push(plural(
-            r.metrics,
-            "metric beyond its band",
-            "metrics beyond their band",
-        ));
+    let mut codes: Vec<(&str, usize)> = Vec::new();
+    for f in s.new_findings.iter().filter(|f| f.regression) {
+        match codes.iter_mut().find(|(c, _)| *c == f.code) {
+            Some((_, n)) => *n += 1,
+            None => codes.push((&f.code, 1)),
+        }
     }
-    format!("REGRESSION: {} ({})", what.join("; "), items.join(", "))
+    match codes.len() {
+        0 => {}
+        1..=3 => parts.extend(codes.iter().map(|(c, n)| match n {
+            1 => format!("new {c}"),
+            n => format!("new {c} ×{n}"),
+        })),
+        _ => parts.push(format!(
+            "{} new warn/fail findings",
+            codes.iter().map(|(_, n)| n).sum::<usize>()
+        )),
+    }
+    let metrics: Vec<&MetricDiff> = s
+        .metrics
+        .iter()
+        .filter(|m| m.verdict == MetricVerdict::Regressed)
+        .collect();
+    match metrics.len() {
+        0 => {}
+        1..=3 => parts.extend(
+            metrics
+                .iter()
+                .map(|m| format!("{} {}", m.name, pct(m.change_pct))),
+        ),
+        n => parts.push(format!("{n} metrics beyond their band")),
+    }
+    parts.join(", ")
 }
 
 /// How the bands were set, for the header.
@@ -264,21 +300,29 @@ pub fn table(c: &Comparison, style: Style, limit: usize) -> String {
             cell
         }
     };
-    out.push_str(&format!(
-        "gpu-doctor compare — {} · {}\n",
-        headline(c),
-        tolerance_note(c)
-    ));
+    style.para(
+        &mut out,
+        &format!(
+            "gpu-doctor compare — {} · {}",
+            headline(c),
+            tolerance_note(c)
+        ),
+        2,
+    );
     for (label, s) in [("baseline", &c.baseline), ("current ", &c.current)] {
-        out.push_str(&format!(
-            "{label}  {} {} · {} · {} · driver {} · gpu-doctor {}\n",
-            s.scenario,
-            s.status.as_str().to_uppercase(),
-            s.started_at,
-            s.hostname,
-            s.driver_version.as_deref().unwrap_or("-"),
-            s.tool_version
-        ));
+        style.para(
+            &mut out,
+            &format!(
+                "{label}  {} {} · {} · {} · driver {} · gpu-doctor {}",
+                s.scenario,
+                s.status.as_str().to_uppercase(),
+                s.started_at,
+                s.hostname,
+                s.driver_version.as_deref().unwrap_or("-"),
+                s.tool_version
+            ),
+            10,
+        );
     }
     if !c.changes.is_empty() {
         let mut t = style.table();
@@ -286,7 +330,7 @@ pub fn table(c: &Comparison, style: Style, limit: usize) -> String {
         for ch in &c.changes {
             t.add_row([ch.what.clone(), ch.note.clone()]);
         }
-        out.push_str(&format!("\nChanges\n{t}\n"));
+        style.section(&mut out, "Changes", t);
     }
     let mut t = style.table();
     t.set_header([
@@ -312,28 +356,29 @@ pub fn table(c: &Comparison, style: Style, limit: usize) -> String {
             Cell::new(metric_summary(s)),
         ]);
     }
-    out.push_str(&format!("\nScenarios\n{t}\n"));
+    style.section(&mut out, "Scenarios", t);
 
     let (rows, n) = take(findings(c), limit);
     if n > 0 {
         let mut t = style.table();
-        t.set_header(["scenario", "change", "severity", "code", "GPU", "finding"]);
+        t.set_header(["change", "code\nwhere", "finding"]);
         for (s, f, new) in rows {
             let tag = match (new, f.regression) {
-                (true, true) => red("NEW"),
-                (true, false) => Cell::new("new"),
-                (false, _) => green("resolved"),
+                (true, true) => red(&format!("NEW\n{}", f.severity.as_str())),
+                (true, false) => Cell::new(format!("new\n{}", f.severity.as_str())),
+                (false, _) => green(&format!("resolved\n{}", f.severity.as_str())),
             };
+            let mut place = s.key.clone();
+            if let Some(g) = f.gpu {
+                place.push_str(&format!(" · GPU\u{a0}{g}"));
+            }
             t.add_row(vec![
-                Cell::new(&s.key),
                 tag,
-                style.severity_cell(f.severity),
-                Cell::new(&f.code),
-                Cell::new(gpu_label(f)),
+                Cell::new(format!("{}\n{place}", f.code)),
                 Cell::new(&f.message),
             ]);
         }
-        out.push_str(&format!("\nFindings\n{t}\n"));
+        style.section(&mut out, "Findings", t);
         if let Some(m) = more(n, limit) {
             out.push_str(&format!("{m}\n"));
         }
@@ -343,17 +388,23 @@ pub fn table(c: &Comparison, style: Style, limit: usize) -> String {
     if n > 0 {
         let mut t = style.table();
         t.set_header([
-            "scenario", "metric", "baseline", "current", "unit", "change", "band", "kind",
+            "scenario: metric",
+            "baseline → current",
+            "change",
+            "band",
+            "kind",
             "verdict",
         ]);
         for (s, m) in rows {
             let v = verdict_str(m.verdict);
+            let unit = crate::render::report::display_unit(&m.unit);
             t.add_row(vec![
-                Cell::new(&s.key),
-                Cell::new(&m.name),
-                Cell::new(baseline_str(m, "")),
-                Cell::new(value(m.current)),
-                Cell::new(&m.unit),
+                Cell::new(format!("{}:\n{}", s.key, m.name)),
+                Cell::new(format!(
+                    "{}\n→ {} {unit}",
+                    baseline_str(m, ""),
+                    value(m.current)
+                )),
                 Cell::new(pct(m.change_pct)),
                 Cell::new(band_str(m)),
                 Cell::new(kind_str(m)),
@@ -364,12 +415,14 @@ pub fn table(c: &Comparison, style: Style, limit: usize) -> String {
                 },
             ]);
         }
-        out.push_str(&format!("\nMetrics beyond their band\n{t}\n{LEGEND}\n"));
+        style.section(&mut out, "Metrics beyond their band", t);
+        style.para(&mut out, LEGEND, 2);
         if let Some(m) = more(n, limit) {
             out.push_str(&format!("{m}\n"));
         }
     }
-    out.push_str(&format!("\n{}\n", headline(c)));
+    out.push('\n');
+    style.para(&mut out, &headline(c), 2);
     out
 }
 
@@ -554,7 +607,7 @@ mod tests {
         let md = markdown(&compare(&a, &b, &Options::default()), 50);
         assert!(
             md.starts_with(
-                "### ❌ gpu-doctor compare: REGRESSION: 1 of 1 scenario regressed (1 status worse or missing, 1 new warn/fail finding, 1 metric beyond its band)"
+                "### ❌ gpu-doctor compare: REGRESSION in 1 of 1 scenario: bandwidth (status pass → fail, new THRESHOLD, h2d|x -20.0%)"
             ),
             "{md}"
         );
@@ -593,7 +646,7 @@ mod tests {
         );
         assert!(t.contains("… and 21 more"), "{t}");
         assert!(
-            t.contains("REGRESSION: 1 of 1 scenario regressed (1 status worse or missing, 31 new warn/fail findings, 1 metric beyond its band)"),
+            t.replace("\n  ", " ").contains("REGRESSION in 1 of 1 scenario: bandwidth (status pass → fail, 31 new warn/fail findings, h2d|x -20.0%)"),
             "{t}"
         );
         // every column has a label
@@ -607,10 +660,8 @@ mod tests {
         let header = findings.lines().nth(1).unwrap();
         assert!(
             header
-                .split('|')
-                .skip(1)
-                .take(6)
-                .all(|h| !h.trim().is_empty()),
+                .split('┆')
+                .all(|h| !h.trim_matches(['│', ' ']).is_empty()),
             "{header}"
         );
         let same = table(

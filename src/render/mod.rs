@@ -13,5 +13,6 @@ pub mod nvml;
 pub mod program;
 pub mod report;
 pub mod style;
+pub mod text;
 pub mod topo;
 pub mod trace_ctx;

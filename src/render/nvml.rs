@@ -43,7 +43,10 @@ pub fn render(out: &mut String, d: &Value, style: Style) {
         .as_object()
         .map(|m| m.values().filter_map(Value::as_u64).sum())
         .unwrap_or(0);
-    out.push_str(&format!(
-        "  NVML calls counted: {calls}; queries the snapshot could not answer: {missing}\n"
-    ));
+    let missing = if d["snapshot"].is_string() {
+        format!("; queries the snapshot could not answer: {missing}")
+    } else {
+        String::new()
+    };
+    out.push_str(&format!("  NVML calls counted: {calls}{missing}\n"));
 }

@@ -4,44 +4,43 @@
 use crate::analyze::trace_ctx::{TraceData, TraceView};
 use crate::facts::trace::{CtxRef, PrimaryState, TraceEvent};
 use crate::render::style::Style;
+use comfy_table::Cell;
 
-/// Most failed calls listed in the table; the JSON and the Chrome trace hold all of them.
+/// Most kinds of failed calls listed in the table; --verbose, the JSON and the Chrome trace
+/// hold all of them.
 const TRACE_FAILED_ROWS: usize = 24;
 
 /// Threads, contexts, the failed calls and the per-sub-scenario summaries of `trace ctx`.
 pub fn trace_ctx(out: &mut String, d: &TraceData, view: &TraceView, style: Style) {
-    let ctx = |c: &Option<CtxRef>| {
-        c.as_ref()
-            .map(|c| c.id.clone())
-            .unwrap_or_else(|| "none".into())
-    };
     let opt = |v: Option<i32>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
 
     if !d.summary.is_empty() {
         let mut t = style.table();
-        t.set_header([
-            "tid",
-            "thread",
-            "calls",
-            "failed",
-            "unexpected",
-            "answers other than success",
-            "contexts seen",
-            "stack max/end",
-        ]);
+        t.set_header(["thread", "calls", "failed: answers", "ctx", "stack max/end"]);
         for s in &d.summary {
+            let failed = if s.failures == 0 {
+                "-".to_string()
+            } else {
+                let unexpected = if s.unexpected > 0 {
+                    format!(" ({} unexpected)", s.unexpected)
+                } else {
+                    String::new()
+                };
+                format!("{}{unexpected}: {}", s.failures, s.failure_codes.join(", "))
+            };
             t.add_row([
-                s.tid.to_string(),
-                s.name.clone(),
+                format!("{} {}", s.tid, s.name),
                 s.calls.to_string(),
-                s.failures.to_string(),
-                s.unexpected.to_string(),
-                s.failure_codes.join(", "),
-                s.contexts_seen.join(", "),
+                failed,
+                s.contexts_seen.join(" "),
                 format!("{}/{}", s.max_stack_depth, s.final_stack_depth),
             ]);
         }
-        style.section(out, "Threads (stack depth modelled from the calls)", t);
+        style.section(
+            out,
+            "Threads (tid and role; stack depth modelled from the calls)",
+            t,
+        );
     }
     if let Some(h) = &d.thread_hop {
         let mut t = style.table();
@@ -162,58 +161,170 @@ pub fn trace_ctx(out: &mut String, d: &TraceData, view: &TraceView, style: Style
     if !d.contexts.is_empty() {
         let mut t = style.table();
         t.set_header(["context", "handle", "kind", "device", "what"]);
-        for c in &d.contexts {
+        for (i, c) in d.contexts.iter().enumerate() {
+            // The driver reuses a destroyed context's handle: say so rather than show one
+            // handle under two ids unexplained.
+            let earlier = d.contexts[..i].iter().rev().find(|e| e.ptr == c.ptr);
+            let what = match (earlier, c.label.is_empty()) {
+                (Some(e), true) => {
+                    format!("{}'s handle, reused after {} was destroyed", e.id, e.id)
+                }
+                (Some(e), false) => {
+                    format!("{} (handle reused after {} was destroyed)", c.label, e.id)
+                }
+                (None, _) => c.label.clone(),
+            };
             t.add_row([
                 c.id.clone(),
                 c.ptr.clone(),
                 c.kind.clone(),
                 opt(c.device),
-                c.label.clone(),
+                what,
             ]);
         }
         style.section(out, "Contexts", t);
     }
     let failed: Vec<&TraceEvent> = d.timeline.iter().filter(|e| e.failed() || !e.ok).collect();
     if !failed.is_empty() {
-        let mut t = style.table();
-        t.set_header([
-            "#",
-            "at ms",
-            "tid",
-            "where",
-            "call",
-            "current before → after",
-            "answer",
-            "",
-        ]);
-        for e in failed.iter().take(TRACE_FAILED_ROWS) {
-            let place = match (&e.variant, e.task) {
-                (Some(v), Some(k)) => format!("{} {v} task {k}", e.sub),
-                (Some(v), None) => format!("{} {v}", e.sub),
-                _ => e.sub.clone(),
-            };
-            t.add_row(vec![
-                comfy_table::Cell::new(e.seq),
-                comfy_table::Cell::new(format!("{:.3}", e.t_us / 1e3)),
-                comfy_table::Cell::new(e.thread),
-                comfy_table::Cell::new(place),
-                comfy_table::Cell::new(&e.op),
-                comfy_table::Cell::new(format!("{} → {}", ctx(&e.ctx_before), ctx(&e.ctx_after))),
-                comfy_table::Cell::new(e.result.to_string()),
-                style.ok_cell(e.ok),
-            ]);
+        if style.verbose {
+            failed_each(out, d, &failed, style);
+        } else {
+            failed_merged(out, d, &failed, style);
         }
-        let more = failed.len().saturating_sub(TRACE_FAILED_ROWS);
-        let title = format!(
-            "Calls that did not succeed ({} of {} calls; \"ok\" = the documented answer){}",
-            failed.len(),
-            d.timeline.len(),
-            if more > 0 {
-                format!(" — {more} more in --json / --chrome-trace")
-            } else {
-                String::new()
-            }
-        );
-        style.section(out, &title, t);
     }
+}
+
+/// Where a call was made: the sub-scenario and its variant.
+fn place_of(e: &TraceEvent) -> String {
+    match &e.variant {
+        Some(v) => format!("{} {v}", e.sub),
+        None => e.sub.clone(),
+    }
+}
+
+fn ctx_id(c: &Option<CtxRef>) -> String {
+    c.as_ref()
+        .map(|c| c.id.clone())
+        .unwrap_or_else(|| "none".into())
+}
+
+/// "thread-hop unbound: cuMemAlloc_v2 / current none → none / → CUDA_ERROR_INVALID_CONTEXT (201)".
+fn call_cell(place: &str, e: &TraceEvent) -> String {
+    format!(
+        "{place}: {}\ncurrent {} → {}\n→ {}",
+        e.op,
+        ctx_id(&e.ctx_before),
+        ctx_id(&e.ctx_after),
+        e.result
+    )
+}
+
+/// Calls that did not succeed, the same call in the same place with the same answer merged
+/// into one row: how many, first and last time, on which threads.
+fn failed_merged(out: &mut String, d: &TraceData, failed: &[&TraceEvent], style: Style) {
+    struct Group<'a> {
+        first: &'a TraceEvent,
+        last_us: f64,
+        count: usize,
+        threads: Vec<u64>,
+    }
+    let key = |e: &TraceEvent| {
+        (
+            place_of(e),
+            e.op.clone(),
+            ctx_id(&e.ctx_before),
+            ctx_id(&e.ctx_after),
+            e.result.to_string(),
+            e.ok,
+        )
+    };
+    let mut groups: Vec<(_, Group)> = Vec::new();
+    for e in failed {
+        let k = key(e);
+        match groups.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, g)) => {
+                g.count += 1;
+                g.last_us = g.last_us.max(e.t_us);
+                if !g.threads.contains(&e.thread) {
+                    g.threads.push(e.thread);
+                }
+            }
+            None => groups.push((
+                k,
+                Group {
+                    first: e,
+                    last_us: e.t_us,
+                    count: 1,
+                    threads: vec![e.thread],
+                },
+            )),
+        }
+    }
+    let mut t = style.table();
+    t.set_header([
+        "n",
+        "at ms first –last",
+        "tid",
+        "where: call, current before → after, answer",
+        "expected",
+    ]);
+    for (_, g) in groups.iter().take(TRACE_FAILED_ROWS) {
+        let at = if g.count == 1 {
+            format!("{:.3}", g.first.t_us / 1e3)
+        } else {
+            format!("{:.3}\n–{:.3}", g.first.t_us / 1e3, g.last_us / 1e3)
+        };
+        let threads: Vec<String> = g.threads.iter().map(|t| t.to_string()).collect();
+        t.add_row(vec![
+            Cell::new(g.count),
+            Cell::new(at),
+            Cell::new(threads.join(" ")),
+            Cell::new(call_cell(&place_of(g.first), g.first)),
+            style.ok_cell(g.first.ok),
+        ]);
+    }
+    let more = groups.len().saturating_sub(TRACE_FAILED_ROWS);
+    let title = format!(
+        "Calls that did not succeed: {} of {} calls, {} kinds (\"ok\" = the documented answer; each call: --verbose){}",
+        failed.len(),
+        d.timeline.len(),
+        groups.len(),
+        if more > 0 {
+            format!("; {more} more kinds in --json / --chrome-trace")
+        } else {
+            String::new()
+        }
+    );
+    style.section(out, &title, t);
+}
+
+/// Every call that did not succeed (--verbose), one row each.
+fn failed_each(out: &mut String, d: &TraceData, failed: &[&TraceEvent], style: Style) {
+    let mut t = style.table();
+    t.set_header([
+        "#",
+        "at ms",
+        "tid",
+        "where: call, current before → after, answer",
+        "expected",
+    ]);
+    for e in failed {
+        let place = match e.task {
+            Some(k) => format!("{} task {k}", place_of(e)),
+            None => place_of(e),
+        };
+        t.add_row(vec![
+            Cell::new(e.seq),
+            Cell::new(format!("{:.3}", e.t_us / 1e3)),
+            Cell::new(e.thread),
+            Cell::new(call_cell(&place, e)),
+            style.ok_cell(e.ok),
+        ]);
+    }
+    let title = format!(
+        "Calls that did not succeed ({} of {} calls; \"ok\" = the documented answer)",
+        failed.len(),
+        d.timeline.len()
+    );
+    style.section(out, &title, t);
 }

@@ -387,6 +387,15 @@ pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(Report)).expect("schema serialises")
 }
 
+/// "an 'info' report", "a 'topo' report": how messages name a kind of report.
+pub fn a_report(scenario: &str) -> String {
+    let article = match scenario.chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => "an",
+        _ => "a",
+    };
+    format!("{article} '{scenario}' report")
+}
+
 impl Report {
     /// An empty report for `scenario`, started now. The runner fills host, status and duration.
     pub fn begin(scenario: &str, params: serde_json::Value) -> Report {

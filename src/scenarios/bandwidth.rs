@@ -23,8 +23,16 @@ use crate::probe::nvml::NvmlProbe;
 use crate::render::style::Style;
 use crate::report::{Analysis, DeviceInfo, Report};
 use crate::scenarios::{Probed, Scenario};
+use crate::units::{check_above, check_range};
 
 pub const DEFAULT_SIZE: u64 = 512 << 20;
+/// Most copies per sample (and warm-up copies): 10k copies of the smallest buffer already take
+/// seconds on the slowest path.
+const MAX_COPIES: u32 = 10_000;
+/// Most samples per path.
+const MAX_SAMPLES: u32 = 1_000;
+/// Highest rate floor a threshold takes, in GB/s (above any link gpu-doctor measures).
+const MAX_GBPS: f64 = 100_000.0;
 
 #[derive(Debug, Clone, Args, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -111,17 +119,47 @@ impl BandwidthParams {
         }
     }
 
+    /// The thresholds are numbers in range: fractions from 0 to 1, rates above 0 (NaN and
+    /// infinities are refused: a NaN floor would silently disable its check).
+    fn check_thresholds(&self) -> Result<()> {
+        for (name, v) in [
+            ("--min-efficiency", self.min_efficiency),
+            ("--min-memory-efficiency", self.min_memory_efficiency),
+            ("--min-p2p-efficiency", self.min_p2p_efficiency),
+            ("--min-symmetry", self.min_symmetry),
+            ("--min-pageable-ratio", self.min_pageable_ratio),
+        ] {
+            check_range(name, v, 0.0, 1.0).map_err(input)?;
+        }
+        for (name, v) in [
+            ("--min-h2d-gbps", self.min_h2d_gbps),
+            ("--min-d2h-gbps", self.min_d2h_gbps),
+        ] {
+            if let Some(v) = v {
+                check_above(name, v, 0.0, MAX_GBPS).map_err(input)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The measurement plan; bad combinations are input errors (exit 2).
     pub fn plan(&self) -> Result<Plan> {
         check_size(self.size).map_err(input)?;
-        for (name, v) in [
-            ("--copies", self.copies),
-            ("--samples", self.samples),
-            ("--slow-copies", self.slow_copies),
+        self.check_thresholds()?;
+        for (name, v, max) in [
+            ("--copies", self.copies, MAX_COPIES),
+            ("--samples", self.samples, MAX_SAMPLES),
+            ("--slow-copies", self.slow_copies, MAX_COPIES),
         ] {
-            if v == 0 {
-                return Err(input(format!("{name} must be at least 1")));
+            if v == 0 || v > max {
+                return Err(input(format!("{name} {v}: give 1 to {max}")));
             }
+        }
+        if self.warmup > MAX_COPIES {
+            return Err(input(format!(
+                "--warmup {}: give 0 to {MAX_COPIES}",
+                self.warmup
+            )));
         }
         Ok(Plan {
             size: self.size as usize,
@@ -217,6 +255,7 @@ impl Scenario for Bandwidth {
     type Params = BandwidthParams;
     type Data = BandwidthData;
     const NAME: &'static str = "bandwidth";
+    const METRICS_IN_TABLES: bool = true;
     const ABOUT: &'static str =
         "Measure host<->device, device-local and peer-to-peer copy bandwidth against link rates.";
     const EXAMPLES: &'static str = "gpu-doctor bandwidth\ngpu-doctor bandwidth --size 256MiB --json -o bw.json\ngpu-doctor bandwidth --from bw.json --min-h2d-gbps 48   # new thresholds on a saved run";

@@ -14,6 +14,7 @@
 //! `crate::report::codes`, its docs in docs/. See docs/design.md.
 
 use std::fmt::Debug;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -100,6 +101,9 @@ pub(crate) trait Scenario: Send + Sync + 'static {
     const IN_CLI: bool = true;
     /// A part of another scenario, run in a process of its own: no command, not in suites.
     const INTERNAL: bool = false;
+    /// Its own tables show every metric it reports (the generic Metrics table would repeat
+    /// them; it is shown with --verbose).
+    const METRICS_IN_TABLES: bool = false;
     /// Its `Data` holds everything `analyze` reads, so `--from` re-runs the verdicts. When not
     /// (program modes keep a digest of the program's events), `--from` re-renders the saved
     /// findings.
@@ -137,6 +141,13 @@ pub(crate) trait Scenario: Send + Sync + 'static {
             .then(|| serde_json::from_value(saved.data.clone()).map_err(|e| format!("data: {e}")))
     }
 
+    /// The files [`Scenario::write_outputs`] writes with these params, by flag
+    /// (`("--chrome-trace", path)`): checked before anything runs, against the inputs and the
+    /// other outputs.
+    fn outputs(_params: &Self::Params) -> Vec<(&'static str, PathBuf)> {
+        Vec::new()
+    }
+
     /// Files the params ask for besides the report (a Chrome trace), written once the report is
     /// complete.
     fn write_outputs(_params: &Self::Params, _data: &Self::Data, _report: &Report) -> Result<()> {
@@ -157,6 +168,8 @@ pub(crate) trait DynScenario: Send + Sync {
     fn in_inject_all(&self) -> bool;
     fn in_cli(&self) -> bool;
     fn internal(&self) -> bool;
+    /// See [`Scenario::METRICS_IN_TABLES`].
+    fn metrics_in_tables(&self) -> bool;
     /// See [`Scenario::REANALYSABLE`].
     #[cfg(test)]
     fn reanalysable(&self) -> bool;
@@ -174,6 +187,12 @@ pub(crate) trait DynScenario: Send + Sync {
     fn validate(&self, params: &serde_json::Value) -> Result<()>;
     /// See [`Scenario::planned_wait`].
     fn planned_wait(&self, params: &serde_json::Value) -> Duration;
+    /// See [`Scenario::outputs`].
+    fn outputs(&self, params: &serde_json::Value) -> Vec<(&'static str, PathBuf)>;
+    /// Whether `saved` is a report of this scenario whose data reads (None: not one of its
+    /// reports): what `--from` needs, checked before anything runs.
+    fn reads_saved(&self, params: &serde_json::Value, saved: &Report)
+    -> Option<Result<(), String>>;
     /// Probes and analyses in this process; the runner finishes the report.
     fn run(&self, params: &serde_json::Value, ctx: &RunCtx) -> Result<Report>;
     /// Analyses the data of `saved` again with `params` (`--from`); None when `saved` is not a
@@ -184,6 +203,33 @@ pub(crate) trait DynScenario: Send + Sync {
 }
 
 struct Erased<S>(std::marker::PhantomData<S>);
+
+/// A number given on the command line that is not finite (`nan`, `inf`) serialises to JSON
+/// null: caught here, for every float flag of every scenario, before a null can read as "not
+/// set" (a NaN threshold would silently disable its check).
+fn refuse_non_finite(matches: &ArgMatches, params: &serde_json::Value) -> Result<(), clap::Error> {
+    for id in matches.ids() {
+        let id = id.as_str();
+        if matches.value_source(id) != Some(clap::parser::ValueSource::CommandLine) {
+            continue;
+        }
+        if params.get(id).is_some_and(serde_json::Value::is_null) {
+            let given = matches
+                .get_raw(id)
+                .and_then(|mut v| v.next())
+                .map(|v| v.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!(
+                    "--{}: '{given}' is not a finite number\n",
+                    id.replace('_', "-")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
 
 fn typed<S: Scenario>(params: &serde_json::Value) -> Result<S::Params> {
     serde_json::from_value(params.clone())
@@ -215,6 +261,9 @@ impl<S: Scenario> DynScenario for Erased<S> {
     fn internal(&self) -> bool {
         S::INTERNAL
     }
+    fn metrics_in_tables(&self) -> bool {
+        S::METRICS_IN_TABLES
+    }
     #[cfg(test)]
     fn reanalysable(&self) -> bool {
         S::REANALYSABLE
@@ -224,15 +273,17 @@ impl<S: Scenario> DynScenario for Erased<S> {
     }
     fn params_from_matches(&self, matches: &ArgMatches) -> Result<Redirect, clap::Error> {
         let p = S::Params::from_arg_matches(matches)?;
-        match S::redirect(&p) {
+        let served = match S::redirect(&p) {
             Some(r) => r.map_err(|e| {
                 clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{e:#}\n"))
-            }),
-            None => Ok(Redirect {
+            })?,
+            None => Redirect {
                 scenario: S::NAME,
                 params: serde_json::to_value(p).expect("params serialise"),
-            }),
-        }
+            },
+        };
+        refuse_non_finite(matches, &served.params)?;
+        Ok(served)
     }
     fn normalize_params(&self, params: serde_json::Value) -> Result<serde_json::Value, String> {
         let params = if params.is_null() {
@@ -253,6 +304,21 @@ impl<S: Scenario> DynScenario for Erased<S> {
         typed::<S>(params)
             .map(|p| S::planned_wait(&p))
             .unwrap_or_default()
+    }
+    fn outputs(&self, params: &serde_json::Value) -> Vec<(&'static str, PathBuf)> {
+        typed::<S>(params)
+            .map(|p| S::outputs(&p))
+            .unwrap_or_default()
+    }
+    fn reads_saved(
+        &self,
+        params: &serde_json::Value,
+        saved: &Report,
+    ) -> Option<Result<(), String>> {
+        match typed::<S>(params) {
+            Ok(p) => S::saved_data(&p, saved).map(|d| d.map(|_| ())),
+            Err(e) => Some(Err(e.to_string())),
+        }
     }
     fn run(&self, params: &serde_json::Value, ctx: &RunCtx) -> Result<Report> {
         let p = typed::<S>(params)?;
@@ -278,7 +344,8 @@ impl<S: Scenario> DynScenario for Erased<S> {
         };
         let data = S::saved_data(&p, saved)?;
         Some((|| {
-            let mut data = data.map_err(|e| input(format!("a '{}' report: {e}", S::NAME)))?;
+            let mut data =
+                data.map_err(|e| input(format!("{}: {e}", crate::report::a_report(S::NAME))))?;
             let mut report = Report::begin(S::NAME, params.clone());
             report.host = saved.host.clone();
             report.devices = saved.devices.clone();
@@ -361,12 +428,17 @@ pub(crate) fn find(name: &str) -> Option<&'static dyn DynScenario> {
 /// The whole report as text: the generic header, the scenario's own tables, the generic
 /// sections (steps, metrics, scenarios of a suite, findings).
 pub fn render_report(report: &Report, style: Style) -> String {
+    // Text from a report (messages, a program's command line, affinity strings) is shown,
+    // never obeyed by the terminal.
+    let report = &*crate::render::text::printable_report(report);
     let mut out = String::new();
     crate::render::report::header(&mut out, report, style);
-    if let Some(s) = find(&report.scenario) {
+    let scenario = find(&report.scenario);
+    if let Some(s) = scenario {
         s.render(report, &mut out, style);
     }
-    crate::render::report::sections(&mut out, report, style);
+    let metrics_shown = scenario.is_some_and(|s| s.metrics_in_tables());
+    crate::render::report::sections(&mut out, report, style, metrics_shown);
     out
 }
 

@@ -17,7 +17,7 @@ use crate::render::faults as render;
 use crate::render::style::Style;
 use crate::report::{Analysis, Report};
 use crate::scenarios::{Probed, Redirect, Scenario};
-use crate::units::{Size, Span, check_range};
+use crate::units::{Size, Span, check_above};
 
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize, JsonSchema,
@@ -81,7 +81,7 @@ fn config_of(params: &OomParams) -> Result<OomConfig> {
         ));
     }
     if let Some(f) = params.fraction {
-        check_range("--fraction", f, f64::MIN_POSITIVE, 1.0).map_err(input)?;
+        check_above("--fraction", f, 0.0, 1.0).map_err(input)?;
     }
     Ok(OomConfig {
         async_alloc: params.allocator == Allocator::Async,

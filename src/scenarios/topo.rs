@@ -43,6 +43,8 @@ impl Scenario for Topo {
     type Params = TopoParams;
     type Data = TopoData;
     const NAME: &'static str = "topo";
+    /// Its only metrics are `--bandwidth`'s, shown in the bandwidth table.
+    const METRICS_IN_TABLES: bool = true;
     const ABOUT: &'static str =
         "Interconnect matrix (like `nvidia-smi topo -m`), PCIe and NVLink state, P2P, GPU groups.";
     const EXAMPLES: &'static str =

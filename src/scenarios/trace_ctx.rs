@@ -155,9 +155,17 @@ impl Scenario for TraceCtx {
     fn validate(params: &TraceCtxParams) -> Result<()> {
         params.check()?;
         if let Some(path) = &params.chrome_trace {
-            check_writable(path)?;
+            crate::output::check_output(path, "the Chrome trace")?;
         }
         Ok(())
+    }
+
+    fn outputs(params: &TraceCtxParams) -> Vec<(&'static str, PathBuf)> {
+        params
+            .chrome_trace
+            .iter()
+            .map(|p| ("--chrome-trace", p.clone()))
+            .collect()
     }
 
     fn redirect(params: &TraceCtxParams) -> Option<Result<Redirect>> {
@@ -304,18 +312,6 @@ impl Scenario for TraceCtx {
     }
 }
 
-fn check_writable(path: &Path) -> Result<()> {
-    let dir = crate::output::dir_of(path);
-    if !dir.is_dir() {
-        return Err(input(format!(
-            "--chrome-trace {}: directory {} does not exist",
-            path.display(),
-            dir.display()
-        )));
-    }
-    Ok(())
-}
-
 /// Writes the Chrome trace atomically (temp file + rename).
 pub fn write_chrome_trace(path: &Path, data: &TraceData) -> Result<()> {
     let doc = crate::render::chrome_trace::export(data);
@@ -395,13 +391,13 @@ mod tests {
         let data: TraceData = serde_json::from_value(r.data.clone()).unwrap();
         assert_eq!(data.summary.len(), 4);
         assert!(r.metrics.contains_key("bind_ctx_us"));
-        let text = crate::scenarios::render_report(&r, Style::terminal(false));
+        let text = crate::scenarios::render_report(&r, Style::terminal(false).with_width(None));
         for want in [
-            "Threads (stack depth",
+            "Threads (tid and role; stack depth",
             "thread-hop worker 1",
             "CUDA_ERROR_INVALID_CONTEXT (201) ×4",
             "Thread hop (4 threads, 8 in context ctx#1",
-            "Calls that did not succeed (12 of",
+            "Calls that did not succeed: 12 of",
             "CONTEXT_NOT_CURRENT",
         ] {
             assert!(text.contains(want), "{want:?} missing from:\n{text}");

@@ -109,11 +109,12 @@ impl SuiteError {
 /// `file:line:column`.
 pub fn load(path: &Path) -> Result<Suite> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| {
-        error::input(format!(
+    if let Err(e) = std::fs::metadata(path) {
+        return Err(error::input(format!(
             "{file}: cannot read suite file: {e} (shipped suites: scenarios/quick.toml, scenarios/full.toml, scenarios/ci.toml)"
-        ))
-    })?;
+        )));
+    }
+    let bytes = crate::output::read_bounded(path, "a suite file")?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let (line, column) = line_col_of(
             &String::from_utf8_lossy(e.as_bytes()),

@@ -27,7 +27,10 @@ const BOUND_KEYS: &[&str] = &["min", "max"];
 
 /// Parses a suite from TOML text. `file` names it in the report (and is the default name).
 pub fn parse(text: &str, file: &str) -> Result<Suite, SuiteError> {
-    let p = Parser { text };
+    let p = Parser {
+        text,
+        lines: LineIndex::new(text),
+    };
     let root = DeTable::parse(text).map_err(|e| {
         let at = e.span().map(|s| s.start).unwrap_or(0);
         p.err(at..at, format!("TOML syntax: {}", e.message().trim()))
@@ -107,11 +110,38 @@ pub fn parse(text: &str, file: &str) -> Result<Suite, SuiteError> {
 
 struct Parser<'a> {
     text: &'a str,
+    lines: LineIndex,
+}
+
+/// Where each line starts: line and column of an offset in O(log lines), so locating every
+/// entry of a suite of 100k scenarios stays linear overall.
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        LineIndex { starts }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset, as [`line_col_of`].
+    fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let start = self.starts[line - 1];
+        (line, text[start..offset].chars().count() + 1)
+    }
 }
 
 impl Parser<'_> {
     fn err(&self, span: Range<usize>, message: String) -> SuiteError {
-        let (line, column) = line_col_of(self.text, span.start);
+        let (line, column) = self.lines.line_col(self.text, span.start);
         SuiteError {
             line,
             column,
@@ -152,7 +182,7 @@ impl Parser<'_> {
         let span = item.span();
         let table = item.get_ref().as_table().expect("checked: a table");
         // An array-of-tables entry's span is its `[[scenario]]` header.
-        let line = line_col_of(self.text, span.start).0;
+        let line = self.lines.line_col(self.text, span.start).0;
         let Some(name_v) = table.get("name") else {
             return Err(self.err(
                 span,
@@ -699,5 +729,15 @@ metrics."a.b" = { min = 1.5, max = 3 }
     fn line_and_column_count_characters() {
         assert_eq!(line_col_of("ab\nçd", 5), (2, 2));
         assert_eq!(line_col_of("ab", 99), (1, 3));
+        for text in ["ab\nçd", "ab", "\n\nx\n", ""] {
+            let index = LineIndex::new(text);
+            for offset in 0..text.len() + 2 {
+                assert_eq!(
+                    index.line_col(text, offset),
+                    line_col_of(text, offset),
+                    "{text:?} at {offset}"
+                );
+            }
+        }
     }
 }

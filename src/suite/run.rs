@@ -2,6 +2,7 @@
 //! against its entry's thresholds; `--check` only lists what would run.
 
 use std::io::IsTerminal;
+use std::path::Path;
 
 use anyhow::Result;
 
@@ -10,7 +11,7 @@ use crate::analyze::thresholds;
 use crate::context::RunOptions;
 use crate::error;
 use crate::report::{Report, Status};
-use crate::runner::Request;
+use crate::runner::{Request, SavedReports};
 
 /// Checks a scenario's report against the entry's thresholds (analyze::thresholds) and its
 /// `required` flag.
@@ -23,12 +24,14 @@ pub fn apply_thresholds(report: &mut Report, entry: &Entry, file: &str) {
     );
 }
 
-/// `gpu-doctor run SUITE`: runs the suite's scenarios in order and returns the combined report.
-pub fn run(args: &RunArgs, opts: &RunOptions) -> Result<Report> {
+/// `gpu-doctor run SUITE`: runs the suite's scenarios in order and returns the combined report
+/// (which the caller writes to `output`).
+pub fn run(args: &RunArgs, opts: &RunOptions, output: Option<&Path>) -> Result<Report> {
     let suite = load(&args.suite)?;
     // Everything `run` checks before a scenario starts, for every entry: `--check` is exactly
     // this, and a bad value in the last entry stops the run before the first one starts.
     let items = requests(&suite)?;
+    check_paths(&args.suite, &items, output)?;
     if args.check {
         return Ok(plan_report(&suite));
     }
@@ -69,6 +72,7 @@ pub fn run(args: &RunArgs, opts: &RunOptions) -> Result<Report> {
 /// Every entry as a checked request (params normalised, program modes followed, values
 /// validated); the first error names the entry's line.
 fn requests(suite: &Suite) -> Result<Vec<Request>> {
+    let mut saved = SavedReports::new();
     suite
         .scenarios
         .iter()
@@ -81,7 +85,7 @@ fn requests(suite: &Suite) -> Result<Vec<Request>> {
                     faults: crate::scenarios::nvml::parse_faults(&e.faults)?,
                 });
             }
-            r.checked().map_err(|err| {
+            r.checked_with(&mut saved).map_err(|err| {
                 let msg = format!(
                     "{}:{}: scenario `{}`: {err:#}",
                     suite.file,
@@ -96,6 +100,27 @@ fn requests(suite: &Suite) -> Result<Vec<Request>> {
             })
         })
         .collect()
+}
+
+/// No output of the run (the report, an entry's Chrome trace) overwrites the suite file, a
+/// saved report an entry reads, or another output.
+fn check_paths(suite: &Path, items: &[Request], output: Option<&Path>) -> Result<()> {
+    let mut inputs: Vec<&Path> = vec![suite];
+    let mut seen = std::collections::HashSet::new();
+    for r in items {
+        if let Some(p) = &r.from
+            && seen.insert(p)
+        {
+            inputs.push(p);
+        }
+    }
+    let entry_outputs: Vec<(&'static str, std::path::PathBuf)> = items
+        .iter()
+        .flat_map(|r| r.scenario.outputs(&r.params))
+        .collect();
+    let mut outputs: Vec<(&str, &Path)> = output.map(|p| ("-o", p)).into_iter().collect();
+    outputs.extend(entry_outputs.iter().map(|(f, p)| (*f, p.as_path())));
+    crate::output::check_distinct(&inputs, &outputs)
 }
 
 /// What `run --check` prints: the suite's scenarios, none run (each `skipped`); the suite
@@ -154,23 +179,23 @@ impl Progress {
         }
     }
 
-    fn start(&self, i: usize, name: &str) {
+    fn start(&self, _i: usize, name: &str) {
         if let Some(bar) = &self.bar {
             bar.set_message(name.to_string());
-        } else if self.lines {
-            eprintln!("[{}/{}] {name} …", i + 1, self.len);
         }
     }
 
+    /// One line per scenario, when it is done (in a log, a line at the start too would only
+    /// double the lines): its status and time, or why it was skipped, in a few words.
     fn done(&self, i: usize, r: &Report) {
-        let line = format!(
-            "[{}/{}] {} {} ({:.0} ms)",
-            i + 1,
-            self.len,
-            r.scenario,
-            r.status.as_str(),
-            r.duration_ms
-        );
+        let how = match r.data.get("skipped_reason").and_then(|v| v.as_str()) {
+            Some(reason) => format!(
+                "skipped: {}",
+                reason.split([':', ';']).next().unwrap_or(reason).trim()
+            ),
+            None => format!("{} ({:.0} ms)", r.status.as_str(), r.duration_ms),
+        };
+        let line = format!("[{}/{}] {}: {how}", i + 1, self.len, r.scenario);
         if let Some(bar) = &self.bar {
             bar.println(line);
             bar.inc(1);

@@ -18,7 +18,9 @@ pub(crate) fn fixture_paths() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
         .unwrap()
         .map(|e| e.unwrap().path())
+        // Reports, not NVML snapshots (`*.nvml.json`).
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter(|p| !p.to_string_lossy().ends_with(".nvml.json"))
         .collect();
     v.sort();
     v

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["units", "error"],
     &["report"],
-    &["facts", "output"],
+    &["facts", "output", "examples"],
     &["isolate::protocol", "context"],
     &["probe", "program", "analyze"],
     &["render"],

@@ -1,6 +1,7 @@
 //! Tests that need the crate's insides and span several modules: the recorded fixtures
 //! re-analysed, the layering, the registry, rendering snapshots.
 pub(crate) mod fixtures;
+mod inputs;
 mod layers;
 mod registry;
 mod robustness;

@@ -97,3 +97,58 @@ fn every_command_is_in_the_readme_and_the_docs() {
     }
     assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
+
+/// Every option and argument of every command says what it is for in `--help`, and every
+/// command that takes `--from` shows an example of it.
+#[test]
+fn every_option_has_a_description_and_every_from_an_example() {
+    fn walk(cmd: &Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            if arg.is_hide_set() || matches!(arg.get_id().as_str(), "help" | "version") {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        if cmd.get_arguments().any(|a| a.get_id() == "from") {
+            let examples = cmd
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            if !examples.contains("--from") {
+                missing.push(format!("{path}: no --from example"));
+            }
+        }
+        for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    let mut cmd = crate::cli::command();
+    cmd.build();
+    walk(&cmd, "gpu-doctor", &mut missing);
+    assert!(missing.is_empty(), "undocumented:\n{}", missing.join("\n"));
+}
+
+/// docs/suites.md names every scenario a suite can run, and only those.
+#[test]
+fn the_suite_docs_list_every_scenario_name() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docs = std::fs::read_to_string(root.join("docs/suites.md")).unwrap();
+    let line = docs
+        .split("- **Scenario names**")
+        .nth(1)
+        .and_then(|rest| rest.split("\n- ").next())
+        .expect("a Scenario names bullet");
+    let listed: BTreeSet<&str> = line.split('`').skip(1).step_by(2).collect();
+    let public: BTreeSet<&str> = scenarios::public().map(|s| s.name()).collect();
+    let extra: Vec<&&str> = listed.difference(&public).collect();
+    let missing: Vec<&&str> = public.difference(&listed).collect();
+    assert!(missing.is_empty(), "docs/suites.md lacks {missing:?}");
+    // Backticked words that are not names (keys, examples) are allowed only as such.
+    assert!(
+        extra.iter().all(|e| e.contains('=') || e.contains('[')),
+        "docs/suites.md lists unknown scenarios {extra:?}"
+    );
+}

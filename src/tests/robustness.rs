@@ -232,7 +232,7 @@ proptest! {
         let c = compare(&a, &b, &opts);
         prop_assert_eq!(c.regression, c.scenarios.iter().any(|s| s.regression));
         for f in [Format::Table, Format::Json, Format::Markdown, Format::Junit] {
-            let out = render(&c, f, true, limit).unwrap();
+            let out = render(&c, f, crate::render::style::Style::terminal(true), limit).unwrap();
             prop_assert!(!out.is_empty());
         }
         // a report never regresses against itself
