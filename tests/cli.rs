@@ -100,15 +100,23 @@ fn topo_from_real_h100_report_reproduces_the_matrix() {
         );
 }
 
+/// The recorded 2×H200 machine (its NVML snapshot) with `fault`: what a real link trained
+/// down, a link down or a pending remap look like, without hand-editing a report.
+fn replayed_with(fault: &str, command: &str) -> Vec<String> {
+    vec![
+        "--replay".into(),
+        fixture("h200x2.nvml.json"),
+        "--fault".into(),
+        fault.into(),
+        command.into(),
+    ]
+}
+
 #[test]
-fn derived_x8_link_fails_with_a_hint() {
+fn a_link_trained_down_to_x8_fails_with_a_hint() {
     let out = doctor()
-        .args([
-            "topo",
-            "--from",
-            &fixture("h100-topo-derived-x8.json"),
-            "--json",
-        ])
+        .args(replayed_with("pcie-width=8@gpu0", "topo"))
+        .arg("--json")
         .assert()
         .code(1)
         .get_output()
@@ -125,14 +133,10 @@ fn derived_x8_link_fails_with_a_hint() {
 }
 
 #[test]
-fn derived_gen4_link_is_info_only() {
+fn a_gen4_link_at_idle_is_info_only() {
     let out = doctor()
-        .args([
-            "topo",
-            "--from",
-            &fixture("h100-topo-derived-gen4.json"),
-            "--json",
-        ])
+        .args(replayed_with("pcie-gen=4@gpu0", "topo"))
+        .arg("--json")
         .assert()
         .code(0)
         .get_output()
@@ -161,9 +165,17 @@ fn info_from_real_h100_report_is_clean_and_derived_faults_fail() {
 
     let out = doctor()
         .args([
+            "--replay",
+            &fixture("h200x2.nvml.json"),
+            "--fault",
+            "row-remap=pending@gpu0",
+            "--fault",
+            "ecc-uncorrectable=2@gpu0",
+            "--fault",
+            "recovery-action=gpu-reset@gpu0",
+            "--fault",
+            "throttle=thermal@gpu0",
             "info",
-            "--from",
-            &fixture("h100-info-derived-remap-pending.json"),
             "--json",
         ])
         .assert()
@@ -273,14 +285,8 @@ fn output_file_is_written_and_matches_stdout_json() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.json");
     let out = doctor()
-        .args([
-            "topo",
-            "--from",
-            &fixture("h100-topo-derived-x8.json"),
-            "--json",
-            "-o",
-            path.to_str().unwrap(),
-        ])
+        .args(replayed_with("pcie-width=8@gpu0", "topo"))
+        .args(["--json", "-o", path.to_str().unwrap()])
         .assert()
         .code(1)
         .get_output()
@@ -307,7 +313,7 @@ fn output_file_is_written_and_matches_stdout_json() {
 #[test]
 fn no_color_and_pipes_give_plain_text() {
     let out = doctor()
-        .args(["topo", "--from", &fixture("h100-topo-derived-x8.json")])
+        .args(replayed_with("pcie-width=8@gpu0", "topo"))
         .env("NO_COLOR", "1")
         .assert()
         .code(1)
@@ -390,14 +396,10 @@ fn topo_from_real_h200x2_report_shows_nvswitch_links() {
 }
 
 #[test]
-fn derived_nvlink_down_fails_naming_gpu_and_link() {
+fn an_nvlink_down_fails_naming_gpu_and_link() {
     let out = doctor()
-        .args([
-            "topo",
-            "--from",
-            &fixture("h200x2-topo-derived-nvlink-down.json"),
-            "--json",
-        ])
+        .args(replayed_with("nvlink-down=17@gpu1", "topo"))
+        .arg("--json")
         .assert()
         .code(1)
         .get_output()
@@ -609,11 +611,7 @@ fn help_keeps_global_options_apart_and_describes_every_option() {
 fn walls_of_rows_are_summarised_and_verbose_lists_them() {
     let nvlinks = |args: &[&str]| {
         let out = doctor()
-            .args([
-                "topo",
-                "--from",
-                &fixture("h200x2-topo-derived-nvlink-down.json"),
-            ])
+            .args(replayed_with("nvlink-down=17@gpu1", "topo"))
             .args(args)
             .assert()
             .code(1)
