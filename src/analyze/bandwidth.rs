@@ -80,6 +80,52 @@ pub struct Analysis {
     pub findings: Vec<Finding>,
 }
 
+/// Seconds the peer paths of one ordered pair take with these settings, roughly: the copies
+/// staged through the host (~20 GB/s), the peer copies and half a bidirectional run over
+/// NVLink or a switch (~300 GB/s), the read-backs that verify them, and set-up.
+pub fn peer_pair_seconds(size: u64, samples: u32, copies: u32, warmup: u32, slow: u32) -> f64 {
+    let gb = size as f64 / 1e9;
+    let staged = f64::from(1 + samples * slow) * gb / 20.0;
+    let peer = 1.5 * f64::from(warmup + samples * copies) * gb / 300.0;
+    let verify = 3.0 * gb / 20.0;
+    staged + peer + verify + 0.05
+}
+
+/// The ordered peer pairs (positions among `n` GPUs) to measure within `budget_s` seconds, at
+/// `per_pair_s` each: every pair when they fit (None). Otherwise rings through every GPU —
+/// `i → i+1`, then `i → i+2`, … — as many whole rings as fit (at least one), so every GPU is a
+/// source and a destination; with the reason for the pairs left out. On an NVSwitch host
+/// (`switched`) every pair crosses the same switches, so a ring represents them all.
+pub fn plan_peer_pairs(
+    n: usize,
+    switched: bool,
+    per_pair_s: f64,
+    budget_s: f64,
+) -> (Option<Vec<(usize, usize)>>, Option<String>) {
+    let all = n * n.saturating_sub(1);
+    if n < 2 || all as f64 * per_pair_s <= budget_s {
+        return (None, None);
+    }
+    let rings = ((budget_s / (per_pair_s * n as f64)).floor() as usize).clamp(1, n - 1);
+    let pairs: Vec<(usize, usize)> = (1..=rings)
+        .flat_map(|k| (0..n).map(move |i| (i, (i + k) % n)))
+        .collect();
+    if pairs.len() == all {
+        // Two GPUs: one ring is every pair.
+        return (None, None);
+    }
+    let why = if switched {
+        "every pair crosses the same NVSwitches: rings through every GPU represent them"
+    } else {
+        "pairs differ on this host: raise --p2p-budget to measure every one"
+    };
+    let reason = format!(
+        "{} of {all} ordered pairs measured within --p2p-budget {budget_s:.0} s (about {per_pair_s:.1} s each); {why}",
+        pairs.len()
+    );
+    (Some(pairs), Some(reason))
+}
+
 /// Transfer rate of one PCIe lane, one direction, after line encoding, in GB/s.
 /// Gen1/2: 8b/10b; Gen3–5: 128b/130b; Gen6: FLIT mode (236 payload bytes of 256).
 pub fn pcie_lane_gbps(generation: u32) -> Option<f64> {
@@ -540,6 +586,54 @@ mod tests {
     use crate::facts::bandwidth::{BandwidthFacts, PairLink};
 
     const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn every_peer_pair_when_the_budget_allows() {
+        assert_eq!(plan_peer_pairs(2, true, 1.0, 10.0), (None, None));
+        assert_eq!(plan_peer_pairs(1, true, 100.0, 1.0), (None, None));
+        assert_eq!(
+            plan_peer_pairs(2, true, 100.0, 1.0),
+            (None, None),
+            "a ring of 2"
+        );
+    }
+
+    #[test]
+    fn rings_through_every_gpu_when_it_does_not() {
+        // 8 GPUs, 56 pairs at 1 s: a 20 s budget fits two rings of 8.
+        let (pairs, why) = plan_peer_pairs(8, true, 1.0, 20.0);
+        let pairs = pairs.expect("a subset");
+        assert_eq!(pairs.len(), 16);
+        for g in 0..8 {
+            assert!(pairs.iter().any(|&(a, _)| a == g), "GPU {g} a source");
+            assert!(pairs.iter().any(|&(_, b)| b == g), "GPU {g} a destination");
+        }
+        assert!(pairs.contains(&(7, 0)) && pairs.contains(&(7, 1)));
+        let why = why.expect("a reason");
+        assert!(why.starts_with("16 of 56 ordered pairs"), "{why}");
+        assert!(why.contains("NVSwitch"), "{why}");
+        // A budget below one ring still measures one; a PCIe host says to raise the budget.
+        let (pairs, why) = plan_peer_pairs(4, false, 5.0, 1.0);
+        assert_eq!(pairs.map(|p| p.len()), Some(4));
+        assert!(why.unwrap().contains("--p2p-budget"));
+    }
+
+    #[test]
+    fn default_settings_fit_every_pair_of_two_gpus() {
+        let p = crate::scenarios::bandwidth::BandwidthParams::default();
+        let plan = p.plan().unwrap();
+        let per_pair = peer_pair_seconds(
+            plan.size as u64,
+            plan.samples,
+            plan.copies,
+            plan.warmup,
+            plan.slow_copies,
+        );
+        assert!(per_pair > 0.1 && per_pair < 5.0, "{per_pair}");
+        let budget = p.p2p_budget.duration().as_secs_f64();
+        assert_eq!(plan_peer_pairs(2, true, per_pair, budget).0, None);
+        assert!(plan_peer_pairs(8, true, per_pair, budget).0.is_some());
+    }
 
     fn h100_links() -> Links {
         Links {

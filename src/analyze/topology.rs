@@ -141,6 +141,19 @@ pub fn link_rank(label: &str) -> u32 {
     }
 }
 
+/// Whether every GPU reaches the others through NVSwitches (all its active NVLinks end at a
+/// switch): then every pair of GPUs crosses the same fabric.
+pub fn switched(facts: &TopoFacts) -> bool {
+    facts.gpus.len() > 1
+        && facts.gpus.iter().all(|g| {
+            let active: Vec<_> = g.nvlinks.iter().filter(|l| l.active).collect();
+            !active.is_empty()
+                && active
+                    .iter()
+                    .all(|l| l.remote_type.as_deref() == Some("switch"))
+        })
+}
+
 pub fn view(facts: &TopoFacts) -> TopoView {
     let gpus: Vec<u32> = facts.gpus.iter().map(|g| g.index).collect();
     let matrix = gpus
@@ -419,6 +432,20 @@ mod tests {
             "NV4",
             "direct links to the peer, domain width ignored"
         );
+    }
+
+    #[test]
+    fn switched_only_when_every_gpu_reaches_a_switch() {
+        let mut f = facts4("SYSTEM");
+        assert!(!switched(&f), "PCIe only");
+        for g in &mut f.gpus {
+            g.nvlinks = links(Some("00000000:AA:00.0"), "switch", 18, 0);
+        }
+        assert!(switched(&f));
+        f.gpus[2].nvlinks = links(Some("00000000:19:00.0"), "gpu", 4, 0);
+        assert!(!switched(&f), "one GPU linked directly");
+        f.gpus[2].nvlinks = links(Some("00000000:AA:00.0"), "switch", 0, 18);
+        assert!(!switched(&f), "a GPU whose links are all down");
     }
 
     #[test]

@@ -185,9 +185,20 @@ pub struct PeerPair {
     pub enabled: bool,
 }
 
+/// Ordered pairs left out of the peer measurement, and why (`--p2p-budget`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct SkippedPairs {
+    /// (a, b) by NVML index.
+    pub pairs: Vec<(u32, u32)>,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct PeerRun {
     pub pairs: Vec<PeerPair>,
+    /// Ordered pairs not measured to keep within `--p2p-budget` (none when every pair was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<SkippedPairs>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip)]

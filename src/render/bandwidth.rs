@@ -2,7 +2,7 @@
 //! theoretical rate, the peer matrices, and where the host buffers were.
 
 use crate::analyze::bandwidth::PathResult;
-use crate::facts::bandwidth::{DeviceRun, Method, path as bw_path};
+use crate::facts::bandwidth::{DeviceRun, Method, SkippedPairs, path as bw_path};
 use crate::render::style::Style;
 
 /// Measured bandwidth per path against the link's theoretical rate, then the peer matrices.
@@ -13,6 +13,7 @@ pub fn bandwidth(
     method: &Method,
     results: &[PathResult],
     devices: &[DeviceRun],
+    skipped: Option<&SkippedPairs>,
     style: Style,
 ) {
     let m = method;
@@ -97,6 +98,14 @@ pub fn bandwidth(
             t.add_row(row);
         }
         style.section(out, &format!("{title} ({unit})"), t);
+    }
+    if let Some(s) = skipped {
+        // The pairs themselves are in the JSON; "-" marks them in the matrices.
+        style.para(
+            out,
+            &format!("Peer pairs not measured (-): {}", s.reason),
+            2,
+        );
     }
     for d in devices {
         let p = &d.placement;

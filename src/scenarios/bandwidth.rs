@@ -14,6 +14,7 @@ use crate::error::input;
 use crate::facts::TopoFacts;
 use crate::facts::bandwidth::{
     BandwidthFacts, DeviceLinks, DeviceProcesses, DeviceRun, Links, Method, PairLink, PeerRun,
+    SkippedPairs,
 };
 use crate::probe::bandwidth::{self as probe, Hooks, Plan, Target};
 use crate::probe::cuda::{self, Steps};
@@ -23,7 +24,7 @@ use crate::probe::nvml::NvmlProbe;
 use crate::render::style::Style;
 use crate::report::{Analysis, DeviceInfo, Report};
 use crate::scenarios::{Probed, Scenario};
-use crate::units::{check_above, check_range};
+use crate::units::{Span, check_above, check_range};
 
 pub const DEFAULT_SIZE: u64 = 512 << 20;
 /// Most copies per sample (and warm-up copies): 10k copies of the smallest buffer already take
@@ -59,6 +60,10 @@ pub struct BandwidthParams {
     /// Skip the peer-to-peer paths (measured when two or more GPUs are selected).
     #[arg(long)]
     pub no_p2p: bool,
+    /// Time for the peer paths: when every ordered pair does not fit, rings through every GPU
+    /// are measured and the pairs left out are named (8 GPUs have 56 pairs).
+    #[arg(long, default_value_t = Self::default().p2p_budget, value_name = "DURATION")]
+    pub p2p_budget: Span,
     /// Pinned H2D / D2H below this fraction of the PCIe link rate fail (BANDWIDTH_LOW).
     #[arg(long, default_value_t = Self::default().min_efficiency, value_name = "FRACTION")]
     pub min_efficiency: f64,
@@ -95,6 +100,7 @@ impl Default for BandwidthParams {
             slow_copies: 4,
             no_pageable: false,
             no_p2p: false,
+            p2p_budget: "10s".parse().expect("a duration"),
             min_efficiency: t.min_efficiency,
             min_h2d_gbps: t.min_h2d_gbps,
             min_d2h_gbps: t.min_d2h_gbps,
@@ -169,6 +175,7 @@ impl BandwidthParams {
             pageable: !self.no_pageable,
             slow_copies: self.slow_copies,
             p2p: !self.no_p2p,
+            pairs: None,
             // ~0.5 s at 2 GHz: far longer than enqueueing a batch takes, short enough that a
             // run under a tool that serialises launches still ends.
             spin_cycles: 1_000_000_000,
@@ -274,7 +281,15 @@ impl Scenario for Bandwidth {
             devices.push(nvml.device_info(i)?);
         }
         let topo = nvml.topology(&selected)?;
-        let data = measure(ctx, &nvml, &mut devices, &topo, &plan, &params.thresholds())?;
+        let data = measure(
+            ctx,
+            &nvml,
+            &mut devices,
+            &topo,
+            &plan,
+            params.p2p_budget.duration(),
+            &params.thresholds(),
+        )?;
         Ok(Probed::new(data, nvml.host(), devices))
     }
 
@@ -302,7 +317,15 @@ impl Scenario for Bandwidth {
 
 /// The bandwidth tables of `data` (also under `topo --bandwidth`).
 pub fn render(data: &BandwidthData, out: &mut String, style: Style) {
-    crate::render::bandwidth::bandwidth(out, &data.method, &data.results, &data.devices, style);
+    let skipped = data.peers.as_ref().and_then(|p| p.skipped.as_ref());
+    crate::render::bandwidth::bandwidth(
+        out,
+        &data.method,
+        &data.results,
+        &data.devices,
+        skipped,
+        style,
+    );
 }
 
 /// The verdicts on measured (or saved) data with thresholds `t`: memory returned, then every
@@ -326,15 +349,32 @@ pub fn analyze_data(data: &mut BandwidthData, t: &Thresholds) -> Analysis {
 /// Measures the GPUs in `devices` (their topology in `topo`; their CUDA ordinals are filled
 /// in) and returns the data to store, results not yet analysed. Its driver calls are steps of
 /// `ctx`. Used by `bandwidth` and `topo --bandwidth`.
+#[allow(clippy::too_many_arguments)]
 pub fn measure(
     ctx: &RunCtx,
     nvml: &NvmlProbe,
     devices: &mut [DeviceInfo],
     topo: &TopoFacts,
     plan: &Plan,
+    p2p_budget: std::time::Duration,
     thresholds: &Thresholds,
 ) -> Result<BandwidthData> {
     loader::load_cuda()?;
+    let mut plan = plan.clone();
+    let (pairs, skipped_reason) = analysis::plan_peer_pairs(
+        devices.len(),
+        topology::switched(topo),
+        analysis::peer_pair_seconds(
+            plan.size as u64,
+            plan.samples,
+            plan.copies,
+            plan.warmup,
+            plan.slow_copies,
+        ),
+        p2p_budget.as_secs_f64(),
+    );
+    plan.pairs = pairs;
+    let plan = &plan;
     let mut targets = Vec::new();
     for d in devices.iter_mut() {
         let dev = cuda::device_for_bus_id(&d.pci_bus_id)?;
@@ -350,7 +390,7 @@ pub fn measure(
     let peers = plan.p2p && targets.len() > 1;
     let units = targets.len() as u64 * probe::device_units(plan)
         + if peers {
-            probe::peer_units(targets.len())
+            probe::planned_peer_units(plan, targets.len())
         } else {
             0
         };
@@ -387,6 +427,17 @@ pub fn measure(
             probe::measure_peers(&rec, &targets, plan, &hooks)
         });
         samples.append(&mut run.samples);
+        if let (Some(pairs), Some(reason)) = (&plan.pairs, skipped_reason) {
+            let skipped = (0..targets.len())
+                .flat_map(|i| (0..targets.len()).map(move |j| (i, j)))
+                .filter(|&(i, j)| i != j && !pairs.contains(&(i, j)))
+                .map(|(i, j)| (targets[i].index, targets[j].index))
+                .collect();
+            run.skipped = Some(SkippedPairs {
+                pairs: skipped,
+                reason,
+            });
+        }
         data.peers = Some(run);
     }
     bar.finish_and_clear();

@@ -58,7 +58,16 @@ impl Scenario for Topo {
             let defaults = bw::BandwidthParams::default();
             let plan = defaults.plan()?;
             let t = defaults.thresholds();
-            Some(bw::measure(ctx, &nvml, &mut devices, &facts, &plan, &t)?)
+            let budget = defaults.p2p_budget.duration();
+            Some(bw::measure(
+                ctx,
+                &nvml,
+                &mut devices,
+                &facts,
+                &plan,
+                budget,
+                &t,
+            )?)
         } else {
             None
         };

@@ -53,11 +53,19 @@ pub struct Plan {
     pub slow_copies: u32,
     /// Measure peer paths when two or more devices are given.
     pub p2p: bool,
+    /// The ordered pairs (positions in the device list) whose peer paths are measured; None:
+    /// every pair. Bidirectional copies run for a pair when either direction is chosen.
+    pub pairs: Option<Vec<(usize, usize)>>,
     /// Upper bound of the spin kernel, in GPU clock cycles (it normally ends on the flag).
     pub spin_cycles: u64,
 }
 
 impl Plan {
+    /// Whether the peer paths of `i` → `j` are measured.
+    pub fn measures(&self, i: usize, j: usize) -> bool {
+        self.pairs.as_ref().is_none_or(|p| p.contains(&(i, j)))
+    }
+
     pub const LATENCY_BYTES: usize = 4;
     pub const LATENCY_COPIES: u32 = 100;
 }
@@ -105,6 +113,20 @@ pub fn peer_units(n: usize) -> u64 {
     let ordered = (n * n.saturating_sub(1)) as u64;
     // staged + peer + latency per ordered pair, bidirectional per unordered pair.
     3 * ordered + ordered / 2
+}
+
+/// [`peer_units`] for the pairs `plan` measures among `n` GPUs.
+pub fn planned_peer_units(plan: &Plan, n: usize) -> u64 {
+    match &plan.pairs {
+        None => peer_units(n),
+        Some(p) => {
+            let unordered = (0..n)
+                .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
+                .filter(|&(i, j)| plan.measures(i, j) || plan.measures(j, i))
+                .count();
+            3 * p.len() as u64 + unordered as u64
+        }
+    }
 }
 
 /// A hot call (a copy, an event record): not a step unless it fails.
@@ -241,6 +263,7 @@ mod tests {
             pageable: false,
             slow_copies: 1,
             p2p: true,
+            pairs: None,
             spin_cycles: 1,
         };
         assert_eq!(device_units(&plan), 5);
@@ -248,5 +271,13 @@ mod tests {
         // 2 GPUs: 2 ordered pairs × 3 + 1 bidirectional.
         assert_eq!(peer_units(2), 7);
         assert_eq!(peer_units(4), 3 * 12 + 6);
+        assert_eq!(planned_peer_units(&plan, 4), peer_units(4));
+        // One ring through 4 GPUs: 4 ordered pairs, 4 unordered (0-1, 1-2, 2-3, 0-3).
+        let ring = Plan {
+            pairs: Some(vec![(0, 1), (1, 2), (2, 3), (3, 0)]),
+            ..plan
+        };
+        assert_eq!(planned_peer_units(&ring, 4), 3 * 4 + 4);
+        assert!(ring.measures(3, 0) && !ring.measures(0, 3));
     }
 }

@@ -94,7 +94,7 @@ pub(super) fn peer_paths(
 
     // 1. Staged through the host: peer access not enabled yet, the driver bounces the copy.
     for i in 0..count {
-        for j in (0..count).filter(|&j| j != i) {
+        for j in (0..count).filter(|&j| j != i && plan.measures(i, j)) {
             check_interrupt(rec)?;
             poison_dst(rec, gpus, j)?;
             let g = &gpus[i];
@@ -175,7 +175,7 @@ pub(super) fn peer_paths(
 
     // 3. Peer copies, one direction at a time.
     for i in 0..count {
-        for j in (0..count).filter(|&j| j != i) {
+        for j in (0..count).filter(|&j| j != i && plan.measures(i, j)) {
             let what = pair_name(path::P2P, i, j, gpus);
             if !on(i, j) {
                 progress(&what);
@@ -211,7 +211,9 @@ pub(super) fn peer_paths(
     // 4. Both directions at once.
     for i in 0..count {
         // Each unordered pair once, lower NVML index first (metric p2p_bidir_<low>_<high>).
-        for j in (0..count).filter(|&j| gpus[j].index > gpus[i].index) {
+        for j in (0..count).filter(|&j| {
+            gpus[j].index > gpus[i].index && (plan.measures(i, j) || plan.measures(j, i))
+        }) {
             let what = pair_name(path::P2P_BIDIR, i, j, gpus);
             if !on(i, j) {
                 progress(&what);
@@ -267,7 +269,7 @@ pub(super) fn peer_paths(
 
     // 5. Latency: small peer copies with peer access on.
     for i in 0..count {
-        for j in (0..count).filter(|&j| j != i) {
+        for j in (0..count).filter(|&j| j != i && plan.measures(i, j)) {
             let what = pair_name(path::P2P_LATENCY, i, j, gpus);
             if !on(i, j) {
                 progress(&what);
