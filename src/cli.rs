@@ -101,6 +101,7 @@ impl GlobalOpts {
             devices: self.device.clone(),
             quiet: self.quiet,
             timeout: self.timeout,
+            json: self.json,
         }
     }
 }
@@ -390,6 +391,17 @@ pub fn render_report(report: &crate::report::Report, global: &GlobalOpts) -> Str
         crate::render::style::Style::terminal(global.color())
     };
     scenarios::render_report(report, style)
+}
+
+/// The report as JSON for `--json`: pretty, or one line after a scenario's JSON lines
+/// (`watch --json`), so the whole stream stays one object per line.
+pub fn report_json(report: &crate::report::Report) -> Result<String> {
+    let one_line = scenarios::find(&report.scenario).is_some_and(|s| s.json_lines());
+    Ok(if one_line {
+        serde_json::to_string(report)?
+    } else {
+        serde_json::to_string_pretty(report)?
+    } + "\n")
 }
 
 /// Why a report that could not run was skipped.

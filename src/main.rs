@@ -57,7 +57,7 @@ fn run(global: &cli::GlobalOpts, invocation: cli::Invocation) -> anyhow::Result<
                 gpu_doctor::output::write_json_atomic(path, &report)?;
             }
             let text = if global.json {
-                serde_json::to_string_pretty(&report)? + "\n"
+                cli::report_json(&report)?
             } else {
                 cli::render_report(&report, global)
             };

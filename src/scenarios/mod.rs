@@ -36,6 +36,7 @@ pub(crate) mod program;
 pub(crate) mod stream_misuse;
 pub(crate) mod topo;
 pub(crate) mod trace_ctx;
+pub(crate) mod watch;
 
 /// What a probe hands back: its typed facts, and where they come from. The steps it made are
 /// recorded in the [`RunCtx`] as they happen.
@@ -104,6 +105,9 @@ pub(crate) trait Scenario: Send + Sync + 'static {
     /// (program modes keep a digest of the program's events), `--from` re-renders the saved
     /// findings.
     const REANALYSABLE: bool = true;
+    /// Streams JSON lines while it runs (`watch --json`): its report is then printed as one
+    /// more line, not as pretty JSON.
+    const JSON_LINES: bool = false;
 
     /// Checks params beyond their types (ranges, combinations, writable paths) before anything
     /// runs: bad input is exit 2 before a child process or the driver is started.
@@ -157,6 +161,8 @@ pub(crate) trait DynScenario: Send + Sync {
     fn in_inject_all(&self) -> bool;
     fn in_cli(&self) -> bool;
     fn internal(&self) -> bool;
+    /// See [`Scenario::JSON_LINES`].
+    fn json_lines(&self) -> bool;
     /// See [`Scenario::REANALYSABLE`].
     #[cfg(test)]
     fn reanalysable(&self) -> bool;
@@ -214,6 +220,9 @@ impl<S: Scenario> DynScenario for Erased<S> {
     }
     fn internal(&self) -> bool {
         S::INTERNAL
+    }
+    fn json_lines(&self) -> bool {
+        S::JSON_LINES
     }
     #[cfg(test)]
     fn reanalysable(&self) -> bool {
@@ -345,6 +354,7 @@ pub(crate) fn registry() -> &'static [&'static dyn DynScenario] {
         entry::<program::ProgramTrace>(),
         entry::<nvml::InjectNvml>(),
         entry::<nvml::Replay>(),
+        entry::<watch::Watch>(),
     ];
     ALL
 }
