@@ -149,6 +149,13 @@ enum Builtin {
     )]
     Snapshot,
 
+    /// Serve Prometheus / OpenMetrics metrics where gpu-doctor's findings are metrics.
+    #[command(
+        display_order = 24,
+        after_help = "Examples:\n  gpu-doctor exporter                                # http://127.0.0.1:9835/metrics\n  gpu-doctor exporter --listen 0.0.0.0:9835\n  gpu-doctor exporter --textfile /var/lib/node_exporter/textfile\n  gpu-doctor exporter --once | promtool check metrics\n  gpu-doctor --replay box.nvml.json --fault xid=79@gpu1+30s exporter\n\nMetrics, alerts and the DaemonSet: docs/exporter.md."
+    )]
+    Exporter(crate::exporter::ExporterArgs),
+
     /// Re-executed child of an isolated scenario (internal).
     #[command(name = "__child", hide = true)]
     Child(ChildArgs),
@@ -248,6 +255,7 @@ enum Kind {
     Compare(crate::compare::CompareArgs),
     Schema,
     Snapshot,
+    Exporter(crate::exporter::ExporterArgs),
     Child(ChildArgs),
 }
 
@@ -290,6 +298,7 @@ fn kind(matches: &ArgMatches, leaf: &ArgMatches, name: &str) -> Result<Kind, cla
         Builtin::Compare(a) => Kind::Compare(a),
         Builtin::Schema => Kind::Schema,
         Builtin::Snapshot => Kind::Snapshot,
+        Builtin::Exporter(a) => Kind::Exporter(a),
         Builtin::Child(a) => Kind::Child(a),
     })
 }
@@ -308,9 +317,14 @@ pub fn execute(global: &GlobalOpts, invocation: Invocation) -> Result<Outcome> {
     let opts = global.run_options();
     let report = |r: crate::report::Report| Outcome::Report(Box::new(r));
     let Invocation { kind, nvml } = invocation;
-    if nvml.is_set() && !matches!(kind, Kind::Scenario(_) | Kind::InjectAll | Kind::Run(_)) {
+    if nvml.is_set()
+        && !matches!(
+            kind,
+            Kind::Scenario(_) | Kind::InjectAll | Kind::Run(_) | Kind::Exporter(_)
+        )
+    {
         return Err(crate::error::input(
-            "--replay and --fault apply to scenarios and suites (before the command: gpu-doctor --replay X topo)",
+            "--replay and --fault apply to scenarios, suites and the exporter (before the command: gpu-doctor --replay X topo)",
         ));
     }
     // The library stays in place until the report is complete.
@@ -344,6 +358,10 @@ pub fn execute(global: &GlobalOpts, invocation: Invocation) -> Result<Outcome> {
             )
         }
         Kind::Snapshot => snapshot(global)?,
+        Kind::Exporter(args) => {
+            let (text, code) = crate::exporter::run(&args, &opts)?;
+            Outcome::Text(text, code)
+        }
         Kind::Child(args) => Outcome::Text(String::new(), runner::child_main(&args)?),
     };
     if let (Some(session), Outcome::Report(r)) = (&session, &mut outcome) {

@@ -16,7 +16,8 @@ use crate::report::{Finding, Severity, codes};
 pub const TRANSIENT: &[&str] = &[codes::THERMAL_THROTTLE, codes::PCIE_GEN_BELOW_MAX];
 
 /// Codes the exporter can report at severity fail: each has an alert in
-/// deploy/prometheus/gpu-doctor.rules.yml (a test checks).
+/// deploy/prometheus/gpu-doctor.rules.yml (src/tests/exporter_rules.rs checks).
+#[cfg(test)]
 pub const FAIL_CODES: &[&str] = &[
     codes::GPU_LOST,
     codes::GPU_UNRESPONSIVE,

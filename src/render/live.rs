@@ -7,7 +7,6 @@ use crate::analyze::live::{Change, Condition};
 use crate::analyze::xid;
 use crate::facts::live::{LiveEvent, LiveEventKind, LiveGpu, WatchFacts};
 use crate::render::style::Style;
-use crate::report::Severity;
 
 /// Width the live view is laid out for.
 pub const WIDTH: usize = 80;
@@ -569,15 +568,11 @@ pub fn report(out: &mut String, facts: &WatchFacts, conditions: &[Condition], st
     }
 }
 
-/// Severity of the worst condition (for colouring callers).
-pub fn worst(held: &[&Condition]) -> Option<Severity> {
-    held.iter().map(|c| c.severity).max()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::facts::NvLinkFacts;
+    use crate::report::Severity;
 
     fn busy() -> LiveGpu {
         let mut r = LiveGpu {

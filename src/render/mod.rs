@@ -6,6 +6,7 @@
 pub mod bandwidth;
 pub mod chrome_trace;
 pub mod compare;
+pub mod exposition;
 pub mod faults;
 pub mod health;
 pub mod junit;
