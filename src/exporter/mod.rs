@@ -112,7 +112,17 @@ impl Exporter {
         let started = Instant::now();
         let probe = Arc::new(NvmlProbe::open()?);
         let selected = probe.select(&opts.devices)?;
-        let (devices, topology) = probe.topology_and_devices(&selected)?;
+        let (mut devices, topology) = probe.topology_and_devices(&selected)?;
+        // A GPU lost before the start is known by its index alone: no made-up model name.
+        for d in &mut devices {
+            if topology
+                .gpus
+                .iter()
+                .any(|g| g.index == d.index && g.lost.is_some())
+            {
+                d.name.clear();
+            }
+        }
         let host = probe.host();
         let state = Arc::new(Mutex::new(State {
             nvml_errors: selected.iter().map(|&g| (g, 0)).collect(),
