@@ -102,6 +102,7 @@ impl GlobalOpts {
             quiet: self.quiet,
             timeout: self.timeout,
             json: self.json,
+            stream: false,
         }
     }
 }
@@ -342,7 +343,13 @@ pub fn execute(global: &GlobalOpts, invocation: Invocation) -> Result<Outcome> {
         None
     };
     let mut outcome = match kind {
-        Kind::Scenario(request) => report(runner::execute(request, &opts)?),
+        Kind::Scenario(request) => {
+            let opts = RunOptions {
+                stream: true,
+                ..opts.clone()
+            };
+            report(runner::execute(request, &opts)?)
+        }
         Kind::InjectAll => report(runner::execute_inject_all(&opts)?),
         Kind::Run(args) => report(crate::suite::run(&args, &opts)?),
         Kind::Compare(args) => {

@@ -22,6 +22,10 @@ pub struct RunOptions {
     /// `--json`: a scenario that streams (watch) writes JSON lines.
     #[serde(default)]
     pub json: bool,
+    /// The command runs this one scenario at the user's stdout: a scenario with a live view
+    /// (watch) draws it. Off in suites and child processes, whose stdout is not theirs.
+    #[serde(default)]
+    pub stream: bool,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);

@@ -250,4 +250,18 @@ mod tests {
         assert_eq!(unknown.action, Unknown);
         assert_eq!(unknown.action.code(), codes::XID_OTHER);
     }
+
+    #[test]
+    fn every_xid_of_the_catalog_is_in_the_docs_with_its_action() {
+        let docs =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/watch.md")).unwrap();
+        for i in CATALOG {
+            let row = docs
+                .lines()
+                .find(|l| l.starts_with(&format!("| {} | ", i.xid)))
+                .unwrap_or_else(|| panic!("docs/watch.md has no row for XID {}", i.xid));
+            assert!(row.contains(&format!("`{}`", i.action.as_str())), "{row}");
+            assert!(row.contains(&format!("`{}`", i.action.code())), "{row}");
+        }
+    }
 }

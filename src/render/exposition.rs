@@ -562,6 +562,8 @@ mod tests {
         r0.health.clock_event_reasons = vec!["GPU_IDLE".into(), "HW_THERMAL_SLOWDOWN".into()];
         r0.health.recovery_action = Some("gpu_reset".into());
         r0.topo.pcie.replay_counter = Some(3);
+        r0.health.retired_pages_dbe = Some(0);
+        r0.health.retired_pages_pending = Some(false);
         let mut r1 = LiveGpu {
             index: 1,
             ..Default::default()
@@ -649,5 +651,25 @@ mod tests {
         );
         assert_eq!(Format::negotiate(Some("*/*")), Format::Text);
         assert_eq!(Format::negotiate(None), Format::Text);
+    }
+
+    #[test]
+    fn every_metric_is_in_the_docs() {
+        let docs =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/exporter.md"))
+                .unwrap();
+        let text = scrape_text(Format::Text);
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        assert!(names.len() >= 20, "{names:?}");
+        for n in names {
+            assert!(
+                docs.contains(&format!("| `{n}` |")),
+                "docs/exporter.md has no row for {n}"
+            );
+        }
     }
 }

@@ -93,7 +93,12 @@ impl Scenario for Watch {
         let selected = probe.select(&ctx.opts.devices)?;
         let (devices, topology) = probe.topology_and_devices(&selected)?;
         let host = probe.host();
-        let mode = if ctx.opts.quiet {
+        if !ctx.opts.stream && params.for_.is_none() {
+            return Err(input(
+                "watch in a suite needs `for` (params = { for = \"30s\" }): it would run until Ctrl-C",
+            ));
+        }
+        let mode = if ctx.opts.quiet || !ctx.opts.stream {
             Mode::Quiet
         } else if ctx.opts.json {
             Mode::Json
