@@ -144,7 +144,7 @@ pub fn gpu_details(r: &LiveGpu) -> Vec<String> {
         .nvlink_errors
         .iter()
         .filter(|e| e.total() > 0)
-        .map(|e| format!("link {} {}", e.link, e.total()))
+        .map(|e| format!("link {} ({})", e.link, e.total()))
         .collect();
     if !errs.is_empty() {
         out.push(format!("NVLink errors: {}", errs.join(", ")));

@@ -162,6 +162,8 @@ struct Output {
     drawn: usize,
     readings: Vec<LiveGpu>,
     rates: Vec<Option<f64>>,
+    /// Conditions holding now.
+    held: Vec<Condition>,
     details: Vec<(u32, Vec<String>)>,
 }
 
@@ -205,7 +207,7 @@ impl Output {
                 if self.log.len() > LOG_LINES * 10 {
                     self.log.drain(..LOG_LINES * 9);
                 }
-                self.redraw(&[]);
+                self.redraw();
             }
             Mode::Json | Mode::Quiet => {}
         }
@@ -225,7 +227,8 @@ impl Output {
         self.log(render::change_line(c, at_unix_ms));
     }
 
-    fn interval(&mut self, at_ms: f64, at_unix_ms: u64, held: &[Condition]) {
+    fn interval(&mut self, at_ms: f64, at_unix_ms: u64) {
+        let held = &self.held;
         match self.mode {
             Mode::Json => {
                 let gpus = self
@@ -271,12 +274,13 @@ impl Output {
                 }
                 self.write(&text);
             }
-            Mode::Terminal => self.redraw(held),
+            Mode::Terminal => self.redraw(),
             Mode::Quiet => {}
         }
     }
 
-    fn redraw(&mut self, held: &[Condition]) {
+    fn redraw(&mut self) {
+        let held = &self.held;
         if self.mode != Mode::Terminal {
             return;
         }
@@ -347,6 +351,7 @@ fn watch_loop(
         drawn: 0,
         readings: Vec::new(),
         rates: Vec::new(),
+        held: Vec::new(),
         details: Vec::new(),
     };
     out.start(hostname, interval_ms, selected);
@@ -367,7 +372,6 @@ fn watch_loop(
         ..Default::default()
     };
     let mut tracker = Tracker::new(persist_ms);
-    let mut held: Vec<Condition> = Vec::new();
     for f in live::pair_findings(&topology) {
         out.log(format!("{}: {}", f.code, f.message));
     }
@@ -383,8 +387,8 @@ fn watch_loop(
             facts.push_reading(at_ms, r);
             for c in tracker.observe(r.index, at_ms, r, &topology) {
                 match &c {
-                    Change::Started(s) => held.push(s.clone()),
-                    Change::Ended(e) => held.retain(|h| !(h.gpu == e.gpu && h.code == e.code)),
+                    Change::Started(s) => out.held.push(s.clone()),
+                    Change::Ended(e) => out.held.retain(|h| !(h.gpu == e.gpu && h.code == e.code)),
                 }
                 out.change(&c, unix_at(at_ms));
             }
@@ -396,7 +400,7 @@ fn watch_loop(
         }
         out.readings = readings;
         out.rates = rates;
-        out.interval(at_ms, unix_at(at_ms), &held);
+        out.interval(at_ms, unix_at(at_ms));
 
         next += interval;
         if next < Instant::now() {
@@ -419,7 +423,6 @@ fn watch_loop(
                 Ok(e) => {
                     out.event(&e);
                     facts.events.push(e);
-                    out.redraw(&held);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
