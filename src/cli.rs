@@ -151,6 +151,8 @@ impl GlobalOpts {
             devices: self.device.clone(),
             quiet: self.quiet,
             timeout: self.timeout,
+            json: self.json,
+            stream: false,
         }
     }
 }
@@ -250,6 +252,13 @@ enum Builtin {
         after_help = "Examples:\n  gpu-doctor snapshot -o box.nvml.json\n  gpu-doctor --replay box.nvml.json info   # on any machine, no GPU needed\n  gpu-doctor replay box.nvml.json -- python monitor.py\n\nThe list of queries is in docs/nvml.md."
     )]
     Snapshot,
+
+    /// Serve Prometheus / OpenMetrics metrics where gpu-doctor's findings are metrics.
+    #[command(
+        display_order = 24,
+        after_help = "Examples:\n  gpu-doctor exporter                                # http://127.0.0.1:9835/metrics\n  gpu-doctor exporter --listen 0.0.0.0:9835\n  gpu-doctor exporter --textfile /var/lib/node_exporter/textfile\n  gpu-doctor exporter --once | promtool check metrics\n  gpu-doctor --replay box.nvml.json --fault xid=79@gpu1+30s exporter\n\nMetrics, alerts and the DaemonSet: docs/exporter.md."
+    )]
+    Exporter(crate::exporter::ExporterArgs),
 
     /// Re-executed child of an isolated scenario (internal).
     #[command(name = "__child", hide = true)]
@@ -375,6 +384,7 @@ pub enum Invocation {
     Completions(clap_complete::Shell),
     Man(Vec<String>),
     Snapshot,
+    Exporter(crate::exporter::ExporterArgs),
     Child(ChildArgs),
 }
 
@@ -505,6 +515,7 @@ fn invocation(matches: &ArgMatches) -> Result<(GlobalOpts, Invocation), clap::Er
             Invocation::Man(command)
         }
         Builtin::Snapshot => Invocation::Snapshot,
+        Builtin::Exporter(a) => Invocation::Exporter(a),
         Builtin::Child(a) => Invocation::Child(a),
     };
     Ok((global, invocation))
@@ -590,11 +601,14 @@ pub fn execute(global: &GlobalOpts, invocation: Invocation) -> Result<Outcome> {
     if nvml.is_set()
         && !matches!(
             invocation,
-            Invocation::Scenario(_) | Invocation::InjectAll | Invocation::Run(_)
+            Invocation::Scenario(_)
+                | Invocation::InjectAll
+                | Invocation::Run(_)
+                | Invocation::Exporter(_)
         )
     {
         return Err(crate::error::input(
-            "--replay and --fault apply to scenarios and suites (before the command: gpu-doctor --replay X topo)",
+            "--replay and --fault apply to scenarios, suites and the exporter (before the command: gpu-doctor --replay X topo)",
         ));
     }
     // The library stays in place until the report is complete.
@@ -616,6 +630,11 @@ pub fn execute(global: &GlobalOpts, invocation: Invocation) -> Result<Outcome> {
         Invocation::Scenario(request) => {
             let request = request.checked()?;
             check_request_paths(&request, output)?;
+            // The command itself may draw live (watch); in a suite it stays quiet.
+            let opts = RunOptions {
+                stream: true,
+                ..opts.clone()
+            };
             report(runner::execute(request, &opts)?)
         }
         Invocation::InjectAll => report(runner::execute_inject_all(&opts)?),
@@ -638,6 +657,10 @@ pub fn execute(global: &GlobalOpts, invocation: Invocation) -> Result<Outcome> {
         }
         Invocation::Man(words) => Outcome::Text(man_page(&words)?, crate::error::exit::OK),
         Invocation::Snapshot => snapshot(global)?,
+        Invocation::Exporter(args) => {
+            let (text, code) = crate::exporter::run(&args, &opts)?;
+            Outcome::Text(text, code)
+        }
         Invocation::Child(args) => Outcome::Text(String::new(), runner::child_main(&args)?),
     };
     if let (Some(session), Outcome::Report(r)) = (&session, &mut outcome) {
@@ -721,11 +744,17 @@ pub fn render_report(report: &crate::report::Report, global: &GlobalOpts) -> Str
     scenarios::render_report(report, global.style())
 }
 
-/// The report as JSON for stdout (characters a terminal would obey escaped: the same value).
+/// The report as JSON for stdout (characters a terminal would obey escaped: the same value):
+/// pretty, or one line after a scenario's JSON lines (`watch --json`), so the whole stream
+/// stays one object per line.
 pub fn report_json(report: &crate::report::Report) -> Result<String> {
-    Ok(crate::render::text::json_printable(
-        serde_json::to_string_pretty(report)? + "\n",
-    ))
+    let one_line = scenarios::find(&report.scenario).is_some_and(|s| s.json_lines());
+    let json = if one_line {
+        serde_json::to_string(report)?
+    } else {
+        serde_json::to_string_pretty(report)?
+    };
+    Ok(crate::render::text::json_printable(json + "\n"))
 }
 
 /// Text from a report, a file or a program, safe to print on a terminal.

@@ -19,6 +19,13 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Limit for an isolated child.
     pub timeout: Duration,
+    /// `--json`: a scenario that streams (watch) writes JSON lines.
+    #[serde(default)]
+    pub json: bool,
+    /// The command runs this one scenario at the user's stdout: a scenario with a live view
+    /// (watch) draws it. Off in suites and child processes, whose stdout is not theirs.
+    #[serde(default)]
+    pub stream: bool,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -38,6 +45,12 @@ pub fn install_interrupt_handler() {
 
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Forgets a Ctrl-C the scenario took as its normal end (`watch` stops on it and its report is
+/// complete, not interrupted).
+pub fn clear_interrupt() {
+    INTERRUPTED.store(false, Ordering::SeqCst);
 }
 
 /// OS thread id (what `top -H`, gdb and Chrome traces show).

@@ -5,6 +5,7 @@ pub mod bandwidth;
 pub mod cuda;
 pub mod faults;
 pub mod kernels;
+pub mod live;
 pub mod loader;
 pub mod memory;
 pub mod nvml;

@@ -13,6 +13,7 @@ use nvml_wrapper::structs::device::FieldId;
 use nvml_wrapper::{Device, Nvml};
 
 use crate::error::{input, unavailable};
+use crate::facts::live::{LiveGpu, NvLinkErrors};
 use crate::facts::{
     GpuHealth, GpuProcess, GpuTopo, NvLinkFacts, P2pFacts, PairFacts, PcieFacts, TopoFacts,
 };
@@ -355,6 +356,49 @@ impl NvmlProbe {
         Ok((info, h))
     }
 
+    /// One GPU read for a live view (watch, exporter): its `info` facts, its PCIe and NVLinks
+    /// as `topo` reads them, utilisation and NVLink error counters. A lost GPU is a fact
+    /// (`health.lost`); any other failure to open it is `no_answer`.
+    pub fn live_gpu(&self, index: u32) -> LiveGpu {
+        let started = std::time::Instant::now();
+        let mut reading = match self.health(index) {
+            Ok((_, health)) => LiveGpu {
+                index,
+                health,
+                ..Default::default()
+            },
+            Err(e) => LiveGpu::no_answer(index, format!("{e:#}")),
+        };
+        if reading.answered() {
+            match self.device_or_lost(index) {
+                Ok(Ok(d)) => {
+                    let info = device_info_of(index, &d);
+                    reading.topo = self.gpu_topo(&info, &d);
+                    if let Ok(u) = d.utilization_rates() {
+                        reading.utilization_gpu_pct = Some(u.gpu);
+                        reading.utilization_memory_pct = Some(u.memory);
+                    }
+                    reading.nvlink_errors = reading
+                        .topo
+                        .nvlinks
+                        .iter()
+                        .map(|l| nvlink_errors(&d, l.link))
+                        .collect();
+                }
+                // Lost between the two lookups: it is lost now.
+                Ok(Err(why)) => reading.health.lost = Some(why),
+                Err(e) => reading = LiveGpu::no_answer(index, format!("{e:#}")),
+            }
+        }
+        reading.read_ms = started.elapsed().as_secs_f64() * 1e3;
+        reading
+    }
+
+    /// The library handle, for event sets (crate::probe::live).
+    pub fn library(&self) -> &Nvml {
+        &self.nvml
+    }
+
     /// Topology facts for the selected GPUs. Each GPU's links, and each row of pairs, are read
     /// on their own thread (NVML is thread-safe): on an 8-GPU host that is most of the time.
     pub fn topology(&self, indices: &[u32]) -> Result<TopoFacts> {
@@ -519,6 +563,19 @@ impl NvmlProbe {
             nvlinks,
             lost: None,
         }
+    }
+}
+
+/// The error counters of one NVLink (None where the driver does not count them).
+fn nvlink_errors(d: &Device, link: u32) -> NvLinkErrors {
+    use nvml_wrapper::enum_wrappers::nv_link::ErrorCounter;
+    let w = d.link_wrapper_for(link);
+    NvLinkErrors {
+        link,
+        replay: w.error_counter(ErrorCounter::DlReplay).ok(),
+        recovery: w.error_counter(ErrorCounter::DlRecovery).ok(),
+        crc_flit: w.error_counter(ErrorCounter::DlCrcFlit).ok(),
+        crc_data: w.error_counter(ErrorCounter::DlCrcData).ok(),
     }
 }
 

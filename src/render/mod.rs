@@ -6,9 +6,11 @@
 pub mod bandwidth;
 pub mod chrome_trace;
 pub mod compare;
+pub mod exposition;
 pub mod faults;
 pub mod health;
 pub mod junit;
+pub mod live;
 pub mod nvml;
 pub mod program;
 pub mod report;

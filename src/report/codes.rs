@@ -40,6 +40,14 @@ codes! {
     INTERRUPTED => "The run was interrupted (Ctrl-C); the report holds what was gathered until then.",
     THRESHOLD => "A suite threshold on a metric, duration or status was not met, or a required scenario was skipped.",
     SCENARIO_ERROR => "A scenario of a suite (or `inject all`) stopped with an internal error; the other scenarios still ran.",
+    // watch, exporter (docs/watch.md, docs/exporter.md)
+    GPU_UNRESPONSIVE => "NVML did not answer a read of the GPU in time (or answered an error other than GPU_IS_LOST); the other GPUs are still read.",
+    XID_APP_ERROR => "An XID that NVIDIA's catalog files as an application's fault (13, 31, 43, 45, 68, 94): restart the application; the GPU needs nothing.",
+    XID_NEEDS_RESET => "An XID after which NVIDIA's catalog says to drain and reset the GPU (46, 48, 62, 63, 64, 95, 109, 119, 120, 140).",
+    XID_NEEDS_REBOOT => "An XID after which NVIDIA's catalog says to drain and reboot the node (79: fallen off the bus).",
+    XID_NVLINK_ERROR => "XID 74, an NVLink error: check the links and the fabric manager, then reset the GPU.",
+    XID_OTHER => "An XID to note rather than act on at once (61, 92, 154), or one not in gpu-doctor's catalog: look it up in NVIDIA's.",
+    XID_EVENTS_UNAVAILABLE => "NVML could not register for XID events on the GPU (or its event wait failed): XIDs on it are not seen.",
     // trace ctx
     CONTEXT_NOT_CURRENT => "A driver call ran on an OS thread where no CUDA context was current and answered CUDA_ERROR_INVALID_CONTEXT (201): work hopped threads without binding its context.",
     DEVICE_MIXUP => "Memory meant for one context/GPU was allocated while another was current: cuPointerGetAttribute places it elsewhere, and the allocation itself succeeded.",

@@ -37,6 +37,7 @@ pub(crate) mod program;
 pub(crate) mod stream_misuse;
 pub(crate) mod topo;
 pub(crate) mod trace_ctx;
+pub(crate) mod watch;
 
 /// What a probe hands back: its typed facts, and where they come from. The steps it made are
 /// recorded in the [`RunCtx`] as they happen.
@@ -108,6 +109,9 @@ pub(crate) trait Scenario: Send + Sync + 'static {
     /// (program modes keep a digest of the program's events), `--from` re-renders the saved
     /// findings.
     const REANALYSABLE: bool = true;
+    /// Streams JSON lines while it runs (`watch --json`): its report is then printed as one
+    /// more line, not as pretty JSON.
+    const JSON_LINES: bool = false;
 
     /// Checks params beyond their types (ranges, combinations, writable paths) before anything
     /// runs: bad input is exit 2 before a child process or the driver is started.
@@ -170,6 +174,8 @@ pub(crate) trait DynScenario: Send + Sync {
     fn internal(&self) -> bool;
     /// See [`Scenario::METRICS_IN_TABLES`].
     fn metrics_in_tables(&self) -> bool;
+    /// See [`Scenario::JSON_LINES`].
+    fn json_lines(&self) -> bool;
     /// See [`Scenario::REANALYSABLE`].
     #[cfg(test)]
     fn reanalysable(&self) -> bool;
@@ -263,6 +269,9 @@ impl<S: Scenario> DynScenario for Erased<S> {
     }
     fn metrics_in_tables(&self) -> bool {
         S::METRICS_IN_TABLES
+    }
+    fn json_lines(&self) -> bool {
+        S::JSON_LINES
     }
     #[cfg(test)]
     fn reanalysable(&self) -> bool {
@@ -412,6 +421,7 @@ pub(crate) fn registry() -> &'static [&'static dyn DynScenario] {
         entry::<program::ProgramTrace>(),
         entry::<nvml::InjectNvml>(),
         entry::<nvml::Replay>(),
+        entry::<watch::Watch>(),
     ];
     ALL
 }

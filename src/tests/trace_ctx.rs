@@ -76,6 +76,7 @@ fn fixture_from_exports_a_valid_chrome_trace() {
         devices: vec![],
         quiet: true,
         timeout: Duration::from_secs(20),
+        ..Default::default()
     };
     // What `gpu-doctor trace ctx --from FIXTURE --chrome-trace t.json` runs.
     let r = crate::runner::execute_named(
