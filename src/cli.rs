@@ -12,7 +12,7 @@ use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcom
 
 use crate::context::RunOptions;
 use crate::runner::{self, ChildArgs, Request};
-use crate::scenarios::{self, DynScenario};
+use crate::scenarios::{self, DynScenario, Finished};
 
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
@@ -134,6 +134,14 @@ enum Builtin {
     )]
     Compare(crate::compare::CompareArgs),
 
+    /// Many nodes' reports: group identical nodes and flag the ones that stand out (failing
+    /// findings, missing scenarios, metric outliers).
+    #[command(
+        display_order = 22,
+        after_help = "Examples:\n  gpu-doctor fleet /shared/reports/\n  gpu-doctor fleet reports/*.json --format markdown >> \"$GITHUB_STEP_SUMMARY\"\n  gpu-doctor fleet reports/ --json -o fleet.json\n\nExit 0: no node stands out; 1: a node is flagged; 2: input error. docs/fleet.md."
+    )]
+    Fleet(crate::fleet::FleetArgs),
+
     /// Print the JSON Schema of the report format.
     #[command(
         display_order = 22,
@@ -245,6 +253,7 @@ enum Kind {
     InjectAll,
     Run(crate::suite::RunArgs),
     Compare(crate::compare::CompareArgs),
+    Fleet(crate::fleet::FleetArgs),
     Schema,
     Snapshot,
     Child(ChildArgs),
@@ -287,6 +296,7 @@ fn kind(matches: &ArgMatches, leaf: &ArgMatches, name: &str) -> Result<Kind, cla
     Ok(match Builtin::from_arg_matches(matches)? {
         Builtin::Run(a) => Kind::Run(a),
         Builtin::Compare(a) => Kind::Compare(a),
+        Builtin::Fleet(a) => Kind::Fleet(a),
         Builtin::Schema => Kind::Schema,
         Builtin::Snapshot => Kind::Snapshot,
         Builtin::Child(a) => Kind::Child(a),
@@ -299,6 +309,13 @@ pub enum Outcome {
     Report(Box<crate::report::Report>),
     /// Text for stdout and the exit code.
     Text(String, i32),
+    /// One line for another program (node-problem-detector) instead of the report, the exit
+    /// code that program expects, and the report for `-o` when there is one.
+    Line {
+        report: Option<Box<crate::report::Report>>,
+        text: String,
+        code: i32,
+    },
 }
 
 /// Runs what the command line asks for. Call it while the process has one thread: with
@@ -327,12 +344,35 @@ pub fn execute(global: &GlobalOpts, invocation: Invocation) -> Result<Outcome> {
         None
     };
     let mut outcome = match kind {
-        Kind::Scenario(request) => report(runner::execute(request, &opts)?),
+        Kind::Scenario(request) => {
+            // The scenario has the last word on how its run ends (health: a scheduler's line,
+            // a drain), once the report is complete.
+            let (scenario, params) = (request.scenario, request.params.clone());
+            let result = runner::execute(request, &opts).map(|mut r| {
+                if let Some(session) = &session {
+                    session.finish(&mut r);
+                }
+                r
+            });
+            return Ok(match scenario.finish(&params, result)? {
+                Finished::Report(r) => report(r),
+                Finished::Line { report, text, code } => Outcome::Line {
+                    report: report.map(Box::new),
+                    text,
+                    code,
+                },
+            });
+        }
         Kind::InjectAll => report(runner::execute_inject_all(&opts)?),
         Kind::Run(args) => report(crate::suite::run(&args, &opts)?),
         Kind::Compare(args) => {
             let (text, code) =
                 crate::compare::run(&args, global.output.as_deref(), global.json, global.color())?;
+            Outcome::Text(text, code)
+        }
+        Kind::Fleet(args) => {
+            let (text, code) =
+                crate::fleet::run(&args, global.output.as_deref(), global.json, global.color())?;
             Outcome::Text(text, code)
         }
         Kind::Schema => {

@@ -3,7 +3,7 @@
 //!
 //! Layers, each importing only from the ones before it (a test checks this):
 //! `units`, `error`, `report` → `facts` → `context` (with `isolate::protocol`) → `probe`,
-//! `program` | `analyze` → `render` → `isolate` → `scenarios` → `runner`, `suite`, `compare` →
+//! `program` | `analyze` → `render` → `isolate` → `scenarios` → `runner`, `suite`, `compare`, `fleet` →
 //! `cli`. `probe` and `program` are the only code that touches NVML, CUDA or a user's program;
 //! `analyze` is pure; `render` only formats. docs/design.md has the whole picture.
 //!
@@ -16,6 +16,7 @@ pub(crate) mod compare;
 pub(crate) mod context;
 pub mod error;
 pub mod facts;
+pub(crate) mod fleet;
 pub(crate) mod isolate;
 pub mod output;
 pub(crate) mod probe;

@@ -4,9 +4,11 @@
 pub mod bandwidth;
 pub mod cuda;
 pub mod faults;
+pub mod gpu_check;
 pub mod kernels;
 pub mod loader;
 pub mod memory;
 pub mod nvml;
 pub mod nvml_library;
+pub mod slurm;
 pub mod trace_ctx;

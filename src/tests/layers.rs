@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["isolate"],
     &["scenarios"],
     &["runner"],
-    &["suite", "compare"],
+    &["suite", "compare", "fleet"],
     &["cli"],
 ];
 
