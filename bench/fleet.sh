@@ -19,13 +19,14 @@ dir="$(mktemp -d)"
 trap 'rm -rf "$dir"' EXIT
 echo "making $N reports in $dir ..."
 python3 tests/fixtures/fleet.py "$dir/all" --nodes "$N" --outliers >/dev/null
-mkdir "$dir/tenth"
-find "$dir/all" -name '*.json' | sort | head -n $((N / 10)) | xargs -I{} ln -s {} "$dir/tenth/"
 python3 - "$BIN" "$dir" "$N" "$target_s" <<'PY'
 import glob, json, os, resource, statistics, subprocess, sys, time
 bin_, d, n, target = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 files = sorted(glob.glob(os.path.join(d, "all", "*.json")))
 total = sum(os.path.getsize(f) for f in files)
+os.makedirs(os.path.join(d, "tenth"))
+for f in files[: n // 10]:
+    os.symlink(f, os.path.join(d, "tenth", os.path.basename(f)))
 
 def timed(cmd, runs=3):
     t = []

@@ -8,6 +8,9 @@ config=${GPU_DOCTOR_CONFIG:-/etc/default/gpu-doctor}
 # shellcheck source=gpu-doctor.env
 [ -r "$config" ] && . "$config"
 : "${GPU_DOCTOR:=gpu-doctor}"
+# The driver's JIT cache for gpu-doctor's kernels (slurmd gives no HOME to cache under).
+: "${CUDA_CACHE_PATH:=/var/cache/gpu-doctor}"
+export CUDA_CACHE_PATH
 : "${GPU_DOCTOR_REPORT_DIR:=/var/lib/gpu-doctor}"
 : "${GPU_DOCTOR_ON_ERROR:=drain}"
 : "${GPU_DOCTOR_PHASE:=prolog}"

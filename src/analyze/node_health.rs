@@ -67,6 +67,14 @@ pub fn gpu_check(
     };
     for g in &run.gpus {
         let i = g.index;
+        if let Some(who) = &g.busy {
+            findings.push(
+                Finding::new(Severity::Info, codes::GPU_CHECK_UNAVAILABLE, format!("GPU {i} is in use ({who}): the quick check left it alone"))
+                    .device(i)
+                    .hint("A context and an allocation would compete with the job for device memory; NVML's checks still ran. The Prolog/Epilog check it between jobs."),
+            );
+            continue;
+        }
         if let Some(why) = &g.unavailable {
             findings.push(
                 Finding::new(unavailable_severity, codes::GPU_CHECK_UNAVAILABLE, format!("GPU {i} could not be checked: {why}"))
@@ -251,6 +259,24 @@ mod tests {
             f[2].message
         );
         assert_eq!(m.len(), 1, "only the healthy GPU has a time");
+    }
+
+    #[test]
+    fn a_busy_gpu_is_left_alone_and_only_noted() {
+        let busy = GpuCheck {
+            index: 1,
+            busy: Some("1 process(es) holding 40960 MiB".into()),
+            ..Default::default()
+        };
+        let run = GpuCheckRun {
+            gpus: vec![healthy(0), busy],
+            ..Default::default()
+        };
+        for drain in [false, true] {
+            let (f, _) = gpu_check(&run, drain);
+            assert_eq!(f.len(), 1);
+            assert_eq!((f[0].severity, f[0].device), (Severity::Info, Some(1)));
+        }
     }
 
     #[test]

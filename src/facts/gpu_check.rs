@@ -36,6 +36,10 @@ pub struct GpuCheck {
     /// Why this GPU could not be checked (hidden from CUDA): None when it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unavailable: Option<String>,
+    /// Other processes hold memory on this GPU (a job runs there): it was not given work, so
+    /// the check never competes with a job for memory. What NVML listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy: Option<String>,
     /// The calls made, in order; the check stops at the first that fails (the frees still run).
     #[serde(default)]
     pub calls: Vec<CheckCall>,

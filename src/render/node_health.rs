@@ -45,6 +45,7 @@ pub fn gpus(
             Some(run) if run.unavailable.is_some() => ("not run".into(), "-".into()),
             Some(run) => match run.gpus.iter().find(|g| g.index == *i) {
                 None => ("-".into(), "-".into()),
+                Some(g) if g.busy.is_some() => ("busy: left alone".into(), "-".into()),
                 Some(g) if g.unavailable.is_some() => ("not run".into(), "-".into()),
                 Some(g) if g.timed_out => ("TIMEOUT".into(), format!("{:.0}", g.elapsed_ms)),
                 Some(g) if g.first_failure().is_some() || g.value_ok != Some(true) => {

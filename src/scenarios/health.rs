@@ -16,7 +16,7 @@ use crate::analyze::topology::{self, TopoView};
 use crate::analyze::{health, node_health, slurm, verdict};
 use crate::context::{RunCtx, RunOptions};
 use crate::error::{exit, exit_code_of, input};
-use crate::facts::gpu_check::GpuCheckRun;
+use crate::facts::gpu_check::{GpuCheck, GpuCheckRun};
 use crate::facts::slurm::SlurmOutcome;
 use crate::facts::{GpuHealth, TopoFacts};
 use crate::probe::gpu_check::{self, CheckTarget};
@@ -217,15 +217,27 @@ impl Scenario for Health {
             return Ok(Probed::new(data, nvml.host(), Vec::new()));
         }
         let selected = nvml.select(&ctx.opts.devices)?;
-        // Bus ids first (cheap), so the GPUs get their work while NVML reads the rest.
-        let targets: Vec<CheckTarget> = selected
-            .iter()
-            .filter_map(|&i| nvml.device_info(i).ok())
-            .map(|d| CheckTarget {
-                index: d.index,
-                pci_bus_id: d.pci_bus_id,
-            })
-            .collect();
+        // Bus ids and users first (cheap), so the GPUs get their work while NVML reads the
+        // rest. A GPU another process holds memory on (a job) is not given work.
+        let mut targets = Vec::new();
+        let mut busy = Vec::new();
+        for d in selected.iter().filter_map(|&i| nvml.device_info(i).ok()) {
+            let users = nvml.processes(d.index);
+            if users.is_empty() {
+                targets.push(CheckTarget {
+                    index: d.index,
+                    pci_bus_id: d.pci_bus_id,
+                });
+            } else {
+                let mib: u64 = users.iter().filter_map(|p| p.used_bytes).sum::<u64>() >> 20;
+                busy.push(GpuCheck {
+                    index: d.index,
+                    pci_bus_id: d.pci_bus_id,
+                    busy: Some(format!("{} process(es) holding {mib} MiB", users.len())),
+                    ..Default::default()
+                });
+            }
+        }
         let timeout = params.gpu_timeout.duration();
         let (check, gpus, topo) = std::thread::scope(|s| {
             let check = s.spawn(|| gpu_check::check_gpus(&targets, timeout));
@@ -239,6 +251,11 @@ impl Scenario for Health {
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
             (check, gpus, topo)
         });
+        let mut check = check;
+        if check.unavailable.is_none() {
+            check.gpus.extend(busy);
+            check.gpus.sort_by_key(|g| g.index);
+        }
         let (mut devices, topo) = topo?;
         for d in devices.iter_mut() {
             d.cuda_ordinal = check
@@ -506,7 +523,8 @@ fn thorough(
     let live: Vec<u32> = data
         .gpus
         .iter()
-        .filter(|g| g.lost.is_none())
+        // Not a lost GPU, nor one a job uses: inject oom fills the memory.
+        .filter(|g| g.lost.is_none() && g.processes.is_empty())
         .map(|g| g.index)
         .collect();
     let oom: Vec<Result<Report>> = std::thread::scope(|s| {
