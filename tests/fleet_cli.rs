@@ -116,7 +116,7 @@ fn three_planted_outliers_among_64_nodes_are_exactly_the_three_flagged() {
     assert!(
         rows[1].contains("missing bandwidth")
             && rows[2].contains("h2d_pinned_gbps")
-            && rows[2].contains("% worse"),
+            && rows[2].contains("vs median 5"),
         "{table}"
     );
     let (_, md) = fleet(&[dir.path().to_str().unwrap(), "--format", "markdown"]);

@@ -33,7 +33,7 @@ pub fn fleet(f: &Fleet, style: Style, limit: usize) -> String {
         return out;
     }
     let mut t = style.table();
-    t.set_header(["node", "group", "what", "by how much"]);
+    t.set_header(["node", "grp", "what", "by how much"]);
     let shown = if limit == 0 {
         flagged
     } else {
@@ -62,7 +62,7 @@ pub fn fleet(f: &Fleet, style: Style, limit: usize) -> String {
             flagged - shown
         ));
     }
-    out.push_str("\nOutliers: a metric at least --sigmas robust deviations (1.4826 x MAD) and --min-gap from its group's median, in the worse direction. Missing: a scenario most of the group ran.\n");
+    out.push_str("\nOutlier: at least --sigmas robust deviations (1.4826 x MAD) and --min-gap\nfrom the group's median, in the worse direction. Missing: a scenario at least\nhalf of the group ran. Messages are cut here: --json has them whole.\n");
     out
 }
 
@@ -74,15 +74,15 @@ fn describe(flag: &Flag) -> (String, String) {
                 Some(i) => format!("{} gpu{i}", x.code),
                 None => x.code.clone(),
             };
-            (what, clip(&x.message, 60))
+            (clip(&what, 24), clip(&x.message, 32))
         }
         Flag::MissingScenario {
             scenario,
             peers_ran,
             peers,
         } => (
-            format!("missing {scenario}"),
-            format!("ran by {peers_ran} of {} node(s) of its group", peers + 1),
+            clip(&format!("missing {scenario}"), 24),
+            format!("ran by {peers_ran} of {} in group", peers + 1),
         ),
         Flag::Outlier {
             metric,
@@ -93,16 +93,27 @@ fn describe(flag: &Flag) -> (String, String) {
         } => {
             let name = metric.split_once('/').map(|(_, m)| m).unwrap_or(metric);
             (
-                name.to_string(),
+                clip(name, 24),
                 format!(
-                    "{} vs median {} ({:.1}% worse)",
-                    format_value(*value),
-                    format_value(*median),
+                    "{} vs median {} (-{:.1}%)",
+                    short(*value),
+                    short(*median),
                     gap * 100.0
                 ),
             )
         }
-        Flag::Unreadable { error } => ("unreadable report".into(), clip(error, 60)),
+        Flag::Unreadable { error } => ("unreadable report".into(), clip(error, 32)),
+    }
+}
+
+/// A value in few characters: 41.2, 1,490, 0.0312.
+fn short(v: f64) -> String {
+    if v.abs() >= 1000.0 {
+        format_value(v.round())
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
     }
 }
 

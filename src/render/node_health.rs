@@ -16,9 +16,19 @@ pub fn summary(out: &mut String, rows: &[(&str, String)], style: Style) {
     let mut t = style.table();
     t.set_header(["check", "result"]);
     for (k, v) in rows {
-        t.add_row([k.to_string(), v.clone()]);
+        // Whole in the findings below and in --json: one line each here.
+        t.add_row([k.to_string(), fit_cell(v, 60)]);
     }
     style.section(out, "Health", t);
+}
+
+fn fit_cell(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut c: String = text.chars().take(max - 1).collect();
+    c.push('…');
+    c
 }
 
 /// One row per GPU: its NVML state, the quick check and its time, its worst finding's code.
