@@ -14,7 +14,7 @@ use clap::{Arg, ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Par
 
 use crate::context::RunOptions;
 use crate::runner::{self, ChildArgs, Request};
-use crate::scenarios::{self, DynScenario};
+use crate::scenarios::{self, DynScenario, Finished};
 
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
@@ -217,6 +217,14 @@ enum Builtin {
     )]
     Compare(crate::compare::CompareArgs),
 
+    /// Many nodes' reports: group identical nodes and flag the ones that stand out (failing
+    /// findings, missing scenarios, metric outliers).
+    #[command(
+        display_order = 22,
+        after_help = "Examples:\n  gpu-doctor fleet /shared/reports/\n  gpu-doctor fleet reports/*.json --format markdown >> \"$GITHUB_STEP_SUMMARY\"\n  gpu-doctor fleet reports/ --json -o fleet.json\n\nExit 0: no node stands out; 1: a node is flagged; 2: input error. docs/fleet.md."
+    )]
+    Fleet(crate::fleet::FleetArgs),
+
     /// Print the JSON Schema of the report format.
     #[command(
         display_order = 22,
@@ -380,6 +388,7 @@ pub enum Invocation {
     InjectAll,
     Run(crate::suite::RunArgs),
     Compare(crate::compare::CompareArgs),
+    Fleet(crate::fleet::FleetArgs),
     Schema,
     Completions(clap_complete::Shell),
     Man(Vec<String>),
@@ -514,6 +523,17 @@ fn invocation(matches: &ArgMatches) -> Result<(GlobalOpts, Invocation), clap::Er
             refuse_all_globals(leaf, &name, "it prints a manual page")?;
             Invocation::Man(command)
         }
+        Builtin::Fleet(a) => {
+            refuse_globals(
+                leaf,
+                &name,
+                &[
+                    ("device", "fleet reads reports"),
+                    ("timeout", "fleet runs nothing"),
+                ],
+            )?;
+            Invocation::Fleet(a)
+        }
         Builtin::Snapshot => Invocation::Snapshot,
         Builtin::Exporter(a) => Invocation::Exporter(a),
         Builtin::Child(a) => Invocation::Child(a),
@@ -584,6 +604,13 @@ pub enum Outcome {
     Report(Box<crate::report::Report>),
     /// Text for stdout and the exit code.
     Text(String, i32),
+    /// One line for another program (node-problem-detector) instead of the report, the exit
+    /// code that program expects, and the report for `-o` when there is one.
+    Line {
+        report: Option<Box<crate::report::Report>>,
+        text: String,
+        code: i32,
+    },
 }
 
 /// Runs what the command line asks for. Outputs are checked first: `-o` must be writable and
@@ -635,12 +662,32 @@ pub fn execute(global: &GlobalOpts, invocation: Invocation) -> Result<Outcome> {
                 stream: true,
                 ..opts.clone()
             };
-            report(runner::execute(request, &opts)?)
+            // The scenario has the last word on how its run ends (health: a scheduler's line,
+            // a drain), once the report is complete.
+            let (scenario, params) = (request.scenario, request.params.clone());
+            let result = runner::execute(request, &opts).map(|mut r| {
+                if let Some(session) = &session {
+                    session.finish(&mut r);
+                }
+                r
+            });
+            return Ok(match scenario.finish(&params, result)? {
+                Finished::Report(r) => report(r),
+                Finished::Line { report, text, code } => Outcome::Line {
+                    report: report.map(Box::new),
+                    text,
+                    code,
+                },
+            });
         }
         Invocation::InjectAll => report(runner::execute_inject_all(&opts)?),
         Invocation::Run(args) => report(crate::suite::run(&args, &opts, output)?),
         Invocation::Compare(args) => {
             let (text, code) = crate::compare::run(&args, output, global.json, global.style())?;
+            Outcome::Text(text, code)
+        }
+        Invocation::Fleet(args) => {
+            let (text, code) = crate::fleet::run(&args, output, global.json, global.style())?;
             Outcome::Text(text, code)
         }
         Invocation::Schema => {

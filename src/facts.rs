@@ -4,9 +4,11 @@
 pub mod bandwidth;
 pub mod cuda_codes;
 pub mod faults;
+pub mod gpu_check;
 pub mod live;
 pub mod memory;
 pub mod program;
+pub mod slurm;
 pub mod trace;
 
 use schemars::JsonSchema;

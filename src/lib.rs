@@ -3,8 +3,8 @@
 //!
 //! Layers, each importing only from the ones before it (a test checks this):
 //! `units`, `error`, `report` → `facts` → `context` (with `isolate::protocol`) → `probe`,
-//! `program` | `analyze` → `render` → `isolate` → `scenarios` → `runner`, `suite`, `compare`, `exporter` →
-//! `cli`. `probe` and `program` are the only code that touches NVML, CUDA or a user's program;
+//! `program` | `analyze` → `render` → `isolate` → `scenarios` → `runner`, `suite`, `compare`,
+//! `fleet`, `exporter` → `cli`. `probe` and `program` are the only code that touches NVML, CUDA or a user's program;
 //! `analyze` is pure; `render` only formats. docs/design.md has the whole picture.
 //!
 //! Public: the command line, and the report format with what it carries (`report`, `facts`,
@@ -18,6 +18,7 @@ pub mod error;
 pub(crate) mod examples;
 pub(crate) mod exporter;
 pub mod facts;
+pub(crate) mod fleet;
 pub(crate) mod isolate;
 pub mod output;
 pub(crate) mod probe;

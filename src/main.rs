@@ -78,6 +78,13 @@ fn run(global: &cli::GlobalOpts, invocation: cli::Invocation) -> anyhow::Result<
             print(&text)?;
             Ok(code)
         }
+        Outcome::Line { report, text, code } => {
+            if let (Some(path), Some(report)) = (&global.output, &report) {
+                gpu_doctor::output::write_json_atomic(path, report)?;
+            }
+            print(&(text + "\n"))?;
+            Ok(code)
+        }
         Outcome::Report(report) => {
             if let Some(path) = &global.output {
                 gpu_doctor::output::write_json_atomic(path, &report)?;

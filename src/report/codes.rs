@@ -48,6 +48,13 @@ codes! {
     XID_NVLINK_ERROR => "XID 74, an NVLink error: check the links and the fabric manager, then reset the GPU.",
     XID_OTHER => "An XID to note rather than act on at once (61, 92, 154), or one not in gpu-doctor's catalog: look it up in NVIDIA's.",
     XID_EVENTS_UNAVAILABLE => "NVML could not register for XID events on the GPU (or its event wait failed): XIDs on it are not seen.",
+    // health (Slurm, Kubernetes, NHC): docs/health.md
+    DRIVER_NOT_LOADED => "The NVIDIA driver did not load (libnvidia-ml missing, or nvmlInit failed) on a node that `health --expect-gpus N` says has GPUs.",
+    GPU_COUNT_MISMATCH => "NVML sees a different number of GPUs than `health --expect-gpus N` expects: a GPU is missing or fell off the bus before the driver loaded.",
+    GPU_CHECK_FAILED => "health's quick GPU check (a context, a small allocation, a kernel, a sync, the result read back, a free) failed on a GPU: the call and the driver's answer are in the message.",
+    GPU_CHECK_TIMEOUT => "health's quick GPU check did not finish on a GPU within --gpu-timeout: the GPU (or its driver) hangs.",
+    GPU_CHECK_UNAVAILABLE => "health's quick GPU check could not run here (no CUDA driver, a replayed machine, a GPU hidden from CUDA): a warning, or a failure with --on-error drain; info for a GPU left alone because a job uses it.",
+    HEALTH_CANNOT_RUN => "gpu-doctor health could not run at all (no NVIDIA driver where no GPU is expected, an unreadable device list); with --on-error drain that is a failure under this code.",
     // trace ctx
     CONTEXT_NOT_CURRENT => "A driver call ran on an OS thread where no CUDA context was current and answered CUDA_ERROR_INVALID_CONTEXT (201): work hopped threads without binding its context.",
     DEVICE_MIXUP => "Memory meant for one context/GPU was allocated while another was current: cuPointerGetAttribute places it elsewhere, and the allocation itself succeeded.",

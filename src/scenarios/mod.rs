@@ -29,6 +29,7 @@ use crate::report::{Analysis, DeviceInfo, Finding, Host, Report, codes};
 
 pub(crate) mod bandwidth;
 pub(crate) mod ctx_destroy;
+pub(crate) mod health;
 pub(crate) mod illegal_address;
 pub(crate) mod info;
 pub(crate) mod nvml;
@@ -66,6 +67,18 @@ impl<D> Probed<D> {
 pub(crate) struct Redirect {
     pub scenario: &'static str,
     pub params: serde_json::Value,
+}
+
+/// How a command line's run of a scenario ends: its report, as usual, or one line for another
+/// program to read (node-problem-detector) with the exit code that program expects.
+pub(crate) enum Finished {
+    Report(Report),
+    Line {
+        /// The report, when there is one (written with `-o`).
+        report: Option<Report>,
+        text: String,
+        code: i32,
+    },
 }
 
 /// One scenario: what it takes, what it gathers, how it judges and shows it.
@@ -160,6 +173,13 @@ pub(crate) trait Scenario: Send + Sync + 'static {
 
     /// The scenario's own tables, between the report's header and its generic sections.
     fn render(data: &Self::Data, report: &Report, out: &mut String, style: Style);
+
+    /// What the command line's run ends with, from the runner's result: the report as it is
+    /// for most scenarios. `health` acts on it for a scheduler here (drains the node in Slurm,
+    /// answers node-problem-detector in one line, applies `--on-error`). Suites do not call it.
+    fn finish(_params: &Self::Params, result: Result<Report>) -> Result<Finished> {
+        result.map(Finished::Report)
+    }
 }
 
 /// Object-safe view of a [`Scenario`] with params as JSON, for the registry.
@@ -206,6 +226,8 @@ pub(crate) trait DynScenario: Send + Sync {
     fn reanalyse(&self, params: &serde_json::Value, saved: &Report) -> Option<Result<Report>>;
     /// The scenario's tables for a report of it.
     fn render(&self, report: &Report, out: &mut String, style: Style);
+    /// See [`Scenario::finish`].
+    fn finish(&self, params: &serde_json::Value, result: Result<Report>) -> Result<Finished>;
 }
 
 struct Erased<S>(std::marker::PhantomData<S>);
@@ -395,6 +417,12 @@ impl<S: Scenario> DynScenario for Erased<S> {
             )),
         }
     }
+    fn finish(&self, params: &serde_json::Value, result: Result<Report>) -> Result<Finished> {
+        match typed::<S>(params) {
+            Ok(p) => S::finish(&p, result),
+            Err(_) => result.map(Finished::Report),
+        }
+    }
 }
 
 /// Helper for [`registry`].
@@ -407,6 +435,7 @@ pub(crate) fn registry() -> &'static [&'static dyn DynScenario] {
     static ALL: &[&dyn DynScenario] = &[
         entry::<info::Info>(),
         entry::<topo::Topo>(),
+        entry::<health::Health>(),
         entry::<oom::Oom>(),
         entry::<ctx_destroy::CtxDestroy>(),
         entry::<ctx_destroy::CtxDestroyPart>(),

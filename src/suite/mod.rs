@@ -150,13 +150,16 @@ mod tests {
             assert_eq!(s.name, name);
         }
         let full = load(&dir.join("full.toml")).unwrap();
-        // Program mode runs the user's own COMMAND: a shipped suite cannot name one.
+        // Program mode runs the user's own COMMAND: a shipped suite cannot name one. `health`
+        // is the node check made of info, topo and a quick kernel for schedulers: full.toml
+        // runs its parts.
         let needs_program = [
             "inject oom --",
             "inject error",
             "trace ctx --",
             "inject nvml",
             "replay",
+            "health",
         ];
         for s in scenarios::registry()
             .iter()

@@ -37,6 +37,10 @@ fn command_line(s: &dyn DynScenario, flag: &str, value: &str) -> Vec<String> {
     if s.name() == "inject error" {
         args.extend(["--call", "cuMemAlloc", "--code", "2", "--", "true"].map(String::from));
     }
+    if s.name() == "health" {
+        // Its thresholds apply only with --thorough (given without it, they are refused).
+        args.push("--thorough".into());
+    }
     args
 }
 
@@ -64,6 +68,9 @@ fn suite_verdict(s: &dyn DynScenario, key: &str, value: &str) -> Result<(), Stri
     let mut params = format!("{key} = {value}");
     if s.name() == "inject error" {
         params.push_str(", call = \"cuMemAlloc\", code = \"2\", command = [\"true\"]");
+    }
+    if s.name() == "health" {
+        params.push_str(", thorough = true");
     }
     std::fs::write(
         &path,

@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["isolate"],
     &["scenarios"],
     &["runner"],
-    &["suite", "compare", "exporter"],
+    &["suite", "compare", "fleet", "exporter"],
     &["cli"],
 ];
 
