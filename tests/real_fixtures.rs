@@ -377,8 +377,8 @@ fn oom_on_the_h200_reaches_the_edge_past_the_total_memory_guard() {
 }
 
 #[test]
-fn the_full_suite_ran_every_scenario_on_the_h100() {
-    let r = fixture("h100-suite-full.json");
+fn the_full_suite_ran_every_scenario_on_the_h200x2() {
+    let r = fixture("h200x2-suite-full.json");
     assert_eq!(r.status, Status::Pass);
     let ran: Vec<&str> = r.reports.iter().map(|x| x.scenario.as_str()).collect();
     // What scenarios/full.toml lists today (it names every scenario but program modes).

@@ -95,6 +95,29 @@ PY
 python3 -c "import json,sys; r=json.load(open('$OUT/topo-plain.json')); sys.exit(1 if r['metrics'] or 'bandwidth' in r['data'] or r['steps'] else 0)" \
     || fail "plain topo measured bandwidth"
 
+echo "== --p2p-budget (a budget below one pair: rings; two GPUs still get both pairs)"
+"$BIN" bandwidth --size 64MiB --samples 1 --copies 2 --warmup 1 --slow-copies 1 --no-pageable \
+    --p2p-budget 1ms --quiet -o "$OUT/bandwidth-p2p-budget.json" > "$OUT/bandwidth-p2p-budget.txt" 2>&1
+rc=$?
+[ "$rc" -le 1 ] || fail "bandwidth --p2p-budget 1ms exited $rc"
+python3 - "$OUT/bandwidth-p2p-budget.json" <<'PY' || fail "--p2p-budget"
+import json, sys
+r = json.load(open(sys.argv[1]))
+n = len(r["devices"])
+peers = r["data"].get("peers")
+if n < 2:
+    print("one GPU: no peer paths"); sys.exit(0)
+ordered = {(s["device"], s.get("peer")) for s in r["data"]["facts"]["samples"] if s["path"] == "p2p"}
+skipped = [tuple(p) for p in (peers.get("skipped") or {}).get("pairs", [])]
+print(f"{n} GPUs: {len(ordered)} ordered pairs measured, {len(skipped)} skipped")
+if n == 2:
+    assert len(ordered) == 2 and not skipped, "two GPUs must get both pairs"
+else:
+    assert len(ordered) == n and len(skipped) == n * (n - 1) - n, "one ring of n pairs"
+    assert {a for a, _ in ordered} == set(d["index"] for d in r["devices"]), "every GPU a source"
+    assert peers["skipped"]["reason"], "a reason"
+PY
+
 echo "== compute-sanitizer --leak-check full (64 MiB, short)"
 compute-sanitizer --leak-check full --error-exitcode 99 \
     "$BIN" bandwidth --size 64MiB --samples 1 --copies 2 --warmup 1 --slow-copies 1 --quiet \

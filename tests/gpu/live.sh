@@ -181,7 +181,7 @@ kill -TERM "$exp_pid" 2>/dev/null
 wait "$exp_pid" 2>/dev/null
 
 # --- 3. scrape benchmark ------------------------------------------------------------------
-if N=1000 bash "$HERE/../../bench/exporter_scrape.sh" "$BIN" "$OUT" >"$OUT/exporter-scrape-bench.txt" 2>&1; then
+if N=${LIVE_SCRAPES:-1000} bash "$HERE/../../bench/exporter_scrape.sh" "$BIN" "$OUT" >"$OUT/exporter-scrape-bench.txt" 2>&1; then
   cat "$OUT/exporter-scrape-bench.txt"
 else
   fail "scrape benchmark: $(tail -5 "$OUT/exporter-scrape-bench.txt")"
