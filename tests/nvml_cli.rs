@@ -282,12 +282,19 @@ fn a_suite_entry_runs_on_a_replayed_machine_with_its_own_faults() {
         ]
     );
     assert!(r.reports[0].findings.iter().any(|f| f.code == "GPU_LOST"));
-    assert_eq!(r.reports[0].nvml.as_ref().unwrap().faults, ["gpu-lost@gpu1"]);
+    assert_eq!(
+        r.reports[0].nvml.as_ref().unwrap().faults,
+        ["gpu-lost@gpu1"]
+    );
     assert!(r.reports[1].nvml.as_ref().unwrap().faults.is_empty());
     assert_eq!(r.devices.len(), 2, "the lost GPU is GPU 1, not a third one");
 
     // A bad fault is found before anything runs, where it is written.
-    std::fs::write(&suite, "[[scenario]]\nname = \"info\"\nfaults = [\"gpu-lots\"]\n").unwrap();
+    std::fs::write(
+        &suite,
+        "[[scenario]]\nname = \"info\"\nfaults = [\"gpu-lots\"]\n",
+    )
+    .unwrap();
     let out = doctor()
         .args(["run", "--check", &suite.display().to_string()])
         .assert()
@@ -295,5 +302,8 @@ fn a_suite_entry_runs_on_a_replayed_machine_with_its_own_faults() {
         .get_output()
         .clone();
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("lost.toml:3:") && err.contains("gpu-lots"), "{err}");
+    assert!(
+        err.contains("lost.toml:3:") && err.contains("gpu-lots"),
+        "{err}"
+    );
 }

@@ -251,8 +251,16 @@ fn fake() -> Option<&'static Fake> {
             &s(&interposed.join("libcuda.so.1")),
             &s(&fake_c),
         ]) && std::os::unix::fs::symlink("libcuda.so.1", lib.join("libcuda.so")).is_ok()
-            && cc(&["-o", &s(&d.join("prog")), &s(&prog_c), "-ldl", "-lpthread"])
             && cc(&[
+                "-g",
+                "-o",
+                &s(&d.join("prog")),
+                &s(&prog_c),
+                "-ldl",
+                "-lpthread",
+            ])
+            && cc(&[
+                "-g",
                 "-DLINKED",
                 "-o",
                 &s(&d.join("prog_linked")),
@@ -397,6 +405,61 @@ fn oom_limit_through_every_path() {
             "{what}: no double wrap"
         );
     }
+}
+
+/// A program that ends without exit handlers (`_exit`, as Go's exit_group; SIGKILL) keeps its
+/// calls, peak and the memory it still held: the shim's ledger has them.
+#[test]
+fn accounting_survives_an_exit_without_exit_handlers() {
+    let Some(f) = fake() else { return };
+    let env = [("LD_LIBRARY_PATH", f.lib.as_os_str())];
+    let prog = f.prog.to_str().unwrap();
+    for (how, signal) in [("exit-early", None), ("killed", Some("SIGKILL"))] {
+        let run = doctor(
+            "20s",
+            &[
+                "inject", "oom", "--limit", "1GiB", "--", prog, "dlsym", how, "3", "1",
+            ],
+            &env,
+        );
+        let r = run.report();
+        assert!(
+            run.stdout.contains("allocated 3 x 1048576"),
+            "{how}: {}",
+            run.stdout
+        );
+        assert_eq!(r.data["exit"]["signal_name"].as_str(), signal, "{how}");
+        assert_eq!(
+            r.data["calls"]["cuMemAlloc_v2"], 3,
+            "{how}: {}",
+            r.data["calls"]
+        );
+        assert_eq!(r.data["calls"]["cuLaunchKernel"], 3, "{how}");
+        assert_eq!(
+            r.data["peak"][0]["bytes"],
+            3 << 20,
+            "{how}: {}",
+            r.data["peak"]
+        );
+        assert_eq!(r.data["peak"][0]["held_at_end_bytes"], 3 << 20, "{how}");
+        assert_eq!(
+            r.data["shim"]["recovered"][0], r.data["exit"]["pid"],
+            "{how}"
+        );
+        assert!(!has_code(r, codes::CUDA_NOT_INTERCEPTED), "{how}");
+    }
+    // The same program exiting through its handlers: nothing to recover.
+    let run = doctor(
+        "20s",
+        &[
+            "inject", "oom", "--limit", "1GiB", "--", prog, "dlsym", "alloc", "2", "1",
+        ],
+        &env,
+    );
+    let r = run.report();
+    assert_eq!(r.data["calls"]["cuMemAlloc_v2"], 2);
+    assert_eq!(r.data["peak"][0]["held_at_end_bytes"], 0, "all freed");
+    assert_eq!(r.data["shim"]["recovered"], serde_json::json!([]));
 }
 
 #[test]
