@@ -4,6 +4,7 @@
 pub mod bandwidth;
 pub mod cuda_codes;
 pub mod faults;
+pub mod leaks;
 pub mod memory;
 pub mod program;
 pub mod trace;

@@ -6,6 +6,7 @@ pub mod bandwidth;
 pub mod compare;
 pub mod faults;
 pub mod health;
+pub mod leaks;
 pub mod memory;
 pub mod metric_kind;
 pub mod nvml;

@@ -36,6 +36,8 @@ pub enum Mode {
         delay_us: u64,
     },
     Trace,
+    /// `leak-check`: nothing injected; its own analysis is analyze::leaks.
+    Leak,
 }
 
 impl Mode {
@@ -44,6 +46,7 @@ impl Mode {
             Mode::Oom { .. } => "oom",
             Mode::Error { .. } => "error",
             Mode::Trace => "trace",
+            Mode::Leak => "leak",
         }
     }
 }
@@ -313,7 +316,7 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
                             .sum();
                         format!("{call} was called {n} time(s), never at a scheduled index")
                     }
-                    Mode::Trace => unreachable!(),
+                    Mode::Trace | Mode::Leak => unreachable!(),
                 };
                 findings.push(
                     Finding::new(
@@ -325,7 +328,7 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
                 );
             }
         }
-        Mode::Trace => {}
+        Mode::Trace | Mode::Leak => {}
     }
 
     // --- context trace
@@ -435,7 +438,7 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
             Metric::new(*bytes as f64, "bytes", Better::Lower).kind(MetricKind::Exact),
         );
     }
-    if *mode != Mode::Trace {
+    if matches!(mode, Mode::Oom { .. } | Mode::Error { .. }) {
         metrics.insert(
             "injected_failures".into(),
             Metric::new(injected_count as f64, "count", Better::Lower).kind(MetricKind::Exact),
@@ -512,6 +515,7 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
             data["threads"] = json!(thread_summary(&timeline));
             data["timeline"] = json!(timeline);
         }
+        Mode::Leak => {}
     }
     Analysis {
         findings,

@@ -11,6 +11,7 @@
 
 pub mod python_hook;
 pub mod side_files;
+pub mod symbols;
 pub mod tail;
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -22,7 +23,7 @@ use anyhow::Result;
 
 use crate::output::PrivateDir;
 
-pub use crate::facts::program::{Ended, MapsCopy, Outcome, ShimEvent};
+pub use crate::facts::program::{Ended, Outcome, ShimEvent};
 use shim_proto::cuda::config as shim_config;
 
 /// Environment variable: path of a shim library to use instead of the embedded one.
@@ -55,7 +56,8 @@ pub struct Launch<'a> {
 pub struct Watch<'a> {
     /// The shim's events file (empty with the NVML library).
     pub events: Option<&'a Path>,
-    /// Since the program started.
+    /// When the program started (CLOCK_MONOTONIC µs, the events' clock) and since then.
+    pub start_us: u64,
     pub elapsed: Duration,
 }
 
@@ -159,6 +161,7 @@ pub fn run_watched(spec: &Launch<'_>, watch: &mut dyn FnMut(&Watch<'_>)) -> Resu
         if elapsed >= next_watch {
             watch(&Watch {
                 events: events_path.as_deref(),
+                start_us,
                 elapsed,
             });
             next_watch = elapsed + WATCH_PERIOD;

@@ -9,6 +9,7 @@ pub mod compare;
 pub mod faults;
 pub mod health;
 pub mod junit;
+pub mod leaks;
 pub mod nvml;
 pub mod program;
 pub mod report;

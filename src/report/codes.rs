@@ -82,6 +82,14 @@ codes! {
     NVML_NOT_USED => "The program never initialised NVML through gpu-doctor's NVML library (nvidia-smi, for one, is not reachable: docs/nvml.md).",
     REPLAY_QUERY_MISSING => "A replayed snapshot has no answer for a query the program made; it was answered NVML_ERROR_NOT_SUPPORTED, as a driver does for an unsupported query.",
     CTX_DESTROYED_IN_USE => "A driver call failed with CUDA_ERROR_CONTEXT_IS_DESTROYED: a context was destroyed while a thread still used it.",
+    // leak-check: docs/memory.md
+    LEAK_AT_EXIT => "Device memory the program allocated was still allocated when it ended (freed only by process exit), listed by call site; info when gpu-doctor stopped the program.",
+    LEAK_AT_CONTEXT_DESTROY => "Device memory was freed only when its context was destroyed (cuCtxDestroy, cudaDeviceReset): what compute-sanitizer --leak-check reports.",
+    REFERENCED_AT_EXIT => "Memory of a framework's caching allocator still referenced by its objects at exit, after its cache was released: not by itself a leak.",
+    POOL_CACHED_AT_EXIT => "A framework's caching allocator held memory it was not using at exit (released by gpu-doctor's hook, or kept by an allocator that cannot release it): cached, not leaked.",
+    DEVICE_MEMORY_GROWING => "Device memory held grows steadily to the end of the run: a leak, with its rate and when it would exhaust the free memory.",
+    LEAK_OVER_LIMIT => "More device memory was left allocated than --fail-over allows.",
+    LEAK_CHECK_CLEAN => "Every device allocation was freed by the program and its memory did not grow.",
 }
 
 /// What the parent of an isolated child concludes about the child itself (not its data).

@@ -30,6 +30,7 @@ pub(crate) mod bandwidth;
 pub(crate) mod ctx_destroy;
 pub(crate) mod illegal_address;
 pub(crate) mod info;
+pub(crate) mod leak_check;
 pub(crate) mod nvml;
 pub(crate) mod oom;
 pub(crate) mod program;
@@ -343,6 +344,7 @@ pub(crate) fn registry() -> &'static [&'static dyn DynScenario] {
         entry::<program::ProgramOom>(),
         entry::<program::InjectError>(),
         entry::<program::ProgramTrace>(),
+        entry::<leak_check::LeakCheck>(),
         entry::<nvml::InjectNvml>(),
         entry::<nvml::Replay>(),
     ];
