@@ -211,6 +211,10 @@ struct Fake {
     interposed: PathBuf,
     prog: PathBuf,
     linked: PathBuf,
+    /// tests/gpu/leak3.c and tests/gpu/service.c (the GPU checks' programs), linked against
+    /// the fake driver with tests/shim/include/cuda.h.
+    leak3: PathBuf,
+    service: PathBuf,
 }
 
 fn cc(args: &[&str]) -> bool {
@@ -236,6 +240,9 @@ fn fake() -> Option<&'static Fake> {
         std::fs::create_dir_all(&interposed).unwrap();
         let fake_c = src.join("fake_cuda.c");
         let prog_c = src.join("cuda_prog.c");
+        let gpu = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gpu");
+        let include = format!("-I{}", src.join("include").display());
+        let link = format!("-L{}", lib.display());
         let s = |p: &Path| p.to_str().unwrap().to_string();
         let ok = cc(&[
             "-shared",
@@ -269,7 +276,18 @@ fn fake() -> Option<&'static Fake> {
                 "-lcuda",
                 "-ldl",
                 "-lpthread",
-            ]);
+            ])
+            && ["leak3", "service"].iter().all(|name| {
+                cc(&[
+                    "-g",
+                    &include,
+                    "-o",
+                    &s(&d.join(name)),
+                    &s(&gpu.join(format!("{name}.c"))),
+                    &link,
+                    "-lcuda",
+                ])
+            });
         if !ok {
             eprintln!("skipped: no working C compiler (cc)");
             return None;
@@ -277,6 +295,8 @@ fn fake() -> Option<&'static Fake> {
         Some(Fake {
             prog: d.join("prog"),
             linked: d.join("prog_linked"),
+            leak3: d.join("leak3"),
+            service: d.join("service"),
             lib,
             interposed,
             _dir: dir,
@@ -951,5 +971,84 @@ fn leak_check_sees_steady_growth_and_writes_snapshots() {
         lines
             .windows(2)
             .all(|w| w[1]["t_s"].as_f64() > w[0]["t_s"].as_f64())
+    );
+}
+
+/// The programs tests/gpu/memory.sh runs on a GPU, here against the fake driver (linked, so
+/// through the shim's exported symbols): the sites and bytes it must find there, the primary
+/// context's reset, and a leaking service stopped by --survive-after.
+#[test]
+fn leak_check_on_the_gpu_checks_programs() {
+    let Some(f) = fake() else { return };
+    let env = [("LD_LIBRARY_PATH", f.lib.as_os_str())];
+    let leak3 = f.leak3.to_str().unwrap();
+    let run = doctor("20s", &["leak-check", "--", leak3], &env);
+    let r = run.report();
+    let sites = leaks(r)["sites"].as_array().unwrap();
+    let got: Vec<(String, u64, u64)> = sites
+        .iter()
+        .map(|g| {
+            let site = g["site"].as_str().unwrap();
+            (
+                site.split(' ').next().unwrap().to_string(),
+                g["bytes"].as_u64().unwrap(),
+                g["allocations"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("leak_site_a".to_string(), 3 << 20, 2),
+            ("leak_site_b".to_string(), 3 << 20, 1)
+        ]
+    );
+    assert!(has_code(r, codes::LEAK_AT_EXIT));
+
+    let run = doctor("20s", &["leak-check", "--", leak3, "destroy"], &env);
+    let r = run.report();
+    let s = &leaks(r)["summary"];
+    assert_eq!(
+        s["ctx_destroy_allocations"], 3,
+        "the primary context's reset frees them"
+    );
+    assert_eq!(s["ctx_destroy_bytes"], 6 << 20);
+    assert_eq!(s["at_exit_allocations"], 0);
+    assert!(has_code(r, codes::LEAK_AT_CONTEXT_DESTROY));
+
+    let run = doctor(
+        "20s",
+        &[
+            "leak-check",
+            "--survive-after",
+            "1500ms",
+            "--",
+            f.service.to_str().unwrap(),
+        ],
+        &env,
+    );
+    let r = run.report();
+    assert_eq!(r.data["verdict"], "kept_running");
+    let g = &leaks(r)["timeline"]["growth"];
+    let rate = g["rate_bytes_per_s"].as_f64().unwrap_or(0.0) / (1u64 << 20) as f64;
+    assert!(
+        rate > 40.0 && rate < 100.0,
+        "8 MiB every 100 ms: {rate} MiB/s"
+    );
+    let held = r
+        .findings
+        .iter()
+        .find(|x| x.code == codes::LEAK_AT_EXIT)
+        .unwrap();
+    assert_eq!(
+        held.severity,
+        gpu_doctor::report::Severity::Info,
+        "stopped: in use"
+    );
+    assert!(
+        leaks(r)["sites"][0]["site"]
+            .as_str()
+            .unwrap()
+            .starts_with("handle_request")
     );
 }

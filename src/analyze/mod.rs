@@ -5,6 +5,7 @@ pub mod band;
 pub mod bandwidth;
 pub mod compare;
 pub mod faults;
+pub mod fragmentation;
 pub mod health;
 pub mod leaks;
 pub mod memory;

@@ -163,17 +163,31 @@ impl Snapshots {
     }
 }
 
-/// Free device memory per CUDA ordinal, where NVML's index is known to be CUDA's: one GPU, or
-/// CUDA_DEVICE_ORDER=PCI_BUS_ID without CUDA_VISIBLE_DEVICES (NVML orders by bus).
-fn free_by_ordinal(samples: &BTreeMap<u32, u64>) -> BTreeMap<i64, u64> {
-    let visible = std::env::var_os("CUDA_VISIBLE_DEVICES").is_some();
-    let bus_order = std::env::var("CUDA_DEVICE_ORDER").is_ok_and(|v| v == "PCI_BUS_ID");
-    if visible || (samples.len() > 1 && !bus_order) {
+/// Free device memory per CUDA ordinal, where the NVML index behind each ordinal is known: one
+/// GPU visible, or CUDA_DEVICE_ORDER=PCI_BUS_ID (NVML orders by bus too), through
+/// CUDA_VISIBLE_DEVICES when it lists indices. Empty otherwise (no OOM estimate).
+fn free_by_ordinal(
+    samples: &BTreeMap<u32, u64>,
+    visible: Option<&str>,
+    bus_order: bool,
+) -> BTreeMap<i64, u64> {
+    let order: Vec<u32> = match visible {
+        None => samples.keys().copied().collect(),
+        Some(list) => {
+            let parsed: Option<Vec<u32>> = list.split(',').map(|s| s.trim().parse().ok()).collect();
+            let Some(parsed) = parsed else {
+                return BTreeMap::new();
+            };
+            parsed
+        }
+    };
+    if order.len() > 1 && !bus_order {
         return BTreeMap::new();
     }
-    samples
+    order
         .iter()
-        .map(|(i, free)| (i64::from(*i), *free))
+        .enumerate()
+        .filter_map(|(ordinal, index)| samples.get(index).map(|f| (ordinal as i64, *f)))
         .collect()
 }
 
@@ -198,12 +212,6 @@ impl Scenario for LeakCheck {
                 "leak-check: --frames {} is not in 1..={MAX_FRAMES}",
                 p.frames
             )));
-        }
-        if p.snapshot_every
-            .as_ref()
-            .is_some_and(|s| s.duration().is_zero())
-        {
-            return Err(input("leak-check: --snapshot-every must be longer than 0"));
         }
         if p.snapshot_file.is_some() && p.snapshot_every.is_none() {
             return Err(input("leak-check: --snapshot-file needs --snapshot-every"));
@@ -264,7 +272,11 @@ impl Scenario for LeakCheck {
             run: Some(LeakRun {
                 outcome,
                 symbols,
-                free_bytes: free_by_ordinal(&free),
+                free_bytes: free_by_ordinal(
+                    &free,
+                    std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref(),
+                    std::env::var("CUDA_DEVICE_ORDER").is_ok_and(|v| v == "PCI_BUS_ID"),
+                ),
             }),
             ..Default::default()
         };
@@ -329,10 +341,6 @@ mod tests {
                 ..ok.clone()
             },
             LeakCheckParams {
-                snapshot_every: Some("0s".parse().unwrap()),
-                ..ok.clone()
-            },
-            LeakCheckParams {
                 snapshot_file: Some("x".into()),
                 ..ok.clone()
             },
@@ -350,12 +358,25 @@ mod tests {
 
     #[test]
     fn free_memory_is_only_mapped_when_the_ordinal_is_known() {
-        // The test process's environment decides; with one GPU the mapping is the identity.
         let one = BTreeMap::from([(0u32, 5u64)]);
-        if std::env::var_os("CUDA_VISIBLE_DEVICES").is_none() {
-            assert_eq!(free_by_ordinal(&one), BTreeMap::from([(0i64, 5u64)]));
-        } else {
-            assert!(free_by_ordinal(&one).is_empty());
-        }
+        assert_eq!(free_by_ordinal(&one, None, false), BTreeMap::from([(0, 5)]));
+        let two = BTreeMap::from([(0u32, 5u64), (1, 7)]);
+        assert!(
+            free_by_ordinal(&two, None, false).is_empty(),
+            "CUDA's order unknown"
+        );
+        assert_eq!(
+            free_by_ordinal(&two, None, true),
+            BTreeMap::from([(0, 5), (1, 7)])
+        );
+        assert_eq!(
+            free_by_ordinal(&two, Some("1"), false),
+            BTreeMap::from([(0, 7)])
+        );
+        assert_eq!(
+            free_by_ordinal(&two, Some("1,0"), true),
+            BTreeMap::from([(0, 7), (1, 5)])
+        );
+        assert!(free_by_ordinal(&two, Some("GPU-abc"), true).is_empty());
     }
 }

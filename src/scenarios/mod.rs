@@ -28,6 +28,7 @@ use crate::report::{Analysis, DeviceInfo, Finding, Host, Report, codes};
 
 pub(crate) mod bandwidth;
 pub(crate) mod ctx_destroy;
+pub(crate) mod fragmentation;
 pub(crate) mod illegal_address;
 pub(crate) mod info;
 pub(crate) mod leak_check;
@@ -339,6 +340,7 @@ pub(crate) fn registry() -> &'static [&'static dyn DynScenario] {
         entry::<stream_misuse::DestroyedStream>(),
         entry::<illegal_address::IllegalAddress>(),
         entry::<illegal_address::IllegalAddressVariant>(),
+        entry::<fragmentation::Fragmentation>(),
         entry::<trace_ctx::TraceCtx>(),
         entry::<bandwidth::Bandwidth>(),
         entry::<program::ProgramOom>(),

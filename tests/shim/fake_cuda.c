@@ -31,6 +31,17 @@ CUresult cuCtxCreate_v2(CUcontext *c, unsigned flags, int dev) {
     return 0;
 }
 CUresult cuCtxDestroy_v2(CUcontext c) { if (current == c) current = 0; free(c); return 0; }
+/* The primary context: one per process, never freed. */
+static char primary[16];
+CUresult cuDeviceGet(int *d, int ordinal) { if (ordinal) return 101; *d = 0; return 0; }
+CUresult cuDevicePrimaryCtxRetain(CUcontext *c, int dev) { (void)dev; *c = primary; return 0; }
+CUresult cuDevicePrimaryCtxReset_v2(int dev) {
+    (void)dev;
+    if (current == (CUcontext)primary) current = 0;
+    return 0;
+}
+CUresult cuStreamCreate(void **s, unsigned flags) { (void)flags; *s = primary + 1; return 0; }
+CUresult cuStreamDestroy_v2(void *s) { (void)s; return 0; }
 CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t size) {
     if (!current) return 201;
     if (used + size > TOTAL) return 2;
