@@ -128,7 +128,8 @@ pub struct SiteGroup {
 /// Live device memory over the run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct Timeline {
-    /// (seconds since the program started, bytes held), at most [`Timeline::MAX_POINTS`].
+    /// (seconds since the program started, bytes held): [`Timeline::MAX_POINTS`] evenly spread,
+    /// and the peak's own point when none of them holds it.
     pub points: Vec<(f64, u64)>,
     /// Consecutive windows of the run, with how the memory held moved in each.
     pub windows: Vec<Window>,

@@ -156,6 +156,7 @@ mod tests {
             "trace ctx --",
             "inject nvml",
             "replay",
+            "leak-check",
         ];
         for s in scenarios::registry()
             .iter()

@@ -3,12 +3,12 @@
 # Run on the GPU machine:
 #   tests/gpu/memory.sh BIN OUTDIR
 # BIN: gpu-doctor release binary. Writes to OUTDIR:
-#   memory-leak3.json, memory-leak3-destroy.json      leak-check of tests/gpu/leak3.c
+#   GPU-leak-check.json, memory-leak3-destroy.json    leak-check of tests/gpu/leak3.c (GPU = h200,
+#                                                     h100, …: the fixture to keep in tests/fixtures/)
 #   memory-leak3-sanitizer.txt                        compute-sanitizer --leak-check full on it
 #   memory-torch-leak.json, memory-torch-noleak.json  leak-check of a PyTorch loop with/without a leak
 #   memory-service.json, memory-service-snapshots.jsonl   a leaking service stopped by --survive-after
-#   GPU-inject-fragmentation.json                     (GPU = h200, h100, …) the fixture to keep in
-#                                                     tests/fixtures/ unedited
+#   GPU-inject-fragmentation.json                     the fixture to keep in tests/fixtures/
 #   memory-leak-overhead.txt                          bench/leak_overhead.sh with 3 rounds
 # Needs gcc and the CUDA headers (nvcc's), python3 (torch: skipped with a note if missing),
 # compute-sanitizer (skipped with a note if missing or if it refuses the device, as on gVisor).
@@ -28,6 +28,10 @@ skip() { echo "SKIP  $*"; }
 export PATH="$PATH:/usr/local/cuda/bin"
 # NVML's index is CUDA's ordinal: the OOM estimate needs it (docs/memory.md).
 export CUDA_DEVICE_ORDER=PCI_BUS_ID
+
+# The GPU's short name, for the fixtures' names (tests/fixtures/h200-…).
+GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader -i 0 2>/dev/null | grep -oiE 'h100|h200|a100|l40s|b200' | head -1 | tr 'A-Z' 'a-z')
+GPU=${GPU:-gpu}
 
 CUDA_INC=$(dirname "$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")")/include
 gcc -g -O0 -o "$WORK/leak3" "$HERE/leak3.c" -I"$CUDA_INC" -lcuda || fail "gcc leak3.c"
@@ -66,8 +70,8 @@ PY
 }
 
 # 1. A C program that leaks 3 buffers at 2 call sites: all caught, the right sites and bytes.
-"$BIN" leak-check -q -o "$OUT/memory-leak3.json" -- "$WORK/leak3" > "$WORK/log" 2>&1
-check "leak-check finds the 3 buffers at their 2 call sites" "$OUT/memory-leak3.json" 0 $? '
+"$BIN" leak-check -q -o "$OUT/$GPU-leak-check.json" -- "$WORK/leak3" > "$WORK/log" 2>&1
+check "leak-check finds the 3 buffers at their 2 call sites" "$OUT/$GPU-leak-check.json" 0 $? '
     s = l["summary"]
     assert s["at_exit_allocations"] == 3 and s["at_exit_bytes"] == 6 << 20, s
     sites = [(g["site"].split(" ")[0], g["bytes"], g["allocations"]) for g in l["sites"]]
@@ -174,8 +178,7 @@ check "a service stopped by --survive-after: report written, growth and OOM esti
 ' "$WORK/log"
 
 # 5. inject fragmentation on this GPU: the fixture.
-GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader -i 0 2>/dev/null | grep -oiE 'h100|h200|a100|l40s|b200' | head -1 | tr 'A-Z' 'a-z')
-FIXTURE="$OUT/${GPU:-gpu}-inject-fragmentation.json"
+FIXTURE="$OUT/$GPU-inject-fragmentation.json"
 "$BIN" inject fragmentation -q -o "$FIXTURE" > "$WORK/log" 2>&1
 rc=$?
 check "inject fragmentation: figures, verdict, remedies reach the free memory, memory back" "$FIXTURE" 0 $rc '

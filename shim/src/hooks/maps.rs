@@ -53,7 +53,8 @@ impl Maps {
         let mut path = [0u8; 4200];
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() } as u64;
-        let named = side_path(&mut path, events, pid, self.seq).is_some();
+        // No events file (gpu-doctor gone, or none given): no copy, never a file elsewhere.
+        let named = !events.is_empty() && side_path(&mut path, events, pid, self.seq).is_some();
         // SAFETY: open/read/write/close on our own descriptors and buffers; errors only stop
         // the copy (the ranges read so far are kept).
         unsafe {
