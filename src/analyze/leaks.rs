@@ -124,6 +124,9 @@ pub struct Tracker {
     pools: Vec<PoolNote>,
     /// A framework releasing its cache in this process now.
     releasing: HashMap<u64, String>,
+    /// When the first framework started releasing its cache: the program was exiting, and the
+    /// drop that follows is gpu-doctor's hook, not the program's behaviour.
+    exiting_us: Option<u64>,
     pool_cached: (u64, u64),
     processes: BTreeSet<u64>,
 }
@@ -386,6 +389,7 @@ impl Tracker {
         let framework = e.framework.clone().unwrap_or_default();
         match e.phase.as_deref() {
             Some("before") => {
+                self.exiting_us.get_or_insert(e.t_us);
                 self.pools.push(PoolNote {
                     pid: e.pid,
                     framework: framework.clone(),
@@ -535,6 +539,7 @@ pub fn analyze(input: &Input<'_>) -> LeakAnalysis {
         &f.t.series,
         input.start_us,
         f.end_us,
+        f.t.exiting_us.unwrap_or(f.end_us),
         summary.peak_bytes,
         free_near_end,
     );
@@ -695,10 +700,13 @@ const MIN_GROWTH_BYTES: u64 = 8 << 20;
 /// A straight line must explain this share of the variance.
 const MIN_R2: f64 = 0.8;
 
+/// The timeline from the first allocation to `end_us`; growth is judged up to `growth_end_us`
+/// (the program's own run, before gpu-doctor's exit hook released caches).
 fn timeline(
     series: &Series,
     start_us: u64,
     end_us: u64,
+    growth_end_us: u64,
     peak: u64,
     free_near_end: Option<u64>,
 ) -> Timeline {
@@ -740,15 +748,18 @@ fn timeline(
             })
             .collect()
     };
-    let growth = growth(series, first_us, end_us).map(|(rate, from, to, grown, r2)| Growth {
-        rate_bytes_per_s: rate,
-        from_s: s(from),
-        to_s: s(to),
-        grown_bytes: grown,
-        r2,
-        free_bytes: free_near_end,
-        oom_in_s: free_near_end.map(|f| f as f64 / rate),
-    });
+    let growth =
+        growth(series, first_us, growth_end_us.min(end_us)).map(|(rate, from, to, grown, r2)| {
+            Growth {
+                rate_bytes_per_s: rate,
+                from_s: s(from),
+                to_s: s(to),
+                grown_bytes: grown,
+                r2,
+                free_bytes: free_near_end,
+                oom_in_s: free_near_end.map(|f| f as f64 / rate),
+            }
+        });
     Timeline {
         points,
         windows,
@@ -1291,6 +1302,37 @@ mod tests {
             a.findings.iter().all(|f| f.severity == Severity::Info),
             "a framework's objects at exit and its cache are no leak"
         );
+    }
+
+    /// The cache released by the exit hook is a drop of gpu-doctor's making: growth is judged
+    /// on the run before it.
+    #[test]
+    fn growth_is_judged_before_the_exit_hook_released_the_cache() {
+        let sym = Symbols::default();
+        let mut events = steady(true);
+        let t = 60_100_000;
+        events.push(ShimEvent {
+            framework: Some("torch".into()),
+            phase: Some("before".into()),
+            dev: Some(0),
+            ..ev("pool", t)
+        });
+        for i in 0..600u64 {
+            events.push(free(t + 1 + i, 0x1000 + i));
+        }
+        events.push(ShimEvent {
+            framework: Some("torch".into()),
+            phase: Some("after".into()),
+            dev: Some(0),
+            ..ev("pool", t + 1000)
+        });
+        let a = analyze(&input(&events, &sym, t + 2_000_000));
+        assert!(
+            a.digest.timeline.growth.is_some(),
+            "{:?}",
+            a.digest.timeline.windows
+        );
+        assert_eq!(a.digest.summary.pool_cached_allocations, 600);
     }
 
     /// A steady leak: 4 MiB every 100 ms for 60 s after a 1 GiB model load.

@@ -36,7 +36,9 @@ def _gpu_doctor_pools():
     torch = _sys.modules.get("torch")
     try:
         if torch is not None and torch.cuda.is_initialized():
-            devices = range(torch.cuda.device_count())
+            # Only the devices the program used: touching another would create its context.
+            devices = [d for d in range(torch.cuda.device_count())
+                       if torch.cuda.memory_reserved(d) > 0]
 
             def note(phase):
                 for d in devices:
@@ -53,8 +55,9 @@ def _gpu_doctor_pools():
         pass
     cupy = _sys.modules.get("cupy")
     try:
-        if cupy is not None:
-            pool = cupy.get_default_memory_pool()
+        pool = cupy.get_default_memory_pool() if cupy is not None else None
+        # A pool that never allocated: the program may not have used CUDA at all.
+        if pool is not None and pool.total_bytes() > 0:
             dev = cupy.cuda.runtime.getDevice()
             emit(framework="cupy", phase="before", dev=dev,
                  in_use=pool.used_bytes(), reserved=pool.total_bytes())
@@ -66,7 +69,8 @@ def _gpu_doctor_pools():
         pass
     jax = _sys.modules.get("jax")
     try:
-        from jax._src import xla_bridge
+        if jax is not None:
+            from jax._src import xla_bridge
         if jax is not None and xla_bridge.backends_are_initialized():
             # XLA's allocator cannot hand its pool back: what it holds is only noted.
             for d in jax.local_devices():
