@@ -5,6 +5,7 @@ pub mod bandwidth;
 pub mod cuda_codes;
 pub mod faults;
 pub mod gpu_check;
+pub mod leaks;
 pub mod live;
 pub mod memory;
 pub mod program;

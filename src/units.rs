@@ -36,6 +36,21 @@ pub fn format_bytes(bytes: u64) -> String {
 /// takes is a wait or a limit, and neither makes sense at zero.
 pub use shim_proto::units::parse_duration;
 
+/// "0.3 s", "42 s", "5.0 min", "3.2 h", "2.5 days".
+pub fn format_span(s: f64) -> String {
+    if s < 10.0 {
+        format!("{s:.1} s")
+    } else if s < 90.0 {
+        format!("{s:.0} s")
+    } else if s < 5400.0 {
+        format!("{:.1} min", s / 60.0)
+    } else if s < 2.0 * 86400.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else {
+        format!("{:.1} days", s / 86400.0)
+    }
+}
+
 /// Checks that `v` is a finite number within `[lo, hi]`; NaN and infinities are refused with
 /// a plain message naming `what`.
 pub fn check_range(what: &str, v: f64, lo: f64, hi: f64) -> Result<f64, String> {
@@ -229,6 +244,15 @@ pub fn signal_name(sig: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_read_well() {
+        assert_eq!(format_span(42.0), "42 s");
+        assert_eq!(format_span(0.25), "0.2 s");
+        assert_eq!(format_span(300.0), "5.0 min");
+        assert_eq!(format_span(7200.0), "2.0 h");
+        assert_eq!(format_span(3.0 * 86400.0), "3.0 days");
+    }
 
     #[test]
     fn parses_binary_units_and_plain_bytes() {

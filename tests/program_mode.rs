@@ -211,6 +211,10 @@ struct Fake {
     interposed: PathBuf,
     prog: PathBuf,
     linked: PathBuf,
+    /// tests/gpu/leak3.c and tests/gpu/service.c (the GPU checks' programs), linked against
+    /// the fake driver with tests/shim/include/cuda.h.
+    leak3: PathBuf,
+    service: PathBuf,
 }
 
 fn cc(args: &[&str]) -> bool {
@@ -236,6 +240,9 @@ fn fake() -> Option<&'static Fake> {
         std::fs::create_dir_all(&interposed).unwrap();
         let fake_c = src.join("fake_cuda.c");
         let prog_c = src.join("cuda_prog.c");
+        let gpu = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gpu");
+        let include = format!("-I{}", src.join("include").display());
+        let link = format!("-L{}", lib.display());
         let s = |p: &Path| p.to_str().unwrap().to_string();
         let ok = cc(&[
             "-shared",
@@ -251,8 +258,16 @@ fn fake() -> Option<&'static Fake> {
             &s(&interposed.join("libcuda.so.1")),
             &s(&fake_c),
         ]) && std::os::unix::fs::symlink("libcuda.so.1", lib.join("libcuda.so")).is_ok()
-            && cc(&["-o", &s(&d.join("prog")), &s(&prog_c), "-ldl", "-lpthread"])
             && cc(&[
+                "-g",
+                "-o",
+                &s(&d.join("prog")),
+                &s(&prog_c),
+                "-ldl",
+                "-lpthread",
+            ])
+            && cc(&[
+                "-g",
                 "-DLINKED",
                 "-o",
                 &s(&d.join("prog_linked")),
@@ -261,7 +276,18 @@ fn fake() -> Option<&'static Fake> {
                 "-lcuda",
                 "-ldl",
                 "-lpthread",
-            ]);
+            ])
+            && ["leak3", "service"].iter().all(|name| {
+                cc(&[
+                    "-g",
+                    &include,
+                    "-o",
+                    &s(&d.join(name)),
+                    &s(&gpu.join(format!("{name}.c"))),
+                    &link,
+                    "-lcuda",
+                ])
+            });
         if !ok {
             eprintln!("skipped: no working C compiler (cc)");
             return None;
@@ -269,6 +295,8 @@ fn fake() -> Option<&'static Fake> {
         Some(Fake {
             prog: d.join("prog"),
             linked: d.join("prog_linked"),
+            leak3: d.join("leak3"),
+            service: d.join("service"),
             lib,
             interposed,
             _dir: dir,
@@ -397,6 +425,61 @@ fn oom_limit_through_every_path() {
             "{what}: no double wrap"
         );
     }
+}
+
+/// A program that ends without exit handlers (`_exit`, as Go's exit_group; SIGKILL) keeps its
+/// calls, peak and the memory it still held: the shim's ledger has them.
+#[test]
+fn accounting_survives_an_exit_without_exit_handlers() {
+    let Some(f) = fake() else { return };
+    let env = [("LD_LIBRARY_PATH", f.lib.as_os_str())];
+    let prog = f.prog.to_str().unwrap();
+    for (how, signal) in [("exit-early", None), ("killed", Some("SIGKILL"))] {
+        let run = doctor(
+            "20s",
+            &[
+                "inject", "oom", "--limit", "1GiB", "--", prog, "dlsym", how, "3", "1",
+            ],
+            &env,
+        );
+        let r = run.report();
+        assert!(
+            run.stdout.contains("allocated 3 x 1048576"),
+            "{how}: {}",
+            run.stdout
+        );
+        assert_eq!(r.data["exit"]["signal_name"].as_str(), signal, "{how}");
+        assert_eq!(
+            r.data["calls"]["cuMemAlloc_v2"], 3,
+            "{how}: {}",
+            r.data["calls"]
+        );
+        assert_eq!(r.data["calls"]["cuLaunchKernel"], 3, "{how}");
+        assert_eq!(
+            r.data["peak"][0]["bytes"],
+            3 << 20,
+            "{how}: {}",
+            r.data["peak"]
+        );
+        assert_eq!(r.data["peak"][0]["held_at_end_bytes"], 3 << 20, "{how}");
+        assert_eq!(
+            r.data["shim"]["recovered"][0], r.data["exit"]["pid"],
+            "{how}"
+        );
+        assert!(!has_code(r, codes::CUDA_NOT_INTERCEPTED), "{how}");
+    }
+    // The same program exiting through its handlers: nothing to recover.
+    let run = doctor(
+        "20s",
+        &[
+            "inject", "oom", "--limit", "1GiB", "--", prog, "dlsym", "alloc", "2", "1",
+        ],
+        &env,
+    );
+    let r = run.report();
+    assert_eq!(r.data["calls"]["cuMemAlloc_v2"], 2);
+    assert_eq!(r.data["peak"][0]["held_at_end_bytes"], 0, "all freed");
+    assert_eq!(r.data["shim"]["recovered"], serde_json::json!([]));
 }
 
 #[test]
@@ -677,4 +760,295 @@ fn rtld_next_keeps_resolving_relative_to_the_caller() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
+}
+
+// --- leak-check against the fake libcuda -----------------------------------------------------
+
+/// `gpu-doctor leak-check [FLAGS…] -- prog dlsym ARGS…` against the fake driver.
+fn leak_check(f: &Fake, flags: &[&str], args: &[&str]) -> Run {
+    let env = [("LD_LIBRARY_PATH", f.lib.as_os_str())];
+    let mut a = vec!["leak-check"];
+    a.extend_from_slice(flags);
+    a.push("--");
+    a.push(f.prog.to_str().unwrap());
+    a.push("dlsym");
+    a.extend_from_slice(args);
+    doctor("20s", &a, &env)
+}
+
+fn leaks(r: &Report) -> &Value {
+    &r.data["leaks"]
+}
+
+#[test]
+fn leak_check_names_the_call_sites_and_bytes_left() {
+    let Some(f) = fake() else { return };
+    let run = leak_check(f, &[], &["leak"]);
+    assert_eq!(run.code, 0, "a leak warns: {}", run.stderr);
+    let r = run.report();
+    assert_eq!(r.scenario, "leak-check");
+    assert_eq!(r.status, Status::Warn);
+    let s = &leaks(r)["summary"];
+    assert_eq!(s["allocations"], 4);
+    assert_eq!(s["frees"], 1);
+    assert_eq!(s["at_exit_allocations"], 3);
+    assert_eq!(s["at_exit_bytes"], 6 << 20);
+    assert_eq!(s["peak_bytes"], 10 << 20);
+    let sites = leaks(r)["sites"].as_array().unwrap();
+    assert_eq!(sites.len(), 2, "{sites:?}");
+    let label = |i: usize| sites[i]["site"].as_str().unwrap().to_string();
+    assert!(
+        label(0).starts_with("leak_site_a (cuda_prog.c:"),
+        "{}",
+        label(0)
+    );
+    assert!(
+        label(1).starts_with("leak_site_b (cuda_prog.c:"),
+        "{}",
+        label(1)
+    );
+    assert_eq!(
+        (sites[0]["bytes"].as_u64(), sites[0]["allocations"].as_u64()),
+        (Some(3 << 20), Some(2))
+    );
+    assert_eq!(
+        (sites[1]["bytes"].as_u64(), sites[1]["allocations"].as_u64()),
+        (Some(3 << 20), Some(1))
+    );
+    assert_eq!(sites[0]["calls"][0], "cuMemAlloc_v2");
+    assert_eq!(sites[0]["fate"][0], "exit");
+    let frames: Vec<&str> = sites[0]["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["function"].as_str())
+        .collect();
+    assert!(
+        frames.contains(&"main"),
+        "the caller is in the stack: {frames:?}"
+    );
+    let f0 = r
+        .findings
+        .iter()
+        .find(|x| x.code == codes::LEAK_AT_EXIT)
+        .unwrap();
+    assert!(
+        f0.message.contains("6.00 MiB in 3 allocation(s)"),
+        "{}",
+        f0.message
+    );
+    assert!(
+        run.stdout.contains("Left allocated, by call site"),
+        "{}",
+        run.stdout
+    );
+
+    // Destroying the context frees them: what compute-sanitizer's leak check reports.
+    let run = leak_check(f, &[], &["leak", "destroy"]);
+    let r = run.report();
+    let s = &leaks(r)["summary"];
+    assert_eq!(s["ctx_destroy_allocations"], 3);
+    assert_eq!(s["ctx_destroy_bytes"], 6 << 20);
+    assert_eq!(s["at_exit_allocations"], 0);
+    assert!(has_code(r, codes::LEAK_AT_CONTEXT_DESTROY));
+    assert!(!has_code(r, codes::LEAK_AT_EXIT));
+
+    // --fail-over: more than 1 MiB left is a failure (exit 1).
+    let run = leak_check(f, &["--fail-over", "1MiB"], &["leak"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(has_code(run.report(), codes::LEAK_OVER_LIMIT));
+    let run = leak_check(f, &["--fail-over", "6MiB"], &["leak"]);
+    assert_eq!(run.code, 0);
+}
+
+#[test]
+fn leak_check_of_a_clean_program_and_every_allocation_kind() {
+    let Some(f) = fake() else { return };
+    let r = leak_check(f, &[], &["alloc", "3", "1"]);
+    let r = r.report();
+    assert!(has_code(r, codes::LEAK_CHECK_CLEAN), "{:?}", r.findings);
+    assert_eq!(r.status, Status::Pass);
+
+    let run = leak_check(f, &[], &["kinds"]);
+    let r = run.report();
+    let s = &leaks(r)["summary"];
+    assert_eq!(
+        (s["allocations"].as_u64(), s["frees"].as_u64()),
+        (Some(4), Some(1))
+    );
+    let calls: Vec<String> = leaks(r)["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| {
+            g["calls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_string())
+        })
+        .collect();
+    for c in ["cuMemAllocAsync", "cuMemAllocManaged", "cuMemAllocPitch_v2"] {
+        assert!(calls.contains(&c.to_string()), "{c} in {calls:?}");
+    }
+    // 5 MiB async + 1 MiB managed + pitch 1024 x 1024 rows.
+    assert_eq!(s["at_exit_bytes"], (5 << 20) + (1 << 20) + 1024 * 1024);
+}
+
+#[test]
+fn leak_check_follows_the_virtual_memory_api() {
+    let Some(f) = fake() else { return };
+    let run = leak_check(f, &[], &["vmm"]);
+    let r = run.report();
+    let v = &leaks(r)["vmm"];
+    assert_eq!(v["reserved_at_end_bytes"], 16 << 20);
+    assert_eq!(v["mapped_peak_bytes"], 4 << 20);
+    assert_eq!(v["mapped_at_end_bytes"], 2 << 20);
+    assert_eq!(v["created_peak_bytes"], 4 << 20);
+    assert_eq!(v["created_at_end_bytes"], 2 << 20);
+    assert_eq!(
+        (
+            v["reservations_left"].as_u64(),
+            v["mappings_left"].as_u64(),
+            v["handles_left"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    let sites = leaks(r)["sites"].as_array().unwrap();
+    assert_eq!(sites.len(), 1);
+    assert_eq!(sites[0]["calls"][0], "cuMemCreate");
+    assert_eq!(sites[0]["bytes"], 2 << 20);
+    assert!(run.stdout.contains("Virtual memory API"), "{}", run.stdout);
+}
+
+/// The events are written as the allocations happen: a program killed by SIGKILL or ending
+/// with `_exit` is checked all the same.
+#[test]
+fn leak_check_survives_an_exit_without_exit_handlers() {
+    let Some(f) = fake() else { return };
+    for how in ["exit-early", "killed"] {
+        let run = leak_check(f, &[], &[how, "3", "1"]);
+        let r = run.report();
+        let s = &leaks(r)["summary"];
+        assert_eq!(s["at_exit_allocations"], 3, "{how}");
+        assert_eq!(s["at_exit_bytes"], 3 << 20, "{how}");
+        assert_eq!(r.data["calls"]["cuMemAlloc_v2"], 3, "{how}");
+    }
+}
+
+#[test]
+fn leak_check_sees_steady_growth_and_writes_snapshots() {
+    let Some(f) = fake() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let snaps = dir.path().join("snapshots.jsonl");
+    let run = leak_check(
+        f,
+        &[
+            "--snapshot-every",
+            "200ms",
+            "--snapshot-file",
+            snaps.to_str().unwrap(),
+        ],
+        &["grow", "40", "30", "16"],
+    );
+    let r = run.report();
+    let g = &leaks(r)["timeline"]["growth"];
+    assert!(g.is_object(), "growth found: {}", leaks(r)["timeline"]);
+    let rate = g["rate_bytes_per_s"].as_f64().unwrap() / (1u64 << 20) as f64;
+    // 16 MiB every 30 ms (plus the program's own pace): about 500 MiB/s.
+    assert!(rate > 200.0 && rate < 600.0, "{rate} MiB/s");
+    assert!(has_code(r, codes::DEVICE_MEMORY_GROWING));
+    let lines: Vec<Value> = std::fs::read_to_string(&snaps)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 2, "{lines:?}");
+    let last = lines.last().unwrap();
+    assert!(last["held_bytes"].as_u64().unwrap() > 0);
+    assert!(last["allocations"].as_u64().unwrap() > 0);
+    assert!(
+        lines
+            .windows(2)
+            .all(|w| w[1]["t_s"].as_f64() > w[0]["t_s"].as_f64())
+    );
+}
+
+/// The programs tests/gpu/memory.sh runs on a GPU, here against the fake driver (linked, so
+/// through the shim's exported symbols): the sites and bytes it must find there, the primary
+/// context's reset, and a leaking service stopped by --survive-after.
+#[test]
+fn leak_check_on_the_gpu_checks_programs() {
+    let Some(f) = fake() else { return };
+    let env = [("LD_LIBRARY_PATH", f.lib.as_os_str())];
+    let leak3 = f.leak3.to_str().unwrap();
+    let run = doctor("20s", &["leak-check", "--", leak3], &env);
+    let r = run.report();
+    let sites = leaks(r)["sites"].as_array().unwrap();
+    let got: Vec<(String, u64, u64)> = sites
+        .iter()
+        .map(|g| {
+            let site = g["site"].as_str().unwrap();
+            (
+                site.split(' ').next().unwrap().to_string(),
+                g["bytes"].as_u64().unwrap(),
+                g["allocations"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("leak_site_a".to_string(), 3 << 20, 2),
+            ("leak_site_b".to_string(), 3 << 20, 1)
+        ]
+    );
+    assert!(has_code(r, codes::LEAK_AT_EXIT));
+
+    let run = doctor("20s", &["leak-check", "--", leak3, "destroy"], &env);
+    let r = run.report();
+    let s = &leaks(r)["summary"];
+    assert_eq!(
+        s["ctx_destroy_allocations"], 3,
+        "the primary context's reset frees them"
+    );
+    assert_eq!(s["ctx_destroy_bytes"], 6 << 20);
+    assert_eq!(s["at_exit_allocations"], 0);
+    assert!(has_code(r, codes::LEAK_AT_CONTEXT_DESTROY));
+
+    let run = doctor(
+        "20s",
+        &[
+            "leak-check",
+            "--survive-after",
+            "1500ms",
+            "--",
+            f.service.to_str().unwrap(),
+        ],
+        &env,
+    );
+    let r = run.report();
+    assert_eq!(r.data["verdict"], "kept_running");
+    let g = &leaks(r)["timeline"]["growth"];
+    let rate = g["rate_bytes_per_s"].as_f64().unwrap_or(0.0) / (1u64 << 20) as f64;
+    assert!(
+        rate > 40.0 && rate < 100.0,
+        "8 MiB every 100 ms: {rate} MiB/s"
+    );
+    let held = r
+        .findings
+        .iter()
+        .find(|x| x.code == codes::LEAK_AT_EXIT)
+        .unwrap();
+    assert_eq!(
+        held.severity,
+        gpu_doctor::report::Severity::Info,
+        "stopped: in use"
+    );
+    assert!(
+        leaks(r)["sites"][0]["site"]
+            .as_str()
+            .unwrap()
+            .starts_with("handle_request")
+    );
 }

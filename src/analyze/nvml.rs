@@ -368,6 +368,7 @@ mod tests {
             start_us: 0,
             duration_ms: 300.0,
             events: vec![],
+            maps: vec![],
             nvml_events,
             bad_lines: 0,
             shim_source: "embedded".into(),

@@ -36,6 +36,8 @@ pub enum Mode {
         delay_us: u64,
     },
     Trace,
+    /// `leak-check`: nothing injected; its own analysis is analyze::leaks.
+    Leak,
 }
 
 impl Mode {
@@ -44,6 +46,7 @@ impl Mode {
             Mode::Oom { .. } => "oom",
             Mode::Error { .. } => "error",
             Mode::Trace => "trace",
+            Mode::Leak => "leak",
         }
     }
 }
@@ -195,13 +198,23 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
     let injected_count =
         (injected.len() as u64).max(ev.iter().filter_map(|e| e.injected_total).sum());
     // Peak per device: the highest any event reported (per process; the limit is per process).
+    // Held at the end: what the processes' final figures (exit, or their ledgers) still held.
     let mut peak: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut held: BTreeMap<i64, u64> = BTreeMap::new();
     for e in ev.iter().filter(|e| e.ev == "peak") {
         if let (Some(d), Some(b)) = (e.dev, e.bytes) {
             let p = peak.entry(d).or_default();
             *p = (*p).max(b);
+            if e.r#final == Some(true) {
+                *held.entry(d).or_default() += e.used.unwrap_or(0);
+            }
         }
     }
+    let recovered: BTreeSet<u64> = ev
+        .iter()
+        .filter(|e| e.ev == "stats" && e.recovered == Some(true))
+        .map(|e| e.pid)
+        .collect();
     let config_errors: BTreeSet<String> = starts
         .iter()
         .filter_map(|e| e.config_error.clone())
@@ -303,7 +316,7 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
                             .sum();
                         format!("{call} was called {n} time(s), never at a scheduled index")
                     }
-                    Mode::Trace => unreachable!(),
+                    Mode::Trace | Mode::Leak => unreachable!(),
                 };
                 findings.push(
                     Finding::new(
@@ -315,7 +328,7 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
                 );
             }
         }
-        Mode::Trace => {}
+        Mode::Trace | Mode::Leak => {}
     }
 
     // --- context trace
@@ -425,7 +438,7 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
             Metric::new(*bytes as f64, "bytes", Better::Lower).kind(MetricKind::Exact),
         );
     }
-    if *mode != Mode::Trace {
+    if matches!(mode, Mode::Oom { .. } | Mode::Error { .. }) {
         metrics.insert(
             "injected_failures".into(),
             Metric::new(injected_count as f64, "count", Better::Lower).kind(MetricKind::Exact),
@@ -475,13 +488,14 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
             "bad_event_lines": o.bad_lines,
             "dropped_events": dropped,
             "ctx_noops": ev.iter().filter_map(|e| e.ctx_noops).sum::<u64>(),
+            "recovered": recovered,
         },
         "calls": calls,
         "injected": injected.iter().map(|e| fail_json(e)).collect::<Vec<_>>(),
         "injected_count": injected_count,
         "delays": delays.iter().map(|e| json!({"call": e.call, "delay_us": e.delay_us, "index": e.index, "t_ms": t_ms(e, start_us), "thread": e.tid, "pid": e.pid})).collect::<Vec<_>>(),
         "failures": real_fails.iter().take(MAX_FAILURES_LISTED).map(|e| fail_json(e)).collect::<Vec<_>>(),
-        "peak": peak.iter().map(|(d, b)| json!({"dev": d, "bytes": b})).collect::<Vec<_>>(),
+        "peak": peak.iter().map(|(d, b)| json!({"dev": d, "bytes": b, "held_at_end_bytes": held.get(d)})).collect::<Vec<_>>(),
     });
     match mode {
         Mode::Oom { limit } => data["limit_bytes"] = json!(limit),
@@ -501,6 +515,7 @@ pub fn analyze(mode: &Mode, expect: Expect, command: &[String], o: &Outcome) -> 
             data["threads"] = json!(thread_summary(&timeline));
             data["timeline"] = json!(timeline);
         }
+        Mode::Leak => {}
     }
     Analysis {
         findings,
@@ -590,6 +605,7 @@ mod tests {
             start_us: 1_000,
             duration_ms: 50.0,
             events,
+            maps: vec![],
             nvml_events: vec![],
             bad_lines: 0,
             shim_source: "embedded".into(),
@@ -682,6 +698,37 @@ mod tests {
         assert_eq!(a.metrics["injected_failures"].value, 25_000.0);
         assert_eq!(a.data["injected_count"], 25_000);
         assert_eq!(a.data["shim"]["dropped_events"], 15_000);
+    }
+
+    #[test]
+    fn figures_recovered_from_a_ledger_count_like_exit_stats() {
+        // What program::side_files makes of the ledger of a process killed by SIGKILL.
+        let mut stats = ev("stats", 100, 9_000);
+        stats.calls = Some(BTreeMap::from([("cuMemAlloc_v2".to_string(), 3u64)]));
+        stats.recovered = Some(true);
+        let fin = ShimEvent {
+            dev: Some(0),
+            bytes: Some(3 << 20),
+            used: Some(3 << 20),
+            r#final: Some(true),
+            recovered: Some(true),
+            ..ev("peak", 100, 9_000)
+        };
+        let o = outcome(
+            None,
+            Some(libc::SIGKILL),
+            Ended::Exited,
+            vec![start(), stats, fin],
+        );
+        let a = analyze(&OOM, Expect::Survive, &[], &o);
+        assert_eq!(a.data["calls"]["cuMemAlloc_v2"], 3);
+        assert_eq!(a.data["peak"][0]["bytes"], 3 << 20);
+        assert_eq!(a.data["peak"][0]["held_at_end_bytes"], 3 << 20);
+        assert_eq!(a.data["shim"]["recovered"][0], 100);
+        assert_eq!(
+            a.metrics["peak_device_memory_bytes"].value,
+            (3u64 << 20) as f64
+        );
     }
 
     #[test]

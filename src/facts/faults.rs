@@ -84,6 +84,71 @@ pub struct PoolFacts {
     pub free_after_trim_bytes: Option<u64>,
 }
 
+/// `inject fragmentation`: the same churn of mixed sizes, with every other allocation freed,
+/// through three allocators; after it, the largest single block each can still hand out against
+/// the memory it has free.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct FragmentationFacts {
+    /// NVML index of the GPU.
+    pub device: u32,
+    pub total_bytes: u64,
+    /// cuMemGetInfo free in our context before the first churn.
+    pub free_before_bytes: u64,
+    /// Share of the free memory each churn allocates.
+    pub fraction: f64,
+    /// The sizes allocated in turn (bytes); the odd ones are freed.
+    pub pattern_bytes: Vec<u64>,
+    /// cuMemGetAllocationGranularity (recommended) of the device: the virtual memory API's
+    /// unit, and the precision of the largest-block searches.
+    pub granularity_bytes: u64,
+    /// "driver" (cuMemAlloc), "pool" (cuMemAllocFromPoolAsync from a pool that keeps what is
+    /// freed), "vmm" (cuMemCreate + cuMemMap into one reserved range), in the order run.
+    pub allocators: Vec<AllocatorFragmentation>,
+    pub memory: MemoryCheck,
+}
+
+/// One allocator through the churn.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct AllocatorFragmentation {
+    pub allocator: String,
+    /// The churn: allocations made and their bytes.
+    pub allocations: u64,
+    pub allocated_bytes: u64,
+    /// Freed by the pattern (every other allocation).
+    pub freed_allocations: u64,
+    pub freed_bytes: u64,
+    /// cuMemGetInfo free once the pattern was freed.
+    pub free_after_pattern_bytes: u64,
+    /// What the allocator had to hand out then: the driver's free memory, plus for the pool
+    /// what it kept unused (reserved − used).
+    pub available_bytes: u64,
+    /// The largest single allocation it then gave (within the granularity, or the first
+    /// success of a descending ladder where a success changes the pool: `exact` false).
+    pub largest_block_bytes: u64,
+    pub exact: bool,
+    /// Pool only: CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT and USED_MEM_CURRENT after the pattern.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_reserved_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_used_bytes: Option<u64>,
+    /// Pool only: the same measure after cuMemPoolTrimTo(0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_trim: Option<TrimmedPool>,
+    /// Why the churn stopped before its target ("oom", "error", "interrupted"), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<String>,
+    pub elapsed_ms: f64,
+}
+
+/// The pool's measure after cuMemPoolTrimTo(0).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct TrimmedPool {
+    pub free_bytes: u64,
+    pub pool_reserved_bytes: Option<u64>,
+    pub available_bytes: u64,
+    pub largest_block_bytes: u64,
+}
+
 /// `inject ctx-destroy`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct CtxDestroyFacts {

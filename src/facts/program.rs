@@ -60,6 +60,45 @@ pub struct ShimEvent {
     pub injected_total: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ctx_noops: Option<u64>,
+    /// `stats` and final `peak` made from the process's ledger: it ended without running its
+    /// exit handlers (exit_group, `_exit`, a signal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    // leak-check (`leaks=1`) and the Python pool hook.
+    /// Device pointer or virtual address ("0x…").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ptr: Option<String>,
+    /// cuMemCreate handle ("0x…").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
+    /// Offset into the handle of a cuMemMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// Return addresses of the call site, innermost first ("0x…").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bt: Option<Vec<String>>,
+    /// The maps copy the return addresses resolve in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maps: Option<u64>,
+    /// `pool`: torch, cupy or jax; `before` or `after` its cache was released; the bytes its
+    /// tensors used and the bytes its pool held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framework: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_use: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved: Option<u64>,
+}
+
+/// A copy of /proc/PID/maps the shim made (`leak-check`): where return addresses resolve.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MapsCopy {
+    pub pid: u32,
+    /// 1, 2, …: an event's `maps` names the copy its addresses resolve in.
+    pub seq: u64,
+    pub text: String,
 }
 
 /// How the program's run ended.
@@ -88,8 +127,10 @@ pub struct Outcome {
     /// CLOCK_MONOTONIC µs when it was started (the shim's `t_us` clock).
     pub start_us: u64,
     pub duration_ms: f64,
-    /// What the CUDA shim wrote (CUDA program modes).
+    /// What the CUDA shim wrote (CUDA program modes), the processes' ledgers folded in.
     pub events: Vec<ShimEvent>,
+    /// The shim's copies of /proc/PID/maps (`leak-check`).
+    pub maps: Vec<MapsCopy>,
     /// What the NVML library wrote (`inject nvml`, `replay`).
     pub nvml_events: Vec<shim_proto::nvml::event::EventLine>,
     /// Lines of the events file that did not parse (a cut last line when killed).

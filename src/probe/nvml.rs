@@ -188,6 +188,11 @@ impl NvmlProbe {
         self.device(index).ok()?.memory_info().ok().map(|m| m.used)
     }
 
+    /// Device memory free as NVML counts it (all processes).
+    pub fn memory_free(&self, index: u32) -> Option<u64> {
+        self.device(index).ok()?.memory_info().ok().map(|m| m.free)
+    }
+
     /// Memory bus width in bits and maximum memory clock in MHz (for the memory rate).
     pub fn memory_bus(&self, index: u32) -> (Option<u32>, Option<u32>) {
         let Ok(d) = self.device(index) else {

@@ -6,6 +6,13 @@
 //! The program runs in its own process group with gpu-doctor's stdin, stdout and stderr; the
 //! shim writes its events to a file in a private directory (0700) that only gpu-doctor reads.
 //! If gpu-doctor dies, the program goes on: the shim ignores a missing or closed events file.
+//! After the run, the shim's side files (each process's ledger; for `leak-check`, its maps
+//! copies) are read too: `side_files`.
+
+pub mod python_hook;
+pub mod side_files;
+pub mod symbols;
+pub mod tail;
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -41,7 +48,21 @@ pub struct Launch<'a> {
     pub timeout: Duration,
     /// Stop it after this long and call it survived.
     pub survive_after: Option<Duration>,
+    /// Put the Python hook of `leak-check` first on the program's PYTHONPATH (CUDA shim only).
+    pub framework_hooks: bool,
 }
+
+/// Where a watched run stands, for the watcher called while the program runs.
+pub struct Watch<'a> {
+    /// The shim's events file (empty with the NVML library).
+    pub events: Option<&'a Path>,
+    /// When the program started (CLOCK_MONOTONIC µs, the events' clock) and since then.
+    pub start_us: u64,
+    pub elapsed: Duration,
+}
+
+/// How often a watcher is called while the program runs.
+pub const WATCH_PERIOD: Duration = Duration::from_millis(250);
 
 /// CLOCK_MONOTONIC in µs (the clock the shim stamps events with).
 pub fn monotonic_us() -> u64 {
@@ -65,6 +86,11 @@ pub fn ld_preload_value(existing: Option<&str>, shim: &Path) -> String {
 /// Runs COMMAND with the shim until it exits, `--timeout` or `--survive-after` passes, or
 /// Ctrl-C; returns its exit and the shim's events.
 pub fn run(spec: &Launch<'_>) -> Result<Outcome> {
+    run_watched(spec, &mut |_| {})
+}
+
+/// [`run`], calling `watch` every [`WATCH_PERIOD`] while the program runs.
+pub fn run_watched(spec: &Launch<'_>, watch: &mut dyn FnMut(&Watch<'_>)) -> Result<Outcome> {
     let Some((program, args)) = spec.command.split_first() else {
         return Err(crate::error::input(
             "no COMMAND: put the program and its arguments after `--`",
@@ -89,6 +115,13 @@ pub fn run(spec: &Launch<'_>) -> Result<Outcome> {
             cmd.env("LD_PRELOAD", preload)
                 .env(shim_config::ENV_CONFIG, config.encode())
                 .env(shim_config::ENV_EVENTS, &events);
+            if spec.framework_hooks {
+                let existing = std::env::var("PYTHONPATH").ok();
+                cmd.env(
+                    "PYTHONPATH",
+                    python_hook::install(&dir, existing.as_deref())?,
+                );
+            }
             Harness::Cuda {
                 dir,
                 events,
@@ -115,11 +148,24 @@ pub fn run(spec: &Launch<'_>) -> Result<Outcome> {
 
     let mut ended = Ended::Exited;
     let mut deadline_kill: Option<Instant> = None;
+    let events_path = match &harness {
+        Harness::Cuda { events, .. } => Some(events.clone()),
+        Harness::Nvml(_) => None,
+    };
+    let mut next_watch = WATCH_PERIOD;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
         }
         let elapsed = started.elapsed();
+        if elapsed >= next_watch {
+            watch(&Watch {
+                events: events_path.as_deref(),
+                start_us,
+                elapsed,
+            });
+            next_watch = elapsed + WATCH_PERIOD;
+        }
         if ended == Ended::Exited {
             if crate::context::interrupted() {
                 ended = Ended::Interrupted;
@@ -141,14 +187,16 @@ pub fn run(spec: &Launch<'_>) -> Result<Outcome> {
         std::thread::sleep(Duration::from_millis(10));
     };
     let duration_ms = started.elapsed().as_secs_f64() * 1e3;
-    let (events, nvml_events, bad_lines, shim_source) = match &harness {
+    let (events, maps, nvml_events, bad_lines, shim_source) = match &harness {
         Harness::Cuda { events, source, .. } => {
-            let (events, bad) = read_events(events);
-            (events, vec![], bad, source.clone())
+            let (mut parsed, bad) = read_events(events);
+            let side = side_files::read(events);
+            side_files::merge_ledgers(&mut parsed, &side.ledgers);
+            (parsed, side.maps, vec![], bad, source.clone())
         }
         Harness::Nvml(h) => {
             let (nvml, bad) = h.events();
-            (vec![], nvml, bad, h.source.clone())
+            (vec![], vec![], nvml, bad, h.source.clone())
         }
     };
     drop(harness);
@@ -160,6 +208,7 @@ pub fn run(spec: &Launch<'_>) -> Result<Outcome> {
         start_us,
         duration_ms,
         events,
+        maps,
         nvml_events,
         bad_lines,
         shim_source,

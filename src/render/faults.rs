@@ -202,3 +202,119 @@ pub fn facts_table(out: &mut String, rows: Vec<(String, String)>, style: Style) 
     }
     style.section(out, "", t);
 }
+
+/// `inject fragmentation`: one row per allocator (and the trimmed pool).
+pub fn fragmentation(out: &mut String, f: &FragmentationFacts, style: Style) {
+    let pattern: Vec<String> = f
+        .pattern_bytes
+        .iter()
+        .map(|s| crate::units::format_value(*s as f64 / (1u64 << 20) as f64))
+        .collect();
+    facts_table(
+        out,
+        vec![
+            (
+                "free before / total".into(),
+                format!("{} / {}", b(f.free_before_bytes), b(f.total_bytes)),
+            ),
+            (
+                "churn".into(),
+                format!(
+                    "{:.0}% of the free memory, sizes in turn",
+                    f.fraction * 100.0
+                ),
+            ),
+            ("pattern".into(), format!("{} MiB", pattern.join(", "))),
+            (
+                "freed".into(),
+                "every other allocation (the large ones)".into(),
+            ),
+            ("granularity".into(), b(f.granularity_bytes)),
+        ],
+        style,
+    );
+    let mut t = style.table();
+    t.set_header(["allocator", "freed", "available", "largest block", "share"]);
+    let ratio = |l: u64, a: u64| {
+        if a == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.1}%", l as f64 / a as f64 * 100.0)
+        }
+    };
+    for a in &f.allocators {
+        let name = match a.allocator.as_str() {
+            "driver" => "cuMemAlloc",
+            "pool" => "pool (keeps freed)",
+            "vmm" => "VMM (one range)",
+            other => other,
+        };
+        let approx = if a.exact { "" } else { "≥ " };
+        t.add_row([
+            name.to_string(),
+            b(a.freed_bytes),
+            b(a.available_bytes),
+            format!("{approx}{}", b(a.largest_block_bytes)),
+            ratio(a.largest_block_bytes, a.available_bytes),
+        ]);
+        if let Some(tr) = &a.after_trim {
+            t.add_row([
+                "pool, trimmed".to_string(),
+                "-".to_string(),
+                b(tr.available_bytes),
+                b(tr.largest_block_bytes),
+                ratio(tr.largest_block_bytes, tr.available_bytes),
+            ]);
+        }
+    }
+    style.section(out, "Largest block after the churn", t);
+    out.push_str("  available: free memory (cuMemGetInfo), plus what the pool kept unused\n");
+    facts_table(out, memory_rows(&f.memory), style);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fragmentation_fits_80_columns() {
+        const GIB: u64 = 1 << 30;
+        let a = |name: &str, exact: bool| AllocatorFragmentation {
+            allocator: name.into(),
+            allocations: 2640,
+            allocated_bytes: 120 * GIB,
+            freed_bytes: 117 * GIB,
+            available_bytes: 136 * GIB,
+            largest_block_bytes: 135 * GIB,
+            exact,
+            ..Default::default()
+        };
+        let mut pool = a("pool", false);
+        pool.after_trim = Some(TrimmedPool {
+            free_bytes: 136 * GIB,
+            pool_reserved_bytes: Some(0),
+            available_bytes: 136 * GIB,
+            largest_block_bytes: 136 * GIB,
+        });
+        let f = FragmentationFacts {
+            total_bytes: 140 * GIB,
+            free_before_bytes: 139 * GIB,
+            fraction: 0.85,
+            pattern_bytes: crate::probe::faults::fragmentation::PATTERN.to_vec(),
+            granularity_bytes: 2 << 20,
+            allocators: vec![a("driver", true), pool, a("vmm", true)],
+            ..Default::default()
+        };
+        let mut out = String::new();
+        fragmentation(&mut out, &f, Style::terminal(false));
+        for l in out.lines() {
+            assert!(
+                l.chars().count() <= 80,
+                "{} columns: {l}",
+                l.chars().count()
+            );
+        }
+        assert!(out.contains("pool, trimmed"), "{out}");
+        assert!(out.contains("≥ 135.00 GiB"), "{out}");
+    }
+}

@@ -11,6 +11,7 @@ pub mod faults;
 pub mod fleet;
 pub mod health;
 pub mod junit;
+pub mod leaks;
 pub mod live;
 pub mod node_health;
 pub mod nvml;

@@ -71,6 +71,13 @@ fn render_cuda(out: &mut String, d: &Value, style: Style) {
             }
         ));
     }
+    if let Some(pids) = d["shim"]["recovered"].as_array().filter(|r| !r.is_empty()) {
+        let pids: Vec<String> = pids.iter().map(s).collect();
+        out.push_str(&format!(
+            "  pid {}: ended without exit handlers; figures read from the shim's ledger\n",
+            pids.join(", ")
+        ));
+    }
     let injected = d["injected"].as_array().cloned().unwrap_or_default();
     if !injected.is_empty() {
         let mut t = style.table();

@@ -74,6 +74,9 @@ codes! {
     OOM_ALLOCATABLE_LOW => "Much less memory could be allocated than cuMemGetInfo reported free (fragmentation, another process, or a reservation).",
     OOM_ASYNC_DEFERRED => "cuMemAllocAsync did not report OUT_OF_MEMORY at the call: it surfaced at the stream synchronisation.",
     POOL_TRIM_NO_EFFECT => "cuMemPoolTrimTo(0) did not return the default pool's unused memory.",
+    FRAGMENTATION => "inject fragmentation: the largest single block each allocator gave after the churn against the memory it had available, the verdict (which fragments) and what fixes it.",
+    FRAGMENTATION_LARGEST_BLOCK_LOW => "After the churn, an allocator's largest single block was well below its free memory: it fragments under the pattern (warn for cuMemAlloc; info for a pool that keeps freed memory, whose remedy is trimming).",
+    FRAGMENTATION_REMEDY_SHORT => "A remedy of fragmentation (the trimmed pool, the virtual memory API) did not reach the memory available as one block.",
     KERNEL_NOT_IN_FLIGHT => "The kernel meant to be running when its context was destroyed had already finished: that case was not exercised.",
     PRIMARY_RESET_INVALIDATES => "cuDevicePrimaryCtxReset (cudaDeviceReset) destroyed the allocations of another holder of the primary context.",
     RECOVERY_FAILED => "After the fault, a fresh context (or a fresh process) could not allocate, run a kernel and read its result.",
@@ -97,6 +100,14 @@ codes! {
     NVML_NOT_USED => "The program never initialised NVML through gpu-doctor's NVML library, so no NVML fault reached it (docs/nvml.md, Known limits).",
     REPLAY_QUERY_MISSING => "A replayed snapshot has no answer for a query the program made; it was answered NVML_ERROR_NOT_SUPPORTED, as a driver does for an unsupported query.",
     CTX_DESTROYED_IN_USE => "A driver call failed with CUDA_ERROR_CONTEXT_IS_DESTROYED: a context was destroyed while a thread still used it.",
+    // leak-check: docs/memory.md
+    LEAK_AT_EXIT => "Device memory the program allocated was still allocated when it ended (freed only by process exit), listed by call site; info when gpu-doctor stopped the program.",
+    LEAK_AT_CONTEXT_DESTROY => "Device memory was freed only when its context was destroyed (cuCtxDestroy, cudaDeviceReset): what compute-sanitizer --leak-check reports.",
+    REFERENCED_AT_EXIT => "Memory of a framework's caching allocator still referenced by its objects at exit, after its cache was released: not by itself a leak.",
+    POOL_CACHED_AT_EXIT => "A framework's caching allocator held memory it was not using at exit (released by gpu-doctor's hook, or kept by an allocator that cannot release it): cached, not leaked.",
+    DEVICE_MEMORY_GROWING => "Device memory held grows steadily to the end of the run: a leak, with its rate and when it would exhaust the free memory.",
+    LEAK_OVER_LIMIT => "More device memory was left allocated than --fail-over allows.",
+    LEAK_CHECK_CLEAN => "Every device allocation was freed by the program and its memory did not grow.",
 }
 
 /// What the parent of an isolated child concludes about the child itself (not its data).

@@ -29,9 +29,11 @@ use crate::report::{Analysis, DeviceInfo, Finding, Host, Report, codes};
 
 pub(crate) mod bandwidth;
 pub(crate) mod ctx_destroy;
+pub(crate) mod fragmentation;
 pub(crate) mod health;
 pub(crate) mod illegal_address;
 pub(crate) mod info;
+pub(crate) mod leak_check;
 pub(crate) mod nvml;
 pub(crate) mod oom;
 pub(crate) mod program;
@@ -443,11 +445,13 @@ pub(crate) fn registry() -> &'static [&'static dyn DynScenario] {
         entry::<stream_misuse::DestroyedStream>(),
         entry::<illegal_address::IllegalAddress>(),
         entry::<illegal_address::IllegalAddressVariant>(),
+        entry::<fragmentation::Fragmentation>(),
         entry::<trace_ctx::TraceCtx>(),
         entry::<bandwidth::Bandwidth>(),
         entry::<program::ProgramOom>(),
         entry::<program::InjectError>(),
         entry::<program::ProgramTrace>(),
+        entry::<leak_check::LeakCheck>(),
         entry::<nvml::InjectNvml>(),
         entry::<nvml::Replay>(),
         entry::<watch::Watch>(),

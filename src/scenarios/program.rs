@@ -272,6 +272,7 @@ pub(crate) fn probe_program(
         shim,
         timeout: ctx.opts.timeout,
         survive_after: survive_after.as_ref().map(Span::duration),
+        framework_hooks: false,
     })?;
     // Driver versions for the record, when NVML is there (program mode itself needs no GPU).
     let host = crate::probe::nvml::NvmlProbe::open()

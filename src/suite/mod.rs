@@ -160,6 +160,7 @@ mod tests {
             "inject nvml",
             "replay",
             "health",
+            "leak-check",
         ];
         for s in scenarios::registry()
             .iter()

@@ -11,9 +11,19 @@
  *   hop           thread 1 creates a context; thread 2 launches without one (201)
  *   abort-on-oom N MIB  like alloc but abort() on OOM
  *   mt T N        T threads launch N kernels each (context bound on each), print failures
+ *   exit-early N MIB  allocate N x MIB MiB, launch 3 kernels, then _exit(0): no exit handlers
+ *   killed N MIB  the same, then SIGKILL to itself
+ *   leak [destroy]  3 buffers left allocated at 2 call sites (leak_site_a: 1 and 2 MiB,
+ *                 leak_site_b: 3 MiB), one freed; "destroy": cuCtxDestroy before exit
+ *   vmm           reserve 16 MiB, create and map 2 x 2 MiB, unmap and release one: one handle
+ *                 left mapped, the reservation left
+ *   kinds         one allocation of each kind: async (freed), managed, pitch, async left
+ *   grow STEPS MS MIB  allocate MIB every MS ms for STEPS steps (a steady leak)
  * Exit 0 when it handled everything. */
 #include <dlfcn.h>
 #include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +106,35 @@ static void *mt_thread(void *arg) {
     pthread_mutex_unlock(&mt_lock);
     return NULL;
 }
+
+/* Call sites of leak-check's tests: not inlined, so each is a frame of its own. */
+__attribute__((noinline)) CUdeviceptr leak_site_a(alloc_t alloc, size_t bytes) {
+    CUdeviceptr p = 0;
+    if (alloc(&p, bytes) != 0) exit(20);
+    return p;
+}
+__attribute__((noinline)) CUdeviceptr leak_site_b(alloc_t alloc, size_t bytes) {
+    CUdeviceptr p = 0;
+    if (alloc(&p, bytes) != 0) exit(21);
+    return p;
+}
+__attribute__((noinline)) CUdeviceptr grow_site(alloc_t alloc, size_t bytes) {
+    CUdeviceptr p = 0;
+    if (alloc(&p, bytes) != 0) exit(22);
+    return p;
+}
+
+typedef CUresult (*alloc_async_t)(CUdeviceptr *, size_t, void *);
+typedef CUresult (*free_async_t)(CUdeviceptr, void *);
+typedef CUresult (*managed_t)(CUdeviceptr *, size_t, unsigned);
+typedef CUresult (*pitch_t)(CUdeviceptr *, size_t *, size_t, size_t, unsigned);
+typedef struct { int type, handle_types, location_type, location_id; int rest[8]; } Prop;
+typedef CUresult (*create_t)(uint64_t *, size_t, const Prop *, uint64_t);
+typedef CUresult (*release_t)(uint64_t);
+typedef CUresult (*reserve_t)(CUdeviceptr *, size_t, size_t, CUdeviceptr, uint64_t);
+typedef CUresult (*addr_free_t)(CUdeviceptr, size_t);
+typedef CUresult (*map_t)(CUdeviceptr, size_t, size_t, uint64_t, uint64_t);
+typedef CUresult (*unmap_t)(CUdeviceptr, size_t);
 
 static void *unbound_thread(void *arg) {
     (void)arg;
@@ -180,6 +219,74 @@ int main(int argc, char **argv) {
         for (int i = 0; i < threads && i < 64; i++) pthread_create(&t[i], NULL, mt_thread, NULL);
         for (int i = 0; i < threads && i < 64; i++) pthread_join(t[i], NULL);
         printf("mt failures=%d\n", mt_failures);
+        return 0;
+    }
+    if (!strcmp(what, "exit-early") || !strcmp(what, "killed")) {
+        int n = atoi(argv[arg + 1]);
+        size_t mib = (size_t)atoi(argv[arg + 2]) << 20;
+        for (int i = 0; i < n; i++) {
+            CUdeviceptr p;
+            if (alloc(&p, mib) != 0) return 3;
+        }
+        for (int i = 0; i < 3; i++) launch(NULL, 1, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL);
+        printf("allocated %d x %zu\n", n, mib);
+        fflush(stdout);
+        if (!strcmp(what, "killed")) raise(SIGKILL);
+        _exit(0);
+    }
+    if (!strcmp(what, "leak")) {
+        CUdeviceptr a1 = leak_site_a(alloc, 1 << 20);
+        CUdeviceptr a2 = leak_site_a(alloc, 2 << 20);
+        CUdeviceptr b = leak_site_b(alloc, 3 << 20);
+        CUdeviceptr freed = leak_site_b(alloc, 4 << 20);
+        mfree(freed);
+        printf("leaked %#llx %#llx %#llx\n", (unsigned long long)a1, (unsigned long long)a2,
+               (unsigned long long)b);
+        if (argc > arg + 1 && !strcmp(argv[arg + 1], "destroy")) {
+            CUresult (*destroy)(CUcontext) =
+                (CUresult (*)(CUcontext))get("cuCtxDestroy", "cuCtxDestroy_v2");
+            if (destroy(ctx) != 0) return 4;
+        }
+        return 0;
+    }
+    if (!strcmp(what, "vmm")) {
+        create_t create_h = (create_t)get("cuMemCreate", "cuMemCreate");
+        release_t release = (release_t)get("cuMemRelease", "cuMemRelease");
+        reserve_t reserve = (reserve_t)get("cuMemAddressReserve", "cuMemAddressReserve");
+        map_t map = (map_t)get("cuMemMap", "cuMemMap");
+        unmap_t unmap = (unmap_t)get("cuMemUnmap", "cuMemUnmap");
+        (void)(addr_free_t)get("cuMemAddressFree", "cuMemAddressFree");
+        Prop prop = {1, 0, 1, 0, {0}};
+        CUdeviceptr va = 0;
+        uint64_t h1 = 0, h2 = 0;
+        size_t two = 2 << 20;
+        if (reserve(&va, 16 << 20, 0, 0, 0) != 0) return 5;
+        if (create_h(&h1, two, &prop, 0) != 0 || create_h(&h2, two, &prop, 0) != 0) return 6;
+        if (map(va, two, 0, h1, 0) != 0 || map(va + two, two, 0, h2, 0) != 0) return 7;
+        if (unmap(va + two, two) != 0 || release(h2) != 0) return 8;
+        printf("vmm va=%#llx\n", (unsigned long long)va);
+        return 0;
+    }
+    if (!strcmp(what, "kinds")) {
+        alloc_async_t aa = (alloc_async_t)get("cuMemAllocAsync", "cuMemAllocAsync");
+        free_async_t fa = (free_async_t)get("cuMemFreeAsync", "cuMemFreeAsync");
+        managed_t managed = (managed_t)get("cuMemAllocManaged", "cuMemAllocManaged");
+        pitch_t pitch = (pitch_t)get("cuMemAllocPitch", "cuMemAllocPitch_v2");
+        CUdeviceptr p1, p2, m, pp;
+        size_t width_pitch = 0;
+        if (aa(&p1, 1 << 20, NULL) || aa(&p2, 5 << 20, NULL) || fa(p1, NULL)) return 5;
+        if (managed(&m, 1 << 20, 1) || pitch(&pp, &width_pitch, 1000, 1024, 4)) return 6;
+        printf("pitch %zu\n", width_pitch);
+        return 0;
+    }
+    if (!strcmp(what, "grow")) {
+        int steps = atoi(argv[arg + 1]);
+        int ms = atoi(argv[arg + 2]);
+        size_t mib = (size_t)atoi(argv[arg + 3]) << 20;
+        for (int i = 0; i < steps; i++) {
+            grow_site(alloc, mib);
+            usleep(ms * 1000);
+        }
         return 0;
     }
     if (!strcmp(what, "hop")) {

@@ -2,8 +2,9 @@
 //! line in `GPU_DOCTOR_SHIM_CONFIG`, `key=value` pairs separated by `;`. Pure Rust, no
 //! allocation-sensitive code, unit-tested without CUDA.
 //!
-//! Keys: `limit=BYTES` (per-device memory cap), `trace=1` (context trace), and one failpoint:
-//! `call=BASE_NAME;code=N;nth=N;every=N;prob=P;seed=S;times=N;delay_us=N`.
+//! Keys: `limit=BYTES` (per-device memory cap), `trace=1` (context trace), `leaks=1` (every
+//! allocation and free as an event, with a native backtrace of `frames=N` frames: `leak-check`),
+//! and one failpoint: `call=BASE_NAME;code=N;nth=N;every=N;prob=P;seed=S;times=N;delay_us=N`.
 
 /// Environment variable holding the configuration line.
 pub const ENV_CONFIG: &str = "GPU_DOCTOR_SHIM_CONFIG";
@@ -16,7 +17,28 @@ pub struct Config {
     pub limit: Option<u64>,
     /// Record context operations.
     pub trace: bool,
+    /// Record every allocation and free with its call site (`leak-check`).
+    pub leaks: bool,
+    /// Frames of each allocation's backtrace (leaks only; 0: [`DEFAULT_FRAMES`]).
+    pub frames: u32,
     pub fail: Option<Failpoint>,
+}
+
+/// Frames kept per allocation when `frames` is not given: enough to reach the program's own code
+/// through a runtime (cudaMalloc → cudart → the caller) and a framework's allocator.
+pub const DEFAULT_FRAMES: u32 = 8;
+/// The most frames the shim keeps per allocation.
+pub const MAX_FRAMES: u32 = 24;
+
+impl Config {
+    /// Backtrace depth in force: `frames`, or the default.
+    pub fn frames(&self) -> u32 {
+        if self.frames == 0 {
+            DEFAULT_FRAMES
+        } else {
+            self.frames.min(MAX_FRAMES)
+        }
+    }
 }
 
 /// One failpoint: which calls fail, with which CUresult, when.
@@ -113,6 +135,14 @@ impl Config {
             match k {
                 "limit" => cfg.limit = Some(num(v)?),
                 "trace" => cfg.trace = v == "1" || v == "true",
+                "leaks" => cfg.leaks = v == "1" || v == "true",
+                "frames" => {
+                    let n = num(v)?;
+                    if n == 0 || n > u64::from(MAX_FRAMES) {
+                        return Err(format!("frames: {n} is not in 1..={MAX_FRAMES}"));
+                    }
+                    cfg.frames = n as u32;
+                }
                 "call" => {
                     if v.is_empty() || !v.starts_with("cu") {
                         return Err(format!("call: '{v}' is not a driver entry point"));
@@ -188,6 +218,12 @@ impl Config {
         }
         if self.trace {
             parts.push("trace=1".into());
+        }
+        if self.leaks {
+            parts.push("leaks=1".into());
+        }
+        if self.frames > 0 {
+            parts.push(format!("frames={}", self.frames));
         }
         if let Some(f) = &self.fail {
             parts.push(format!("call={}", f.call));
@@ -272,6 +308,8 @@ mod tests {
         let cfg = Config {
             limit: Some(4 << 30),
             trace: true,
+            leaks: true,
+            frames: 12,
             fail: Some(Failpoint {
                 call: "cuLaunchKernel".into(),
                 code: 719,
@@ -292,6 +330,9 @@ mod tests {
             Some(1024),
             "oom only"
         );
+        let leaks = Config::parse("leaks=1").unwrap();
+        assert!(leaks.leaks && leaks.limit.is_none());
+        assert_eq!(leaks.frames(), DEFAULT_FRAMES);
     }
 
     #[test]
@@ -305,6 +346,8 @@ mod tests {
             "call=malloc;code=2",
             "call=cuMemAlloc;code=2;nth=0",
             "call=cuMemAlloc;code=2;prob=1.5",
+            "frames=0",
+            "frames=99",
         ] {
             assert!(Config::parse(bad).is_err(), "{bad} must be rejected");
         }

@@ -15,6 +15,23 @@
 //! - `peak`: device memory held grew to a new peak (`dev`, `bytes`).
 //! - `stats`: at exit, calls per variant (`calls`: {name: count}), `injected_total` failures,
 //!   `dropped` events (over the caps), `ctx_noops` (cuCtxSetCurrent of the current context).
+//!   The same figures live in the process's ledger (`ledger`) while it runs, for processes
+//!   that end without exit handlers.
+//!
+//! With `leaks=1` (`leak-check`):
+//! - `alloc`: an allocation succeeded (`call`, `ptr` for device pointers or `handle` for
+//!   cuMemCreate, `size`, `dev`, `ctx`, `bt`: return addresses, innermost first, the shim's own
+//!   frames left out, `maps`: the sequence number of the /proc/self/maps copy they resolve in).
+//! - `free`: a free succeeded (`call`, `ptr` or `handle`, and `size`, `dev` when the shim knew
+//!   the allocation).
+//! - `reserve` / `unreserve`: cuMemAddressReserve / cuMemAddressFree (`ptr`, `size`; `bt`,
+//!   `maps` on reserve).
+//! - `map` / `unmap`: cuMemMap (`ptr`, `size`, `offset`, `handle`, `bt`, `maps`) / cuMemUnmap
+//!   (`ptr`, `size`).
+//! - `ctx` events of context creation and teardown (as with `trace=1`, without the others).
+//! - `pool`: written by gpu-doctor's Python hook at interpreter exit, not by the shim: what a
+//!   framework's caching allocator held (`framework`, `dev`, `in_use`, `reserved`) `phase`
+//!   `before` and `after` it released its cache (the frees in between are the cache's).
 
 /// A JSON line under construction in a fixed buffer; too-long lines are cut at a field
 /// boundary and still closed (fields past the cut are lost, the line stays valid JSON).
@@ -146,6 +163,23 @@ impl Line {
         self
     }
 
+    /// An array of "0x…" strings (return addresses).
+    pub fn hex_array(&mut self, k: &str, v: &[u64]) -> &mut Self {
+        let m = self.key(k);
+        self.raw("[");
+        for (i, x) in v.iter().enumerate() {
+            if i > 0 {
+                self.raw(",");
+            }
+            self.raw("\"0x");
+            self.digits(*x, 16);
+            self.raw("\"");
+        }
+        self.raw("]");
+        self.settle(m);
+        self
+    }
+
     /// Opens a nested object under `k`; close it with [`Line::end_object`].
     pub fn begin_object(&mut self, k: &str) -> &mut Self {
         self.key(k);
@@ -194,6 +228,20 @@ mod tests {
         assert_eq!(
             text(&mut l),
             "{\"ev\":\"fail\",\"pid\":42,\"dev\":-1,\"injected\":true,\"ctx\":\"0xdeadbeef\",\"zero\":0,\"max\":18446744073709551615}\n"
+        );
+    }
+
+    #[test]
+    fn encodes_arrays() {
+        let mut l = Line::new();
+        l.hex_array("bt", &[0x10, 0xabc]).hex_array("none", &[]);
+        assert_eq!(text(&mut l), "{\"bt\":[\"0x10\",\"0xabc\"],\"none\":[]}\n");
+        let mut l = Line::new();
+        l.str("ev", "alloc").hex_array("bt", &[u64::MAX; 400]);
+        let t = text(&mut l);
+        assert_eq!(
+            t, "{\"ev\":\"alloc\"}\n",
+            "an array that does not fit is left out"
         );
     }
 

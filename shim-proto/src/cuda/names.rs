@@ -15,6 +15,8 @@ pub enum Kind {
     Alloc,
     /// Returns device memory.
     Free,
+    /// Virtual memory management: address reservations and mappings (`leak-check`).
+    Vmm,
     /// cuMemGetInfo: reports the limited view.
     MemInfo,
     /// Waits for the GPU (`--delay` applies).
@@ -100,6 +102,10 @@ pub const VARIANTS: &[Variant] = &[
     v("cuMemFreeAsync", "cuMemFreeAsync", 11020, Free),
     v("cuMemFreeAsync_ptsz", "cuMemFreeAsync", 11020, Free),
     v("cuMemRelease", "cuMemRelease", 10020, Free),
+    v("cuMemAddressReserve", "cuMemAddressReserve", 10020, Vmm),
+    v("cuMemAddressFree", "cuMemAddressFree", 10020, Vmm),
+    v("cuMemMap", "cuMemMap", 10020, Vmm),
+    v("cuMemUnmap", "cuMemUnmap", 10020, Vmm),
     v("cuMemGetInfo_v2", "cuMemGetInfo", 3020, MemInfo),
     // launches
     v("cuLaunchKernel", "cuLaunchKernel", 4000, Other),

@@ -6,9 +6,11 @@ use std::sync::atomic::Ordering;
 use shim_proto::cuda::names::VARIANTS;
 
 use super::CUresult;
+use super::ledger::ledger;
 use super::libcuda::current_ctx;
-use super::slots::{COUNTS, DROPPED, FAIL_EVENTS, FP_CALLS, FP_FIRED, INJECTED};
+use super::slots::{FAIL_EVENTS, FP_CALLS, FP_FIRED};
 use super::state::{State, emit, event, state};
+use shim_proto::cuda::ledger::word;
 
 /// cuStreamQuery/cuEventQuery's "still running": not a failure.
 const NOT_READY: CUresult = 600;
@@ -49,7 +51,7 @@ impl Drop for Inside {
 /// Before the real call: count it, and fire the failpoint when scheduled.
 #[inline(always)]
 pub(super) fn before(id: usize) -> Option<CUresult> {
-    COUNTS[id].fetch_add(1, Ordering::Relaxed);
+    ledger().count(id);
     let s = state();
     if !s.armed[id] {
         return None;
@@ -79,7 +81,7 @@ fn fire(s: &State, id: usize) -> Option<CUresult> {
     if fp.code == 0 {
         return None;
     }
-    INJECTED.fetch_add(1, Ordering::Relaxed);
+    ledger().add(word::INJECTED, 1);
     if event_budget() {
         let mut l = event("fail");
         l.str("call", VARIANTS[id].name)
@@ -95,7 +97,7 @@ fn fire(s: &State, id: usize) -> Option<CUresult> {
 /// Whether another failure event may be written (else it is only counted as dropped).
 pub(super) fn event_budget() -> bool {
     if FAIL_EVENTS.fetch_add(1, Ordering::Relaxed) >= MAX_FAIL_EVENTS {
-        DROPPED.fetch_add(1, Ordering::Relaxed);
+        ledger().add(word::DROPPED, 1);
         false
     } else {
         true

@@ -5,23 +5,33 @@ use std::sync::atomic::Ordering;
 use shim_proto::cuda::names::VARIANTS;
 
 use super::call::passthrough;
+use super::ledger::ledger;
 use super::libcuda::current_ctx;
-use super::slots::{CTX_EVENTS, CTX_NOOPS, DROPPED};
+use super::slots::CTX_EVENTS;
 use super::state::{emit, event, state};
 use super::{CUresult, Ptr, id};
+use shim_proto::cuda::ledger::word;
 
 /// Context-operation events per process before they are only counted.
 const MAX_CTX_EVENTS: u64 = 100_000;
 
 const SET_CURRENT: usize = id("cuCtxSetCurrent");
+const PUSH: usize = id("cuCtxPushCurrent_v2");
+const POP: usize = id("cuCtxPopCurrent_v2");
 
+/// Recorded with `leaks=1` (without `trace=1`): creation and teardown, which decide what a
+/// context's allocations become; not the switches.
+fn lifecycle(id: usize) -> bool {
+    id != SET_CURRENT && id != PUSH && id != POP
+}
 pub(super) fn ctx_op(
     id: usize,
     call: impl FnOnce() -> CUresult,
     subject: impl FnOnce(CUresult) -> (u64, i64),
 ) -> CUresult {
     let s = state();
-    if !s.config.trace {
+    let recorded = s.config.trace || (s.config.leaks && lifecycle(id));
+    if !recorded {
         return passthrough(id, call);
     }
     let before_ctx = current_ctx();
@@ -31,11 +41,11 @@ pub(super) fn ctx_op(
     // Re-binding the context already current (some frameworks do it around every call)
     // changes nothing: counted, not written.
     if rc == 0 && id == SET_CURRENT && before_ctx == ctx && after_ctx == ctx {
-        CTX_NOOPS.fetch_add(1, Ordering::Relaxed);
+        ledger().add(word::CTX_NOOPS, 1);
         return rc;
     }
     if CTX_EVENTS.fetch_add(1, Ordering::Relaxed) >= MAX_CTX_EVENTS {
-        DROPPED.fetch_add(1, Ordering::Relaxed);
+        ledger().add(word::DROPPED, 1);
         return rc;
     }
     let mut l = event("ctx");

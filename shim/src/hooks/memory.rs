@@ -1,19 +1,27 @@
-//! Memory accounting around allocation and free calls (`--limit`).
+//! Memory accounting around allocation and free calls (`--limit`, `leak-check`): bytes held
+//! per device and their peak, published in the ledger; with `leaks=1`, each allocation and free
+//! as an event too (hooks/leaks.rs).
 
-use std::sync::atomic::Ordering;
-
+use shim_proto::cuda::ledger::word;
 use shim_proto::cuda::names::VARIANTS;
 
 use super::CUresult;
 use super::call::{after, event_budget, passthrough};
+use super::leaks;
+use super::ledger::ledger;
 use super::libcuda::{current_ctx, current_device};
-use super::slots::INJECTED;
 use super::state::{emit, event, lock, state};
-use crate::accounting::Key;
+use crate::accounting::{Accounting, Key};
 
 const OUT_OF_MEMORY: CUresult = 2;
 
-/// An allocation under `--limit`: reserve, call, commit or cancel.
+/// Publishes what the process holds on `dev` in the ledger (under the accounting lock).
+fn publish(a: &Accounting, dev: i32) {
+    let u = a.usage(dev);
+    ledger().device(dev, u.used, u.peak);
+}
+
+/// An allocation: reserve, call, commit or cancel.
 pub(super) fn alloc(
     id: usize,
     dev: Option<i32>,
@@ -27,7 +35,7 @@ pub(super) fn alloc(
     };
     let reserved = lock(acct).reserve(dev, size);
     if let Err(used) = reserved {
-        INJECTED.fetch_add(1, Ordering::Relaxed);
+        ledger().add(word::INJECTED, 1);
         if !event_budget() {
             return OUT_OF_MEMORY;
         }
@@ -47,11 +55,19 @@ pub(super) fn alloc(
     if rc == 0 {
         match done() {
             Some((key, actual)) => {
-                let peak = lock(acct).commit(key, dev, size, actual, s.peak_step);
+                let peak = {
+                    let mut a = lock(acct);
+                    let peak = a.commit(key, dev, size, actual, s.peak_step);
+                    publish(&a, dev);
+                    peak
+                };
                 if let Some(bytes) = peak {
                     let mut l = event("peak");
                     l.i64("dev", dev as i64).u64("bytes", bytes);
                     emit(l);
+                }
+                if s.config.leaks {
+                    leaks::allocated(id, key, actual, dev);
                 }
             }
             None => lock(acct).cancel(dev, size),
@@ -63,24 +79,36 @@ pub(super) fn alloc(
     rc
 }
 
-/// A free under `--limit`: forget first (so a racing allocation reusing the address is not
-/// forgotten after it), restore if the driver refuses.
+/// A free: forget first (so a racing allocation reusing the address is not forgotten after
+/// it), restore if the driver refuses.
 pub(super) fn free(id: usize, key: Key, call: impl FnOnce() -> CUresult) -> CUresult {
     let s = state();
     let Some(acct) = &s.acct else {
         return passthrough(id, call);
     };
-    let removed = lock(acct).remove(key);
+    let removed = {
+        let mut a = lock(acct);
+        let removed = a.remove(key);
+        if let Some((dev, _)) = removed {
+            publish(&a, dev);
+        }
+        removed
+    };
     let rc = call();
     if rc != 0 {
         if let Some((dev, size)) = removed {
-            lock(acct).restore(key, dev, size);
+            let mut a = lock(acct);
+            a.restore(key, dev, size);
+            publish(&a, dev);
         }
         after(id, rc);
+    } else if s.config.leaks {
+        leaks::freed(id, key, removed);
     }
     rc
 }
 
+/// The device an allocation lands on, when the shim accounts allocations (None: it does not).
 pub(super) fn limited_dev() -> Option<i32> {
     if state().acct.is_some() {
         Some(current_device())

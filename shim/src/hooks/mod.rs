@@ -16,9 +16,10 @@
 //!
 //! Layout, in the order a call meets it: `wrappers` (the exports and the per-path wrappers,
 //! listed in `table`), `call` (around every call), `memory` and `ctx` (what some calls add),
-//! `libcuda` (the real entry points), `slots` (per-variant pointers and counters), `state`
-//! and `sink` (configuration, accounting, events file); `dlsym` and `proc_address` hand out
-//! wrappers; `load` runs at load and exit.
+//! `leaks` with `backtrace` and `maps` (allocation events and their call sites, `leak-check`),
+//! `libcuda` (the real entry points), `slots` (per-variant pointers), `ledger` (the counters and
+//! accounting, in a shared file), `state` and `sink` (configuration, accounting, events file);
+//! `dlsym` and `proc_address` hand out wrappers; `load` runs at load and exit.
 
 #![allow(non_snake_case, clippy::missing_safety_doc)]
 
@@ -26,11 +27,15 @@ use core::ffi::{c_uint, c_void};
 
 use shim_proto::cuda::names::VARIANTS;
 
+mod backtrace;
 mod call;
 mod ctx;
 pub mod dlsym;
+mod leaks;
+mod ledger;
 mod libcuda;
 mod load;
+mod maps;
 mod memory;
 mod proc_address;
 mod sink;

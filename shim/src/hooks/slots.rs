@@ -1,5 +1,6 @@
 //! Per-variant state: real pointers (slot 0: link/dlsym path, slot 1: cuGetProcAddress path),
-//! call counters, first-use flags; and the process-wide counters of the stats event.
+//! first-use flags; and the process-wide counters that stay in the process (the ones reported
+//! are in the ledger, hooks/ledger.rs).
 
 use core::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
@@ -13,17 +14,12 @@ pub(super) static SLOTS: [[AtomicPtr<c_void>; N]; 2] = [
     [const { AtomicPtr::new(core::ptr::null_mut()) }; N],
     [const { AtomicPtr::new(core::ptr::null_mut()) }; N],
 ];
-pub(super) static COUNTS: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
 /// Bit 0: hooked via dlsym, 1: via proc, 2: via link, 3: nomatch reported.
 pub(super) static SEEN: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
 pub(super) static FP_CALLS: AtomicU64 = AtomicU64::new(0);
 pub(super) static FP_FIRED: AtomicU64 = AtomicU64::new(0);
-/// Failures injected (failpoint and limit), whether or not their event was written.
-pub(super) static INJECTED: AtomicU64 = AtomicU64::new(0);
 pub(super) static CTX_EVENTS: AtomicU64 = AtomicU64::new(0);
-pub(super) static CTX_NOOPS: AtomicU64 = AtomicU64::new(0);
 pub(super) static FAIL_EVENTS: AtomicU64 = AtomicU64::new(0);
-pub(super) static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 pub(super) fn set_once(slot: &AtomicPtr<c_void>, p: Ptr) -> bool {
     match slot.compare_exchange(

@@ -1,5 +1,5 @@
 //! Process state: the configuration (read once, at load or first call), the events sink, the
-//! memory accounting under `--limit`; and how an event line starts.
+//! memory accounting (under `--limit`, and for `leak-check`); and how an event line starts.
 
 use core::ffi::{CStr, c_char};
 use std::sync::{Mutex, OnceLock};
@@ -20,6 +20,8 @@ pub(super) struct State {
     pub(super) acct: Option<Mutex<Accounting>>,
     pub(super) peak_step: u64,
     pub(super) sink: Sink,
+    /// The events file's path: side files (ledger, maps copies) are named after it.
+    pub(super) events: Option<String>,
 }
 
 pub(super) static STATE: OnceLock<State> = OnceLock::new();
@@ -62,18 +64,28 @@ fn init_state() -> State {
             armed[i] = v.base == fp.call || v.name == fp.call;
         }
     }
-    let acct = config.limit.map(|l| Mutex::new(Accounting::new(l)));
-    let peak_step = config
-        .limit
-        .map(|l| (l / 64).max(1 << 20))
-        .unwrap_or(1 << 20);
+    // leak-check accounts without a limit: held bytes and peaks for the ledger; its alloc and
+    // free events make peak events redundant.
+    let acct = match (config.limit, config.leaks) {
+        (Some(l), _) => Some(Mutex::new(Accounting::new(l))),
+        (None, true) => Some(Mutex::new(Accounting::new(u64::MAX))),
+        (None, false) => None,
+    };
+    let peak_step = match config.limit {
+        _ if config.leaks => u64::MAX,
+        Some(l) => (l / 64).max(1 << 20),
+        None => 1 << 20,
+    };
+    let events = getenv(config::ENV_EVENTS).filter(|p| !p.is_empty());
+    super::ledger::open(events.as_deref());
     State {
         config,
         config_error,
         armed,
         acct,
         peak_step,
-        sink: Sink::open(getenv(config::ENV_EVENTS)),
+        sink: Sink::open(events.clone()),
+        events,
     }
 }
 

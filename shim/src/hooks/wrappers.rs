@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use super::call::{Inside, after, before};
 use super::ctx::{ctx_op, read_ptr};
+use super::leaks;
 use super::libcuda::{current_device, real};
 use super::memory::{alloc, free, limited_dev};
 use super::proc_address::wrap_proc;
@@ -230,6 +231,53 @@ custom!(cuMemFreeAsync_ptsz, (dptr: Dptr, stream: Stream), |ID, call| {
 
 custom!(cuMemRelease, (handle: u64), |ID, call| {
     free(ID, Key::Handle(handle), call)
+});
+
+// Virtual memory management: reservations and mappings hold no memory of their own (the
+// cuMemCreate handles do); with `leaks=1` they become events (reserved against mapped).
+
+fn leaks_on() -> bool {
+    state().config.leaks
+}
+
+custom!(cuMemAddressReserve, (ptr: *mut Dptr, size: usize, alignment: usize, addr: Dptr, flags: u64), |ID, call| {
+    let rc = call();
+    if rc != 0 {
+        after(ID, rc);
+    } else if leaks_on() && let Some(p) = read_dptr(ptr) {
+        leaks::vmm_acquired("reserve", ID, p, size as u64, None);
+    }
+    rc
+});
+
+custom!(cuMemAddressFree, (ptr: Dptr, size: usize), |ID, call| {
+    let rc = call();
+    if rc != 0 {
+        after(ID, rc);
+    } else if leaks_on() {
+        leaks::vmm_released("unreserve", ID, ptr, size as u64);
+    }
+    rc
+});
+
+custom!(cuMemMap, (ptr: Dptr, size: usize, offset: usize, handle: u64, flags: u64), |ID, call| {
+    let rc = call();
+    if rc != 0 {
+        after(ID, rc);
+    } else if leaks_on() {
+        leaks::vmm_acquired("map", ID, ptr, size as u64, Some((offset as u64, handle)));
+    }
+    rc
+});
+
+custom!(cuMemUnmap, (ptr: Dptr, size: usize), |ID, call| {
+    let rc = call();
+    if rc != 0 {
+        after(ID, rc);
+    } else if leaks_on() {
+        leaks::vmm_released("unmap", ID, ptr, size as u64);
+    }
+    rc
 });
 
 custom!(cuMemGetInfo_v2, (free_out: *mut usize, total_out: *mut usize), |ID, call| {

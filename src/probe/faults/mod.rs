@@ -18,6 +18,7 @@ use crate::probe::nvml::NvmlProbe;
 use crate::report::DeviceInfo;
 
 pub mod ctx_destroy;
+pub mod fragmentation;
 pub mod illegal_address;
 pub mod oom;
 pub mod stream_misuse;
