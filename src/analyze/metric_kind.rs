@@ -54,6 +54,31 @@ pub const TABLE: &[(&str, &str, MetricKind)] = &[
     ("inject illegal-address", "recover_ms", SingleShot),
     ("trace ctx", "bind_ctx_us", SingleShot),
     ("trace ctx", "ctx_create_ms", SingleShot),
+    // health: the quick check is one event per GPU; --thorough adds inject oom's figures
+    // (prefixed oom_) and bandwidth's, with their kinds there.
+    ("health", "gpu_check_ms", SingleShot),
+    ("health", "oom_time_to_edge_ms", SingleShot),
+    ("health", "oom_free_ms", SingleShot),
+    ("health", "oom_*", Exact),
+    ("health", "h2d_pinned_gbps", Throughput),
+    ("health", "d2h_pinned_gbps", Throughput),
+    ("health", "d2d_ce_gbps", Throughput),
+    ("health", "d2d_sm_gbps", Throughput),
+    ("health", "bidir_pinned_gbps", Volatile),
+    ("health", "h2d_pageable_gbps", Volatile),
+    ("health", "d2h_pageable_gbps", Volatile),
+    ("health", "p2p_bidir_*_gbps", Volatile),
+    ("health", "p2p_staged_*_gbps", Volatile),
+    ("health", "p2p_*_latency_us", Volatile),
+    ("health", "p2p_*_gbps", Throughput),
+    // inject fragmentation: one churn; the ratios move with what else holds memory.
+    ("inject fragmentation", "*_largest_block_bytes", SingleShot),
+    ("inject fragmentation", "*_largest_block_ratio", Volatile),
+    // leak-check: what was left is reproducible; the growth rate is one fit of one run.
+    ("leak-check", "left_allocated_bytes", Exact),
+    ("leak-check", "left_allocations", Exact),
+    ("leak-check", "live_peak_bytes", Exact),
+    ("leak-check", "growth_bytes_per_s", SingleShot),
     // A user's program under the shim (`inject oom -- CMD`, `inject error`, `trace ctx -- CMD`).
     ("*", "program_duration_ms", SingleShot),
     ("*", "injected_failures", Exact),

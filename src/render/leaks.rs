@@ -65,11 +65,13 @@ pub fn render(out: &mut String, d: &LeakDigest, style: Style) {
         b(s.ctx_destroy_bytes)
     ));
     if s.referenced_at_exit_allocations > 0 || s.pool_cached_allocations > 0 {
-        out.push_str(&format!(
-            "  framework pools: {} referenced at exit, {} only cached (released at exit)\n",
+        let line = format!(
+            "  framework pools: {} referenced at exit, {} only cached (released at exit)",
             b(s.referenced_at_exit_bytes),
             b(s.pool_cached_bytes)
-        ));
+        );
+        out.push_str(&style.wrap(&line, 4));
+        out.push('\n');
     }
     if s.unknown_frees > 0 {
         out.push_str(&format!(

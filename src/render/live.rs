@@ -550,7 +550,7 @@ pub fn report(out: &mut String, facts: &WatchFacts, conditions: &[Condition], st
             {
                 seen.push(x);
                 let i = xid::lookup(x);
-                out.push_str(&format!("XID {x}: {}. {}\n", i.meaning, i.what_to_do));
+                style.para(out, &format!("XID {x}: {}. {}", i.meaning, i.what_to_do), 2);
             }
         }
     }

@@ -87,6 +87,20 @@ fn every_recorded_report_reanalyses_to_what_it_recorded() {
             recorded
                 .findings
                 .retain(|f| f.code != crate::report::codes::THRESHOLD);
+            // So are the findings of gpu-doctor's NVML session under --replay / --fault (what
+            // reached it, what it never read): the report's `nvml` says what it ran under.
+            if saved.nvml.is_some() {
+                use crate::report::codes::*;
+                recorded.findings.retain(|f| {
+                    ![
+                        FAULT_INJECTED,
+                        NVML_NOT_USED,
+                        REPLAY_QUERY_MISSING,
+                        SHIM_CONFIG_ERROR,
+                    ]
+                    .contains(&f.code.as_str())
+                });
+            }
             recorded.status = crate::analyze::verdict::status_from_findings(&recorded.findings)
                 .max(if recorded.status == crate::report::Status::Error {
                     recorded.status
