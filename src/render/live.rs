@@ -140,20 +140,30 @@ pub fn gpu_details(r: &LiveGpu) -> Vec<String> {
     if !down.is_empty() && down.len() < r.topo.nvlinks.len() {
         out.push(format!("NVLink {} down", down.join(",")));
     }
-    let errs: Vec<String> = r
-        .nvlink_errors
-        .iter()
-        .filter(|e| e.total() > 0)
-        .map(|e| format!("link {} ({})", e.link, e.total()))
-        .collect();
-    if !errs.is_empty() {
-        out.push(format!("NVLink errors: {}", errs.join(", ")));
-    }
     let p = &r.topo.pcie;
     if let (Some(c), Some(m)) = (p.current_width, p.max_width)
         && c < m
     {
         out.push(format!("PCIe x{c} of x{m}"));
+    }
+    // Counters since the driver loaded: a healthy H200's links show hundreds of replays each,
+    // so one summary item; each link's counts are in the JSON.
+    let errs: Vec<(u32, u64)> = r
+        .nvlink_errors
+        .iter()
+        .map(|e| (e.link, e.total()))
+        .filter(|&(_, n)| n > 0)
+        .collect();
+    if let Some(&(link, most)) = errs.iter().max_by_key(|&&(l, n)| (n, std::cmp::Reverse(l))) {
+        let all: u64 = errs.iter().map(|&(_, n)| n).sum();
+        out.push(if errs.len() == 1 {
+            format!("NVLink errors: link {link} ({most})")
+        } else {
+            format!(
+                "NVLink errors: {all} on {} links (most: link {link}, {most})",
+                errs.len()
+            )
+        });
     }
     let reasons: Vec<&str> = h
         .clock_event_reasons
@@ -199,7 +209,7 @@ pub fn detail_lines(gpu: u32, items: &[String]) -> Vec<String> {
     for item in items {
         let sep = if line.ends_with(':') { " " } else { "; " };
         if line.chars().count() + sep.len() + item.chars().count() > WIDTH && !line.ends_with(':') {
-            lines.push(line);
+            lines.push(fit(&line, WIDTH));
             line = format!("      {item}");
         } else {
             line.push_str(sep);

@@ -9,9 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// The machine the live tests replay. One constant, to switch to a recorded snapshot
-/// (tests/fixtures/h200x2.nvml.json) once the integrator records it.
-pub const SNAPSHOT: &str = "tests/nvml/synthetic-2gpu.nvml.json";
+/// The machine the live tests replay: the NVML snapshot recorded on the 2×H200 host.
+pub const SNAPSHOT: &str = "tests/fixtures/h200x2.nvml.json";
 
 pub fn snapshot() -> String {
     format!("{}/{SNAPSHOT}", env!("CARGO_MANIFEST_DIR"))
