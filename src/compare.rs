@@ -60,11 +60,8 @@ pub fn baseline_paths(args: &[PathBuf], current: &Path) -> Result<Vec<PathBuf>> 
             out.push(a.clone());
             continue;
         }
-        let entries = std::fs::read_dir(a)
-            .map_err(|e| input(format!("{}: cannot read the folder: {e}", a.display())))?;
-        let mut found: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
+        let found: Vec<PathBuf> = crate::output::json_files_in(a)?
+            .into_iter()
             .filter(|p| current_abs.is_none() || std::fs::canonicalize(p).ok() != current_abs)
             .collect();
         if found.is_empty() {
@@ -73,7 +70,6 @@ pub fn baseline_paths(args: &[PathBuf], current: &Path) -> Result<Vec<PathBuf>> 
                 a.display()
             )));
         }
-        found.sort();
         out.extend(found);
     }
     Ok(out)

@@ -69,19 +69,13 @@ pub fn report_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
             out.push(a.clone());
             continue;
         }
-        let entries = std::fs::read_dir(a)
-            .map_err(|e| input(format!("{}: cannot read the folder: {e}", a.display())))?;
-        let mut found: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json") && p.is_file())
-            .collect();
+        let found = crate::output::json_files_in(a)?;
         if found.is_empty() {
             return Err(input(format!(
                 "{}: no report (*.json) in this folder",
                 a.display()
             )));
         }
-        found.sort();
         out.extend(found);
     }
     Ok(out)

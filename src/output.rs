@@ -209,6 +209,19 @@ pub fn check_distinct(inputs: &[&Path], outputs: &[(&str, &Path)]) -> Result<()>
     Ok(())
 }
 
+/// The `*.json` files directly in `dir`, sorted by name (compare's baselines, fleet's
+/// reports); an unreadable folder is an input error.
+pub fn json_files_in(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| input(format!("{}: cannot read the folder: {e}", dir.display())))?;
+    let mut found: Vec<std::path::PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json") && p.is_file())
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
 /// Reads at most [`MAX_INPUT_BYTES`] of `path`: a bigger (or endless) input is an input error
 /// (exit 2) naming `what`.
 pub fn read_bounded(path: &Path, what: &str) -> Result<Vec<u8>> {

@@ -204,6 +204,45 @@ fn loop_step(
     );
 }
 
+/// Records a pattern's allocation in `out` and as the step `what` (`call` answered `answer`;
+/// `note` follows the count and bytes).
+#[allow(clippy::too_many_arguments)]
+fn record_pattern<B>(
+    steps: &Steps,
+    out: &mut AllocatorFragmentation,
+    blocks: &Blocks<B>,
+    (answer, interrupted): (Option<CUresult>, bool),
+    what: &str,
+    call: &str,
+    (at_ms, t0): (f64, Instant),
+    note: &str,
+) {
+    out.allocations = blocks.len() as u64;
+    out.allocated_bytes = blocks.iter().map(|b| b.1).sum();
+    out.stopped_by = stopped_by(answer, interrupted);
+    let counted = format!(
+        "{} allocation(s), {}{note}",
+        out.allocations,
+        format_bytes(out.allocated_bytes)
+    );
+    loop_step(steps, what, call, answer, at_ms, t0, counted);
+}
+
+/// Frees every other block of the pattern with `free`, counting it in `out`; the blocks kept.
+fn free_odd<B>(
+    out: &mut AllocatorFragmentation,
+    blocks: Blocks<B>,
+    mut free: impl FnMut(&B),
+) -> Blocks<B> {
+    let (odd, rest) = split_odd(blocks);
+    for (p, size) in &odd {
+        free(p);
+        out.freed_allocations += 1;
+        out.freed_bytes += size;
+    }
+    rest
+}
+
 pub fn run(
     ctx: &RunCtx,
     steps: &Steps,
@@ -305,29 +344,20 @@ fn driver(ctx: &RunCtx, steps: &Steps, g: u64, fraction: f64) -> Result<Allocato
             r => Err(r),
         }
     });
-    out.allocations = blocks.len() as u64;
-    out.allocated_bytes = blocks.iter().map(|b| b.1).sum();
-    out.stopped_by = stopped_by(answer, interrupted);
-    loop_step(
+    record_pattern(
         steps,
+        &mut out,
+        &blocks,
+        (answer, interrupted),
         "allocate the pattern with cuMemAlloc",
         "cuMemAlloc_v2",
-        answer,
-        at,
-        c0,
-        format!(
-            "{} allocation(s), {}",
-            out.allocations,
-            format_bytes(out.allocated_bytes)
-        ),
+        (at, c0),
+        "",
     );
-    let (odd, rest) = split_odd(blocks);
-    for (p, size) in &odd {
+    let rest = free_odd(&mut out, blocks, |p| {
         // SAFETY: our allocation, freed once.
         unsafe { sys::cuMemFree_v2(*p) };
-        out.freed_allocations += 1;
-        out.freed_bytes += size;
-    }
+    });
     out.free_after_pattern_bytes = free_now();
     out.available_bytes = out.free_after_pattern_bytes;
     if !interrupted {
@@ -470,28 +500,19 @@ fn pool(
     if answer.is_none() && r != rc::SUCCESS {
         answer = Some(r);
     }
-    out.allocations = blocks.len() as u64;
-    out.allocated_bytes = blocks.iter().map(|b| b.1).sum();
-    out.stopped_by = stopped_by(answer, interrupted);
-    loop_step(
+    record_pattern(
         steps,
+        &mut out,
+        &blocks,
+        (answer, interrupted),
         "allocate the pattern from the pool",
         "cuMemAllocFromPoolAsync",
-        answer,
-        at,
-        c0,
-        format!(
-            "{} allocation(s), {}",
-            out.allocations,
-            format_bytes(out.allocated_bytes)
-        ),
+        (at, c0),
+        "",
     );
-    let (odd, rest) = split_odd(blocks);
-    for (p, size) in &odd {
+    let rest = free_odd(&mut out, blocks, |p| {
         free_async(*p);
-        out.freed_allocations += 1;
-        out.freed_bytes += size;
-    }
+    });
     sync();
     out.free_after_pattern_bytes = free_now();
     out.pool_reserved_bytes = pool_attr(pool, ATTR_RESERVED);
@@ -659,29 +680,17 @@ fn vmm(
         churn(ctx, target(free_now(), fraction), round_up, &mut |s| {
             vmm_alloc(prop, s)
         });
-    out.allocations = blocks.len() as u64;
-    out.allocated_bytes = blocks.iter().map(|b| b.1).sum();
-    out.stopped_by = stopped_by(answer, interrupted);
-    loop_step(
+    record_pattern(
         steps,
+        &mut out,
+        &blocks,
+        (answer, interrupted),
         "allocate the pattern with cuMemCreate + cuMemMap",
         "cuMemCreate",
-        answer,
-        at,
-        c0,
-        format!(
-            "{} allocation(s), {} (sizes rounded up to {})",
-            out.allocations,
-            format_bytes(out.allocated_bytes),
-            format_bytes(g)
-        ),
+        (at, c0),
+        &format!(" (sizes rounded up to {})", format_bytes(g)),
     );
-    let (odd, rest) = split_odd(blocks);
-    for (p, size) in &odd {
-        vmm_free(p);
-        out.freed_allocations += 1;
-        out.freed_bytes += size;
-    }
+    let rest = free_odd(&mut out, blocks, vmm_free);
     out.free_after_pattern_bytes = free_now();
     out.available_bytes = out.free_after_pattern_bytes;
     if !interrupted {
