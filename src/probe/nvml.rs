@@ -52,14 +52,18 @@ impl RawCalls {
     fn load(path: &str) -> RawCalls {
         // SAFETY: loading the library NVML already loaded; only reference-counts it.
         let lib = unsafe { libloading::Library::new(path) }.ok();
+        let lib_ref = lib.as_ref();
+        // SAFETY: RemappedRowsFn is nvml.h's signature of the symbol; `_lib` keeps it loaded.
+        let remapped_rows = unsafe { symbol(lib_ref, b"nvmlDeviceGetRemappedRows\0") };
+        // SAFETY: GpuMaxPcieGenFn is nvml.h's signature of the symbol; `_lib` keeps it loaded.
+        let gpu_max_pcie_gen =
+            unsafe { symbol(lib_ref, b"nvmlDeviceGetGpuMaxPcieLinkGeneration\0") };
+        // SAFETY: RemoteTypeFn is nvml.h's signature of the symbol; `_lib` keeps it loaded.
+        let remote_type = unsafe { symbol(lib_ref, b"nvmlDeviceGetNvLinkRemoteDeviceType\0") };
         RawCalls {
-            // SAFETY (the three lookups): each type is nvml.h's signature of the symbol named,
-            // and `_lib` keeps the library loaded while the pointers live.
-            remapped_rows: unsafe { symbol(lib.as_ref(), b"nvmlDeviceGetRemappedRows\0") },
-            gpu_max_pcie_gen: unsafe {
-                symbol(lib.as_ref(), b"nvmlDeviceGetGpuMaxPcieLinkGeneration\0")
-            },
-            remote_type: unsafe { symbol(lib.as_ref(), b"nvmlDeviceGetNvLinkRemoteDeviceType\0") },
+            remapped_rows,
+            gpu_max_pcie_gen,
+            remote_type,
             _lib: lib,
         }
     }
