@@ -171,6 +171,15 @@ pub fn device_for_bus_id(bus_id: &str) -> Result<sys::CUdevice> {
     Ok(dev)
 }
 
+/// A device attribute, where the driver answers one above 0.
+pub fn attribute(dev: sys::CUdevice, a: sys::CUdevice_attribute) -> Option<u32> {
+    let mut v = 0;
+    // SAFETY: `v` is a live i32 out-pointer; a device the driver does not know is answered
+    // with an error code.
+    let rc = unsafe { sys::cuDeviceGetAttribute(&mut v, a, dev) };
+    (rc == CUresult::CUDA_SUCCESS && v > 0).then_some(v as u32)
+}
+
 /// (free, total) bytes of device memory as the current context sees it.
 pub fn mem_get_info() -> Result<(u64, u64)> {
     let (mut free, mut total) = (0usize, 0usize);
