@@ -70,8 +70,26 @@ impl<'a> Steps<'a> {
         note: Option<&str>,
         f: impl FnOnce() -> CUresult,
     ) -> CUresult {
-        let (rc, step) = timed_step(self.ctx, name, call, expected, note.map(str::to_string), f);
-        self.push(step);
+        let at_ms = self.ctx.now_ms();
+        self.ctx.announce(&Event::Call {
+            name: name.to_string(),
+            call: call.to_string(),
+            expected: codes(expected),
+            at_ms,
+            thread: thread_id(),
+        });
+        let t0 = Instant::now();
+        let rc = f();
+        let elapsed_ms = t0.elapsed().as_secs_f64() * 1e3;
+        self.made(
+            name,
+            call,
+            expected,
+            rc,
+            at_ms,
+            elapsed_ms,
+            note.map(str::to_string),
+        );
         rc
     }
 
@@ -91,7 +109,7 @@ impl<'a> Steps<'a> {
         let expected = codes(expected);
         let observed = code(rc);
         let ok = expected.contains(&observed);
-        self.push(Step {
+        self.ctx.record(Step {
             name: name.to_string(),
             call: call.to_string(),
             expected,
@@ -103,51 +121,6 @@ impl<'a> Steps<'a> {
             note,
         });
     }
-
-    pub fn push(&self, step: Step) {
-        self.ctx.record(step);
-    }
-}
-
-/// Makes a call and returns it as a [`Step`] without recording it (for calls made on worker
-/// threads, whose steps are collected and recorded by the scenario's thread).
-pub fn timed_step(
-    ctx: &RunCtx,
-    name: &str,
-    call: &str,
-    expected: &[CUresult],
-    note: Option<String>,
-    f: impl FnOnce() -> CUresult,
-) -> (CUresult, Step) {
-    let at_ms = ctx.now_ms();
-    let thread = thread_id();
-    let expected = codes(expected);
-    ctx.announce(&Event::Call {
-        name: name.to_string(),
-        call: call.to_string(),
-        expected: expected.clone(),
-        at_ms,
-        thread,
-    });
-    let t0 = Instant::now();
-    let rc = f();
-    let elapsed_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let observed = code(rc);
-    let ok = expected.contains(&observed);
-    (
-        rc,
-        Step {
-            name: name.to_string(),
-            call: call.to_string(),
-            expected,
-            observed,
-            at_ms,
-            elapsed_ms,
-            thread,
-            ok,
-            note,
-        },
-    )
 }
 
 /// The CUDA device whose PCI bus id matches NVML's (CUDA orders devices differently).
@@ -169,6 +142,15 @@ pub fn device_for_bus_id(bus_id: &str) -> Result<sys::CUdevice> {
         )));
     }
     Ok(dev)
+}
+
+/// A device attribute, where the driver answers one above 0.
+pub fn attribute(dev: sys::CUdevice, a: sys::CUdevice_attribute) -> Option<u32> {
+    let mut v = 0;
+    // SAFETY: `v` is a live i32 out-pointer; a device the driver does not know is answered
+    // with an error code.
+    let rc = unsafe { sys::cuDeviceGetAttribute(&mut v, a, dev) };
+    (rc == CUresult::CUDA_SUCCESS && v > 0).then_some(v as u32)
 }
 
 /// (free, total) bytes of device memory as the current context sees it.

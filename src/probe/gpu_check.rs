@@ -159,7 +159,7 @@ fn run_kernel(calls: &mut Calls, index: u32) -> Option<bool> {
         // legacy stream of the current context.
         let launched = found
             && calls.make("cuLaunchKernel", || unsafe {
-                launch_fill(fill, buf, value, ELEMENTS as u64)
+                kernels::launch_fill(fill, std::ptr::null_mut(), buf, value, ELEMENTS as u64)
             });
         // SAFETY: no arguments; waits for the fill in the current context.
         if launched && calls.make("cuCtxSynchronize", || unsafe { sys::cuCtxSynchronize() }) {
@@ -177,22 +177,6 @@ fn run_kernel(calls: &mut Calls, index: u32) -> Option<bool> {
     }
     calls.make("cuModuleUnload", || module.unload());
     value_ok
-}
-
-/// fill_u32(p, value, n) with one block per 256 elements (at most 1024 blocks).
-///
-/// # Safety
-/// `f` must be fill_u32 of a module in the current context and `p` must hold `n` u32.
-unsafe fn launch_fill(f: sys::CUfunction, p: sys::CUdeviceptr, value: u32, n: u64) -> CUresult {
-    let (mut p, mut value, mut n2) = (p, value, n);
-    let mut args = [
-        &mut p as *mut _ as *mut c_void,
-        &mut value as *mut _ as *mut c_void,
-        &mut n2 as *mut _ as *mut c_void,
-    ];
-    let grid = n.div_ceil(256).clamp(1, 1024) as u32;
-    // SAFETY: argument types match fill_u32(u64, u32, u64); the caller vouches for f and p.
-    unsafe { kernels::launch(f, grid, 256, std::ptr::null_mut(), &mut args) }
 }
 
 /// The calls of one check, timed, with the one in flight announced.

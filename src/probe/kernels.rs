@@ -67,7 +67,7 @@ impl Module {
 }
 
 /// Launches `f` with a 1-D grid. `args` are pointers to each kernel argument's value, in order
-/// (e.g. `&mut ptr as *mut _ as *mut c_void`).
+/// ([`arg`] of each).
 ///
 /// # Safety
 /// `args` must match the kernel's parameter list, and `f` and `stream` must be live handles
@@ -95,6 +95,59 @@ pub unsafe fn launch(
             std::ptr::null_mut(),
         )
     }
+}
+
+/// Pointer to a kernel argument, for [`launch`].
+pub fn arg<T>(v: &mut T) -> *mut c_void {
+    v as *mut T as *mut c_void
+}
+
+/// Launches delayed_fill_u32(p, value, n, delay_cycles) with one block per 256 elements
+/// (at most 1024 blocks; the kernel loops over the rest).
+///
+/// # Safety
+/// `f` must be delayed_fill_u32 of a module in the current context (or a deliberately stale
+/// handle, in a recorded step) and `p` must hold `n` u32 (or be deliberately invalid).
+pub unsafe fn launch_delayed_fill(
+    f: sys::CUfunction,
+    stream: sys::CUstream,
+    p: sys::CUdeviceptr,
+    value: u32,
+    n: u64,
+    delay_cycles: u64,
+) -> CUresult {
+    let (mut p, mut value, mut n2, mut delay) = (p, value, n, delay_cycles);
+    let mut args = [arg(&mut p), arg(&mut value), arg(&mut n2), arg(&mut delay)];
+    let grid = n.div_ceil(256).clamp(1, 1024) as u32;
+    // SAFETY: argument types match delayed_fill_u32(u64, u32, u64, u64).
+    unsafe { launch(f, grid, 256, stream, &mut args) }
+}
+
+/// Launches fill_u32(p, value, n) with one block per 256 elements (at most 1024 blocks).
+///
+/// # Safety
+/// As [`launch_delayed_fill`].
+pub unsafe fn launch_fill(
+    f: sys::CUfunction,
+    stream: sys::CUstream,
+    p: sys::CUdeviceptr,
+    value: u32,
+    n: u64,
+) -> CUresult {
+    let (mut p, mut value, mut n2) = (p, value, n);
+    let mut args = [arg(&mut p), arg(&mut value), arg(&mut n2)];
+    let grid = n.div_ceil(256).clamp(1, 1024) as u32;
+    // SAFETY: argument types match fill_u32(u64, u32, u64).
+    unsafe { launch(f, grid, 256, stream, &mut args) }
+}
+
+/// Launches the empty kernel.
+///
+/// # Safety
+/// `f` must be `empty` (or a deliberately stale handle in a recorded step).
+pub unsafe fn launch_empty(f: sys::CUfunction, stream: sys::CUstream) -> CUresult {
+    // SAFETY: empty() takes no arguments.
+    unsafe { launch(f, 1, 1, stream, &mut []) }
 }
 
 #[cfg(test)]

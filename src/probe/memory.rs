@@ -89,13 +89,9 @@ pub trait Sampler: Send {
 
 impl Sampler for NvmlProbe {
     fn sample(&mut self, device: u32) -> Result<Sample, String> {
-        // The list can grow between NVML's count and its fill (a neighbour starting up):
-        // ask once more before counting the sample as failed.
-        let processes = self
-            .processes_or_error(device)
-            .or_else(|_| self.processes_or_error(device))?;
+        let (used_bytes, processes) = self.used_and_processes(device)?;
         Ok(Sample {
-            used_bytes: self.memory_used(device),
+            used_bytes,
             processes,
         })
     }

@@ -25,9 +25,7 @@ const FI_GPU_RECOVERY_ACTION: u32 = 230;
 
 pub struct NvmlProbe {
     nvml: Nvml,
-    /// Second handle on the same library for the few calls nvml-wrapper does not wrap, or
-    /// wraps wrongly (its NvLink::remote_device_type discards the driver's answer).
-    raw: Option<libloading::Library>,
+    raw: RawCalls,
 }
 
 type RemappedRowsFn =
@@ -35,6 +33,51 @@ type RemappedRowsFn =
 type GpuMaxPcieGenFn = unsafe extern "C" fn(Handle, *mut c_uint) -> i32;
 type RemoteTypeFn = unsafe extern "C" fn(Handle, c_uint, *mut c_uint) -> i32;
 type Handle = nvml_wrapper_sys::bindings::nvmlDevice_t;
+
+/// The few calls nvml-wrapper does not wrap, or wraps wrongly (its
+/// NvLink::remote_device_type discards the driver's answer), looked up once, at open, in a
+/// second handle on the same library (None: the library lacks the symbol).
+struct RawCalls {
+    /// `nvmlDeviceGetRemappedRows`.
+    remapped_rows: Option<RemappedRowsFn>,
+    /// `nvmlDeviceGetGpuMaxPcieLinkGeneration`.
+    gpu_max_pcie_gen: Option<GpuMaxPcieGenFn>,
+    /// `nvmlDeviceGetNvLinkRemoteDeviceType`.
+    remote_type: Option<RemoteTypeFn>,
+    /// Keeps the library loaded as long as the pointers above may be called.
+    _lib: Option<libloading::Library>,
+}
+
+impl RawCalls {
+    fn load(path: &str) -> RawCalls {
+        // SAFETY: loading the library NVML already loaded; only reference-counts it.
+        let lib = unsafe { libloading::Library::new(path) }.ok();
+        let lib_ref = lib.as_ref();
+        // SAFETY: RemappedRowsFn is nvml.h's signature of the symbol; `_lib` keeps it loaded.
+        let remapped_rows = unsafe { symbol(lib_ref, b"nvmlDeviceGetRemappedRows\0") };
+        // SAFETY: GpuMaxPcieGenFn is nvml.h's signature of the symbol; `_lib` keeps it loaded.
+        let gpu_max_pcie_gen =
+            unsafe { symbol(lib_ref, b"nvmlDeviceGetGpuMaxPcieLinkGeneration\0") };
+        // SAFETY: RemoteTypeFn is nvml.h's signature of the symbol; `_lib` keeps it loaded.
+        let remote_type = unsafe { symbol(lib_ref, b"nvmlDeviceGetNvLinkRemoteDeviceType\0") };
+        RawCalls {
+            remapped_rows,
+            gpu_max_pcie_gen,
+            remote_type,
+            _lib: lib,
+        }
+    }
+}
+
+/// The function `name` (NUL-terminated) of `lib`.
+///
+/// # Safety
+/// `T` must be the symbol's C signature, and the pointer must not be called once `lib` is
+/// unloaded.
+unsafe fn symbol<T: Copy>(lib: Option<&libloading::Library>, name: &[u8]) -> Option<T> {
+    // SAFETY: the caller vouches for T and for the library's lifetime.
+    unsafe { lib?.get::<T>(name) }.ok().map(|f| *f)
+}
 
 impl NvmlProbe {
     /// Loads libnvidia-ml and initialises it. Missing library or driver → exit 3 with one line.
@@ -53,36 +96,10 @@ impl NvmlProbe {
                 ),
                 other => unavailable(format!("NVML could not start ({path}): {other}")),
             })?;
-        // SAFETY: loading the library NVML already loaded; only reference-counts it.
-        let raw = unsafe { libloading::Library::new(&path) }.ok();
-        Ok(NvmlProbe { nvml, raw })
-    }
-
-    /// `nvmlDeviceGetRemappedRows`, which nvml-wrapper does not wrap.
-    fn remapped_rows_fn(&self) -> Option<RemappedRowsFn> {
-        let lib = self.raw.as_ref()?;
-        // SAFETY: RemappedRowsFn is nvml.h's signature of this symbol.
-        unsafe { lib.get::<RemappedRowsFn>(b"nvmlDeviceGetRemappedRows\0") }
-            .ok()
-            .map(|f| *f)
-    }
-
-    /// `nvmlDeviceGetGpuMaxPcieLinkGeneration`, which nvml-wrapper does not wrap.
-    fn gpu_max_pcie_gen_fn(&self) -> Option<GpuMaxPcieGenFn> {
-        let lib = self.raw.as_ref()?;
-        // SAFETY: GpuMaxPcieGenFn is nvml.h's signature of this symbol.
-        unsafe { lib.get::<GpuMaxPcieGenFn>(b"nvmlDeviceGetGpuMaxPcieLinkGeneration\0") }
-            .ok()
-            .map(|f| *f)
-    }
-
-    /// `nvmlDeviceGetNvLinkRemoteDeviceType`: nvml-wrapper's wrapper discards the answer.
-    fn remote_type_fn(&self) -> Option<RemoteTypeFn> {
-        let lib = self.raw.as_ref()?;
-        // SAFETY: RemoteTypeFn is nvml.h's signature of this symbol.
-        unsafe { lib.get::<RemoteTypeFn>(b"nvmlDeviceGetNvLinkRemoteDeviceType\0") }
-            .ok()
-            .map(|f| *f)
+        Ok(NvmlProbe {
+            nvml,
+            raw: RawCalls::load(&path),
+        })
     }
 
     pub fn host(&self) -> Host {
@@ -223,41 +240,44 @@ impl NvmlProbe {
     /// Processes holding memory on this GPU, or why NVML could not list them (a watch must not
     /// read a failed call as every process having left).
     pub fn processes_or_error(&self, index: u32) -> Result<Vec<GpuProcess>, String> {
+        processes_of(&self.device(index).map_err(|e| e.to_string())?)
+    }
+
+    /// NVML's used memory and the processes holding memory on this GPU, through one handle
+    /// (the memory watch's sample). The process list is asked for twice before it counts as
+    /// failed: it can grow between NVML's count and its fill (a neighbour starting up).
+    pub fn used_and_processes(&self, index: u32) -> Result<(Option<u64>, Vec<GpuProcess>), String> {
         let d = self.device(index).map_err(|e| e.to_string())?;
-        let list = d
-            .running_compute_processes()
-            .map_err(|e| format!("nvmlDeviceGetComputeRunningProcesses: {e}"))?;
-        Ok(list
-            .into_iter()
-            .map(|p| GpuProcess {
-                pid: p.pid,
-                used_bytes: match p.used_gpu_memory {
-                    UsedGpuMemory::Used(b) => Some(b),
-                    UsedGpuMemory::Unavailable => None,
-                },
-            })
-            .collect())
+        let processes = processes_of(&d).or_else(|_| processes_of(&d))?;
+        Ok((d.memory_info().ok().map(|m| m.used), processes))
     }
 
     /// Health facts of one GPU and its identity, from one set of NVML calls. A lost GPU is a
     /// fact (`lost`), not an error: the other GPUs are still read.
     pub fn health(&self, index: u32) -> Result<(DeviceInfo, GpuHealth)> {
-        let d = match self.device_or_lost(index)? {
-            Ok(d) => d,
-            Err(why) => {
-                let info = Self::lost_info(index);
-                let h = GpuHealth {
-                    index,
-                    name: info.name.clone(),
-                    lost: Some(why),
-                    ..Default::default()
-                };
-                return Ok((info, h));
-            }
+        Ok(match self.device_or_lost(index)? {
+            Ok(d) => self.health_of(index, &d),
+            Err(why) => Self::lost_health(index, why),
+        })
+    }
+
+    /// What is known of a lost GPU's health: its index and why it is lost.
+    fn lost_health(index: u32, why: String) -> (DeviceInfo, GpuHealth) {
+        let info = Self::lost_info(index);
+        let h = GpuHealth {
+            index,
+            name: info.name.clone(),
+            lost: Some(why),
+            ..Default::default()
         };
-        let info = device_info_of(index, &d);
+        (info, h)
+    }
+
+    /// [`Self::health`] of an open GPU.
+    fn health_of(&self, index: u32, d: &Device) -> (DeviceInfo, GpuHealth) {
         let mut seen = Unsupported::default();
         let mem = seen.get("memory", d.memory_info());
+        let info = identity(index, d, mem.as_ref().map(|m| m.total));
         let ecc = seen.get("ecc_mode", d.is_ecc_enabled());
         let mig = seen.get("mig_mode", d.mig_mode());
         let reasons = seen.get("clock_event_reasons", d.current_throttle_reasons());
@@ -327,7 +347,7 @@ impl NvmlProbe {
             ..Default::default()
         };
         // Row remapping (Ampere and later): not wrapped by nvml-wrapper.
-        match self.remapped_rows_fn() {
+        match self.raw.remapped_rows {
             Some(f) => {
                 let (mut corr, mut unc, mut pending, mut failed) = (0, 0, 0, 0);
                 // SAFETY: nvmlDeviceGetRemappedRows(device, uint*, uint*, uint*, uint*).
@@ -353,48 +373,46 @@ impl NvmlProbe {
             },
             Err(_) => seen.0.push("recovery_action".into()),
         }
-        h.processes = self.processes(index);
+        h.processes = processes_of(d).unwrap_or_default();
         if info.compute_capability.is_none() {
             seen.0.push("compute_capability".into());
         }
         h.unsupported = seen.0;
-        Ok((info, h))
+        (info, h)
     }
 
     /// One GPU read for a live view (watch, exporter): its `info` facts, its PCIe and NVLinks
-    /// as `topo` reads them, utilisation and NVLink error counters. A lost GPU is a fact
-    /// (`health.lost`); any other failure to open it is `no_answer`.
+    /// as `topo` reads them, utilisation and NVLink error counters, all through one handle. A
+    /// lost GPU is a fact (`health.lost`); any other failure to open it is `no_answer`.
     pub fn live_gpu(&self, index: u32) -> LiveGpu {
         let started = std::time::Instant::now();
-        let mut reading = match self.health(index) {
-            Ok((_, health)) => LiveGpu {
+        let mut reading = match self.device_or_lost(index) {
+            Ok(Ok(d)) => {
+                let (info, health) = self.health_of(index, &d);
+                let topo = self.gpu_topo(&info, &d);
+                let utilization = d.utilization_rates().ok();
+                let nvlink_errors = topo
+                    .nvlinks
+                    .iter()
+                    .map(|l| nvlink_errors(&d, l.link))
+                    .collect();
+                LiveGpu {
+                    index,
+                    health,
+                    topo,
+                    utilization_gpu_pct: utilization.as_ref().map(|u| u.gpu),
+                    utilization_memory_pct: utilization.as_ref().map(|u| u.memory),
+                    nvlink_errors,
+                    ..Default::default()
+                }
+            }
+            Ok(Err(why)) => LiveGpu {
                 index,
-                health,
+                health: Self::lost_health(index, why).1,
                 ..Default::default()
             },
             Err(e) => LiveGpu::no_answer(index, format!("{e:#}")),
         };
-        if reading.answered() {
-            match self.device_or_lost(index) {
-                Ok(Ok(d)) => {
-                    let info = device_info_of(index, &d);
-                    reading.topo = self.gpu_topo(&info, &d);
-                    if let Ok(u) = d.utilization_rates() {
-                        reading.utilization_gpu_pct = Some(u.gpu);
-                        reading.utilization_memory_pct = Some(u.memory);
-                    }
-                    reading.nvlink_errors = reading
-                        .topo
-                        .nvlinks
-                        .iter()
-                        .map(|l| nvlink_errors(&d, l.link))
-                        .collect();
-                }
-                // Lost between the two lookups: it is lost now.
-                Ok(Err(why)) => reading.health.lost = Some(why),
-                Err(e) => reading = LiveGpu::no_answer(index, format!("{e:#}")),
-            }
-        }
         reading.read_ms = started.elapsed().as_secs_f64() * 1e3;
         reading
     }
@@ -514,7 +532,7 @@ impl NvmlProbe {
             .map(|mask| cpulist(&mask))
             .filter(|s| !s.is_empty())
             .or_else(|| sysfs_numa_node(&bus_id).map(|n| n.to_string()));
-        let gpu_max_gen = self.gpu_max_pcie_gen_fn().and_then(|f| {
+        let gpu_max_gen = self.raw.gpu_max_pcie_gen.and_then(|f| {
             let mut g = 0;
             // SAFETY: nvmlDeviceGetGpuMaxPcieLinkGeneration(device, uint*).
             (unsafe { f(d.handle(), &mut g) } == 0).then_some(g)
@@ -527,7 +545,7 @@ impl NvmlProbe {
             max_width: d.max_pcie_link_width().ok(),
             replay_counter: d.pcie_replay_counter().ok().map(u64::from),
         };
-        let remote_type = self.remote_type_fn();
+        let remote_type = self.raw.remote_type;
         let mut nvlinks = Vec::new();
         // NVML_NVLINK_MAX_LINKS is 18 on Hopper; a link that does not exist answers an error.
         for link in 0..18u32 {
@@ -584,14 +602,36 @@ fn nvlink_errors(d: &Device, link: u32) -> NvLinkErrors {
     }
 }
 
+/// Processes holding memory on an open GPU, or why NVML could not list them.
+fn processes_of(d: &Device) -> Result<Vec<GpuProcess>, String> {
+    let list = d
+        .running_compute_processes()
+        .map_err(|e| format!("nvmlDeviceGetComputeRunningProcesses: {e}"))?;
+    Ok(list
+        .into_iter()
+        .map(|p| GpuProcess {
+            pid: p.pid,
+            used_bytes: match p.used_gpu_memory {
+                UsedGpuMemory::Used(b) => Some(b),
+                UsedGpuMemory::Unavailable => None,
+            },
+        })
+        .collect())
+}
+
 /// A GPU's identity as every report lists it.
 fn device_info_of(index: u32, d: &Device) -> DeviceInfo {
+    identity(index, d, d.memory_info().ok().map(|m| m.total))
+}
+
+/// [`device_info_of`] with the memory total already read (health reads the memory anyway).
+fn identity(index: u32, d: &Device, memory_total: Option<u64>) -> DeviceInfo {
     DeviceInfo {
         index,
         uuid: d.uuid().unwrap_or_default(),
         name: d.name().unwrap_or_default(),
         pci_bus_id: d.pci_info().map(|p| p.bus_id).unwrap_or_default(),
-        memory_total_bytes: d.memory_info().map(|m| m.total).unwrap_or(0),
+        memory_total_bytes: memory_total.unwrap_or(0),
         compute_capability: d
             .cuda_compute_capability()
             .ok()

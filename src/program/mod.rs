@@ -123,7 +123,7 @@ pub fn run_watched(spec: &Launch<'_>, watch: &mut dyn FnMut(&Watch<'_>)) -> Resu
                 );
             }
             Harness::Cuda {
-                dir,
+                _dir: dir,
                 events,
                 source,
             }
@@ -218,8 +218,8 @@ pub fn run_watched(spec: &Launch<'_>, watch: &mut dyn FnMut(&Watch<'_>)) -> Resu
 /// The library in the program and where its events go, until they are read.
 enum Harness {
     Cuda {
-        #[allow(dead_code)] // kept alive: the program's library and events file are in it
-        dir: PrivateDir,
+        /// Kept alive: the program's library and events file are in it.
+        _dir: PrivateDir,
         events: PathBuf,
         source: String,
     },

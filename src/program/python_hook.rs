@@ -3,9 +3,7 @@
 //! caches, so the report tells memory a pool only cached from memory the program still
 //! referenced (docs/memory.md). It reaches Python programs through `PYTHONPATH`, first.
 
-use std::path::Path;
-#[cfg(test)]
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
@@ -15,7 +13,7 @@ const SITECUSTOMIZE: &str = include_str!("sitecustomize.py");
 
 /// Writes the hook into `dir` and returns the PYTHONPATH that puts it first.
 pub fn install(dir: &PrivateDir, existing: Option<&str>) -> Result<String> {
-    let sub = dir.path().join("python");
+    let sub = hook_dir(dir);
     std::fs::create_dir(&sub)?;
     std::fs::write(sub.join("sitecustomize.py"), SITECUSTOMIZE)?;
     Ok(python_path(&sub, existing))
@@ -28,8 +26,7 @@ fn python_path(hook: &Path, existing: Option<&str>) -> String {
     }
 }
 
-/// Where the hook lives in a private directory (for tests).
-#[cfg(test)]
+/// Where the hook lives in a private directory.
 fn hook_dir(dir: &PrivateDir) -> PathBuf {
     dir.path().join("python")
 }

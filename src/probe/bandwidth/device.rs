@@ -223,9 +223,9 @@ pub(super) fn device_paths(
     let mut op = |s| {
         let (mut src, mut dst, mut n) = (da, db, elems);
         let mut args = [
-            &mut src as *mut _ as *mut c_void,
-            &mut dst as *mut _ as *mut c_void,
-            &mut n as *mut _ as *mut c_void,
+            kernels::arg(&mut src),
+            kernels::arg(&mut dst),
+            kernels::arg(&mut n),
         ];
         // SAFETY: copy_v4(uint4* src, uint4* dst, u64 n) over two live buffers of `size` bytes.
         unsafe { kernels::launch(func, grid, 512, s, &mut args) }

@@ -75,7 +75,7 @@ impl Gpu {
         let module = self.module.insert(module.expect("loaded"));
         self.spin = module.function(kernels::name::SPIN_WAIT)?;
         self.copy = module.function(kernels::name::COPY_V4)?;
-        self.sm_count = attribute(
+        self.sm_count = cuda::attribute(
             dev,
             sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
         )
@@ -125,18 +125,12 @@ impl Gpu {
         self.flag_dev = dptr;
         // One launch with the flag already set: loads the kernel (lazy loading) outside any
         // timed sample, and proves the spin kernel sees host writes (it returns at once).
-        let (mut f, mut max) = (self.flag_dev, 1_000_000_000u64);
-        let mut args = [
-            &mut f as *mut _ as *mut c_void,
-            &mut max as *mut _ as *mut c_void,
-        ];
-        let (spin, s) = (self.spin, self.streams[0]);
+        let s = self.streams[0];
         step(
             rec,
             &self.tag("spin kernel warm-up"),
             "cuLaunchKernel",
-            // SAFETY: spin_wait(u32* flag, u64 max_cycles); live function and stream.
-            || unsafe { kernels::launch(spin, 1, 1, s, &mut args) },
+            || self.launch_spin(s, 1_000_000_000),
         )?;
         step(
             rec,
@@ -146,6 +140,15 @@ impl Gpu {
             || unsafe { sys::cuStreamSynchronize(s) },
         )?;
         Ok(())
+    }
+
+    /// Launches spin_wait on `stream`: it runs until the flag is set, or `cycles` pass.
+    pub(super) fn launch_spin(&self, stream: sys::CUstream, cycles: u64) -> CUresult {
+        let (mut flag, mut max) = (self.flag_dev, cycles);
+        let mut args = [kernels::arg(&mut flag), kernels::arg(&mut max)];
+        // SAFETY: spin_wait(u32* flag, u64 max_cycles) with the device address of this Gpu's
+        // mapped flag; `self.spin` and `stream` are live handles of this context (`open`).
+        unsafe { kernels::launch(self.spin, 1, 1, stream, &mut args) }
     }
 
     pub(super) fn make_current(&self, rec: &Steps) -> Result<()> {
@@ -302,11 +305,4 @@ fn free_each<T>(
     for h in items.drain(..).rev() {
         rec.call(name, call, &[OK], || free(h));
     }
-}
-
-pub(super) fn attribute(dev: sys::CUdevice, a: sys::CUdevice_attribute) -> Option<u32> {
-    let mut v = 0;
-    // SAFETY: valid out-pointer and device.
-    let rc = unsafe { sys::cuDeviceGetAttribute(&mut v, a, dev) };
-    (rc == OK && v > 0).then_some(v as u32)
 }

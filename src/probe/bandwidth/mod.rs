@@ -28,10 +28,10 @@ use indicatif::ProgressBar;
 
 use crate::error::{self, exit};
 use crate::facts::bandwidth::{DeviceRun, PeerRun};
-use crate::probe::cuda::{CUresult, Steps, sys};
+use crate::probe::cuda::{CUresult, Steps, attribute, sys};
 
 use device::device_paths;
-use gpu::{Gpu, attribute};
+use gpu::Gpu;
 use host::place_thread;
 use peer::peer_paths;
 

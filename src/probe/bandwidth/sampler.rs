@@ -2,7 +2,6 @@
 //! CUDA events bracket the batch (`held_*`, `bidir_sample`); synchronous pageable copies are
 //! timed with the host clock (`wall_path`).
 
-use std::ffi::c_void;
 use std::ptr;
 use std::time::{Duration, Instant};
 
@@ -12,20 +11,12 @@ use super::gpu::Gpu;
 use super::{OK, Plan, hot};
 use crate::facts::bandwidth::PathSamples;
 use crate::probe::cuda::{CUresult, Steps, sys};
-use crate::probe::kernels;
 
 impl Gpu {
     /// Launches the spin kernel on `stream`: it holds the stream until the flag is set.
     fn spin(&self, rec: &Steps, stream: sys::CUstream, cycles: u64) -> Result<()> {
         self.set_flag(0);
-        let mut flag = self.flag_dev;
-        let mut max = cycles;
-        let mut args = [
-            &mut flag as *mut _ as *mut c_void,
-            &mut max as *mut _ as *mut c_void,
-        ];
-        // SAFETY: spin_wait(u32* flag, u64 max_cycles); live function and stream.
-        let rc = unsafe { kernels::launch(self.spin, 1, 1, stream, &mut args) };
+        let rc = self.launch_spin(stream, cycles);
         if rc != OK {
             self.set_flag(1);
         }

@@ -15,7 +15,7 @@ use super::{Steps, Target, rc};
 use crate::context::{RunCtx, thread_id};
 use crate::facts::faults::{CtxDestroyFacts, DestroyVariant, PrimaryResetFacts};
 use crate::probe::cuda::{self, CUresult, check, sys};
-use crate::probe::kernels::{Module, name};
+use crate::probe::kernels::{self, Module, name};
 use crate::probe::memory::{self, Watch};
 
 /// Step-name prefixes (stable: analyze::faults reads them).
@@ -260,7 +260,7 @@ fn setup(steps: &Steps, prefix: &str, dev: sys::CUdevice, delay: u64) -> Result<
         &[rc::SUCCESS],
         // SAFETY: `delayed` is delayed_fill_u32 of the module loaded in this context, `buf`
         // its allocation of ELEMS u32 (4 MiB) and `stream` its live stream.
-        || unsafe { super::launch_delayed_fill(delayed, stream, buf, 7, ELEMS, delay) },
+        || unsafe { kernels::launch_delayed_fill(delayed, stream, buf, 7, ELEMS, delay) },
     );
     check(r, "cuLaunchKernel")?;
     let q = steps.call_noted(
@@ -376,7 +376,7 @@ pub fn stale_launch(ctx: &RunCtx, steps: &Steps, t: &Target) -> Result<()> {
         // stream (documented as undefined; driver 580 segfaults). `empty` takes no arguments,
         // so no argument pointer is read, and this part runs in a process of its own
         // (DestroyPart::StaleLaunch), so a crash is recorded as the driver's answer.
-        || unsafe { super::launch_empty(victim.empty, victim.stream) },
+        || unsafe { kernels::launch_empty(victim.empty, victim.stream) },
     );
     Ok(())
 }
@@ -482,7 +482,7 @@ fn primary_reset(steps: &Steps, dev: sys::CUdevice) -> PrimaryResetFacts {
         // looks it up and answers for an unknown pointer.
         || unsafe {
             sys::cuPointerGetAttribute(
-                super::arg(&mut attr_ctx),
+                kernels::arg(&mut attr_ctx),
                 sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_CONTEXT,
                 ptr,
             )

@@ -18,10 +18,14 @@ use clap::ValueEnum;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Steps, Target, rc};
+use super::{
+    ATTR_RESERVED, ATTR_THRESHOLD, ATTR_USED, NON_BLOCKING, Steps, Target, new_stream, pool_attr,
+    rc,
+};
 use crate::context::RunCtx;
 use crate::facts::faults::{AllocatorFragmentation, FragmentationFacts, TrimmedPool};
 use crate::probe::cuda::{CUresult, check, sys};
+use crate::probe::kernels;
 use crate::probe::memory;
 use crate::units::format_bytes;
 
@@ -122,7 +126,7 @@ pub fn largest_block(
     (0, tries)
 }
 
-/// The churn's target: `fraction` of `free`, at least one pattern.
+/// The churn's target: `fraction` of `free`.
 fn target(free: u64, fraction: f64) -> u64 {
     (free as f64 * fraction.clamp(0.0, 1.0)) as u64
 }
@@ -381,7 +385,14 @@ fn driver(ctx: &RunCtx, steps: &Steps, g: u64, fraction: f64) -> Result<Allocato
             &|| ctx.interrupted(),
         );
         out.largest_block_bytes = largest;
-        search_step(steps, "cuMemAlloc", "cuMemAlloc_v2", &out, tries, at, c0);
+        search_step(
+            steps,
+            "the largest block cuMemAlloc gives after the pattern",
+            "cuMemAlloc_v2",
+            (out.largest_block_bytes, out.available_bytes, tries),
+            at,
+            c0,
+        );
     }
     for (p, _) in rest {
         // SAFETY: our allocation, freed once.
@@ -391,46 +402,28 @@ fn driver(ctx: &RunCtx, steps: &Steps, g: u64, fraction: f64) -> Result<Allocato
     Ok(out)
 }
 
+/// Records a search for the largest block as the step `name`: success when it found one.
 fn search_step(
     steps: &Steps,
-    what: &str,
+    name: &str,
     call: &str,
-    out: &AllocatorFragmentation,
-    tries: u32,
+    (largest, available, tries): (u64, u64, u32),
     at: f64,
     c0: Instant,
 ) {
     steps.made(
-        &format!("the largest block {what} gives after the pattern"),
+        name,
         call,
         &[rc::SUCCESS],
-        if out.largest_block_bytes > 0 {
-            rc::SUCCESS
-        } else {
-            rc::OOM
-        },
+        if largest > 0 { rc::SUCCESS } else { rc::OOM },
         at,
         c0.elapsed().as_secs_f64() * 1e3,
         Some(format!(
             "{} of {} available, {tries} tries",
-            format_bytes(out.largest_block_bytes),
-            format_bytes(out.available_bytes)
+            format_bytes(largest),
+            format_bytes(available)
         )),
     );
-}
-
-const ATTR_THRESHOLD: sys::CUmemPool_attribute =
-    sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
-const ATTR_RESERVED: sys::CUmemPool_attribute =
-    sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT;
-const ATTR_USED: sys::CUmemPool_attribute =
-    sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_CURRENT;
-
-fn pool_attr(pool: sys::CUmemoryPool, attr: sys::CUmemPool_attribute) -> Option<u64> {
-    let mut v = 0u64;
-    // SAFETY: both attributes read are cuuint64_t; valid pool and out-pointer.
-    let r = unsafe { sys::cuMemPoolGetAttribute(pool, attr, super::arg(&mut v)) };
-    (r == rc::SUCCESS).then_some(v)
 }
 
 /// A stream-ordered pool of our own that keeps what is freed (as a framework's cache does).
@@ -467,19 +460,9 @@ fn pool(
         "cuMemPoolSetAttribute",
         &[rc::SUCCESS],
         // SAFETY: our pool; RELEASE_THRESHOLD reads one cuuint64_t and `keep` is a live u64.
-        || unsafe { sys::cuMemPoolSetAttribute(pool, ATTR_THRESHOLD, super::arg(&mut keep)) },
+        || unsafe { sys::cuMemPoolSetAttribute(pool, ATTR_THRESHOLD, kernels::arg(&mut keep)) },
     );
-    let mut stream: sys::CUstream = std::ptr::null_mut();
-    check(
-        // SAFETY: a live out-pointer; our context is current.
-        unsafe {
-            sys::cuStreamCreate(
-                &mut stream,
-                sys::CUstream_flags::CU_STREAM_NON_BLOCKING as u32,
-            )
-        },
-        "cuStreamCreate",
-    )?;
+    let stream = new_stream(NON_BLOCKING)?;
     // SAFETY: our stream, alive until the end of this function.
     let sync = || unsafe { sys::cuStreamSynchronize(stream) };
     let alloc = |s: u64| -> Result<sys::CUdeviceptr, CUresult> {
@@ -541,10 +524,9 @@ fn pool(
         out.largest_block_bytes = largest;
         search_step(
             steps,
-            "the pool",
+            "the largest block the pool gives after the pattern",
             "cuMemAllocFromPoolAsync",
-            &out,
-            tries,
+            (out.largest_block_bytes, out.available_bytes, tries),
             at,
             c0,
         );
@@ -580,18 +562,13 @@ fn pool(
             &|| ctx.interrupted(),
         );
         trimmed.largest_block_bytes = largest;
-        steps.made(
+        search_step(
+            steps,
             "the largest block the trimmed pool gives",
             "cuMemAllocFromPoolAsync",
-            &[rc::SUCCESS],
-            if largest > 0 { rc::SUCCESS } else { rc::OOM },
+            (largest, trimmed.available_bytes, tries),
             at,
-            c0.elapsed().as_secs_f64() * 1e3,
-            Some(format!(
-                "{} of {} available, {tries} tries",
-                format_bytes(largest),
-                format_bytes(trimmed.available_bytes)
-            )),
+            c0,
         );
         out.after_trim = Some(trimmed);
     }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::{Steps, Target, rc};
 use crate::facts::faults::{VariantFacts, XidEvent, XidFacts};
 use crate::probe::cuda::{self, CUresult, check, sys};
-use crate::probe::kernels::{Module, name};
+use crate::probe::kernels::{self, Module, name};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -135,11 +135,11 @@ pub fn run_variant(steps: &Steps, t: &Target, variant: Variant) -> Result<Varian
         // written) and the sticky error is why each variant runs in a process of its own.
         || unsafe {
             if variant == Variant::Trap {
-                crate::probe::kernels::launch(kernel, 1, 1, std::ptr::null_mut(), &mut [])
+                kernels::launch(kernel, 1, 1, std::ptr::null_mut(), &mut [])
             } else {
                 let (mut p, mut v) = (BAD_ADDRESS, VALUE);
-                let mut args = [super::arg(&mut p), super::arg(&mut v)];
-                crate::probe::kernels::launch(kernel, 1, 1, std::ptr::null_mut(), &mut args)
+                let mut args = [kernels::arg(&mut p), kernels::arg(&mut v)];
+                kernels::launch(kernel, 1, 1, std::ptr::null_mut(), &mut args)
             }
         },
     );
@@ -174,7 +174,7 @@ pub fn run_variant(steps: &Steps, t: &Target, variant: Variant) -> Result<Varian
         // SAFETY: `empty` is the faulted context's `empty` kernel (no arguments); null is the
         // legacy stream.
         ("launch", "cuLaunchKernel", &mut || unsafe {
-            super::launch_empty(empty, std::ptr::null_mut())
+            kernels::launch_empty(empty, std::ptr::null_mut())
         }),
         // SAFETY: no arguments; the faulted context is current.
         ("synchronize", "cuCtxSynchronize", &mut || unsafe {

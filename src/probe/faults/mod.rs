@@ -12,8 +12,8 @@ use anyhow::Result;
 
 use crate::context::RunCtx;
 pub use crate::probe::cuda::Steps;
-use crate::probe::cuda::{self, CUresult, sys};
-use crate::probe::kernels;
+use crate::probe::cuda::{self, CUresult, check, sys};
+use crate::probe::kernels::{self, launch_fill};
 use crate::probe::nvml::NvmlProbe;
 use crate::report::DeviceInfo;
 
@@ -39,9 +39,7 @@ pub struct Target {
 /// Resolves the target GPU (NVML selection → CUDA device by PCI bus id). Loads CUDA.
 pub fn target(ctx: &RunCtx) -> Result<Target> {
     crate::probe::loader::load_cuda()?;
-    let nvml = NvmlProbe::open()?;
-    let index = nvml.select(&ctx.opts.devices)?[0];
-    let mut info = nvml.device_info(index)?;
+    let (nvml, index, mut info) = nvml_target(ctx)?;
     let dev = cuda::device_for_bus_id(&info.pci_bus_id)?;
     info.cuda_ordinal = Some(dev as u32);
     Ok(Target {
@@ -60,6 +58,42 @@ pub fn nvml_target(ctx: &RunCtx) -> Result<(NvmlProbe, u32, DeviceInfo)> {
     Ok((nvml, index, info))
 }
 
+/// A stream of the current context with these flags ([`NON_BLOCKING`] or [`BLOCKING`]).
+pub fn new_stream(flags: u32) -> Result<sys::CUstream> {
+    let mut s: sys::CUstream = std::ptr::null_mut();
+    check(
+        // SAFETY: `s` is a live out-pointer; the stream goes to whichever context the caller
+        // has current (without one the driver answers an error code).
+        unsafe { sys::cuStreamCreate(&mut s, flags) },
+        "cuStreamCreate",
+    )?;
+    Ok(s)
+}
+
+/// CU_STREAM_NON_BLOCKING.
+pub const NON_BLOCKING: u32 = sys::CUstream_flags::CU_STREAM_NON_BLOCKING as u32;
+/// CU_STREAM_DEFAULT: synchronises with the legacy default stream.
+pub const BLOCKING: u32 = sys::CUstream_flags::CU_STREAM_DEFAULT as u32;
+
+/// CU_MEMPOOL_ATTR_RELEASE_THRESHOLD (a cuuint64_t).
+pub const ATTR_THRESHOLD: sys::CUmemPool_attribute =
+    sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
+/// CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT (a cuuint64_t).
+pub const ATTR_RESERVED: sys::CUmemPool_attribute =
+    sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT;
+/// CU_MEMPOOL_ATTR_USED_MEM_CURRENT (a cuuint64_t).
+pub const ATTR_USED: sys::CUmemPool_attribute =
+    sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_CURRENT;
+
+/// A u64 attribute of a memory pool, one of the `ATTR_*` above (None when the driver refuses).
+pub fn pool_attr(pool: sys::CUmemoryPool, attr: sys::CUmemPool_attribute) -> Option<u64> {
+    let mut v = 0u64;
+    // SAFETY: every `ATTR_*` attribute is a cuuint64_t and `v` a live u64; `pool` is a pool
+    // of the caller's (the driver answers an error code for one it does not know).
+    let r = unsafe { sys::cuMemPoolGetAttribute(pool, attr, kernels::arg(&mut v)) };
+    (r == rc::SUCCESS).then_some(v)
+}
+
 /// cuMemGetInfo free bytes in the current context (None without one).
 pub fn cuda_free() -> Option<u64> {
     cuda::mem_get_info().ok().map(|(free, _)| free)
@@ -67,73 +101,8 @@ pub fn cuda_free() -> Option<u64> {
 
 /// SM clock rate in kHz (cycles per millisecond), for the delay of delayed_fill_u32.
 pub fn clock_khz(dev: sys::CUdevice) -> u64 {
-    let mut khz = 0;
-    // SAFETY: valid out-pointer and device.
-    let rc = unsafe {
-        sys::cuDeviceGetAttribute(
-            &mut khz,
-            sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CLOCK_RATE,
-            dev,
-        )
-    };
-    if rc == CUresult::CUDA_SUCCESS && khz > 0 {
-        khz as u64
-    } else {
-        2_000_000
-    }
-}
-
-/// Pointer to a kernel argument, for [`kernels::launch`].
-pub fn arg<T>(v: &mut T) -> *mut c_void {
-    v as *mut T as *mut c_void
-}
-
-/// Launches delayed_fill_u32(p, value, n, delay_cycles) with one block per 256 elements
-/// (at most 1024 blocks; the kernel loops over the rest).
-///
-/// # Safety
-/// `f` must be delayed_fill_u32 of a module in the current context (or a deliberately stale
-/// handle, in a recorded step) and `p` must hold `n` u32 (or be deliberately invalid).
-pub unsafe fn launch_delayed_fill(
-    f: sys::CUfunction,
-    stream: sys::CUstream,
-    p: sys::CUdeviceptr,
-    value: u32,
-    n: u64,
-    delay_cycles: u64,
-) -> CUresult {
-    let (mut p, mut value, mut n2, mut delay) = (p, value, n, delay_cycles);
-    let mut args = [arg(&mut p), arg(&mut value), arg(&mut n2), arg(&mut delay)];
-    let grid = n.div_ceil(256).clamp(1, 1024) as u32;
-    // SAFETY: argument types match delayed_fill_u32(u64, u32, u64, u64).
-    unsafe { kernels::launch(f, grid, 256, stream, &mut args) }
-}
-
-/// Launches fill_u32(p, value, n).
-///
-/// # Safety
-/// As [`launch_delayed_fill`].
-pub unsafe fn launch_fill(
-    f: sys::CUfunction,
-    stream: sys::CUstream,
-    p: sys::CUdeviceptr,
-    value: u32,
-    n: u64,
-) -> CUresult {
-    let (mut p, mut value, mut n2) = (p, value, n);
-    let mut args = [arg(&mut p), arg(&mut value), arg(&mut n2)];
-    let grid = n.div_ceil(256).clamp(1, 1024) as u32;
-    // SAFETY: argument types match fill_u32(u64, u32, u64).
-    unsafe { kernels::launch(f, grid, 256, stream, &mut args) }
-}
-
-/// Launches the empty kernel.
-///
-/// # Safety
-/// `f` must be `empty` (or a deliberately stale handle in a recorded step).
-pub unsafe fn launch_empty(f: sys::CUfunction, stream: sys::CUstream) -> CUresult {
-    // SAFETY: empty() takes no arguments.
-    unsafe { kernels::launch(f, 1, 1, stream, &mut []) }
+    cuda::attribute(dev, sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CLOCK_RATE)
+        .map_or(2_000_000, u64::from)
 }
 
 /// The proof that a context works: fill_u32 on the legacy stream, synchronize, read back, as

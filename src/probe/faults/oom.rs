@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::{Steps, Target, rc};
+use super::{
+    ATTR_RESERVED, ATTR_THRESHOLD, NON_BLOCKING, Steps, Target, new_stream, pool_attr, rc,
+};
 use crate::context::RunCtx;
 use crate::facts::faults::{OomFacts, PoolFacts};
 use crate::probe::cuda::{CUresult, check, sys};
-use crate::probe::kernels::{Module, name};
+use crate::probe::kernels::{self, Module, name};
 use crate::probe::memory;
 use crate::units::format_bytes;
 
@@ -68,17 +70,7 @@ pub fn run(ctx: &RunCtx, steps: &Steps, t: &Target, cfg: &OomConfig) -> Result<O
     check(r, "cuCtxCreate_v2")?;
     let module = Module::load()?;
     let fill = module.function(name::FILL_U32)?;
-    let mut stream: sys::CUstream = std::ptr::null_mut();
-    check(
-        // SAFETY: `stream` is a live out-pointer; the context created above is current.
-        unsafe {
-            sys::cuStreamCreate(
-                &mut stream,
-                sys::CUstream_flags::CU_STREAM_NON_BLOCKING as u32,
-            )
-        },
-        "cuStreamCreate",
-    )?;
+    let stream = new_stream(NON_BLOCKING)?;
 
     let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
     let mut pool_facts = PoolFacts::default();
@@ -97,7 +89,7 @@ pub fn run(ctx: &RunCtx, steps: &Steps, t: &Target, cfg: &OomConfig) -> Result<O
             &[rc::SUCCESS],
             // SAFETY: `pool` is the device's default pool (just obtained); RELEASE_THRESHOLD
             // reads one cuuint64_t and `keep` is a live u64.
-            || unsafe { sys::cuMemPoolSetAttribute(pool, ATTR_THRESHOLD, super::arg(&mut keep)) },
+            || unsafe { sys::cuMemPoolSetAttribute(pool, ATTR_THRESHOLD, kernels::arg(&mut keep)) },
         );
     }
 
@@ -334,7 +326,7 @@ pub fn run(ctx: &RunCtx, steps: &Steps, t: &Target, cfg: &OomConfig) -> Result<O
         pool_facts.reserved_after_trim_bytes = pool_attr(pool, ATTR_RESERVED);
         if let Some(mut v) = pool_facts.release_threshold_before {
             // SAFETY: valid pool and value pointer.
-            unsafe { sys::cuMemPoolSetAttribute(pool, ATTR_THRESHOLD, super::arg(&mut v)) };
+            unsafe { sys::cuMemPoolSetAttribute(pool, ATTR_THRESHOLD, kernels::arg(&mut v)) };
         }
         facts.pool = Some(pool_facts);
     }
@@ -420,7 +412,7 @@ fn prove(
         // SAFETY: `fill` is fill_u32 of the module in our context and `dptr` holds PROOF_ELEMS
         // u32; `launch_stream` is our stream or the legacy stream.
         || unsafe {
-            super::launch_fill(fill, launch_stream, dptr, PROOF_VALUE, PROOF_ELEMS as u64)
+            kernels::launch_fill(fill, launch_stream, dptr, PROOF_VALUE, PROOF_ELEMS as u64)
         },
     );
     steps.call_noted(
@@ -462,17 +454,4 @@ fn free(async_alloc: bool, stream: sys::CUstream, p: sys::CUdeviceptr) -> CUresu
             sys::cuMemFree_v2(p)
         }
     }
-}
-
-const ATTR_THRESHOLD: sys::CUmemPool_attribute =
-    sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
-const ATTR_RESERVED: sys::CUmemPool_attribute =
-    sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT;
-
-/// A u64 pool attribute (None when the driver refuses).
-fn pool_attr(pool: sys::CUmemoryPool, attr: sys::CUmemPool_attribute) -> Option<u64> {
-    let mut v = 0u64;
-    // SAFETY: both attributes are cuuint64_t; valid pool and out-pointer.
-    let r = unsafe { sys::cuMemPoolGetAttribute(pool, attr, super::arg(&mut v)) };
-    (r == rc::SUCCESS).then_some(v)
 }

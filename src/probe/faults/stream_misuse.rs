@@ -11,11 +11,13 @@ use clap::ValueEnum;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{STREAM_LEGACY, STREAM_PER_THREAD, Steps, Target, rc};
+use super::{
+    BLOCKING, NON_BLOCKING, STREAM_LEGACY, STREAM_PER_THREAD, Steps, Target, new_stream, rc,
+};
 use crate::context::RunCtx;
 use crate::facts::faults::{CaptureFacts, DefaultStreamFacts, RaceFacts, StreamMisuseFacts};
 use crate::probe::cuda::{CUresult, check, sys};
-use crate::probe::kernels::{Module, name};
+use crate::probe::kernels::{self, Module, name};
 use crate::probe::memory;
 
 /// The parts of the scenario (`--only` runs one, e.g. under compute-sanitizer).
@@ -133,20 +135,6 @@ pub fn run(
     Ok(facts)
 }
 
-fn new_stream(flags: u32) -> Result<sys::CUstream> {
-    let mut s: sys::CUstream = std::ptr::null_mut();
-    check(
-        // SAFETY: `s` is a live out-pointer; the stream goes to whichever context the caller
-        // has current (without one the driver answers an error code).
-        unsafe { sys::cuStreamCreate(&mut s, flags) },
-        "cuStreamCreate",
-    )?;
-    Ok(s)
-}
-
-const NON_BLOCKING: u32 = 1; // CU_STREAM_NON_BLOCKING
-const BLOCKING: u32 = 0; // CU_STREAM_DEFAULT: synchronises with the legacy default stream
-
 fn destroyed_stream(steps: &Steps, k: &Kernels) {
     let p = "destroyed-stream";
     let mut s: sys::CUstream = std::ptr::null_mut();
@@ -191,7 +179,7 @@ fn destroyed_stream(steps: &Steps, k: &Kernels) {
         // SAFETY: `k.empty` is the live `empty` kernel of context A (no arguments, so no
         // argument pointer is read); only the stream is stale, deliberately, as above: its own
         // process records a crash as the driver's answer.
-        || unsafe { super::launch_empty(k.empty, s) },
+        || unsafe { kernels::launch_empty(k.empty, s) },
     );
     steps.call_noted(
         &format!("{p}: synchronize the destroyed stream"),
@@ -245,7 +233,7 @@ fn cross_context(steps: &Steps, dev: sys::CUdevice, a: sys::CUcontext) -> Result
         ),
         // SAFETY: `empty_b` (B's `empty`, no arguments) and `s_a` are both live; that they
         // belong to different contexts is the misuse under test, which the driver checks.
-        || unsafe { super::launch_empty(empty_b, s_a) },
+        || unsafe { kernels::launch_empty(empty_b, s_a) },
     );
     steps.call_noted(
         &format!("{p}: query A's stream (B current)"),
@@ -416,7 +404,7 @@ fn race(ctx: &RunCtx, steps: &Steps, k: &Kernels, khz: u64, iterations: u32) -> 
                     // SAFETY: `k.delayed` is delayed_fill_u32 of context A's module and `d`
                     // holds n u32; `s1` is our live stream.
                     &mut || unsafe {
-                        super::launch_delayed_fill(k.delayed, s1, d, value, n, delay)
+                        kernels::launch_delayed_fill(k.delayed, s1, d, value, n, delay)
                     },
                 );
             if with_event {
@@ -551,7 +539,7 @@ fn capture(steps: &Steps, k: &Kernels) -> CaptureFacts {
             "cuLaunchKernel",
             &[rc::SUCCESS],
             // SAFETY: `k.empty` is context A's `empty` (no arguments); `sc` is live and capturing.
-            || unsafe { super::launch_empty(k.empty, sc) },
+            || unsafe { kernels::launch_empty(k.empty, sc) },
         );
         steps.call_noted(
             &format!("{p}: synchronize the capturing stream"),
@@ -613,7 +601,7 @@ fn capture(steps: &Steps, k: &Kernels) -> CaptureFacts {
                 &[rc::SUCCESS],
                 // SAFETY: `k.empty` is context A's `empty` (no arguments); `sb` is live and
                 // capturing.
-                || unsafe { super::launch_empty(k.empty, sb) },
+                || unsafe { kernels::launch_empty(k.empty, sb) },
             );
             let mut st = sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
             steps.call_noted(
@@ -632,7 +620,7 @@ fn capture(steps: &Steps, k: &Kernels) -> CaptureFacts {
                 Some("the legacy stream is unusable while a blocking stream captures"),
                 // SAFETY: `k.empty` is context A's `empty` (no arguments) and CU_STREAM_LEGACY
                 // a defined handle; the driver refuses it while `sb` captures.
-                || unsafe { super::launch_empty(k.empty, STREAM_LEGACY) },
+                || unsafe { kernels::launch_empty(k.empty, STREAM_LEGACY) },
             );
             facts.blocking_capture_graph = Some(end_capture(
                 steps,
@@ -677,7 +665,7 @@ fn default_stream(steps: &Steps, k: &Kernels, khz: u64) -> Result<DefaultStreamF
             &[rc::SUCCESS],
             // SAFETY: `k.delayed` is delayed_fill_u32 of context A's module and `d` holds 1024
             // bytes = 256 u32, the count given; `s` is a default-stream handle cuda.h defines.
-            || unsafe { super::launch_delayed_fill(k.delayed, s, d, 1, 256, delay) },
+            || unsafe { kernels::launch_delayed_fill(k.delayed, s, d, 1, 256, delay) },
         );
         let t0 = Instant::now();
         steps.call(
@@ -685,7 +673,7 @@ fn default_stream(steps: &Steps, k: &Kernels, khz: u64) -> Result<DefaultStreamF
             "cuLaunchKernel",
             &[rc::SUCCESS],
             // SAFETY: `k.empty` is context A's `empty` (no arguments); `sb` is our live stream.
-            || unsafe { super::launch_empty(k.empty, sb) },
+            || unsafe { kernels::launch_empty(k.empty, sb) },
         );
         steps.call(
             &format!("{p}: wait for the blocking stream ({label})"),
