@@ -33,7 +33,7 @@ const LIBRARIES: [(&str, &str, &str); 2] = [
 ];
 
 fn main() {
-    for dir in ["shim", "nvml-shim", "shim-proto"] {
+    for dir in ["shim", "nvml-shim", "shim-proto", "shim-rt"] {
         println!("cargo:rerun-if-changed={dir}/src");
         println!("cargo:rerun-if-changed={dir}/Cargo.toml");
     }

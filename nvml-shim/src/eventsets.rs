@@ -13,6 +13,8 @@ use core::ffi::c_uint;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use shim_rt::process::now_us;
+
 use crate::abi::{
     Device, ERROR_FUNCTION_NOT_FOUND, ERROR_GPU_IS_LOST, ERROR_INVALID_ARGUMENT,
     ERROR_NOT_SUPPORTED, ERROR_TIMEOUT, ERROR_UNINITIALIZED, EventData, EventSet, Ret, SUCCESS,
@@ -21,7 +23,6 @@ use crate::abi::{
 use crate::call::{enter, forward, mask};
 use crate::exports::Fid;
 use crate::proto::fault::{Delay, FaultKind, XID_EVENT_TYPE};
-use crate::sink::now_us;
 use crate::state::{Backend, State};
 
 pub type WaitFn = unsafe extern "C" fn(EventSet, *mut EventData, c_uint) -> Ret;

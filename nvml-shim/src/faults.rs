@@ -5,10 +5,12 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use shim_rt::process::now_us;
+
 use crate::exports::{Fid, N_FN, NAMES};
 use crate::proto::event::Event;
 use crate::proto::fault::{Delay, Fault, FaultKind};
-use crate::sink::{Sink, now_us};
+use crate::sink::Sink;
 
 pub struct Faults {
     pub list: Vec<Fault>,
