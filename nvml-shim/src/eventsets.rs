@@ -16,11 +16,10 @@ use std::time::Duration;
 use shim_rt::process::now_us;
 
 use crate::abi::{
-    Device, ERROR_FUNCTION_NOT_FOUND, ERROR_GPU_IS_LOST, ERROR_INVALID_ARGUMENT,
-    ERROR_NOT_SUPPORTED, ERROR_TIMEOUT, ERROR_UNINITIALIZED, EventData, EventSet, Ret, SUCCESS,
-    addr,
+    Device, ERROR_FUNCTION_NOT_FOUND, ERROR_INVALID_ARGUMENT, ERROR_NOT_SUPPORTED, ERROR_TIMEOUT,
+    ERROR_UNINITIALIZED, EventData, EventSet, Ret, SUCCESS, addr,
 };
-use crate::call::{enter, forward, mask};
+use crate::call::{Start, enter, forward, forward_or_replay, mask, start_device};
 use crate::exports::Fid;
 use crate::proto::fault::{Delay, FaultKind, XID_EVENT_TYPE};
 use crate::state::{Backend, State};
@@ -53,28 +52,18 @@ fn is_replay_set(set: EventSet) -> bool {
 /// # Safety
 /// `set` is the caller's pointer.
 pub unsafe fn create(f: Fid, set: *mut EventSet, real: impl FnOnce() -> Ret) -> Ret {
-    let Some((s, _)) = enter(f) else {
-        return real();
-    };
-    match &s.backend {
-        Backend::Real => forward(real),
-        Backend::Replay(r) => {
-            if let Err(rc) = r.ready() {
-                return rc;
-            }
-            if set.is_null() {
-                return ERROR_INVALID_ARGUMENT;
-            }
-            let token = Box::into_raw(Box::new(0u64)) as EventSet;
-            if let Ok(mut l) = REPLAY_SETS.lock() {
-                l.push(addr(token));
-            }
-            // SAFETY: the caller's pointer, checked non-null.
-            unsafe { *set = token };
-            SUCCESS
+    forward_or_replay(f, real, |_, _| {
+        if set.is_null() {
+            return ERROR_INVALID_ARGUMENT;
         }
-        Backend::Broken => ERROR_UNINITIALIZED,
-    }
+        let token = Box::into_raw(Box::new(0u64)) as EventSet;
+        if let Ok(mut l) = REPLAY_SETS.lock() {
+            l.push(addr(token));
+        }
+        // SAFETY: the caller's pointer, checked non-null.
+        unsafe { *set = token };
+        SUCCESS
+    })
 }
 
 /// # Safety
@@ -86,22 +75,12 @@ pub unsafe fn register(
     set: EventSet,
     real: impl FnOnce() -> Ret,
 ) -> Ret {
-    let Some((s, call)) = enter(f) else {
-        return real();
+    let go = match start_device(f, dev) {
+        Start::Forward => return forward(real),
+        Start::Answer(rc) => return rc,
+        Start::Serve(go) => go,
     };
-    let m = mask(s, f);
-    let gpu = match &s.backend {
-        Backend::Real if m == 0 => return forward(real),
-        Backend::Real => s.gpu_of(dev),
-        Backend::Replay(r) => match r.ready().and_then(|_| s.replay_gpu(dev)) {
-            Ok(g) => Some(g),
-            Err(rc) => return rc,
-        },
-        Backend::Broken => return ERROR_UNINITIALIZED,
-    };
-    if m != 0 && s.faults.lost_for(gpu, call, f, &s.sink) {
-        return ERROR_GPU_IS_LOST;
-    }
+    let (s, m, gpu) = (go.s, go.mask, go.gpu);
     let mut rc = match &s.backend {
         Backend::Replay(_) if !is_replay_set(set) => ERROR_INVALID_ARGUMENT,
         Backend::Replay(_) => SUCCESS,
