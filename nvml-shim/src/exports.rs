@@ -42,7 +42,6 @@ macro_rules! exports {
                 #[allow(unused_unsafe)]
                 pub unsafe fn $name($($arg: $ty),*) -> Ret {
                     /// The C signature, for the real function.
-                    #[allow(dead_code)]
                     type RealFn = unsafe extern "C" fn($($ty),*) -> Ret;
                     let $f = Fid::$name;
                     let $real = move || -> Ret {
