@@ -20,60 +20,6 @@ pub trait Out: Copy {
     unsafe fn fill(self, v: &Value) -> Ret;
 }
 
-/// A number a scalar output holds.
-pub trait Num: Copy + Default {
-    fn from_json(v: &Value) -> Option<Self>;
-}
-
-impl Num for u32 {
-    fn from_json(v: &Value) -> Option<u32> {
-        u32::try_from(v.as_u64()?).ok()
-    }
-}
-
-impl Num for u64 {
-    fn from_json(v: &Value) -> Option<u64> {
-        v.as_u64()
-    }
-}
-
-impl Num for i32 {
-    fn from_json(v: &Value) -> Option<i32> {
-        i32::try_from(v.as_i64()?).ok()
-    }
-}
-
-/// One number: `unsigned int *`, `unsigned long long *`, `int *`.
-#[derive(Clone, Copy)]
-pub struct Scalar<T>(pub *mut T);
-
-impl<T: Num> Scalar<T> {
-    /// The caller's value (None when the pointer is null).
-    ///
-    /// # Safety
-    /// As [`Out::fill`].
-    pub unsafe fn get<'a>(self) -> Option<&'a mut T> {
-        // SAFETY: the caller's pointer, valid or null.
-        unsafe { self.0.as_mut() }
-    }
-}
-
-impl<T: Num> Out for Scalar<T> {
-    unsafe fn fill(self, v: &Value) -> Ret {
-        // SAFETY: as the trait says.
-        let Some(dst) = (unsafe { self.get() }) else {
-            return ERROR_INVALID_ARGUMENT;
-        };
-        match T::from_json(v) {
-            Some(x) => {
-                *dst = x;
-                SUCCESS
-            }
-            None => ERROR_UNKNOWN,
-        }
-    }
-}
-
 /// Several `unsigned int *` outputs (an `int *` pair such as the compute capability is
 /// written through the same bits).
 #[derive(Clone, Copy)]
@@ -113,9 +59,9 @@ impl<const N: usize> Out for Uints<N> {
         };
         let mut vals = [0u32; N];
         for (d, x) in vals.iter_mut().zip(a) {
-            match u32::from_json(x) {
-                Some(n) => *d = n,
-                None => return ERROR_UNKNOWN,
+            match u32::deserialize(x) {
+                Ok(n) => *d = n,
+                Err(_) => return ERROR_UNKNOWN,
             }
         }
         // SAFETY: non-null, the caller's.
@@ -146,7 +92,9 @@ impl Out for Text {
     }
 }
 
-/// A struct of numbers whose JSON is its serde form.
+/// One value behind one pointer — a number (`unsigned int *`, `unsigned long long *`, `int *`)
+/// or a struct of numbers — whose JSON is its serde form (a number out of the type's range
+/// does not fit: NVML_ERROR_UNKNOWN).
 pub struct Plain<T>(pub *mut T);
 
 impl<T> Clone for Plain<T> {
@@ -158,6 +106,8 @@ impl<T> Clone for Plain<T> {
 impl<T> Copy for Plain<T> {}
 
 impl<T> Plain<T> {
+    /// The caller's value (None when the pointer is null).
+    ///
     /// # Safety
     /// As [`Out::fill`].
     pub unsafe fn get<'a>(self) -> Option<&'a mut T> {
@@ -341,10 +291,10 @@ mod tests {
     fn scalars_and_text() {
         let mut w = 0u32;
         // SAFETY: a local.
-        assert_eq!(unsafe { Scalar(&mut w).fill(&json!(8)) }, SUCCESS);
+        assert_eq!(unsafe { Plain(&mut w).fill(&json!(8)) }, SUCCESS);
         assert_eq!(w, 8);
         assert_eq!(
-            unsafe { Scalar::<u32>(core::ptr::null_mut()).fill(&json!(8)) },
+            unsafe { Plain::<u32>(core::ptr::null_mut()).fill(&json!(8)) },
             ERROR_INVALID_ARGUMENT
         );
         let mut buf = [0 as c_char; 8];
@@ -362,6 +312,25 @@ mod tests {
             SUCCESS
         );
         assert_eq!((a, b), (9, 0));
+    }
+
+    #[test]
+    fn a_number_out_of_its_types_range_is_unknown() {
+        let (mut u, mut i, mut l) = (0u32, 0i32, 0u64);
+        assert_eq!(
+            unsafe { Plain(&mut u).fill(&json!(1u64 << 32)) },
+            ERROR_UNKNOWN
+        );
+        assert_eq!(unsafe { Plain(&mut u).fill(&json!(-1)) }, ERROR_UNKNOWN);
+        assert_eq!(unsafe { Plain(&mut u).fill(&json!(1.5)) }, ERROR_UNKNOWN);
+        assert_eq!(unsafe { Plain(&mut i).fill(&json!(-7)) }, SUCCESS);
+        assert_eq!(
+            unsafe { Plain(&mut i).fill(&json!(1u64 << 31)) },
+            ERROR_UNKNOWN
+        );
+        assert_eq!(unsafe { Plain(&mut l).fill(&json!(u64::MAX)) }, SUCCESS);
+        assert_eq!(unsafe { Plain(&mut l).fill(&json!(-1)) }, ERROR_UNKNOWN);
+        assert_eq!((u, i, l), (0, -7, u64::MAX));
     }
 
     #[test]
