@@ -3,6 +3,7 @@
 
 use core::ffi::{c_char, c_uint, c_ulong};
 
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -155,8 +156,6 @@ impl Out for MemV2 {
     }
 }
 
-use serde::Deserialize;
-
 #[derive(Clone, Copy)]
 pub struct Pci(pub *mut PciInfo);
 
@@ -199,15 +198,6 @@ impl Out for CpuSet {
         }
         SUCCESS
     }
-}
-
-/// The members of a CPU set (snapshot).
-pub fn cpuset_members(words: &[c_ulong]) -> Vec<u32> {
-    let bits = c_ulong::BITS as usize;
-    (0..words.len() * bits)
-        .filter(|c| words[c / bits] >> (c % bits) & 1 == 1)
-        .map(|c| c as u32)
-        .collect()
 }
 
 /// NVML's list protocol: `*count` in is the room, out the number of entries; too little room
@@ -285,6 +275,7 @@ impl Out for Pages {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::query::cpuset_members;
     use serde_json::json;
 
     #[test]

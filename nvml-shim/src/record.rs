@@ -12,9 +12,8 @@ use serde_json::json;
 
 use crate::abi::*;
 use crate::exports::imp::*;
-use crate::out::cpuset_members;
 use crate::proto::codes;
-use crate::proto::query::{QUERIES, Scope, combinations, format_cpulist, key};
+use crate::proto::query::{QUERIES, Scope, combinations, cpuset_members, format_cpulist, key};
 use crate::proto::snapshot::{Answer, DeviceAnswers, PairAnswers, Recorded, Snapshot};
 use crate::state::{Backend, state};
 
