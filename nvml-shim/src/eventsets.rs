@@ -21,6 +21,7 @@ use crate::abi::{
 };
 use crate::call::{Start, enter, forward, forward_or_replay, mask, start_device};
 use crate::exports::Fid;
+use crate::faults::each_bit;
 use crate::proto::fault::{Delay, FaultKind, XID_EVENT_TYPE};
 use crate::state::{Backend, State};
 
@@ -86,13 +87,7 @@ pub unsafe fn register(
         Backend::Replay(_) => SUCCESS,
         _ => forward(real),
     };
-    let mut xids = m & s.faults.xid_mask();
-    let mut targeted = false;
-    while xids != 0 {
-        let i = xids.trailing_zeros() as usize;
-        xids &= xids - 1;
-        targeted |= s.faults.targets(i, gpu);
-    }
+    let targeted = each_bit(m & s.faults.xid_mask()).any(|i| s.faults.targets(i, gpu));
     if targeted && types & XID_EVENT_TYPE != 0 {
         // Where the driver does not offer XID events (some VMs), the fault still delivers.
         if rc == ERROR_NOT_SUPPORTED {
@@ -117,10 +112,7 @@ fn next_xid(s: &State, f: Fid, set: usize) -> Option<(usize, u32, Option<u32>, u
     let xids = mask(s, f) & s.faults.xid_mask();
     let mut regs = REGISTRATIONS.lock().ok()?;
     for r in regs.iter_mut().filter(|r| r.set == set) {
-        let mut bits = xids & !r.delivered;
-        while bits != 0 {
-            let i = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
+        for i in each_bit(xids & !r.delivered) {
             if s.faults.targets(i, r.gpu) && s.faults.is_active(i, 0, Some(f), &s.sink) {
                 r.delivered |= 1 << i;
                 let FaultKind::Xid(code) = s.faults.list[i].kind else {
@@ -140,10 +132,7 @@ fn until_due(s: &State, f: Fid, set: usize) -> Option<Duration> {
     let elapsed = s.faults.elapsed();
     let mut soonest: Option<Duration> = None;
     for r in regs.iter().filter(|r| r.set == set) {
-        let mut bits = xids & !r.delivered;
-        while bits != 0 {
-            let i = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
+        for i in each_bit(xids & !r.delivered) {
             if !s.faults.targets(i, r.gpu) {
                 continue;
             }
