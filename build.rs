@@ -33,12 +33,12 @@ const LIBRARIES: [(&str, &str, &str); 2] = [
 ];
 
 fn main() {
-    for dir in ["shim", "nvml-shim", "shim-proto"] {
+    for dir in ["shim", "nvml-shim", "shim-proto", "shim-rt"] {
         println!("cargo:rerun-if-changed={dir}/src");
         println!("cargo:rerun-if-changed={dir}/Cargo.toml");
     }
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=.git/HEAD");
+    watch_commits();
     println!("cargo:rerun-if-env-changed=GPU_DOCTOR_SHIM_SKIP_BUILD");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let skip = env::var_os("GPU_DOCTOR_SHIM_SKIP_BUILD").is_some_and(|v| v == "1");
@@ -65,16 +65,31 @@ fn main() {
     println!("cargo:rustc-env=GPU_DOCTOR_GIT_COMMIT={}", commit());
 }
 
+/// A git command's output, trimmed; None outside git or when it fails.
+fn git(args: &[&str]) -> Option<String> {
+    Command::new("git")
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// Runs this script again when the commit changes: HEAD (another branch) and its reflog (a
+/// commit, a reset on the branch), as git names them — a worktree's `.git` is a file, not a
+/// directory. Only files that exist: cargo reruns the script on every build for a missing one.
+fn watch_commits() {
+    for file in ["HEAD", "logs/HEAD"] {
+        if let Some(path) = git(&["rev-parse", "--git-path", file])
+            && Path::new(&path).is_file()
+        {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+}
+
 /// The short commit hash, with `-dirty` when the tree had changes; "unknown" outside git.
 fn commit() -> String {
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
     match git(&["rev-parse", "--short=12", "HEAD"]) {
         Some(hash) if !hash.is_empty() => {
             let dirty = git(&["status", "--porcelain", "--untracked-files=no"])

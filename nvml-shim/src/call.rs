@@ -82,6 +82,49 @@ pub unsafe fn answer<O: Out>(
     }
 }
 
+/// How a call about one GPU goes on once started ([`start_device`]).
+pub enum Start {
+    /// To the real function, with the re-entrancy guard: over the real library with no fault
+    /// on this function, or from inside the real library.
+    Forward,
+    /// Answered already: no snapshot, not ready, not a replay handle, or a lost GPU.
+    Answer(Ret),
+    /// Answered here.
+    Serve(Serving),
+}
+
+pub struct Serving {
+    pub s: &'static State,
+    /// The process's call number.
+    pub call: u64,
+    /// The faults that may change this call ([`mask`]).
+    pub mask: u64,
+    pub gpu: Option<u32>,
+}
+
+/// The start every call about one GPU (`dev`) shares: count it, find the GPU, answer
+/// NVML_ERROR_GPU_IS_LOST for a lost one.
+#[inline(always)]
+pub fn start_device(f: Fid, dev: Device) -> Start {
+    let Some((s, call)) = enter(f) else {
+        return Start::Forward;
+    };
+    let mask = mask(s, f);
+    let gpu = match &s.backend {
+        Backend::Real if mask == 0 => return Start::Forward,
+        Backend::Real => s.gpu_of(dev),
+        Backend::Replay(r) => match r.ready().and_then(|_| s.replay_gpu(dev)) {
+            Ok(g) => Some(g),
+            Err(rc) => return Start::Answer(rc),
+        },
+        Backend::Broken => return Start::Answer(ERROR_UNINITIALIZED),
+    };
+    if mask != 0 && s.faults.lost_for(gpu, call, f, &s.sink) {
+        return Start::Answer(ERROR_GPU_IS_LOST);
+    }
+    Start::Serve(Serving { s, call, mask, gpu })
+}
+
 /// A query about one GPU: `q` is its index in proto::query::QUERIES, `params` its
 /// non-handle inputs; `rewrite` is how the faults of this function change the answer.
 ///
@@ -97,22 +140,12 @@ pub unsafe fn device<O: Out>(
     real: impl FnOnce() -> Ret,
     rewrite: impl Fn(&FaultKind, &Ctx, &mut Ret, O) -> Option<String>,
 ) -> Ret {
-    let Some((s, call)) = enter(f) else {
-        return real();
+    let Serving { s, call, mask, gpu } = match start_device(f, dev) {
+        Start::Forward => return forward(real),
+        Start::Answer(rc) => return rc,
+        Start::Serve(go) => go,
     };
-    let faults = mask(s, f) != 0;
-    let gpu = match &s.backend {
-        Backend::Real if !faults => return forward(real),
-        Backend::Real => s.gpu_of(dev),
-        Backend::Replay(r) => match r.ready().and_then(|_| s.replay_gpu(dev)) {
-            Ok(g) => Some(g),
-            Err(rc) => return rc,
-        },
-        Backend::Broken => return ERROR_UNINITIALIZED,
-    };
-    if faults && s.faults.lost_for(gpu, call, f, &s.sink) {
-        return ERROR_GPU_IS_LOST;
-    }
+    let faults = mask != 0;
     let mut rc = match &s.backend {
         Backend::Replay(r) => {
             let found = r.device(gpu.unwrap_or(u32::MAX), q, params);
@@ -180,24 +213,34 @@ pub unsafe fn pair<O: Out>(
     }
 }
 
-/// A query about the machine (no fault changes these).
-///
-/// # Safety
-/// As [`device`].
-pub unsafe fn system<O: Out>(f: Fid, q: usize, out: O, real: impl FnOnce() -> Ret) -> Ret {
+/// A call no fault changes: forwarded over the real library; in a replay, answered by
+/// `serve` once the program has initialised NVML.
+pub fn forward_or_replay(
+    f: Fid,
+    real: impl FnOnce() -> Ret,
+    serve: impl FnOnce(&State, &Replay) -> Ret,
+) -> Ret {
     let Some((s, _)) = enter(f) else {
         return real();
     };
     match &s.backend {
         Backend::Real => forward(real),
-        Backend::Replay(r) => {
-            if let Err(rc) = r.ready() {
-                return rc;
-            }
-            let found = r.system(q, &[]);
-            // SAFETY: the caller's pointers.
-            unsafe { answer(s, r, f, found, out, (q, &[], None, None)) }
-        }
+        Backend::Replay(r) => match r.ready() {
+            Ok(()) => serve(s, r),
+            Err(rc) => rc,
+        },
         Backend::Broken => ERROR_UNINITIALIZED,
     }
+}
+
+/// A query about the machine (no fault changes these).
+///
+/// # Safety
+/// As [`device`].
+pub unsafe fn system<O: Out>(f: Fid, q: usize, out: O, real: impl FnOnce() -> Ret) -> Ret {
+    forward_or_replay(f, real, |s, r| {
+        let found = r.system(q, &[]);
+        // SAFETY: the caller's pointers.
+        unsafe { answer(s, r, f, found, out, (q, &[], None, None)) }
+    })
 }

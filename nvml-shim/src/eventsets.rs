@@ -13,15 +13,16 @@ use core::ffi::c_uint;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use shim_rt::process::now_us;
+
 use crate::abi::{
-    Device, ERROR_FUNCTION_NOT_FOUND, ERROR_GPU_IS_LOST, ERROR_INVALID_ARGUMENT,
-    ERROR_NOT_SUPPORTED, ERROR_TIMEOUT, ERROR_UNINITIALIZED, EventData, EventSet, Ret, SUCCESS,
-    addr,
+    Device, ERROR_FUNCTION_NOT_FOUND, ERROR_INVALID_ARGUMENT, ERROR_NOT_SUPPORTED, ERROR_TIMEOUT,
+    ERROR_UNINITIALIZED, EventData, EventSet, Ret, SUCCESS, addr,
 };
-use crate::call::{enter, forward, mask};
+use crate::call::{Start, enter, forward, forward_or_replay, mask, start_device};
 use crate::exports::Fid;
+use crate::faults::each_bit;
 use crate::proto::fault::{Delay, FaultKind, XID_EVENT_TYPE};
-use crate::sink::now_us;
 use crate::state::{Backend, State};
 
 pub type WaitFn = unsafe extern "C" fn(EventSet, *mut EventData, c_uint) -> Ret;
@@ -52,28 +53,18 @@ fn is_replay_set(set: EventSet) -> bool {
 /// # Safety
 /// `set` is the caller's pointer.
 pub unsafe fn create(f: Fid, set: *mut EventSet, real: impl FnOnce() -> Ret) -> Ret {
-    let Some((s, _)) = enter(f) else {
-        return real();
-    };
-    match &s.backend {
-        Backend::Real => forward(real),
-        Backend::Replay(r) => {
-            if let Err(rc) = r.ready() {
-                return rc;
-            }
-            if set.is_null() {
-                return ERROR_INVALID_ARGUMENT;
-            }
-            let token = Box::into_raw(Box::new(0u64)) as EventSet;
-            if let Ok(mut l) = REPLAY_SETS.lock() {
-                l.push(addr(token));
-            }
-            // SAFETY: the caller's pointer, checked non-null.
-            unsafe { *set = token };
-            SUCCESS
+    forward_or_replay(f, real, |_, _| {
+        if set.is_null() {
+            return ERROR_INVALID_ARGUMENT;
         }
-        Backend::Broken => ERROR_UNINITIALIZED,
-    }
+        let token = Box::into_raw(Box::new(0u64)) as EventSet;
+        if let Ok(mut l) = REPLAY_SETS.lock() {
+            l.push(addr(token));
+        }
+        // SAFETY: the caller's pointer, checked non-null.
+        unsafe { *set = token };
+        SUCCESS
+    })
 }
 
 /// # Safety
@@ -85,34 +76,18 @@ pub unsafe fn register(
     set: EventSet,
     real: impl FnOnce() -> Ret,
 ) -> Ret {
-    let Some((s, call)) = enter(f) else {
-        return real();
+    let go = match start_device(f, dev) {
+        Start::Forward => return forward(real),
+        Start::Answer(rc) => return rc,
+        Start::Serve(go) => go,
     };
-    let m = mask(s, f);
-    let gpu = match &s.backend {
-        Backend::Real if m == 0 => return forward(real),
-        Backend::Real => s.gpu_of(dev),
-        Backend::Replay(r) => match r.ready().and_then(|_| s.replay_gpu(dev)) {
-            Ok(g) => Some(g),
-            Err(rc) => return rc,
-        },
-        Backend::Broken => return ERROR_UNINITIALIZED,
-    };
-    if m != 0 && s.faults.lost_for(gpu, call, f, &s.sink) {
-        return ERROR_GPU_IS_LOST;
-    }
+    let (s, m, gpu) = (go.s, go.mask, go.gpu);
     let mut rc = match &s.backend {
         Backend::Replay(_) if !is_replay_set(set) => ERROR_INVALID_ARGUMENT,
         Backend::Replay(_) => SUCCESS,
         _ => forward(real),
     };
-    let mut xids = m & s.faults.xid_mask();
-    let mut targeted = false;
-    while xids != 0 {
-        let i = xids.trailing_zeros() as usize;
-        xids &= xids - 1;
-        targeted |= s.faults.targets(i, gpu);
-    }
+    let targeted = each_bit(m & s.faults.xid_mask()).any(|i| s.faults.targets(i, gpu));
     if targeted && types & XID_EVENT_TYPE != 0 {
         // Where the driver does not offer XID events (some VMs), the fault still delivers.
         if rc == ERROR_NOT_SUPPORTED {
@@ -137,10 +112,7 @@ fn next_xid(s: &State, f: Fid, set: usize) -> Option<(usize, u32, Option<u32>, u
     let xids = mask(s, f) & s.faults.xid_mask();
     let mut regs = REGISTRATIONS.lock().ok()?;
     for r in regs.iter_mut().filter(|r| r.set == set) {
-        let mut bits = xids & !r.delivered;
-        while bits != 0 {
-            let i = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
+        for i in each_bit(xids & !r.delivered) {
             if s.faults.targets(i, r.gpu) && s.faults.is_active(i, 0, Some(f), &s.sink) {
                 r.delivered |= 1 << i;
                 let FaultKind::Xid(code) = s.faults.list[i].kind else {
@@ -160,10 +132,7 @@ fn until_due(s: &State, f: Fid, set: usize) -> Option<Duration> {
     let elapsed = s.faults.elapsed();
     let mut soonest: Option<Duration> = None;
     for r in regs.iter().filter(|r| r.set == set) {
-        let mut bits = xids & !r.delivered;
-        while bits != 0 {
-            let i = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
+        for i in each_bit(xids & !r.delivered) {
             if !s.faults.targets(i, r.gpu) {
                 continue;
             }

@@ -11,7 +11,7 @@ use core::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
 
 use crate::abi::*;
 use crate::call::{device as dev, none, pair, system};
-use crate::out::{CpuSet, MemV2, Num, Pages, Pci, Plain, Procs, Scalar, Text, Uints};
+use crate::out::{CpuSet, MemV2, Pages, Pci, Plain, Procs, Text, Uints};
 use crate::proto::fault::FaultKind;
 use crate::rewrite::{self, Ctx};
 
@@ -42,7 +42,6 @@ macro_rules! exports {
                 #[allow(unused_unsafe)]
                 pub unsafe fn $name($($arg: $ty),*) -> Ret {
                     /// The C signature, for the real function.
-                    #[allow(dead_code)]
                     type RealFn = unsafe extern "C" fn($($ty),*) -> Ret;
                     let $f = Fid::$name;
                     let $real = move || -> Ret {
@@ -90,12 +89,7 @@ pub fn find(name: &[u8]) -> Option<Fid> {
 
 type Rw<T> = fn(&FaultKind, &Ctx, &mut Ret, &mut T) -> Option<String>;
 
-fn on<T: Num>(r: Rw<T>) -> impl Fn(&FaultKind, &Ctx, &mut Ret, Scalar<T>) -> Option<String> {
-    // SAFETY: the caller's pointer (null: no rewrite).
-    move |k, c, rc, o| r(k, c, rc, unsafe { o.get()? })
-}
-
-fn on_plain<T>(r: Rw<T>) -> impl Fn(&FaultKind, &Ctx, &mut Ret, Plain<T>) -> Option<String> {
+fn on<T>(r: Rw<T>) -> impl Fn(&FaultKind, &Ctx, &mut Ret, Plain<T>) -> Option<String> {
     // SAFETY: the caller's pointer (null: no rewrite).
     move |k, c, rc, o| r(k, c, rc, unsafe { o.get()? })
 }
@@ -133,10 +127,10 @@ exports! {
         system(f, q!("nvmlSystemGetNVMLVersion"), Text(version, length), real)
     }
     fn nvmlSystemGetCudaDriverVersion(version: *mut c_int) [f, real] {
-        system(f, q!("nvmlSystemGetCudaDriverVersion"), Scalar(version), real)
+        system(f, q!("nvmlSystemGetCudaDriverVersion"), Plain(version), real)
     }
     fn nvmlSystemGetCudaDriverVersion_v2(version: *mut c_int) [f, real] {
-        system(f, q!("nvmlSystemGetCudaDriverVersion_v2"), Scalar(version), real)
+        system(f, q!("nvmlSystemGetCudaDriverVersion_v2"), Plain(version), real)
     }
 
     // Handles.
@@ -181,13 +175,13 @@ exports! {
         dev(f, device, q!("nvmlDeviceGetPciInfo_v2"), &[], Pci(pci), real, none)
     }
     fn nvmlDeviceGetMinorNumber(device: Device, minor: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetMinorNumber"), &[], Scalar(minor), real, none)
+        dev(f, device, q!("nvmlDeviceGetMinorNumber"), &[], Plain(minor), real, none)
     }
     fn nvmlDeviceGetBrand(device: Device, brand: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetBrand"), &[], Scalar(brand), real, none)
+        dev(f, device, q!("nvmlDeviceGetBrand"), &[], Plain(brand), real, none)
     }
     fn nvmlDeviceGetArchitecture(device: Device, arch: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetArchitecture"), &[], Scalar(arch), real, none)
+        dev(f, device, q!("nvmlDeviceGetArchitecture"), &[], Plain(arch), real, none)
     }
     fn nvmlDeviceGetCudaComputeCapability(device: Device, major: *mut c_int, minor: *mut c_int) [f, real] {
         let out = Uints([major as *mut c_uint, minor as *mut c_uint]);
@@ -204,15 +198,15 @@ exports! {
         dev(f, device, q!("nvmlDeviceGetBoardPartNumber"), &[], Text(part, length), real, none)
     }
     fn nvmlDeviceGetBoardId(device: Device, id: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetBoardId"), &[], Scalar(id), real, none)
+        dev(f, device, q!("nvmlDeviceGetBoardId"), &[], Plain(id), real, none)
     }
     fn nvmlDeviceGetMultiGpuBoard(device: Device, multi: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetMultiGpuBoard"), &[], Scalar(multi), real, none)
+        dev(f, device, q!("nvmlDeviceGetMultiGpuBoard"), &[], Plain(multi), real, none)
     }
 
     // Topology and affinity.
     fn nvmlDeviceGetNumaNodeId(device: Device, node: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetNumaNodeId"), &[], Scalar(node), real, none)
+        dev(f, device, q!("nvmlDeviceGetNumaNodeId"), &[], Plain(node), real, none)
     }
     fn nvmlDeviceGetCpuAffinity(device: Device, cpuSetSize: c_uint, cpuSet: *mut c_ulong) [f, real] {
         dev(f, device, q!("nvmlDeviceGetCpuAffinity"), &[], CpuSet(cpuSetSize, cpuSet), real, none)
@@ -227,19 +221,19 @@ exports! {
     }
     fn nvmlDeviceGetTopologyCommonAncestor(device1: Device, device2: Device, pathInfo: *mut c_uint) [f, real] {
         let q = q!("nvmlDeviceGetTopologyCommonAncestor");
-        pair(f, (device1, device2), q, &[], Scalar(pathInfo), real)
+        pair(f, (device1, device2), q, &[], Plain(pathInfo), real)
     }
     fn nvmlDeviceGetP2PStatus(device1: Device, device2: Device, p2pIndex: c_uint, p2pStatus: *mut c_uint) [f, real] {
         let q = q!("nvmlDeviceGetP2PStatus");
-        pair(f, (device1, device2), q, &[p2pIndex], Scalar(p2pStatus), real)
+        pair(f, (device1, device2), q, &[p2pIndex], Plain(p2pStatus), real)
     }
     fn nvmlDeviceOnSameBoard(device1: Device, device2: Device, onSameBoard: *mut c_int) [f, real] {
-        pair(f, (device1, device2), q!("nvmlDeviceOnSameBoard"), &[], Scalar(onSameBoard), real)
+        pair(f, (device1, device2), q!("nvmlDeviceOnSameBoard"), &[], Plain(onSameBoard), real)
     }
 
     // Memory.
     fn nvmlDeviceGetMemoryInfo(device: Device, memory: *mut Memory) [f, real] {
-        let rw = on_plain(rewrite::memory);
+        let rw = on(rewrite::memory);
         dev(f, device, q!("nvmlDeviceGetMemoryInfo"), &[], Plain(memory), real, rw)
     }
     fn nvmlDeviceGetMemoryInfo_v2(device: Device, memory: *mut MemoryV2) [f, real] {
@@ -250,15 +244,15 @@ exports! {
         dev(f, device, q!("nvmlDeviceGetBAR1MemoryInfo"), &[], Plain(bar1), real, none)
     }
     fn nvmlDeviceGetMemoryBusWidth(device: Device, width: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetMemoryBusWidth"), &[], Scalar(width), real, none)
+        dev(f, device, q!("nvmlDeviceGetMemoryBusWidth"), &[], Plain(width), real, none)
     }
 
     // Modes and state.
     fn nvmlDeviceGetPersistenceMode(device: Device, mode: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetPersistenceMode"), &[], Scalar(mode), real, none)
+        dev(f, device, q!("nvmlDeviceGetPersistenceMode"), &[], Plain(mode), real, none)
     }
     fn nvmlDeviceGetComputeMode(device: Device, mode: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetComputeMode"), &[], Scalar(mode), real, none)
+        dev(f, device, q!("nvmlDeviceGetComputeMode"), &[], Plain(mode), real, none)
     }
     fn nvmlDeviceGetMigMode(device: Device, current: *mut c_uint, pending: *mut c_uint) [f, real] {
         dev(f, device, q!("nvmlDeviceGetMigMode"), &[], Uints([current, pending]), real, none)
@@ -267,13 +261,13 @@ exports! {
         dev(f, device, q!("nvmlDeviceGetEccMode"), &[], Uints([current, pending]), real, none)
     }
     fn nvmlDeviceGetDisplayMode(device: Device, mode: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetDisplayMode"), &[], Scalar(mode), real, none)
+        dev(f, device, q!("nvmlDeviceGetDisplayMode"), &[], Plain(mode), real, none)
     }
     fn nvmlDeviceGetDisplayActive(device: Device, active: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetDisplayActive"), &[], Scalar(active), real, none)
+        dev(f, device, q!("nvmlDeviceGetDisplayActive"), &[], Plain(active), real, none)
     }
     fn nvmlDeviceGetPerformanceState(device: Device, state: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetPerformanceState"), &[], Scalar(state), real, none)
+        dev(f, device, q!("nvmlDeviceGetPerformanceState"), &[], Plain(state), real, none)
     }
 
     // Utilisation.
@@ -292,76 +286,76 @@ exports! {
     // Temperature, power, fans.
     fn nvmlDeviceGetTemperature(device: Device, sensorType: c_uint, temp: *mut c_uint) [f, real] {
         let rw = on(rewrite::temperature);
-        dev(f, device, q!("nvmlDeviceGetTemperature"), &[sensorType], Scalar(temp), real, rw)
+        dev(f, device, q!("nvmlDeviceGetTemperature"), &[sensorType], Plain(temp), real, rw)
     }
     fn nvmlDeviceGetTemperatureThreshold(device: Device, thresholdType: c_uint, temp: *mut c_uint) [f, real] {
         let q = q!("nvmlDeviceGetTemperatureThreshold");
-        dev(f, device, q, &[thresholdType], Scalar(temp), real, none)
+        dev(f, device, q, &[thresholdType], Plain(temp), real, none)
     }
     fn nvmlDeviceGetPowerUsage(device: Device, power: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetPowerUsage"), &[], Scalar(power), real, none)
+        dev(f, device, q!("nvmlDeviceGetPowerUsage"), &[], Plain(power), real, none)
     }
     fn nvmlDeviceGetEnforcedPowerLimit(device: Device, limit: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetEnforcedPowerLimit"), &[], Scalar(limit), real, none)
+        dev(f, device, q!("nvmlDeviceGetEnforcedPowerLimit"), &[], Plain(limit), real, none)
     }
     fn nvmlDeviceGetPowerManagementLimit(device: Device, limit: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetPowerManagementLimit"), &[], Scalar(limit), real, none)
+        dev(f, device, q!("nvmlDeviceGetPowerManagementLimit"), &[], Plain(limit), real, none)
     }
     fn nvmlDeviceGetPowerManagementDefaultLimit(device: Device, limit: *mut c_uint) [f, real] {
         let q = q!("nvmlDeviceGetPowerManagementDefaultLimit");
-        dev(f, device, q, &[], Scalar(limit), real, none)
+        dev(f, device, q, &[], Plain(limit), real, none)
     }
     fn nvmlDeviceGetPowerManagementLimitConstraints(device: Device, minLimit: *mut c_uint, maxLimit: *mut c_uint) [f, real] {
         let q = q!("nvmlDeviceGetPowerManagementLimitConstraints");
         dev(f, device, q, &[], Uints([minLimit, maxLimit]), real, none)
     }
     fn nvmlDeviceGetTotalEnergyConsumption(device: Device, energy: *mut u64) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetTotalEnergyConsumption"), &[], Scalar(energy), real, none)
+        dev(f, device, q!("nvmlDeviceGetTotalEnergyConsumption"), &[], Plain(energy), real, none)
     }
     fn nvmlDeviceGetFanSpeed(device: Device, speed: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetFanSpeed"), &[], Scalar(speed), real, none)
+        dev(f, device, q!("nvmlDeviceGetFanSpeed"), &[], Plain(speed), real, none)
     }
     fn nvmlDeviceGetNumFans(device: Device, numFans: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetNumFans"), &[], Scalar(numFans), real, none)
+        dev(f, device, q!("nvmlDeviceGetNumFans"), &[], Plain(numFans), real, none)
     }
     fn nvmlDeviceGetFanSpeed_v2(device: Device, fan: c_uint, speed: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetFanSpeed_v2"), &[fan], Scalar(speed), real, none)
+        dev(f, device, q!("nvmlDeviceGetFanSpeed_v2"), &[fan], Plain(speed), real, none)
     }
 
     // Clocks.
     fn nvmlDeviceGetClockInfo(device: Device, clockType: c_uint, clock: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetClockInfo"), &[clockType], Scalar(clock), real, none)
+        dev(f, device, q!("nvmlDeviceGetClockInfo"), &[clockType], Plain(clock), real, none)
     }
     fn nvmlDeviceGetMaxClockInfo(device: Device, clockType: c_uint, clock: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetMaxClockInfo"), &[clockType], Scalar(clock), real, none)
+        dev(f, device, q!("nvmlDeviceGetMaxClockInfo"), &[clockType], Plain(clock), real, none)
     }
     fn nvmlDeviceGetCurrentClocksEventReasons(device: Device, reasons: *mut u64) [f, real] {
         let q = q!("nvmlDeviceGetCurrentClocksEventReasons");
-        dev(f, device, q, &[], Scalar(reasons), real, on(rewrite::throttle))
+        dev(f, device, q, &[], Plain(reasons), real, on(rewrite::throttle))
     }
     fn nvmlDeviceGetCurrentClocksThrottleReasons(device: Device, reasons: *mut u64) [f, real] {
         let q = q!("nvmlDeviceGetCurrentClocksThrottleReasons");
-        dev(f, device, q, &[], Scalar(reasons), real, on(rewrite::throttle))
+        dev(f, device, q, &[], Plain(reasons), real, on(rewrite::throttle))
     }
     fn nvmlDeviceGetSupportedClocksEventReasons(device: Device, reasons: *mut u64) [f, real] {
         let q = q!("nvmlDeviceGetSupportedClocksEventReasons");
-        dev(f, device, q, &[], Scalar(reasons), real, none)
+        dev(f, device, q, &[], Plain(reasons), real, none)
     }
     fn nvmlDeviceGetSupportedClocksThrottleReasons(device: Device, reasons: *mut u64) [f, real] {
         let q = q!("nvmlDeviceGetSupportedClocksThrottleReasons");
-        dev(f, device, q, &[], Scalar(reasons), real, none)
+        dev(f, device, q, &[], Plain(reasons), real, none)
     }
 
     // ECC, retired pages, row remapping.
     fn nvmlDeviceGetTotalEccErrors(device: Device, errorType: c_uint, counterType: c_uint, eccCounts: *mut u64) [f, real] {
         let q = q!("nvmlDeviceGetTotalEccErrors");
         let rw = on(rewrite::ecc_total);
-        dev(f, device, q, &[errorType, counterType], Scalar(eccCounts), real, rw)
+        dev(f, device, q, &[errorType, counterType], Plain(eccCounts), real, rw)
     }
     fn nvmlDeviceGetMemoryErrorCounter(device: Device, errorType: c_uint, counterType: c_uint, locationType: c_uint, count: *mut u64) [f, real] {
         let q = q!("nvmlDeviceGetMemoryErrorCounter");
         let rw = on(rewrite::memory_error_counter);
-        dev(f, device, q, &[errorType, counterType, locationType], Scalar(count), real, rw)
+        dev(f, device, q, &[errorType, counterType, locationType], Plain(count), real, rw)
     }
     fn nvmlDeviceGetRetiredPages_v2(device: Device, cause: c_uint, pageCount: *mut c_uint, addresses: *mut u64, timestamps: *mut u64) [f, real] {
         let out = Pages(pageCount, addresses, Some(timestamps));
@@ -373,7 +367,7 @@ exports! {
     }
     fn nvmlDeviceGetRetiredPagesPendingStatus(device: Device, isPending: *mut c_uint) [f, real] {
         let q = q!("nvmlDeviceGetRetiredPagesPendingStatus");
-        dev(f, device, q, &[], Scalar(isPending), real, none)
+        dev(f, device, q, &[], Plain(isPending), real, none)
     }
     fn nvmlDeviceGetRemappedRows(device: Device, corrRows: *mut c_uint, uncRows: *mut c_uint, isPending: *mut c_uint, failureOccurred: *mut c_uint) [f, real] {
         let out = Uints([corrRows, uncRows, isPending, failureOccurred]);
@@ -388,60 +382,60 @@ exports! {
     // PCIe.
     fn nvmlDeviceGetCurrPcieLinkGeneration(device: Device, generation: *mut c_uint) [f, real] {
         let q = q!("nvmlDeviceGetCurrPcieLinkGeneration");
-        dev(f, device, q, &[], Scalar(generation), real, on(rewrite::pcie_gen))
+        dev(f, device, q, &[], Plain(generation), real, on(rewrite::pcie_gen))
     }
     fn nvmlDeviceGetCurrPcieLinkWidth(device: Device, width: *mut c_uint) [f, real] {
         let q = q!("nvmlDeviceGetCurrPcieLinkWidth");
-        dev(f, device, q, &[], Scalar(width), real, on(rewrite::pcie_width))
+        dev(f, device, q, &[], Plain(width), real, on(rewrite::pcie_width))
     }
     fn nvmlDeviceGetMaxPcieLinkGeneration(device: Device, generation: *mut c_uint) [f, real] {
         let q = q!("nvmlDeviceGetMaxPcieLinkGeneration");
-        dev(f, device, q, &[], Scalar(generation), real, none)
+        dev(f, device, q, &[], Plain(generation), real, none)
     }
     fn nvmlDeviceGetMaxPcieLinkWidth(device: Device, width: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetMaxPcieLinkWidth"), &[], Scalar(width), real, none)
+        dev(f, device, q!("nvmlDeviceGetMaxPcieLinkWidth"), &[], Plain(width), real, none)
     }
     fn nvmlDeviceGetGpuMaxPcieLinkGeneration(device: Device, generation: *mut c_uint) [f, real] {
         let q = q!("nvmlDeviceGetGpuMaxPcieLinkGeneration");
-        dev(f, device, q, &[], Scalar(generation), real, none)
+        dev(f, device, q, &[], Plain(generation), real, none)
     }
     fn nvmlDeviceGetPcieReplayCounter(device: Device, value: *mut c_uint) [f, real] {
         let q = q!("nvmlDeviceGetPcieReplayCounter");
-        dev(f, device, q, &[], Scalar(value), real, on(rewrite::pcie_replays))
+        dev(f, device, q, &[], Plain(value), real, on(rewrite::pcie_replays))
     }
     fn nvmlDeviceGetPcieThroughput(device: Device, counter: c_uint, value: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetPcieThroughput"), &[counter], Scalar(value), real, none)
+        dev(f, device, q!("nvmlDeviceGetPcieThroughput"), &[counter], Plain(value), real, none)
     }
     fn nvmlDeviceGetPcieSpeed(device: Device, speed: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetPcieSpeed"), &[], Scalar(speed), real, on(rewrite::pcie_speed))
+        dev(f, device, q!("nvmlDeviceGetPcieSpeed"), &[], Plain(speed), real, on(rewrite::pcie_speed))
     }
     fn nvmlDeviceGetPcieLinkMaxSpeed(device: Device, speed: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetPcieLinkMaxSpeed"), &[], Scalar(speed), real, none)
+        dev(f, device, q!("nvmlDeviceGetPcieLinkMaxSpeed"), &[], Plain(speed), real, none)
     }
 
     // NVLink.
     fn nvmlDeviceGetNvLinkState(device: Device, link: c_uint, isActive: *mut c_uint) [f, real] {
         let q = q!("nvmlDeviceGetNvLinkState");
-        dev(f, device, q, &[link], Scalar(isActive), real, on(rewrite::nvlink_state))
+        dev(f, device, q, &[link], Plain(isActive), real, on(rewrite::nvlink_state))
     }
     fn nvmlDeviceGetNvLinkVersion(device: Device, link: c_uint, version: *mut c_uint) [f, real] {
-        dev(f, device, q!("nvmlDeviceGetNvLinkVersion"), &[link], Scalar(version), real, none)
+        dev(f, device, q!("nvmlDeviceGetNvLinkVersion"), &[link], Plain(version), real, none)
     }
     fn nvmlDeviceGetNvLinkRemotePciInfo_v2(device: Device, link: c_uint, pci: *mut PciInfo) [f, real] {
         dev(f, device, q!("nvmlDeviceGetNvLinkRemotePciInfo_v2"), &[link], Pci(pci), real, none)
     }
     fn nvmlDeviceGetNvLinkRemoteDeviceType(device: Device, link: c_uint, remoteType: *mut c_uint) [f, real] {
         let q = q!("nvmlDeviceGetNvLinkRemoteDeviceType");
-        dev(f, device, q, &[link], Scalar(remoteType), real, none)
+        dev(f, device, q, &[link], Plain(remoteType), real, none)
     }
     fn nvmlDeviceGetNvLinkErrorCounter(device: Device, link: c_uint, counter: c_uint, counterValue: *mut u64) [f, real] {
         let q = q!("nvmlDeviceGetNvLinkErrorCounter");
         let rw = on(rewrite::nvlink_errors);
-        dev(f, device, q, &[link, counter], Scalar(counterValue), real, rw)
+        dev(f, device, q, &[link, counter], Plain(counterValue), real, rw)
     }
     fn nvmlDeviceGetNvLinkCapability(device: Device, link: c_uint, capability: c_uint, capResult: *mut c_uint) [f, real] {
         let q = q!("nvmlDeviceGetNvLinkCapability");
-        dev(f, device, q, &[link, capability], Scalar(capResult), real, none)
+        dev(f, device, q, &[link, capability], Plain(capResult), real, none)
     }
 
     // Processes.
@@ -468,7 +462,7 @@ exports! {
     }
     fn nvmlDeviceGetSupportedEventTypes(device: Device, eventTypes: *mut u64) [f, real] {
         let q = q!("nvmlDeviceGetSupportedEventTypes");
-        dev(f, device, q, &[], Scalar(eventTypes), real, none)
+        dev(f, device, q, &[], Plain(eventTypes), real, none)
     }
     fn nvmlEventSetCreate(set: *mut EventSet) [f, real] { crate::eventsets::create(f, set, real) }
     fn nvmlDeviceRegisterEvents(device: Device, eventTypes: u64, set: EventSet) [f, real] {

@@ -5,10 +5,12 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use shim_rt::process::now_us;
+
 use crate::exports::{Fid, N_FN, NAMES};
 use crate::proto::event::Event;
 use crate::proto::fault::{Delay, Fault, FaultKind};
-use crate::sink::{Sink, now_us};
+use crate::sink::Sink;
 
 pub struct Faults {
     pub list: Vec<Fault>,
@@ -29,6 +31,17 @@ pub struct Faults {
     /// [fault][function]: GPUs (bit per index, 63 = unknown) already reported.
     reported: Vec<AtomicU64>,
     t0_us: u64,
+}
+
+/// The faults of a mask (its set bits' indices), lowest first.
+pub fn each_bit(mut mask: u64) -> impl Iterator<Item = usize> {
+    core::iter::from_fn(move || {
+        (mask != 0).then(|| {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            i
+        })
+    })
 }
 
 /// Whether a call names a GPU (gpu-lost answers every one of them).
@@ -74,11 +87,6 @@ impl Faults {
     #[inline(always)]
     pub fn mask(&self, f: Fid) -> u64 {
         self.masks[f as usize]
-    }
-
-    #[cfg(test)]
-    pub fn lost_mask(&self) -> u64 {
-        self.lost
     }
 
     pub fn xid_mask(&self) -> u64 {
@@ -159,10 +167,7 @@ impl Faults {
     /// The active gpu-lost fault that answers a call about `gpu`, if any (reported as
     /// delivered).
     pub fn lost_for(&self, gpu: Option<u32>, call: u64, f: Fid, sink: &Sink) -> bool {
-        let mut bits = self.lost & self.mask(f);
-        while bits != 0 {
-            let i = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
+        for i in each_bit(self.lost & self.mask(f)) {
             if self.targets(i, gpu) && self.is_active(i, call, Some(f), sink) {
                 self.delivered(i, gpu, f, "ERROR_GPU_IS_LOST".into(), sink);
                 return true;
@@ -181,10 +186,7 @@ impl Faults {
         sink: &Sink,
         mut rewrite: impl FnMut(&FaultKind, Duration) -> Option<String>,
     ) {
-        let mut bits = self.mask(f) & !self.lost;
-        while bits != 0 {
-            let i = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
+        for i in each_bit(self.mask(f) & !self.lost) {
             if self.targets(i, gpu)
                 && self.is_active(i, call, Some(f), sink)
                 && let Some(value) = rewrite(&self.list[i].kind, self.since_active(i))
@@ -213,6 +215,13 @@ mod tests {
     }
 
     #[test]
+    fn each_bit_lists_a_masks_faults_lowest_first() {
+        assert_eq!(each_bit(0b1010_0001).collect::<Vec<_>>(), vec![0, 5, 7]);
+        assert_eq!(each_bit(1 << 63).collect::<Vec<_>>(), vec![63]);
+        assert_eq!(each_bit(0).count(), 0);
+    }
+
+    #[test]
     fn masks_follow_the_calls_each_kind_changes() {
         let f = Faults::new(
             parse_env("pcie-width=8;gpu-lost@gpu1;xid=79").unwrap(),
@@ -228,7 +237,7 @@ mod tests {
         );
         assert_eq!(f.mask(Fid::nvmlInit_v2), 0);
         assert_eq!(f.mask(Fid::nvmlEventSetWait_v2), 0b100);
-        assert_eq!(f.lost_mask(), 0b010);
+        assert_eq!(f.lost, 0b010);
         assert_eq!(f.xid_mask(), 0b100);
         assert!(!f.count_calls);
     }

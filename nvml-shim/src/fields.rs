@@ -4,11 +4,8 @@
 
 use core::ffi::c_int;
 
-use crate::abi::{
-    Device, ERROR_GPU_IS_LOST, ERROR_INVALID_ARGUMENT, ERROR_UNINITIALIZED, ERROR_UNKNOWN,
-    FieldValue, Ret, SUCCESS,
-};
-use crate::call::{enter, forward, mask};
+use crate::abi::{Device, ERROR_INVALID_ARGUMENT, ERROR_UNKNOWN, FieldValue, Ret, SUCCESS};
+use crate::call::{Serving, Start, forward, start_device};
 use crate::exports::{Fid, NAMES};
 use crate::replay::{Found, Replay};
 use crate::rewrite::{self, Ctx};
@@ -54,22 +51,12 @@ pub unsafe fn get(
     values: *mut FieldValue,
     real: impl FnOnce() -> Ret,
 ) -> Ret {
-    let Some((s, call)) = enter(f) else {
-        return real();
+    let Serving { s, call, mask, gpu } = match start_device(f, dev) {
+        Start::Forward => return forward(real),
+        Start::Answer(rc) => return rc,
+        Start::Serve(go) => go,
     };
-    let faults = mask(s, f) != 0;
-    let gpu = match &s.backend {
-        Backend::Real if !faults => return forward(real),
-        Backend::Real => s.gpu_of(dev),
-        Backend::Replay(r) => match r.ready().and_then(|_| s.replay_gpu(dev)) {
-            Ok(g) => Some(g),
-            Err(rc) => return rc,
-        },
-        Backend::Broken => return ERROR_UNINITIALIZED,
-    };
-    if faults && s.faults.lost_for(gpu, call, f, &s.sink) {
-        return ERROR_GPU_IS_LOST;
-    }
+    let faults = mask != 0;
     let rc = match &s.backend {
         Backend::Replay(_) if values.is_null() || count < 0 => return ERROR_INVALID_ARGUMENT,
         Backend::Replay(r) => {

@@ -9,12 +9,13 @@
 
 use core::ffi::{CStr, c_char};
 
+use shim_rt::dl::{Ptr, real_dlsym};
+
 use crate::exports::{self, export_addr};
 use crate::proto::event::{Event, Mode};
-use crate::real::{Ptr, real_dlsym};
 use crate::state::{state, state_if_set};
 
-/// The hook proper, for every handle but RTLD_NEXT.
+/// The hook proper, for every handle but RTLD_NEXT (shim_rt's trampoline, below).
 #[cfg_attr(test, allow(dead_code))]
 unsafe extern "C" fn dlsym_impl(handle: Ptr, symbol: *const c_char) -> Ptr {
     // SAFETY: forwarding the caller's arguments.
@@ -66,55 +67,7 @@ fn pin(p: Ptr) {
     }
 }
 
-/// `dlsym` with RTLD_NEXT must resolve relative to its caller, which glibc finds from the
-/// return address: so RTLD_NEXT jumps to the real dlsym with the caller's frame untouched, and
-/// everything else goes to `dlsym_impl` (the CUDA shim's trampoline, shim/src/hooks.rs).
-#[cfg(all(not(test), target_arch = "x86_64"))]
-#[unsafe(naked)]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn dlsym(_handle: Ptr, _symbol: *const c_char) -> Ptr {
-    core::arch::naked_asm!(
-        "cmp rdi, -1",
-        "jne {imp}",
-        "push rdi",
-        "push rsi",
-        "sub rsp, 8",
-        "call {get}",
-        "add rsp, 8",
-        "pop rsi",
-        "pop rdi",
-        "jmp rax",
-        imp = sym dlsym_impl,
-        get = sym crate::real::real_dlsym_addr,
-    )
-}
-
-#[cfg(all(not(test), target_arch = "aarch64"))]
-#[unsafe(naked)]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn dlsym(_handle: Ptr, _symbol: *const c_char) -> Ptr {
-    core::arch::naked_asm!(
-        "cmn x0, #1",
-        "b.ne {imp}",
-        "stp x29, x30, [sp, #-32]!",
-        "stp x0, x1, [sp, #16]",
-        "bl {get}",
-        "mov x16, x0",
-        "ldp x0, x1, [sp, #16]",
-        "ldp x29, x30, [sp], #32",
-        "br x16",
-        imp = sym dlsym_impl,
-        get = sym crate::real::real_dlsym_addr,
-    )
-}
-
-/// Other architectures: RTLD_NEXT resolves relative to the library (a documented limit).
-#[cfg(all(not(test), not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn dlsym(handle: Ptr, symbol: *const c_char) -> Ptr {
-    // SAFETY: the caller's arguments, passed on.
-    unsafe { dlsym_impl(handle, symbol) }
-}
+shim_rt::dlsym_export!(dlsym_impl);
 
 #[cfg_attr(test, allow(dead_code))]
 extern "C" fn on_load() {
@@ -142,12 +95,4 @@ extern "C" fn on_unload() {
     });
 }
 
-#[cfg(not(test))]
-#[used]
-#[unsafe(link_section = ".init_array")]
-static ON_LOAD: extern "C" fn() = on_load;
-
-#[cfg(not(test))]
-#[used]
-#[unsafe(link_section = ".fini_array")]
-static ON_UNLOAD: extern "C" fn() = on_unload;
+shim_rt::on_load_and_exit!(on_load, on_unload);

@@ -8,7 +8,7 @@ use crate::abi::{
     Device, ERROR_FUNCTION_NOT_FOUND, ERROR_GPU_IS_LOST, ERROR_INVALID_ARGUMENT,
     ERROR_LIBRARY_NOT_FOUND, ERROR_NOT_FOUND, ERROR_UNINITIALIZED, Ret, SUCCESS, c_str,
 };
-use crate::call::{enter, forward, mask};
+use crate::call::{enter, forward, forward_or_replay, mask};
 use crate::exports::{Fid, NAMES};
 use crate::handles::{remember, replay_handle};
 use crate::proto::event::Event;
@@ -52,26 +52,16 @@ pub fn shutdown(f: Fid, real: impl FnOnce() -> Ret) -> Ret {
 /// # Safety
 /// `count` is the caller's pointer.
 pub unsafe fn count(f: Fid, count: *mut c_uint, real: impl FnOnce() -> Ret) -> Ret {
-    let Some((s, _)) = enter(f) else {
-        return real();
-    };
-    match &s.backend {
-        Backend::Real => forward(real),
-        Backend::Replay(r) => {
-            if let Err(rc) = r.ready() {
-                return rc;
+    forward_or_replay(f, real, |_, r| {
+        // SAFETY: the caller's pointer, valid or null.
+        match unsafe { count.as_mut() } {
+            Some(c) => {
+                *c = r.gpu_count();
+                SUCCESS
             }
-            // SAFETY: the caller's pointer, valid or null.
-            match unsafe { count.as_mut() } {
-                Some(c) => {
-                    *c = r.gpu_count();
-                    SUCCESS
-                }
-                None => ERROR_INVALID_ARGUMENT,
-            }
+            None => ERROR_INVALID_ARGUMENT,
         }
-        Backend::Broken => ERROR_UNINITIALIZED,
-    }
+    })
 }
 
 /// # Safety

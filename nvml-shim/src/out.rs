@@ -3,6 +3,7 @@
 
 use core::ffi::{c_char, c_uint, c_ulong};
 
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -18,60 +19,6 @@ pub trait Out: Copy {
     /// # Safety
     /// The pointers are the caller's, valid as nvml.h documents them (or null).
     unsafe fn fill(self, v: &Value) -> Ret;
-}
-
-/// A number a scalar output holds.
-pub trait Num: Copy + Default {
-    fn from_json(v: &Value) -> Option<Self>;
-}
-
-impl Num for u32 {
-    fn from_json(v: &Value) -> Option<u32> {
-        u32::try_from(v.as_u64()?).ok()
-    }
-}
-
-impl Num for u64 {
-    fn from_json(v: &Value) -> Option<u64> {
-        v.as_u64()
-    }
-}
-
-impl Num for i32 {
-    fn from_json(v: &Value) -> Option<i32> {
-        i32::try_from(v.as_i64()?).ok()
-    }
-}
-
-/// One number: `unsigned int *`, `unsigned long long *`, `int *`.
-#[derive(Clone, Copy)]
-pub struct Scalar<T>(pub *mut T);
-
-impl<T: Num> Scalar<T> {
-    /// The caller's value (None when the pointer is null).
-    ///
-    /// # Safety
-    /// As [`Out::fill`].
-    pub unsafe fn get<'a>(self) -> Option<&'a mut T> {
-        // SAFETY: the caller's pointer, valid or null.
-        unsafe { self.0.as_mut() }
-    }
-}
-
-impl<T: Num> Out for Scalar<T> {
-    unsafe fn fill(self, v: &Value) -> Ret {
-        // SAFETY: as the trait says.
-        let Some(dst) = (unsafe { self.get() }) else {
-            return ERROR_INVALID_ARGUMENT;
-        };
-        match T::from_json(v) {
-            Some(x) => {
-                *dst = x;
-                SUCCESS
-            }
-            None => ERROR_UNKNOWN,
-        }
-    }
 }
 
 /// Several `unsigned int *` outputs (an `int *` pair such as the compute capability is
@@ -113,9 +60,9 @@ impl<const N: usize> Out for Uints<N> {
         };
         let mut vals = [0u32; N];
         for (d, x) in vals.iter_mut().zip(a) {
-            match u32::from_json(x) {
-                Some(n) => *d = n,
-                None => return ERROR_UNKNOWN,
+            match u32::deserialize(x) {
+                Ok(n) => *d = n,
+                Err(_) => return ERROR_UNKNOWN,
             }
         }
         // SAFETY: non-null, the caller's.
@@ -146,7 +93,9 @@ impl Out for Text {
     }
 }
 
-/// A struct of numbers whose JSON is its serde form.
+/// One value behind one pointer — a number (`unsigned int *`, `unsigned long long *`, `int *`)
+/// or a struct of numbers — whose JSON is its serde form (a number out of the type's range
+/// does not fit: NVML_ERROR_UNKNOWN).
 pub struct Plain<T>(pub *mut T);
 
 impl<T> Clone for Plain<T> {
@@ -158,6 +107,8 @@ impl<T> Clone for Plain<T> {
 impl<T> Copy for Plain<T> {}
 
 impl<T> Plain<T> {
+    /// The caller's value (None when the pointer is null).
+    ///
     /// # Safety
     /// As [`Out::fill`].
     pub unsafe fn get<'a>(self) -> Option<&'a mut T> {
@@ -205,8 +156,6 @@ impl Out for MemV2 {
     }
 }
 
-use serde::Deserialize;
-
 #[derive(Clone, Copy)]
 pub struct Pci(pub *mut PciInfo);
 
@@ -249,15 +198,6 @@ impl Out for CpuSet {
         }
         SUCCESS
     }
-}
-
-/// The members of a CPU set (snapshot).
-pub fn cpuset_members(words: &[c_ulong]) -> Vec<u32> {
-    let bits = c_ulong::BITS as usize;
-    (0..words.len() * bits)
-        .filter(|c| words[c / bits] >> (c % bits) & 1 == 1)
-        .map(|c| c as u32)
-        .collect()
 }
 
 /// NVML's list protocol: `*count` in is the room, out the number of entries; too little room
@@ -335,16 +275,17 @@ impl Out for Pages {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::query::cpuset_members;
     use serde_json::json;
 
     #[test]
     fn scalars_and_text() {
         let mut w = 0u32;
         // SAFETY: a local.
-        assert_eq!(unsafe { Scalar(&mut w).fill(&json!(8)) }, SUCCESS);
+        assert_eq!(unsafe { Plain(&mut w).fill(&json!(8)) }, SUCCESS);
         assert_eq!(w, 8);
         assert_eq!(
-            unsafe { Scalar::<u32>(core::ptr::null_mut()).fill(&json!(8)) },
+            unsafe { Plain::<u32>(core::ptr::null_mut()).fill(&json!(8)) },
             ERROR_INVALID_ARGUMENT
         );
         let mut buf = [0 as c_char; 8];
@@ -362,6 +303,25 @@ mod tests {
             SUCCESS
         );
         assert_eq!((a, b), (9, 0));
+    }
+
+    #[test]
+    fn a_number_out_of_its_types_range_is_unknown() {
+        let (mut u, mut i, mut l) = (0u32, 0i32, 0u64);
+        assert_eq!(
+            unsafe { Plain(&mut u).fill(&json!(1u64 << 32)) },
+            ERROR_UNKNOWN
+        );
+        assert_eq!(unsafe { Plain(&mut u).fill(&json!(-1)) }, ERROR_UNKNOWN);
+        assert_eq!(unsafe { Plain(&mut u).fill(&json!(1.5)) }, ERROR_UNKNOWN);
+        assert_eq!(unsafe { Plain(&mut i).fill(&json!(-7)) }, SUCCESS);
+        assert_eq!(
+            unsafe { Plain(&mut i).fill(&json!(1u64 << 31)) },
+            ERROR_UNKNOWN
+        );
+        assert_eq!(unsafe { Plain(&mut l).fill(&json!(u64::MAX)) }, SUCCESS);
+        assert_eq!(unsafe { Plain(&mut l).fill(&json!(-1)) }, ERROR_UNKNOWN);
+        assert_eq!((u, i, l), (0, -7, u64::MAX));
     }
 
     #[test]

@@ -1,60 +1,18 @@
-//! The real libnvidia-ml: glibc's own dlsym, the library's handle, and one slot per exported
-//! function holding the real function it forwards to (set once, from the program's own dlsym
-//! or looked up on first use).
+//! The real libnvidia-ml: the library's handle, and one slot per exported function holding
+//! the real function it forwards to (set once, from the program's own dlsym or looked up on
+//! first use, through glibc's dlsym: shim_rt::dl).
 
-use core::ffi::{c_char, c_void};
+use core::ffi::c_void;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
+use shim_rt::dl::{Ptr, sym, sym_str};
+
 use crate::exports::{Fid, N_FN, NAMES};
 
-pub type Ptr = *mut c_void;
-pub type DlsymFn = unsafe extern "C" fn(Ptr, *const c_char) -> Ptr;
-
-pub const RTLD_NEXT: Ptr = -1isize as Ptr;
-pub const RTLD_DEFAULT: Ptr = core::ptr::null_mut();
-
 static SLOTS: [AtomicPtr<c_void>; N_FN] = [const { AtomicPtr::new(core::ptr::null_mut()) }; N_FN];
-static REAL_DLSYM: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
 /// The real library's handle (as an address; 0 when there is none), opened once.
 static LIB: OnceLock<usize> = OnceLock::new();
-
-unsafe extern "C" fn null_dlsym(_: Ptr, _: *const c_char) -> Ptr {
-    core::ptr::null_mut()
-}
-
-/// glibc's dlsym, found with dlvsym (which is not hooked): 2.34 moved dlsym into libc with a
-/// new version; 2.2.5 is the x86_64 base version, 2.17 the aarch64 one.
-pub extern "C" fn real_dlsym_addr() -> *const c_void {
-    let p = REAL_DLSYM.load(Ordering::Acquire);
-    if !p.is_null() {
-        return p;
-    }
-    let mut found: Ptr = core::ptr::null_mut();
-    for ver in [c"GLIBC_2.34", c"GLIBC_2.2.5", c"GLIBC_2.17"] {
-        // SAFETY: dlvsym with valid C strings.
-        found = unsafe { libc::dlvsym(RTLD_NEXT, c"dlsym".as_ptr(), ver.as_ptr()) };
-        if !found.is_null() {
-            break;
-        }
-    }
-    if found.is_null() {
-        return null_dlsym as *const c_void;
-    }
-    REAL_DLSYM.store(found, Ordering::Release);
-    found
-}
-
-pub fn real_dlsym() -> DlsymFn {
-    // SAFETY: real_dlsym_addr returns glibc's dlsym or null_dlsym, both of this type.
-    unsafe { core::mem::transmute::<*const c_void, DlsymFn>(real_dlsym_addr()) }
-}
-
-/// `name` (NUL-terminated) in `handle`, through glibc's dlsym.
-pub fn sym(handle: Ptr, name: &core::ffi::CStr) -> Ptr {
-    // SAFETY: a valid handle (or pseudo-handle) and a C string.
-    unsafe { real_dlsym()(handle, name.as_ptr()) }
-}
 
 /// The real libnvidia-ml's handle: `GPU_DOCTOR_NVML_REAL` or `libnvidia-ml.so.1`, opened once
 /// (already loaded by the program in interpose mode). Null when there is none, or when the
@@ -65,7 +23,7 @@ fn library() -> Ptr {
 }
 
 fn open_library() -> Ptr {
-    let name = crate::state::getenv(crate::proto::ENV_REAL)
+    let name = shim_rt::process::getenv(crate::proto::ENV_REAL)
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "libnvidia-ml.so.1".into());
     let Ok(cname) = std::ffi::CString::new(name.clone()) else {
@@ -81,7 +39,8 @@ fn open_library() -> Ptr {
         ));
         return h;
     }
-    if crate::state::in_this_copy(sym(h, c"gpu_doctor_nvml_snapshot")) {
+    // SAFETY: the handle dlopen has just returned, never closed.
+    if crate::state::in_this_copy(unsafe { sym(h, c"gpu_doctor_nvml_snapshot") }) {
         crate::state::warn_once(&format!(
             "{name} is this library itself: nothing to forward to (set {} to a snapshot, or {} to the real library)",
             crate::proto::ENV_REPLAY,
@@ -113,13 +72,8 @@ fn resolve(f: Fid) -> Ptr {
     if h.is_null() {
         return core::ptr::null_mut();
     }
-    let mut buf = [0u8; 96];
-    let name = NAMES[f as usize].as_bytes();
-    buf[..name.len()].copy_from_slice(name);
-    let Ok(cname) = core::ffi::CStr::from_bytes_until_nul(&buf) else {
-        return core::ptr::null_mut();
-    };
-    let p = sym(h, cname);
+    // SAFETY: the real library's handle, never closed.
+    let p = unsafe { sym_str(h, NAMES[f as usize]) };
     if p.is_null() {
         return p;
     }
@@ -130,15 +84,7 @@ fn resolve(f: Fid) -> Ptr {
 /// Records the real pointer a program's dlsym found for `f`; false when another pointer is
 /// there already (the program uses two NVML libraries: the second is handed out untouched).
 pub fn set_once(f: Fid, p: Ptr) -> bool {
-    match SLOTS[f as usize].compare_exchange(
-        core::ptr::null_mut(),
-        p,
-        Ordering::AcqRel,
-        Ordering::Acquire,
-    ) {
-        Ok(_) => true,
-        Err(cur) => cur == p,
-    }
+    shim_rt::dl::set_once(&SLOTS[f as usize], p)
 }
 
 /// A function of the real library that has no slot (nvmlErrorString).
@@ -148,7 +94,8 @@ pub fn lookup<T: Copy>(name: &core::ffi::CStr) -> Option<T> {
     if h.is_null() {
         return None;
     }
-    let p = sym(h, name);
+    // SAFETY: the real library's handle, never closed.
+    let p = unsafe { sym(h, name) };
     // SAFETY: T is the function pointer type of the symbol.
     (!p.is_null()).then(|| unsafe { core::mem::transmute_copy::<Ptr, T>(&p) })
 }

@@ -12,9 +12,8 @@ use serde_json::json;
 
 use crate::abi::*;
 use crate::exports::imp::*;
-use crate::out::cpuset_members;
 use crate::proto::codes;
-use crate::proto::query::{QUERIES, Scope, combinations, format_cpulist, key};
+use crate::proto::query::{QUERIES, Scope, combinations, cpuset_members, format_cpulist, key};
 use crate::proto::snapshot::{Answer, DeviceAnswers, PairAnswers, Recorded, Snapshot};
 use crate::state::{Backend, state};
 
@@ -64,7 +63,8 @@ fn done<T: Serialize>(rc: Ret, v: T) -> Answer {
     }
 }
 
-fn scalar<T: Copy + Default + Serialize>(call: impl FnOnce(*mut T) -> Ret) -> Answer {
+/// One value behind one pointer: a number, or a struct of numbers.
+fn scalar<T: Default + Serialize>(call: impl FnOnce(*mut T) -> Ret) -> Answer {
     let mut v = T::default();
     let rc = call(&mut v);
     done(rc, v)
@@ -81,12 +81,6 @@ fn text(call: impl FnOnce(*mut c_char, c_uint) -> Ret) -> Answer {
     let mut buf = [0 as c_char; 256];
     let rc = call(buf.as_mut_ptr(), buf.len() as c_uint);
     done(rc, get_cstr(&buf))
-}
-
-fn plain<T: Default + Serialize>(call: impl FnOnce(*mut T) -> Ret) -> Answer {
-    let mut v = T::default();
-    let rc = call(&mut v);
-    done(rc, v)
 }
 
 fn pci(call: impl FnOnce(*mut PciInfo) -> Ret) -> Answer {
@@ -250,16 +244,16 @@ pub fn recorder(name: &str) -> Option<Recorder> {
             |t, _| scalar(|o| unsafe { nvmlDeviceOnSameBoard(t.one(), t.two(), o) })
         }
         "nvmlDeviceGetMemoryInfo" => {
-            |t, _| plain(|o| unsafe { nvmlDeviceGetMemoryInfo(t.one(), o) })
+            |t, _| scalar(|o| unsafe { nvmlDeviceGetMemoryInfo(t.one(), o) })
         }
         "nvmlDeviceGetMemoryInfo_v2" => |t, _| {
-            plain(|o: *mut MemoryV2| unsafe {
+            scalar(|o: *mut MemoryV2| unsafe {
                 (*o).version = MEMORY_V2_VERSION;
                 nvmlDeviceGetMemoryInfo_v2(t.one(), o)
             })
         },
         "nvmlDeviceGetBAR1MemoryInfo" => {
-            |t, _| plain(|o| unsafe { nvmlDeviceGetBAR1MemoryInfo(t.one(), o) })
+            |t, _| scalar(|o| unsafe { nvmlDeviceGetBAR1MemoryInfo(t.one(), o) })
         }
         "nvmlDeviceGetMemoryBusWidth" => {
             |t, _| scalar(|o| unsafe { nvmlDeviceGetMemoryBusWidth(t.one(), o) })
@@ -286,7 +280,7 @@ pub fn recorder(name: &str) -> Option<Recorder> {
             |t, _| scalar(|o| unsafe { nvmlDeviceGetPerformanceState(t.one(), o) })
         }
         "nvmlDeviceGetUtilizationRates" => {
-            |t, _| plain(|o| unsafe { nvmlDeviceGetUtilizationRates(t.one(), o) })
+            |t, _| scalar(|o| unsafe { nvmlDeviceGetUtilizationRates(t.one(), o) })
         }
         "nvmlDeviceGetEncoderUtilization" => {
             |t, _| uints(|[a, b]| unsafe { nvmlDeviceGetEncoderUtilization(t.one(), a, b) })
@@ -349,7 +343,7 @@ pub fn recorder(name: &str) -> Option<Recorder> {
             |t, _| uints(|[a, b, c, d]| unsafe { nvmlDeviceGetRemappedRows(t.one(), a, b, c, d) })
         }
         "nvmlDeviceGetRowRemapperHistogram" => {
-            |t, _| plain(|o| unsafe { nvmlDeviceGetRowRemapperHistogram(t.one(), o) })
+            |t, _| scalar(|o| unsafe { nvmlDeviceGetRowRemapperHistogram(t.one(), o) })
         }
         "nvmlDeviceGetCurrPcieLinkGeneration" => {
             |t, _| scalar(|o| unsafe { nvmlDeviceGetCurrPcieLinkGeneration(t.one(), o) })

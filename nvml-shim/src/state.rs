@@ -13,6 +13,9 @@ use core::ffi::{c_char, c_void};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use shim_rt::dl::{RTLD_DEFAULT, sym};
+use shim_rt::process::{getenv, now_us};
+
 use crate::abi::{Device, ERROR_INVALID_ARGUMENT};
 use crate::faults::Faults;
 use crate::proto::event::{Event, Mode};
@@ -20,7 +23,7 @@ use crate::proto::fault::{self, Fault};
 use crate::proto::snapshot::Snapshot;
 use crate::proto::{ENV_EVENTS, ENV_FAULTS, ENV_REPLAY};
 use crate::replay::Replay;
-use crate::sink::{Sink, now_us};
+use crate::sink::Sink;
 
 pub enum Backend {
     /// The real libnvidia-ml (interpose, forward).
@@ -64,21 +67,6 @@ fn init() -> &'static State {
         s.sink.emit(start);
     }
     s
-}
-
-pub fn getenv(name: &str) -> Option<String> {
-    let name = std::ffi::CString::new(name).ok()?;
-    // SAFETY: getenv with a valid C string; the value is copied at once.
-    let p = unsafe { libc::getenv(name.as_ptr()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: getenv returned a NUL-terminated string.
-    Some(
-        unsafe { core::ffi::CStr::from_ptr(p) }
-            .to_string_lossy()
-            .into_owned(),
-    )
 }
 
 static WARNED: AtomicBool = AtomicBool::new(false);
@@ -134,7 +122,8 @@ fn preloaded(own: Option<&str>) -> bool {
 /// Another copy of this library that comes first in the process's global scope (a preloaded
 /// interposer over this copy).
 fn other_copy_first() -> bool {
-    let first = crate::real::sym(crate::real::RTLD_DEFAULT, c"gpu_doctor_nvml_snapshot");
+    // SAFETY: a pseudo-handle.
+    let first = unsafe { sym(RTLD_DEFAULT, c"gpu_doctor_nvml_snapshot") };
     !first.is_null() && !in_this_copy(first)
 }
 

@@ -738,25 +738,8 @@ fn p2p_name(s: P2pStatus) -> String {
 
 /// Formats a CPU or NUMA-node bitmask (NVML's array of c_ulong) as a Linux list: "0-15,32-47".
 pub fn cpulist(mask: &[std::ffi::c_ulong]) -> String {
-    let bits = std::ffi::c_ulong::BITS as usize;
-    let cpus: Vec<usize> = (0..mask.len() * bits)
-        .filter(|&c| mask[c / bits] >> (c % bits) & 1 == 1)
-        .collect();
-    let mut parts = Vec::new();
-    let mut i = 0;
-    while i < cpus.len() {
-        let start = cpus[i];
-        while i + 1 < cpus.len() && cpus[i + 1] == cpus[i] + 1 {
-            i += 1;
-        }
-        parts.push(if cpus[i] == start {
-            start.to_string()
-        } else {
-            format!("{start}-{}", cpus[i])
-        });
-        i += 1;
-    }
-    parts.join(",")
+    use shim_proto::nvml::query::{cpuset_members, format_cpulist};
+    format_cpulist(&cpuset_members(mask))
 }
 
 /// NUMA node from sysfs for a bus id as NVML writes it ("00000000:18:00.0").

@@ -95,3 +95,51 @@ fn nvml_wrapper_sees_the_faults_through_dlsym() {
     assert_eq!(f["gpus"][1]["gen"], 5);
     assert_eq!(f["pair"], serde_json::Value::Null, "GPU 0 cannot be opened");
 }
+
+#[test]
+fn rtld_next_keeps_resolving_relative_to_the_caller() {
+    // The exported dlsym is shim_rt's trampoline, as the CUDA shim's (tests/program_mode.rs):
+    // liba's next_foo() asks dlsym(RTLD_NEXT, "foo"), which is libb's foo (2) after liba;
+    // resolved relative to the preloaded library it would be liba's own foo (1).
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("a.c"),
+        "#define _GNU_SOURCE\n#include <dlfcn.h>\nint foo(void) { return 1; }\nint next_foo(void) { int (*f)(void) = (int (*)(void))dlsym(RTLD_NEXT, \"foo\"); return f ? f() : -1; }\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("b.c"), "int foo(void) { return 2; }\n").unwrap();
+    std::fs::write(
+        d.join("m.c"),
+        "#include <stdio.h>\nint next_foo(void);\nint main(void) { printf(\"%d\\n\", next_foo()); return 0; }\n",
+    )
+    .unwrap();
+    let p = |n: &str| d.join(n).display().to_string();
+    let cc = |args: &[&str]| {
+        std::process::Command::new("cc")
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let ok = cc(&["-shared", "-fPIC", "-o", &p("liba.so"), &p("a.c"), "-ldl"])
+        && cc(&["-shared", "-fPIC", "-o", &p("libb.so"), &p("b.c")])
+        && cc(&[
+            "-o",
+            &p("m"),
+            &p("m.c"),
+            "-Wl,--no-as-needed",
+            &format!("-L{}", d.display()),
+            "-la",
+            "-lb",
+            &format!("-Wl,-rpath,{}", d.display()),
+        ]);
+    if !ok {
+        eprintln!("skipped: no working C compiler (cc)");
+        return;
+    }
+    let out = run(
+        std::process::Command::new(d.join("m")).env("LD_PRELOAD", library()),
+        LIMIT,
+    );
+    assert_eq!(out.stdout.trim(), "2");
+}

@@ -73,6 +73,11 @@ pub fn ledger_path(events: &str, pid: u32) -> String {
     format!("{events}.{pid}.ledger")
 }
 
+/// Copy number `seq` of process `pid`'s /proc/PID/maps beside events file `events`.
+pub fn maps_path(events: &str, pid: u32, seq: u64) -> String {
+    format!("{events}.{pid}.maps.{seq}")
+}
+
 /// A side file of the run whose events file is named `events_name` (file names only):
 /// `(pid, Side)`, or None for any other file.
 pub fn side_file(events_name: &str, name: &str) -> Option<(u32, Side)> {
@@ -223,5 +228,14 @@ mod tests {
         assert_eq!(side_file("events.jsonl", "events.jsonl.x.ledger"), None);
         assert_eq!(side_file("events.jsonl", "other.77.ledger"), None);
         assert!(ledger_path("/d/events.jsonl", 5).ends_with("events.jsonl.5.ledger"));
+        assert_eq!(
+            side_file("events.jsonl", &ledger_path("events.jsonl", 5)),
+            Some((5, Side::Ledger)),
+            "what the shim writes is what gpu-doctor reads"
+        );
+        assert_eq!(
+            side_file("events.jsonl", &maps_path("events.jsonl", 5, 2)),
+            Some((5, Side::Maps(2)))
+        );
     }
 }

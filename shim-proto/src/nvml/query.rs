@@ -545,6 +545,16 @@ pub fn parse_cpulist(s: &str) -> Result<Vec<u32>, String> {
     Ok(out)
 }
 
+/// The members (ascending) of a CPU or NUMA-node set as NVML passes it: an array of
+/// `unsigned long` bitmask words.
+pub fn cpuset_members(words: &[core::ffi::c_ulong]) -> Vec<u32> {
+    let bits = core::ffi::c_ulong::BITS as usize;
+    (0..words.len() * bits)
+        .filter(|c| words[c / bits] >> (c % bits) & 1 == 1)
+        .map(|c| c as u32)
+        .collect()
+}
+
 /// Set members (ascending) as a Linux CPU list.
 pub fn format_cpulist(members: &[u32]) -> String {
     let mut parts = Vec::new();

@@ -1,12 +1,14 @@
-//! The exported `dlsym`: wraps the answer when it is a known driver variant.
+//! The exported `dlsym` (shim_rt's trampoline): wraps the answer when it is a known driver
+//! variant.
 
 use core::ffi::{CStr, c_char};
 
 use shim_proto::cuda::names;
+use shim_rt::dl::{real_dlsym, set_once};
 
 use super::Ptr;
-use super::libcuda::{real, real_dlsym};
-use super::slots::{SLOTS, hooked, mark, set_once};
+use super::libcuda::real;
+use super::slots::{SLOTS, hooked, mark};
 use super::table::TABLE;
 
 /// The hook proper, for every handle but RTLD_NEXT.
@@ -46,52 +48,4 @@ unsafe extern "C" fn dlsym_impl(handle: Ptr, symbol: *const c_char) -> Ptr {
     }
 }
 
-/// `dlsym` with RTLD_NEXT must resolve relative to its caller, which glibc finds from the
-/// return address: so RTLD_NEXT jumps to the real dlsym with the caller's frame untouched, and
-/// everything else goes to `dlsym_impl`.
-#[cfg(all(not(test), target_arch = "x86_64"))]
-#[unsafe(naked)]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn dlsym(_handle: Ptr, _symbol: *const c_char) -> Ptr {
-    core::arch::naked_asm!(
-        "cmp rdi, -1",
-        "jne {imp}",
-        "push rdi",
-        "push rsi",
-        "sub rsp, 8",
-        "call {get}",
-        "add rsp, 8",
-        "pop rsi",
-        "pop rdi",
-        "jmp rax",
-        imp = sym dlsym_impl,
-        get = sym super::libcuda::real_dlsym_addr,
-    )
-}
-
-#[cfg(all(not(test), target_arch = "aarch64"))]
-#[unsafe(naked)]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn dlsym(_handle: Ptr, _symbol: *const c_char) -> Ptr {
-    core::arch::naked_asm!(
-        "cmn x0, #1",
-        "b.ne {imp}",
-        "stp x29, x30, [sp, #-32]!",
-        "stp x0, x1, [sp, #16]",
-        "bl {get}",
-        "mov x16, x0",
-        "ldp x0, x1, [sp, #16]",
-        "ldp x29, x30, [sp], #32",
-        "br x16",
-        imp = sym dlsym_impl,
-        get = sym super::libcuda::real_dlsym_addr,
-    )
-}
-
-/// Other architectures: RTLD_NEXT resolves relative to the shim (documented limit).
-#[cfg(all(not(test), not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn dlsym(handle: Ptr, symbol: *const c_char) -> Ptr {
-    // SAFETY: forwarding the caller's arguments.
-    unsafe { dlsym_impl(handle, symbol) }
-}
+shim_rt::dlsym_export!(dlsym_impl);

@@ -24,7 +24,7 @@ fn site() -> Site {
     let s = state();
     let want = s.config.frames() as usize;
     let frames = backtrace::capture(want);
-    let events = s.events.as_deref().unwrap_or("").as_bytes();
+    let events = s.events.as_deref().unwrap_or("");
     let mut out = Site {
         ips: [0; MAX],
         n: 0,

@@ -1,50 +1,14 @@
-//! The real dlsym and libcuda: where each wrapper's real entry point comes from, and the two
-//! driver calls the shim makes itself (current context and device).
+//! libcuda: where each wrapper's real entry point comes from (through glibc's dlsym,
+//! shim_rt::dl), and the two driver calls the shim makes itself (current context and device).
 
-use core::ffi::{c_char, c_int, c_void};
+use core::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use shim_proto::cuda::names::VARIANTS;
+use shim_rt::dl::{RTLD_NEXT, set_once, sym_str};
 
-use super::slots::{SLOTS, set_once};
+use super::slots::SLOTS;
 use super::{CUresult, Ptr};
-
-type DlsymFn = unsafe extern "C" fn(Ptr, *const c_char) -> Ptr;
-
-pub(super) const RTLD_NEXT: Ptr = -1isize as Ptr;
-
-static REAL_DLSYM: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
-
-unsafe extern "C" fn null_dlsym(_: Ptr, _: *const c_char) -> Ptr {
-    core::ptr::null_mut()
-}
-
-/// glibc's dlsym, found with dlvsym (which is not hooked): 2.34 moved dlsym into libc with a
-/// new version; 2.2.5 is the x86_64 base version, 2.17 the aarch64 one.
-pub(super) extern "C" fn real_dlsym_addr() -> *const c_void {
-    let p = REAL_DLSYM.load(Ordering::Acquire);
-    if !p.is_null() {
-        return p;
-    }
-    let mut found: Ptr = core::ptr::null_mut();
-    for ver in [c"GLIBC_2.34", c"GLIBC_2.2.5", c"GLIBC_2.17"] {
-        // SAFETY: dlvsym with valid C strings.
-        found = unsafe { libc::dlvsym(RTLD_NEXT, c"dlsym".as_ptr(), ver.as_ptr()) };
-        if !found.is_null() {
-            break;
-        }
-    }
-    if found.is_null() {
-        return null_dlsym as *const c_void;
-    }
-    REAL_DLSYM.store(found, Ordering::Release);
-    found
-}
-
-pub(super) fn real_dlsym() -> DlsymFn {
-    // SAFETY: real_dlsym_addr returns glibc's dlsym or null_dlsym, both of this type.
-    unsafe { core::mem::transmute::<*const c_void, DlsymFn>(real_dlsym_addr()) }
-}
 
 static LIBCUDA: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
 
@@ -70,24 +34,16 @@ fn libcuda() -> Ptr {
 
 /// libcuda's own symbol `name`: from the loaded libcuda, else the next object after the shim.
 fn lookup_real(name: &str) -> Ptr {
-    let mut buf = [0u8; 96];
-    if name.len() >= buf.len() {
-        return core::ptr::null_mut();
-    }
-    buf[..name.len()].copy_from_slice(name.as_bytes());
-    let cname = buf.as_ptr() as *const c_char;
-    let dlsym = real_dlsym();
     let h = libcuda();
-    // SAFETY: valid handle (or RTLD_NEXT) and NUL-terminated name.
-    unsafe {
-        if !h.is_null() {
-            let p = dlsym(h, cname);
-            if !p.is_null() {
-                return p;
-            }
+    if !h.is_null() {
+        // SAFETY: libcuda's handle, never closed.
+        let p = unsafe { sym_str(h, name) };
+        if !p.is_null() {
+            return p;
         }
-        dlsym(RTLD_NEXT, cname)
     }
+    // SAFETY: a pseudo-handle.
+    unsafe { sym_str(RTLD_NEXT, name) }
 }
 
 /// The real pointer a wrapper on path `S` forwards to.

@@ -58,12 +58,4 @@ extern "C" fn on_unload() {
     }
 }
 
-#[cfg(not(test))]
-#[used]
-#[unsafe(link_section = ".init_array")]
-static ON_LOAD: extern "C" fn() = on_load;
-
-#[cfg(not(test))]
-#[used]
-#[unsafe(link_section = ".fini_array")]
-static ON_UNLOAD: extern "C" fn() = on_unload;
+shim_rt::on_load_and_exit!(on_load, on_unload);

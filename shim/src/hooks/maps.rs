@@ -6,7 +6,10 @@
 //! allocation. At most [`MAX_COPIES`] copies per process.
 
 use core::ffi::c_void;
+use std::ffi::CString;
 use std::sync::Mutex;
+
+use shim_proto::cuda::ledger::maps_path;
 
 /// Executable mappings remembered from the last copy.
 const MAX_RANGES: usize = 4096;
@@ -44,28 +47,28 @@ impl Maps {
 
     /// Makes a new copy of /proc/self/maps, `EVENTS.PID.maps.SEQ`, and remembers its
     /// executable ranges. False once the copies are used up.
-    pub(super) fn refresh(&mut self, events: &[u8]) -> bool {
+    pub(super) fn refresh(&mut self, events: &str) -> bool {
         if self.seq >= MAX_COPIES {
             return false;
         }
         self.seq += 1;
         self.n = 0;
-        let mut path = [0u8; 4200];
         // SAFETY: getpid has no preconditions.
-        let pid = unsafe { libc::getpid() } as u64;
+        let pid = unsafe { libc::getpid() } as u32;
         // No events file (gpu-doctor gone, or none given): no copy, never a file elsewhere.
-        let named = !events.is_empty() && side_path(&mut path, events, pid, self.seq).is_some();
+        let path = (!events.is_empty())
+            .then(|| CString::new(maps_path(events, pid, self.seq)).ok())
+            .flatten();
         // SAFETY: open/read/write/close on our own descriptors and buffers; errors only stop
         // the copy (the ranges read so far are kept).
         unsafe {
-            let out = if named {
-                libc::open(
-                    path.as_ptr() as *const libc::c_char,
+            let out = match &path {
+                Some(path) => libc::open(
+                    path.as_ptr(),
                     libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
                     0o600,
-                )
-            } else {
-                -1
+                ),
+                None => -1,
             };
             let inp = libc::open(
                 c"/proc/self/maps".as_ptr(),
@@ -113,54 +116,6 @@ impl Maps {
             self.ranges[self.n] = (start, end);
             self.n += 1;
         }
-    }
-}
-
-/// `EVENTS.PID.maps.SEQ` and a NUL into `buf`; its length without the NUL.
-fn side_path(buf: &mut [u8], events: &[u8], pid: u64, seq: u64) -> Option<usize> {
-    let mut n = 0;
-    let mut put = |b: &[u8], n: &mut usize| -> Option<()> {
-        if *n + b.len() >= buf.len() {
-            return None;
-        }
-        buf[*n..*n + b.len()].copy_from_slice(b);
-        *n += b.len();
-        Some(())
-    };
-    put(events, &mut n)?;
-    put(b".", &mut n)?;
-    put(decimal(pid).as_slice(), &mut n)?;
-    put(b".maps.", &mut n)?;
-    put(decimal(seq).as_slice(), &mut n)?;
-    buf[n] = 0;
-    Some(n)
-}
-
-/// Decimal digits of `v`, in a small vector on the stack.
-fn decimal(mut v: u64) -> Digits {
-    let mut d = Digits {
-        buf: [0; 20],
-        start: 20,
-    };
-    loop {
-        d.start -= 1;
-        d.buf[d.start] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    d
-}
-
-struct Digits {
-    buf: [u8; 20],
-    start: usize,
-}
-
-impl Digits {
-    fn as_slice(&self) -> &[u8] {
-        &self.buf[self.start..]
     }
 }
 
@@ -233,11 +188,7 @@ mod tests {
         );
         assert_eq!(exec_range(b"7f00-7f10 rw-p 00000000 00:00 0"), None);
         assert_eq!(exec_range(b"garbage"), None);
-        let mut p = [0u8; 64];
-        let n = side_path(&mut p, b"/d/ev", 42, 7).unwrap();
-        assert_eq!(&p[..n], b"/d/ev.42.maps.7");
-        assert_eq!(p[n], 0);
-        assert!(side_path(&mut [0u8; 8], b"/d/ev", 42, 7).is_none());
+        assert_eq!(maps_path("/d/ev", 42, 7), "/d/ev.42.maps.7");
     }
 
     #[test]
@@ -251,7 +202,7 @@ mod tests {
             seq: 0,
             shim: (0, 0),
         };
-        assert!(m.refresh(events.to_str().unwrap().as_bytes()));
+        assert!(m.refresh(events.to_str().unwrap()));
         let here = covers_this_process_code as *const () as u64;
         assert!(m.covers(here));
         assert!(m.in_shim(here), "the test binary is the shim's code here");

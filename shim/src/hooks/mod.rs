@@ -18,14 +18,17 @@
 //! listed in `table`), `call` (around every call), `memory` and `ctx` (what some calls add),
 //! `leaks` with `backtrace` and `maps` (allocation events and their call sites, `leak-check`),
 //! `libcuda` (the real entry points), `slots` (per-variant pointers), `ledger` (the counters and
-//! accounting, in a shared file), `state` and `sink` (configuration, accounting, events file);
-//! `dlsym` and `proc_address` hand out wrappers; `load` runs at load and exit.
+//! accounting, in a shared file), `state` (configuration, accounting, events file);
+//! `dlsym` and `proc_address` hand out wrappers; `load` runs at load and exit. What the NVML
+//! library needs as well — glibc's own dlsym, the `dlsym` trampoline, the events file — is in
+//! `shim_rt`.
 
 #![allow(non_snake_case, clippy::missing_safety_doc)]
 
-use core::ffi::{c_uint, c_void};
+use core::ffi::c_uint;
 
 use shim_proto::cuda::names::VARIANTS;
+use shim_rt::dl::Ptr;
 
 mod backtrace;
 mod call;
@@ -38,14 +41,12 @@ mod load;
 mod maps;
 mod memory;
 mod proc_address;
-mod sink;
 mod slots;
 mod state;
 mod table;
 pub mod wrappers;
 
 type CUresult = c_uint;
-type Ptr = *mut c_void;
 
 const N: usize = VARIANTS.len();
 

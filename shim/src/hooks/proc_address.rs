@@ -3,10 +3,11 @@
 use core::ffi::{CStr, c_char, c_int, c_void};
 
 use shim_proto::cuda::names::{self, IDENTITY_ONLY, RULE_MAX_VERSION, VARIANTS};
+use shim_rt::dl::set_once;
 
 use super::Ptr;
 use super::libcuda::real;
-use super::slots::{SLOTS, hooked, mark, set_once};
+use super::slots::{SLOTS, hooked, mark};
 use super::state::{emit, event};
 use super::table::TABLE;
 

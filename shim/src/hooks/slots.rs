@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use shim_proto::cuda::names::VARIANTS;
 
+use super::N;
 use super::state::{emit, event};
-use super::{N, Ptr};
 
 pub(super) static SLOTS: [[AtomicPtr<c_void>; N]; 2] = [
     [const { AtomicPtr::new(core::ptr::null_mut()) }; N],
@@ -20,18 +20,6 @@ pub(super) static FP_CALLS: AtomicU64 = AtomicU64::new(0);
 pub(super) static FP_FIRED: AtomicU64 = AtomicU64::new(0);
 pub(super) static CTX_EVENTS: AtomicU64 = AtomicU64::new(0);
 pub(super) static FAIL_EVENTS: AtomicU64 = AtomicU64::new(0);
-
-pub(super) fn set_once(slot: &AtomicPtr<c_void>, p: Ptr) -> bool {
-    match slot.compare_exchange(
-        core::ptr::null_mut(),
-        p,
-        Ordering::AcqRel,
-        Ordering::Acquire,
-    ) {
-        Ok(_) => true,
-        Err(cur) => cur == p,
-    }
-}
 
 pub(super) fn mark(id: usize, bit: u64) -> bool {
     SEEN[id].fetch_or(1 << bit, Ordering::Relaxed) & (1 << bit) == 0

@@ -1,15 +1,16 @@
 //! Process state: the configuration (read once, at load or first call), the events sink, the
 //! memory accounting (under `--limit`, and for `leak-check`); and how an event line starts.
 
-use core::ffi::{CStr, c_char};
+use core::ffi::c_char;
 use std::sync::{Mutex, OnceLock};
 
 use shim_proto::cuda::config::{self, Config};
 use shim_proto::cuda::events::Line;
 use shim_proto::cuda::names::VARIANTS;
+use shim_rt::Sink;
+use shim_rt::process::{getenv, now_us, tid};
 
 use super::N;
-use super::sink::Sink;
 use crate::accounting::Accounting;
 
 pub(super) struct State {
@@ -25,17 +26,6 @@ pub(super) struct State {
 }
 
 pub(super) static STATE: OnceLock<State> = OnceLock::new();
-
-fn getenv(name: &str) -> Option<String> {
-    let name = std::ffi::CString::new(name).ok()?;
-    // SAFETY: getenv with a valid C string; the value is copied at once.
-    let p = unsafe { libc::getenv(name.as_ptr()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: getenv's answer is a NUL-terminated string, read before anything can change it.
-    Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
-}
 
 pub(super) fn state() -> &'static State {
     if let Some(s) = STATE.get() {
@@ -113,21 +103,6 @@ fn announce(s: &State) {
 
 pub(super) fn lock(m: &Mutex<Accounting>) -> std::sync::MutexGuard<'_, Accounting> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn now_us() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime into a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
-}
-
-fn tid() -> u64 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::syscall(libc::SYS_gettid) as u64 }
 }
 
 pub(super) fn event(kind: &str) -> Line {
