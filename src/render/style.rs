@@ -127,7 +127,12 @@ impl Style {
     }
 
     pub fn severity_cell(&self, s: Severity) -> Cell {
-        let c = Cell::new(s.as_str());
+        self.severity_colored(s, s.as_str())
+    }
+
+    /// `text` in the colour of severity `s` (a finding's code where its severity is implied).
+    pub fn severity_colored(&self, s: Severity, text: &str) -> Cell {
+        let c = Cell::new(text);
         if !self.color {
             return c;
         }
