@@ -50,9 +50,7 @@ pub fn gpus(
                 Some(g) if g.busy.is_some() => ("busy: left alone".into(), "-".into()),
                 Some(g) if g.unavailable.is_some() => ("not run".into(), "-".into()),
                 Some(g) if g.timed_out => ("TIMEOUT".into(), format!("{:.0}", g.elapsed_ms)),
-                Some(g) if g.first_failure().is_some() || g.value_ok != Some(true) => {
-                    ("FAILED".into(), format!("{:.0}", g.elapsed_ms))
-                }
+                Some(g) if !g.passed() => ("FAILED".into(), format!("{:.0}", g.elapsed_ms)),
                 Some(g) => ("ok".into(), format!("{:.0}", g.elapsed_ms)),
             },
         };
