@@ -169,23 +169,10 @@ pub fn output_width() -> usize {
     };
     let tty = std::io::stdout()
         .is_terminal()
-        .then(terminal_columns)
+        .then(crate::render::style::terminal_columns)
         .flatten();
     tty.or_else(from_env)
         .unwrap_or(crate::render::style::DEFAULT_WIDTH)
-}
-
-/// Columns of the terminal on stdout (TIOCGWINSZ).
-fn terminal_columns() -> Option<usize> {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ fills a winsize we own; a failure leaves it zeroed.
-    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
-    (rc == 0 && ws.ws_col > 0).then_some(ws.ws_col as usize)
 }
 
 /// A `--device` entry: an NVML index or a GPU/MIG UUID (whether it exists is checked later).
