@@ -397,8 +397,7 @@ impl NvmlSession {
         if snap.is_none() {
             // Faults on the real driver: a GPU it lacks would never see them.
             let nvml = crate::probe::nvml::NvmlProbe::open()?;
-            shim_proto::nvml::fault::check_gpus(&setup.faults, nvml.device_count()?)
-                .map_err(|e| crate::error::input(format!("--fault: {}", e.0)))?;
+            crate::scenarios::nvml::check_fault_gpus(&setup.faults, &nvml)?;
         }
         let recorded = snap.map(|s| {
             let r = &s.recorded;
