@@ -81,15 +81,14 @@ impl Scenario for InjectNvml {
             snapshot: None,
             faults,
         };
-        let mut probed = probe_program(
+        probe_program(
             ctx,
             Self::NAME,
             Shim::Nvml(setup),
             &p.survive_after,
             &p.command,
-        )?;
-        probed.host = nvml.host();
-        Ok(probed)
+            Some(&nvml),
+        )
     }
 
     fn analyze(p: &InjectNvmlParams, data: &mut ProgramData, _run: &Report) -> Analysis {
@@ -177,6 +176,7 @@ impl Scenario for Replay {
             Shim::Nvml(p.setup()?),
             &p.survive_after,
             &p.command,
+            None,
         )
     }
 
