@@ -4,7 +4,7 @@
 //! `--from`. The other commands (run, compare, schema, …) are declared here. One clap command
 //! tree serves parsing, `--help`, completions and the man page.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -643,7 +643,8 @@ pub fn execute(global: &GlobalOpts, invocation: Invocation) -> Result<Outcome> {
     let mut outcome = match invocation {
         Invocation::Scenario(request) => {
             let request = request.checked()?;
-            check_request_paths(&request, output)?;
+            // Its outputs (`-o`, its own files) are neither its `--from` report nor each other.
+            runner::check_paths(&[], std::slice::from_ref(&request), output)?;
             // The command itself may draw live (watch); in a suite it stays quiet.
             let opts = RunOptions {
                 stream: true,
@@ -732,15 +733,6 @@ fn snapshot(global: &GlobalOpts) -> Result<Outcome> {
         ),
         crate::error::exit::OK,
     ))
-}
-
-/// A scenario's outputs (`-o`, its own files) are neither its `--from` report nor each other.
-fn check_request_paths(request: &Request, output: Option<&Path>) -> Result<()> {
-    let own = request.scenario.outputs(&request.params);
-    let mut outputs: Vec<(&str, &Path)> = output.map(|p| ("-o", p)).into_iter().collect();
-    outputs.extend(own.iter().map(|(f, p)| (*f, p.as_path())));
-    let inputs: Vec<&Path> = request.from.iter().map(PathBuf::as_path).collect();
-    crate::output::check_distinct(&inputs, &outputs)
 }
 
 /// The manual page of `gpu-doctor WORDS…` (roff), or an input error naming the commands.
