@@ -49,7 +49,7 @@ pub fn run(args: &RunArgs, opts: &RunOptions, output: Option<&Path>) -> Result<R
         opts,
         |i, s| {
             current.set(i);
-            progress.start(i, s.name());
+            progress.start(s.name());
         },
         |i, r| {
             apply_thresholds(r, &suite.scenarios[i], &suite.file);
@@ -159,7 +159,7 @@ impl Progress {
         }
     }
 
-    fn start(&self, _i: usize, name: &str) {
+    fn start(&self, name: &str) {
         if let Some(bar) = &self.bar {
             bar.set_message(name.to_string());
         }
