@@ -32,7 +32,8 @@ pub fn code_arg(s: &str) -> Result<String, String> {
     cuda_codes::parse_code(s).map(|_| s.to_string())
 }
 
-fn need_command(command: &[String], name: &str) -> Result<()> {
+/// An input error (exit 2) for a program mode given no COMMAND.
+pub(crate) fn need_command(command: &[String], name: &str) -> Result<()> {
     if command.is_empty() {
         return Err(error::input(format!(
             "{name}: no COMMAND: put the program and its arguments after `--`"
