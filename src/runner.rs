@@ -115,7 +115,11 @@ impl Request {
 
 /// No output of a run (`-o`, a scenario's own files such as a Chrome trace) overwrites one of
 /// `inputs` (a suite file), a saved report a request reads, or another output.
-pub(crate) fn check_paths(inputs: &[&Path], items: &[Request], output: Option<&Path>) -> Result<()> {
+pub(crate) fn check_paths(
+    inputs: &[&Path],
+    items: &[Request],
+    output: Option<&Path>,
+) -> Result<()> {
     let mut inputs: Vec<&Path> = inputs.to_vec();
     let mut seen = HashSet::new();
     for r in items {
