@@ -4,7 +4,7 @@
 //! `--from`. The other commands (run, compare, schema, …) are declared here. One clap command
 //! tree serves parsing, `--help`, completions and the man page.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -169,23 +169,10 @@ pub fn output_width() -> usize {
     };
     let tty = std::io::stdout()
         .is_terminal()
-        .then(terminal_columns)
+        .then(crate::render::style::terminal_columns)
         .flatten();
     tty.or_else(from_env)
         .unwrap_or(crate::render::style::DEFAULT_WIDTH)
-}
-
-/// Columns of the terminal on stdout (TIOCGWINSZ).
-fn terminal_columns() -> Option<usize> {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ fills a winsize we own; a failure leaves it zeroed.
-    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
-    (rc == 0 && ws.ws_col > 0).then_some(ws.ws_col as usize)
 }
 
 /// A `--device` entry: an NVML index or a GPU/MIG UUID (whether it exists is checked later).
@@ -656,7 +643,8 @@ pub fn execute(global: &GlobalOpts, invocation: Invocation) -> Result<Outcome> {
     let mut outcome = match invocation {
         Invocation::Scenario(request) => {
             let request = request.checked()?;
-            check_request_paths(&request, output)?;
+            // Its outputs (`-o`, its own files) are neither its `--from` report nor each other.
+            runner::check_paths(&[], std::slice::from_ref(&request), output)?;
             // The command itself may draw live (watch); in a suite it stays quiet.
             let opts = RunOptions {
                 stream: true,
@@ -745,15 +733,6 @@ fn snapshot(global: &GlobalOpts) -> Result<Outcome> {
         ),
         crate::error::exit::OK,
     ))
-}
-
-/// A scenario's outputs (`-o`, its own files) are neither its `--from` report nor each other.
-fn check_request_paths(request: &Request, output: Option<&Path>) -> Result<()> {
-    let own = request.scenario.outputs(&request.params);
-    let mut outputs: Vec<(&str, &Path)> = output.map(|p| ("-o", p)).into_iter().collect();
-    outputs.extend(own.iter().map(|(f, p)| (*f, p.as_path())));
-    let inputs: Vec<&Path> = request.from.iter().map(PathBuf::as_path).collect();
-    crate::output::check_distinct(&inputs, &outputs)
 }
 
 /// The manual page of `gpu-doctor WORDS…` (roff), or an input error naming the commands.

@@ -79,8 +79,8 @@ pub fn baseline_paths(args: &[PathBuf], current: &Path) -> Result<Vec<PathBuf>> 
 /// share no scenario are an input error, and so is an `output` that is one of the inputs.
 pub fn load_and_compare(args: &CompareArgs, output: Option<&Path>) -> Result<Comparison> {
     let paths = baseline_paths(&args.baselines, &args.current)?;
+    // `-o` itself was checked with every command's (cli::execute): here, that it is no input.
     if let Some(out) = output {
-        crate::output::check_output(out, "the comparison")?;
         let inputs: Vec<&Path> = paths
             .iter()
             .map(PathBuf::as_path)

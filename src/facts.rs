@@ -105,6 +105,16 @@ pub struct P2pFacts {
     pub nvlink: Option<String>,
 }
 
+/// The names of NVML_FI_DEV_GET_GPU_RECOVERY_ACTION's values, each at its value's index: what
+/// [`GpuHealth::recovery_action`] says, and the number the exporter's metric gives.
+pub const RECOVERY_ACTIONS: [&str; 5] = [
+    "none",
+    "gpu_reset",
+    "node_reboot",
+    "drain_p2p",
+    "drain_and_reset",
+];
+
 /// What `info` reads from NVML for one GPU. Every field is optional: a GPU or driver that
 /// cannot answer is recorded as None (and named in `unsupported`), not as an error.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]

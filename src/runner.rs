@@ -2,10 +2,8 @@
 //! process or in an isolated child, or (`--from`) by analysing a saved report again; then the
 //! verdict, the duration and the host. Lists of scenarios (`inject all`, suites) run here too.
 
-use std::collections::HashMap;
-#[cfg(test)]
-use std::path::Path;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -113,6 +111,31 @@ impl Request {
             (None, false) => None,
         }
     }
+}
+
+/// No output of a run (`-o`, a scenario's own files such as a Chrome trace) overwrites one of
+/// `inputs` (a suite file), a saved report a request reads, or another output.
+pub(crate) fn check_paths(
+    inputs: &[&Path],
+    items: &[Request],
+    output: Option<&Path>,
+) -> Result<()> {
+    let mut inputs: Vec<&Path> = inputs.to_vec();
+    let mut seen = HashSet::new();
+    for r in items {
+        if let Some(p) = &r.from
+            && seen.insert(p)
+        {
+            inputs.push(p);
+        }
+    }
+    let own: Vec<(&'static str, PathBuf)> = items
+        .iter()
+        .flat_map(|r| r.scenario.outputs(&r.params))
+        .collect();
+    let mut outputs: Vec<(&str, &Path)> = output.map(|p| ("-o", p)).into_iter().collect();
+    outputs.extend(own.iter().map(|(f, p)| (*f, p.as_path())));
+    crate::output::check_distinct(&inputs, &outputs)
 }
 
 /// Runs one scenario and returns its finished report.
@@ -397,8 +420,7 @@ impl NvmlSession {
         if snap.is_none() {
             // Faults on the real driver: a GPU it lacks would never see them.
             let nvml = crate::probe::nvml::NvmlProbe::open()?;
-            shim_proto::nvml::fault::check_gpus(&setup.faults, nvml.device_count()?)
-                .map_err(|e| crate::error::input(format!("--fault: {}", e.0)))?;
+            crate::scenarios::nvml::check_fault_gpus(&setup.faults, &nvml)?;
         }
         let recorded = snap.map(|s| {
             let r = &s.recorded;

@@ -117,7 +117,7 @@ pub fn gpu_check(
                 .hint("Silent data corruption: drain the node and run the vendor's diagnostics (dcgmi diag -r 3) on this GPU."),
             );
         }
-        if g.first_failure().is_none() && g.value_ok == Some(true) {
+        if g.passed() {
             metrics.insert(
                 format!("gpu_check_ms{}", suffix(i)),
                 Metric::new(g.elapsed_ms, "ms", Better::Lower)

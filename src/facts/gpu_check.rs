@@ -76,4 +76,9 @@ impl GpuCheck {
     pub fn first_failure(&self) -> Option<&CheckCall> {
         self.calls.iter().find(|c| !c.ok())
     }
+
+    /// Every call succeeded and the kernel's result read back right.
+    pub fn passed(&self) -> bool {
+        self.first_failure().is_none() && self.value_ok == Some(true)
+    }
 }

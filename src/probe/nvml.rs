@@ -667,14 +667,10 @@ fn sample_u64(v: &nvml_wrapper::enums::device::SampleValue) -> u64 {
 }
 
 fn recovery_action_name(v: u64) -> String {
-    match v {
-        0 => "none".into(),
-        1 => "gpu_reset".into(),
-        2 => "node_reboot".into(),
-        3 => "drain_p2p".into(),
-        4 => "drain_and_reset".into(),
-        n => format!("unknown({n})"),
-    }
+    usize::try_from(v)
+        .ok()
+        .and_then(|i| crate::facts::RECOVERY_ACTIONS.get(i))
+        .map_or_else(|| format!("unknown({v})"), |name| name.to_string())
 }
 
 fn remote_type_name(t: c_uint) -> String {

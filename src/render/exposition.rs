@@ -13,6 +13,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::analyze::live::XidTally;
+use crate::facts::RECOVERY_ACTIONS;
 use crate::facts::live::{EventWatchState, LiveGpu};
 use crate::report::{DeviceInfo, Finding, Host};
 
@@ -89,15 +90,6 @@ pub const CLOCK_EVENT_REASONS: &[&str] = &[
     "HW_THERMAL_SLOWDOWN",
     "HW_POWER_BRAKE_SLOWDOWN",
     "DISPLAY_CLOCK_SETTING",
-];
-
-/// NVML_FI_DEV_GET_GPU_RECOVERY_ACTION's values, by the names `info` reports.
-const RECOVERY_ACTIONS: &[&str] = &[
-    "none",
-    "gpu_reset",
-    "node_reboot",
-    "drain_p2p",
-    "drain_and_reset",
 ];
 
 struct Builder {

@@ -3,6 +3,7 @@
 
 use crate::analyze::fleet::{Flag, Fleet, GroupKey};
 use crate::render::style::{Style, format_value};
+use crate::render::text::{cut, short_model};
 
 pub fn fleet(f: &Fleet, style: Style, limit: usize) -> String {
     let mut out = String::new();
@@ -74,14 +75,14 @@ fn describe(flag: &Flag) -> (String, String) {
                 Some(i) => format!("{} gpu{i}", x.code),
                 None => x.code.clone(),
             };
-            (clip(&what, 24), clip(&x.message, 32))
+            (cut(&what, 24), cut(&x.message, 32))
         }
         Flag::MissingScenario {
             scenario,
             peers_ran,
             peers,
         } => (
-            clip(&format!("missing {scenario}"), 24),
+            cut(&format!("missing {scenario}"), 24),
             format!("ran by {peers_ran} of {} in group", peers + 1),
         ),
         Flag::Outlier {
@@ -93,7 +94,7 @@ fn describe(flag: &Flag) -> (String, String) {
         } => {
             let name = metric.split_once('/').map(|(_, m)| m).unwrap_or(metric);
             (
-                clip(name, 24),
+                cut(name, 24),
                 format!(
                     "{} vs median {} (-{:.1}%)",
                     short(*value),
@@ -102,7 +103,7 @@ fn describe(flag: &Flag) -> (String, String) {
                 ),
             )
         }
-        Flag::Unreadable { error } => ("unreadable report".into(), clip(error, 32)),
+        Flag::Unreadable { error } => ("unreadable report".into(), cut(error, 32)),
     }
 }
 
@@ -115,20 +116,6 @@ fn short(v: f64) -> String {
     } else {
         format!("{v:.3}")
     }
-}
-
-fn clip(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut c: String = s.chars().take(max - 1).collect();
-        c.push('…');
-        c
-    }
-}
-
-fn short_model(name: &str) -> &str {
-    name.strip_prefix("NVIDIA ").unwrap_or(name)
 }
 
 /// The kinds of link between the group's GPUs ("NV", "SYS/NODE"), "-" for one GPU or none known.

@@ -5,6 +5,7 @@
 
 use crate::facts::leaks::{LeakDigest, SiteGroup};
 use crate::render::style::Style;
+use crate::render::text::cut;
 use crate::units::format_bytes as b;
 
 /// Stacks listed below the sites table.
@@ -12,16 +13,6 @@ const STACKS_SHOWN: usize = 3;
 /// Width of the call site column, and of a stack line.
 const SITE_WIDTH: usize = 28;
 const LINE_WIDTH: usize = 78;
-
-/// `s` cut to `n` characters, "…" marking the cut.
-fn cut(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
 
 /// Seconds with as many decimals as a run of `span` seconds needs to tell moments apart.
 fn secs(v: f64, span: f64) -> String {

@@ -7,6 +7,7 @@ use crate::analyze::live::{Change, Condition};
 use crate::analyze::xid;
 use crate::facts::live::{LiveEvent, LiveEventKind, LiveGpu, WatchFacts};
 use crate::render::style::Style;
+use crate::render::text::cut;
 
 /// Width the live view is laid out for.
 pub const WIDTH: usize = 80;
@@ -16,16 +17,6 @@ pub fn clock(unix_ms: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms);
     let s = humantime::format_rfc3339_millis(t).to_string();
     s.get(11..23).unwrap_or(&s).to_string()
-}
-
-/// `s` cut to `width` characters (an ellipsis marks the cut).
-pub fn fit(s: &str, width: usize) -> String {
-    if s.chars().count() <= width {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
-    out.push('…');
-    out
 }
 
 /// The column header of the live table and of the lines mode.
@@ -67,7 +58,7 @@ fn memory(r: &LiveGpu) -> String {
 pub fn gpu_row(r: &LiveGpu, replays_per_s: Option<f64>, held: &[&Condition]) -> String {
     let i = r.index;
     if let Some(why) = &r.no_answer {
-        return fit(&format!("{i:>3} {:<63}NO ANSWER", fit(why, 62)), WIDTH);
+        return cut(&format!("{i:>3} {:<63}NO ANSWER", cut(why, 62)), WIDTH);
     }
     if r.health.lost.is_some() {
         return format!("{i:>3} {:<63}LOST", "fallen off the bus (GPU_IS_LOST)");
@@ -209,14 +200,14 @@ pub fn detail_lines(gpu: u32, items: &[String]) -> Vec<String> {
     for item in items {
         let sep = if line.ends_with(':') { " " } else { "; " };
         if line.chars().count() + sep.len() + item.chars().count() > WIDTH && !line.ends_with(':') {
-            lines.push(fit(&line, WIDTH));
+            lines.push(cut(&line, WIDTH));
             line = format!("      {item}");
         } else {
             line.push_str(sep);
             line.push_str(item);
         }
     }
-    lines.push(fit(&line, WIDTH));
+    lines.push(cut(&line, WIDTH));
     lines
 }
 
@@ -271,7 +262,7 @@ pub struct Frame<'a> {
 impl Frame<'_> {
     /// The lines of the frame, each at most `width` columns.
     pub fn lines(&self, width: usize) -> Vec<String> {
-        let mut out = vec![fit(&self.title, width), header()];
+        let mut out = vec![cut(&self.title, width), header()];
         for (r, rate, held) in &self.rows {
             out.push(gpu_row(r, *rate, held));
             let items = gpu_details(r);
@@ -285,7 +276,7 @@ impl Frame<'_> {
             out.push("(no events yet: XIDs, ECC events and conditions appear here)".into());
         }
         out.extend(self.log[skip..].iter().cloned());
-        out.into_iter().map(|l| fit(&l, width)).collect()
+        out.into_iter().map(|l| cut(&l, width)).collect()
     }
 
     /// The frame as terminal output that replaces the previous one (`previous` lines long):

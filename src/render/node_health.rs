@@ -6,6 +6,7 @@ use comfy_table::Cell;
 use crate::analyze::node_health::worst;
 use crate::facts::gpu_check::GpuCheckRun;
 use crate::render::style::Style;
+use crate::render::text::{cut, short_model};
 use crate::report::{Finding, Report, Severity};
 
 /// Longest line node-problem-detector keeps (`max_output_length` in its example config).
@@ -17,18 +18,9 @@ pub fn summary(out: &mut String, rows: &[(&str, String)], style: Style) {
     t.set_header(["check", "result"]);
     for (k, v) in rows {
         // Whole in the findings below and in --json: one line each here.
-        t.add_row([k.to_string(), fit_cell(v, 60)]);
+        t.add_row([k.to_string(), cut(v, 60)]);
     }
     style.section(out, "Health", t);
-}
-
-fn fit_cell(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut c: String = text.chars().take(max - 1).collect();
-    c.push('…');
-    c
 }
 
 /// One row per GPU: its NVML state, the quick check and its time, its worst finding's code.
@@ -58,15 +50,13 @@ pub fn gpus(
                 Some(g) if g.busy.is_some() => ("busy: left alone".into(), "-".into()),
                 Some(g) if g.unavailable.is_some() => ("not run".into(), "-".into()),
                 Some(g) if g.timed_out => ("TIMEOUT".into(), format!("{:.0}", g.elapsed_ms)),
-                Some(g) if g.first_failure().is_some() || g.value_ok != Some(true) => {
-                    ("FAILED".into(), format!("{:.0}", g.elapsed_ms))
-                }
+                Some(g) if !g.passed() => ("FAILED".into(), format!("{:.0}", g.elapsed_ms)),
                 Some(g) => ("ok".into(), format!("{:.0}", g.elapsed_ms)),
             },
         };
         let w = worst(&mine);
         let worst_cell = match w {
-            Some(f) => colored(style, f.severity, &f.code),
+            Some(f) => style.severity_colored(f.severity, &f.code),
             None => Cell::new("-"),
         };
         t.add_row(vec![
@@ -78,24 +68,6 @@ pub fn gpus(
         ]);
     }
     style.section(out, "GPUs", t);
-}
-
-/// `text` in the colour of `severity` (as the findings table shows it).
-fn colored(style: Style, severity: Severity, text: &str) -> Cell {
-    let c = Cell::new(text);
-    if !style.color {
-        return c;
-    }
-    c.fg(match severity {
-        Severity::Info => comfy_table::Color::Cyan,
-        Severity::Warn => comfy_table::Color::Yellow,
-        Severity::Fail => comfy_table::Color::Red,
-    })
-}
-
-/// "NVIDIA H100 80GB HBM3" → "H100 80GB HBM3": the vendor is the same on every row.
-fn short_model(name: &str) -> &str {
-    name.strip_prefix("NVIDIA ").unwrap_or(name)
 }
 
 /// The one line that speaks for the node: the worst finding as `CODE gpuN: why` (and how many

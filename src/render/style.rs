@@ -11,6 +11,20 @@ pub use crate::units::format_value;
 /// The width a terminal rendering is designed for when nothing says otherwise.
 pub const DEFAULT_WIDTH: usize = 80;
 
+/// Columns of the terminal on stdout (TIOCGWINSZ); None when stdout is no terminal or it
+/// cannot say.
+pub fn terminal_columns() -> Option<usize> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills a winsize we own; a failure leaves it zeroed.
+    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    (rc == 0 && ws.ws_col > 0).then_some(usize::from(ws.ws_col))
+}
+
 /// Styling choices for one rendering.
 #[derive(Clone, Copy, Debug)]
 pub struct Style {
@@ -127,7 +141,12 @@ impl Style {
     }
 
     pub fn severity_cell(&self, s: Severity) -> Cell {
-        let c = Cell::new(s.as_str());
+        self.severity_colored(s, s.as_str())
+    }
+
+    /// `text` in the colour of severity `s` (a finding's code where its severity is implied).
+    pub fn severity_colored(&self, s: Severity, text: &str) -> Cell {
+        let c = Cell::new(text);
         if !self.color {
             return c;
         }

@@ -138,10 +138,25 @@ fn is_hostile_in_json(c: char) -> bool {
     is_hostile(c) && !matches!(c, '\t' | '\r')
 }
 
+/// "NVIDIA H100 80GB HBM3" → "H100 80GB HBM3": the vendor is the same on every row.
+pub fn short_model(name: &str) -> &str {
+    name.strip_prefix("NVIDIA ").unwrap_or(name)
+}
+
 /// Columns `s` takes on a terminal (one per character: what gpu-doctor prints has no wide
 /// characters).
 pub fn width(s: &str) -> usize {
     s.chars().count()
+}
+
+/// `s` cut to `width` columns, "…" marking the cut (a table cell, a line of the live view).
+pub fn cut(s: &str, width: usize) -> String {
+    if self::width(s) <= width {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
 }
 
 /// `text` wrapped to `width` columns at spaces: the first line as is, the following ones

@@ -273,7 +273,6 @@ impl Scenario for Bandwidth {
     }
 
     fn probe(params: &BandwidthParams, ctx: &RunCtx) -> Result<Probed<BandwidthData>> {
-        let plan = params.plan()?;
         let nvml = NvmlProbe::open()?;
         let selected = nvml.select(&ctx.opts.devices)?;
         let mut devices = Vec::new();
@@ -281,15 +280,7 @@ impl Scenario for Bandwidth {
             devices.push(nvml.device_info(i)?);
         }
         let topo = nvml.topology(&selected)?;
-        let data = measure(
-            ctx,
-            &nvml,
-            &mut devices,
-            &topo,
-            &plan,
-            params.p2p_budget.duration(),
-            &params.thresholds(),
-        )?;
+        let data = measure(ctx, &nvml, &mut devices, &topo, params)?;
         Ok(Probed::new(data, nvml.host(), devices))
     }
 
@@ -347,20 +338,17 @@ pub fn analyze_data(data: &mut BandwidthData, t: &Thresholds) -> Analysis {
 }
 
 /// Measures the GPUs in `devices` (their topology in `topo`; their CUDA ordinals are filled
-/// in) and returns the data to store, results not yet analysed. Its driver calls are steps of
-/// `ctx`. Used by `bandwidth` and `topo --bandwidth`.
-#[allow(clippy::too_many_arguments)]
+/// in) as `params` plan it and returns the data to store, results not yet analysed. Its driver
+/// calls are steps of `ctx`. Used by `bandwidth`, `topo --bandwidth` and `health --thorough`.
 pub fn measure(
     ctx: &RunCtx,
     nvml: &NvmlProbe,
     devices: &mut [DeviceInfo],
     topo: &TopoFacts,
-    plan: &Plan,
-    p2p_budget: std::time::Duration,
-    thresholds: &Thresholds,
+    params: &BandwidthParams,
 ) -> Result<BandwidthData> {
+    let mut plan = params.plan()?;
     loader::load_cuda()?;
-    let mut plan = plan.clone();
     let (pairs, skipped_reason) = analysis::plan_peer_pairs(
         devices.len(),
         topology::switched(topo),
@@ -371,7 +359,7 @@ pub fn measure(
             plan.warmup,
             plan.slow_copies,
         ),
-        p2p_budget.as_secs_f64(),
+        params.p2p_budget.duration().as_secs_f64(),
     );
     plan.pairs = pairs;
     let plan = &plan;
@@ -402,7 +390,7 @@ pub fn measure(
     };
     let mut data = BandwidthData {
         method: Method::of(plan),
-        thresholds: thresholds.clone(),
+        thresholds: params.thresholds(),
         ..Default::default()
     };
     let mut samples = Vec::new();

@@ -555,22 +555,12 @@ fn thorough(
     if ctx.interrupted() {
         return Ok(());
     }
-    let bwp = params.bandwidth();
-    let plan = bwp.plan()?;
     let mut measured: Vec<crate::report::DeviceInfo> = devices
         .iter()
         .filter(|d| live.contains(&d.index))
         .cloned()
         .collect();
-    match bw::measure(
-        ctx,
-        nvml,
-        &mut measured,
-        &data.topo,
-        &plan,
-        bwp.p2p_budget.duration(),
-        &bwp.thresholds(),
-    ) {
+    match bw::measure(ctx, nvml, &mut measured, &data.topo, &params.bandwidth()) {
         Ok(b) => data.bandwidth = Some(b),
         Err(e) if exit_code_of(&e) == exit::UNAVAILABLE => {
             data.thorough_skipped.push(format!("bandwidth: {e:#}"))

@@ -202,11 +202,7 @@ impl Scenario for LeakCheck {
     const REANALYSABLE: bool = false;
 
     fn validate(p: &LeakCheckParams) -> Result<()> {
-        if p.command.is_empty() {
-            return Err(input(
-                "leak-check: no COMMAND: put the program and its arguments after `--`",
-            ));
-        }
+        crate::scenarios::program::need_command(&p.command, Self::NAME)?;
         if p.frames == 0 || p.frames > MAX_FRAMES {
             return Err(input(format!(
                 "leak-check: --frames {} is not in 1..={MAX_FRAMES}",
@@ -220,7 +216,6 @@ impl Scenario for LeakCheck {
     }
 
     fn probe(p: &LeakCheckParams, ctx: &RunCtx) -> Result<Probed<LeakCheckData>> {
-        Self::validate(p)?;
         let config = Config {
             leaks: true,
             frames: p.frames,

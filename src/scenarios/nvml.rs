@@ -34,6 +34,12 @@ pub(crate) fn parse_faults(specs: &[String]) -> Result<Vec<Fault>> {
     fault::parse_faults(specs).map_err(|e| input(format!("--fault: {}", e.0)))
 }
 
+/// Faults for a GPU the real driver lacks would never fire: an input error before anything
+/// runs (a replayed machine's GPUs are checked by `Setup::check`).
+pub(crate) fn check_fault_gpus(faults: &[Fault], nvml: &NvmlProbe) -> Result<()> {
+    fault::check_gpus(faults, nvml.device_count()?).map_err(|e| input(format!("--fault: {}", e.0)))
+}
+
 const FAULT_HELP: &str = "A fault: KIND[=VALUE][@gpuN][+DELAY], repeatable. Kinds: xid=CODE, gpu-lost, ecc-uncorrectable=N, row-remap=pending|failed, recovery-action=…, pcie-width=N, pcie-gen=N, pcie-replays=N/s, nvlink-down=LINK[,LINK], throttle=…, temperature=C, memory-used=SIZE (docs/nvml.md)";
 
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize, JsonSchema)]
@@ -70,21 +76,19 @@ impl Scenario for InjectNvml {
         let faults = parse_faults(&p.faults)?;
         // Faults for a GPU this machine lacks would never fire: say so before the program runs.
         let nvml = NvmlProbe::open()?;
-        fault::check_gpus(&faults, nvml.device_count()?)
-            .map_err(|e| input(format!("--fault: {}", e.0)))?;
+        check_fault_gpus(&faults, &nvml)?;
         let setup = Setup {
             snapshot: None,
             faults,
         };
-        let mut probed = probe_program(
+        probe_program(
             ctx,
             Self::NAME,
             Shim::Nvml(setup),
             &p.survive_after,
             &p.command,
-        )?;
-        probed.host = nvml.host();
-        Ok(probed)
+            Some(&nvml),
+        )
     }
 
     fn analyze(p: &InjectNvmlParams, data: &mut ProgramData, _run: &Report) -> Analysis {
@@ -172,6 +176,7 @@ impl Scenario for Replay {
             Shim::Nvml(p.setup()?),
             &p.survive_after,
             &p.command,
+            None,
         )
     }
 

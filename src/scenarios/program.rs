@@ -20,6 +20,7 @@ use crate::context::RunCtx;
 use crate::error;
 use crate::facts::cuda_codes;
 use crate::facts::program::Outcome;
+use crate::probe::nvml::NvmlProbe;
 use crate::program::{self, Launch};
 use crate::render::style::Style;
 use crate::report::{Analysis, Report};
@@ -31,7 +32,8 @@ pub fn code_arg(s: &str) -> Result<String, String> {
     cuda_codes::parse_code(s).map(|_| s.to_string())
 }
 
-fn need_command(command: &[String], name: &str) -> Result<()> {
+/// An input error (exit 2) for a program mode given no COMMAND.
+pub(crate) fn need_command(command: &[String], name: &str) -> Result<()> {
     if command.is_empty() {
         return Err(error::input(format!(
             "{name}: no COMMAND: put the program and its arguments after `--`"
@@ -258,13 +260,15 @@ pub struct ProgramData {
     pub digest: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Runs COMMAND with `shim` in it.
+/// Runs COMMAND with `shim` in it. `nvml`: gpu-doctor's own NVML when the caller has it open
+/// already (else it is opened here, after the run, for the driver versions).
 pub(crate) fn probe_program(
     ctx: &RunCtx,
     name: &str,
     shim: program::Shim,
     survive_after: &Option<Span>,
     command: &[String],
+    nvml: Option<&NvmlProbe>,
 ) -> Result<Probed<ProgramData>> {
     need_command(command, name)?;
     let outcome = program::run(&Launch {
@@ -275,9 +279,10 @@ pub(crate) fn probe_program(
         framework_hooks: false,
     })?;
     // Driver versions for the record, when NVML is there (program mode itself needs no GPU).
-    let host = crate::probe::nvml::NvmlProbe::open()
-        .map(|nvml| nvml.host())
-        .unwrap_or_default();
+    let host = match nvml {
+        Some(nvml) => nvml.host(),
+        None => NvmlProbe::open().map(|n| n.host()).unwrap_or_default(),
+    };
     let data = ProgramData {
         outcome: Some(outcome),
         digest: Default::default(),
@@ -347,6 +352,7 @@ impl Scenario for ProgramOom {
             program::Shim::Cuda(config),
             &p.survive_after,
             &p.command,
+            None,
         )
     }
 
@@ -386,6 +392,7 @@ impl Scenario for InjectError {
             program::Shim::Cuda(config),
             &p.survive_after,
             &p.command,
+            None,
         )
     }
 
@@ -427,6 +434,7 @@ impl Scenario for ProgramTrace {
             program::Shim::Cuda(config),
             &p.survive_after,
             &p.command,
+            None,
         )
     }
 

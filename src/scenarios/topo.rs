@@ -56,18 +56,7 @@ impl Scenario for Topo {
         let (mut devices, facts) = nvml.topology_and_devices(&selected)?;
         let bandwidth = if params.bandwidth {
             let defaults = bw::BandwidthParams::default();
-            let plan = defaults.plan()?;
-            let t = defaults.thresholds();
-            let budget = defaults.p2p_budget.duration();
-            Some(bw::measure(
-                ctx,
-                &nvml,
-                &mut devices,
-                &facts,
-                &plan,
-                budget,
-                &t,
-            )?)
+            Some(bw::measure(ctx, &nvml, &mut devices, &facts, &defaults)?)
         } else {
             None
         };

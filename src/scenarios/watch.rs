@@ -300,22 +300,12 @@ impl Output {
             log: &self.log,
             log_lines: LOG_LINES,
         };
-        let (text, n) = frame.redraw(self.drawn, terminal_width());
+        let (text, n) = frame.redraw(
+            self.drawn,
+            crate::render::style::terminal_columns().unwrap_or(render::WIDTH),
+        );
         self.drawn = n;
         self.write(&text);
-    }
-}
-
-/// Columns of the terminal on stdout (80 when it cannot say).
-fn terminal_width() -> usize {
-    // SAFETY: TIOCGWINSZ writes one winsize struct into `ws`, which lives across the call.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: fd 1 is this process's stdout; the ioctl only reads its terminal size into `ws`.
-    let rc = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
-    if rc == 0 && ws.ws_col > 0 {
-        usize::from(ws.ws_col)
-    } else {
-        render::WIDTH
     }
 }
 

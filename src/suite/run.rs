@@ -31,7 +31,8 @@ pub fn run(args: &RunArgs, opts: &RunOptions, output: Option<&Path>) -> Result<R
     // Everything `run` checks before a scenario starts, for every entry: `--check` is exactly
     // this, and a bad value in the last entry stops the run before the first one starts.
     let items = requests(&suite)?;
-    check_paths(&args.suite, &items, output)?;
+    // No output of the run (the report, an entry's Chrome trace) overwrites the suite file.
+    crate::runner::check_paths(&[&args.suite], &items, output)?;
     if args.check {
         return Ok(plan_report(&suite));
     }
@@ -48,7 +49,7 @@ pub fn run(args: &RunArgs, opts: &RunOptions, output: Option<&Path>) -> Result<R
         opts,
         |i, s| {
             current.set(i);
-            progress.start(i, s.name());
+            progress.start(s.name());
         },
         |i, r| {
             apply_thresholds(r, &suite.scenarios[i], &suite.file);
@@ -100,27 +101,6 @@ fn requests(suite: &Suite) -> Result<Vec<Request>> {
             })
         })
         .collect()
-}
-
-/// No output of the run (the report, an entry's Chrome trace) overwrites the suite file, a
-/// saved report an entry reads, or another output.
-fn check_paths(suite: &Path, items: &[Request], output: Option<&Path>) -> Result<()> {
-    let mut inputs: Vec<&Path> = vec![suite];
-    let mut seen = std::collections::HashSet::new();
-    for r in items {
-        if let Some(p) = &r.from
-            && seen.insert(p)
-        {
-            inputs.push(p);
-        }
-    }
-    let entry_outputs: Vec<(&'static str, std::path::PathBuf)> = items
-        .iter()
-        .flat_map(|r| r.scenario.outputs(&r.params))
-        .collect();
-    let mut outputs: Vec<(&str, &Path)> = output.map(|p| ("-o", p)).into_iter().collect();
-    outputs.extend(entry_outputs.iter().map(|(f, p)| (*f, p.as_path())));
-    crate::output::check_distinct(&inputs, &outputs)
 }
 
 /// What `run --check` prints: the suite's scenarios, none run (each `skipped`); the suite
@@ -179,7 +159,7 @@ impl Progress {
         }
     }
 
-    fn start(&self, _i: usize, name: &str) {
+    fn start(&self, name: &str) {
         if let Some(bar) = &self.bar {
             bar.set_message(name.to_string());
         }
