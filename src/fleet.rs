@@ -159,7 +159,20 @@ pub fn run(
     if !(args.sigmas.is_finite() && args.sigmas >= 0.0) {
         return Err(input("--sigmas must be a number ≥ 0"));
     }
-    let paths = report_paths(&args.inputs)?;
+    let mut paths = report_paths(&args.inputs)?;
+    if let Some(out) = output {
+        // A report named on the command line is never overwritten; the fleet report left in
+        // a folder of reports by an earlier run is not one of them.
+        let named: Vec<&Path> = args
+            .inputs
+            .iter()
+            .filter(|p| !p.is_dir())
+            .map(PathBuf::as_path)
+            .collect();
+        crate::output::check_distinct(&named, &[("-o", out)])?;
+        let out_abs = std::fs::canonicalize(out).ok();
+        paths.retain(|p| out_abs.is_none() || std::fs::canonicalize(p).ok() != out_abs);
+    }
     let jobs = args.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())

@@ -173,3 +173,26 @@ fn bad_inputs_say_which_file() {
     let empty = tempfile::tempdir().unwrap();
     assert_eq!(fleet(&[empty.path().to_str().unwrap()]).0, 2);
 }
+
+#[test]
+fn the_output_never_overwrites_a_report_and_a_rerun_skips_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    make_fleet(dir.path(), 6, false);
+    let first = dir.path().join("node-001.json");
+    let before = std::fs::read(&first).unwrap();
+    let (code, out) = fleet(&[first.to_str().unwrap(), "-o", first.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("is an input"), "{out}");
+    assert_eq!(
+        std::fs::read(&first).unwrap(),
+        before,
+        "the report is intact"
+    );
+    // The fleet report written into the folder is not read as a node on the next run.
+    let own = dir.path().join("fleet.json");
+    for _ in 0..2 {
+        let (code, out) = fleet(&[dir.path().to_str().unwrap(), "-o", own.to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}");
+        assert!(!out.contains("unreadable"), "{out}");
+    }
+}
