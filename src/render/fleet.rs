@@ -3,7 +3,7 @@
 
 use crate::analyze::fleet::{Flag, Fleet, GroupKey};
 use crate::render::style::{Style, format_value};
-use crate::render::text::{cut, short_model};
+use crate::render::text::{self, cut, short_model};
 
 pub fn fleet(f: &Fleet, style: Style, limit: usize) -> String {
     let mut out = String::new();
@@ -47,8 +47,9 @@ pub fn fleet(f: &Fleet, style: Style, limit: usize) -> String {
             .unwrap_or_else(|| "-".into());
         for (k, flag) in n.flags.iter().enumerate() {
             let (what, how) = describe(flag);
+            // An unbreakable name wider than this would push the table past 80 columns.
             let name = if k == 0 {
-                n.node.clone()
+                text::cut_middle(&n.node, NODE_COLUMNS)
             } else {
                 String::new()
             };
@@ -66,6 +67,9 @@ pub fn fleet(f: &Fleet, style: Style, limit: usize) -> String {
     out.push_str("\nOutlier: at least --sigmas robust deviations (1.4826 x MAD) and --min-gap\nfrom the group's median, in the worse direction. Missing: a scenario at least\nhalf of the group ran. Messages are cut here: --json has them whole.\n");
     out
 }
+
+/// Widest node name in the table (the JSON has it whole).
+const NODE_COLUMNS: usize = 22;
 
 /// The flag as (what is wrong, by how much).
 fn describe(flag: &Flag) -> (String, String) {
@@ -103,7 +107,13 @@ fn describe(flag: &Flag) -> (String, String) {
                 ),
             )
         }
-        Flag::Unreadable { error } => ("unreadable report".into(), cut(error, 32)),
+        // The node column names the file already: the reason without its path.
+        Flag::Unreadable { error } => {
+            let why = error
+                .split_once(": ")
+                .map_or(error.as_str(), |(_, why)| why);
+            ("unreadable report".into(), cut(why, 32))
+        }
     }
 }
 

@@ -159,6 +159,21 @@ pub fn cut(s: &str, width: usize) -> String {
     out
 }
 
+/// `s` cut to `width` columns by an ellipsis in the middle: both ends kept, where names
+/// that differ at their end (node-0123, a file name) still tell apart.
+pub fn cut_middle(s: &str, width: usize) -> String {
+    if self::width(s) <= width {
+        return s.to_string();
+    }
+    let chars: Vec<char> = s.chars().collect();
+    let head = width.saturating_sub(1) / 2;
+    let tail = width.saturating_sub(1) - head;
+    let mut out: String = chars[..head].iter().collect();
+    out.push('…');
+    out.extend(&chars[chars.len() - tail..]);
+    out
+}
+
 /// `text` wrapped to `width` columns at spaces: the first line as is, the following ones
 /// indented by `indent` spaces. A word longer than a line stays whole; spaces inside a line
 /// (alignment) are kept; existing line breaks are kept.
@@ -203,6 +218,17 @@ pub fn wrap(text: &str, width: Option<usize>, indent: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn cut_middle_keeps_both_ends() {
+        assert_eq!(cut_middle("node-0123", 24), "node-0123");
+        let c = cut_middle("vm (h100-suite-ci-derived-regressed.json)", 22);
+        assert_eq!(width(&c), 22);
+        assert!(
+            c.starts_with("vm (h100-s") && c.ends_with("essed.json)"),
+            "{c}"
+        );
+    }
     use super::*;
 
     #[test]
