@@ -85,18 +85,20 @@ pub const TABLE: &[(&str, &str, MetricKind)] = &[
     ("*", "peak_device_memory_bytes", Exact),
 ];
 
+/// The base of a name `BASE<sep><N>` (`sep` is `.gpu` or `.cuda`, N a number); None for any
+/// other name.
+pub fn numbered_base<'a>(name: &'a str, sep: &str) -> Option<&'a str> {
+    let (base, n) = name.rsplit_once(sep)?;
+    (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(base)
+}
+
 /// The name without a per-device suffix: `h2d_pinned_gbps.gpu1` → `h2d_pinned_gbps`,
 /// `peak_device_memory_bytes.cuda0` → `peak_device_memory_bytes`.
 pub fn base_name(name: &str) -> &str {
-    for sep in [".gpu", ".cuda"] {
-        if let Some((base, n)) = name.rsplit_once(sep)
-            && !n.is_empty()
-            && n.bytes().all(|b| b.is_ascii_digit())
-        {
-            return base;
-        }
-    }
-    name
+    [".gpu", ".cuda"]
+        .into_iter()
+        .find_map(|sep| numbered_base(name, sep))
+        .unwrap_or(name)
 }
 
 /// Matches `text` against a pattern with at most one `*`.
