@@ -152,11 +152,7 @@ pub fn oom(f: &OomFacts, steps: &[Step]) -> Analysis {
     if let Some(p) = &f.pool {
         let tol = TOLERANCE_BYTES;
         // Free memory is every process's; what the pool reserves is ours alone.
-        let others_moved = f
-            .memory
-            .watch
-            .as_ref()
-            .is_some_and(|w| !w.changes.is_empty());
+        let others_moved = memory::others_moved(&f.memory);
         let not_returned = (!others_moved
             && p.free_after_trim_bytes
                 .is_some_and(|after| after.saturating_add(tol) < f.free_before_bytes))
