@@ -10,10 +10,8 @@ use crate::facts::faults::{
     CtxDestroyFacts, IllegalAddressFacts, OomFacts, StreamMisuseFacts, step_names,
 };
 use crate::facts::memory::TOLERANCE_BYTES;
-use crate::report::{Better, Finding, Metric, MetricKind, Severity, Step, codes};
+use crate::report::{Analysis, Better, Finding, Metric, MetricKind, Severity, Step, codes};
 use crate::units::format_bytes;
-
-pub use crate::report::Analysis;
 
 impl Analysis {
     fn metric(

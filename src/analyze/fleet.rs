@@ -100,7 +100,7 @@ pub struct NodeSummary {
     pub metrics: Vec<(Arc<str>, f64, MetricInfo)>,
 }
 
-/// How a metric is judged: its unit, which way is better, how stable it is.
+/// How a metric is judged: which way is better, how stable it is.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MetricInfo {
     pub better: Better,
