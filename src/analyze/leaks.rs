@@ -867,7 +867,7 @@ fn findings(d: &LeakDigest, input: &Input<'_>) -> Vec<Finding> {
                     "{} in {} allocation(s) {what}, at {}.",
                     format_bytes(s.at_exit_bytes),
                     s.at_exit_allocations,
-                    top("exit")
+                    top(Fate::Exit.text())
                 ),
             )
             .hint(hint),
@@ -882,7 +882,7 @@ fn findings(d: &LeakDigest, input: &Input<'_>) -> Vec<Finding> {
                     "{} in {} allocation(s) were freed only when their context was destroyed (cuCtxDestroy, cudaDeviceReset), at {}.",
                     format_bytes(s.ctx_destroy_bytes),
                     s.ctx_destroy_allocations,
-                    top("context destroy")
+                    top(Fate::CtxDestroy.text())
                 ),
             )
             .hint("compute-sanitizer --leak-check full reports these (it checks at context destroy); free them before destroying the context."),
