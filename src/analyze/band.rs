@@ -153,6 +153,13 @@ mod tests {
     }
 
     #[test]
+    fn median_odd_even_and_empty() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&[]), 0.0);
+    }
+
+    #[test]
     fn a_steady_path_gets_the_floor() {
         let b = sampled(&[55.0, 55.1, 54.9]);
         let c = sampled(&[54.8, 54.9, 55.0]);

@@ -208,27 +208,6 @@ fn peer_link(links: &Links, a: u32, b: u32) -> Option<(f64, String)> {
     Some(if ra <= rb { (ra, la) } else { (rb, lb) })
 }
 
-/// Median of non-empty values.
-pub fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n == 0 {
-        0.0
-    } else if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
-/// (median, min, max) of non-empty values.
-fn spread(v: &[f64]) -> (f64, f64, f64) {
-    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = v.iter().copied().fold(0.0, f64::max);
-    (median(v), min, max)
-}
-
 /// Metric name of a path. Device paths get `.gpu<N>` when several devices were measured.
 pub fn metric_name(s: &PathSamples, multi_gpu: bool) -> String {
     match (s.path.as_str(), s.peer) {
@@ -312,20 +291,26 @@ pub fn analyze(samples: &[PathSamples], links: &Links, t: &Thresholds) -> Analys
                 .iter()
                 .map(|x| x / s.copies.max(1) as f64 * 1e6)
                 .collect();
-            (r.median, r.min, r.max) = spread(&per_copy);
+            let Some(spread) = Spread::of(&per_copy) else {
+                continue;
+            };
+            (r.median, r.min, r.max) = (spread.median, spread.min, spread.max);
             r.unit = "us".into();
             out.metrics.insert(
                 metric,
                 Metric::new(r.median, "us", Better::Lower)
                     .device(s.device)
                     .kind(path_kind(&s.path))
-                    .spread(Spread::of(&per_copy)),
+                    .spread(Some(spread)),
             );
             out.results.push(r);
             continue;
         }
         let rates: Vec<f64> = valid.iter().map(|x| s.bytes as f64 / x / 1e9).collect();
-        (r.median, r.min, r.max) = spread(&rates);
+        let Some(spread) = Spread::of(&rates) else {
+            continue;
+        };
+        (r.median, r.min, r.max) = (spread.median, spread.min, spread.max);
         r.unit = "GB/s".into();
         let link = match s.path.as_str() {
             path::H2D_PINNED | path::D2H_PINNED | path::H2D_PAGEABLE | path::D2H_PAGEABLE => {
@@ -356,7 +341,7 @@ pub fn analyze(samples: &[PathSamples], links: &Links, t: &Thresholds) -> Analys
             Metric::new(r.median, "GB/s", Better::Higher)
                 .device(s.device)
                 .kind(path_kind(&s.path))
-                .spread(Spread::of(&rates)),
+                .spread(Some(spread)),
         );
         out.results.push(r);
     }
@@ -722,13 +707,6 @@ mod tests {
         // H100 SXM: 5120-bit HBM3 at 2619 MHz DDR = 3352 GB/s.
         assert!((memory_gbps(5120, 2619).unwrap() - 3352.3).abs() < 0.1);
         assert!(memory_gbps(0, 2619).is_none());
-    }
-
-    #[test]
-    fn median_odd_even_and_empty() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert_eq!(median(&[]), 0.0);
     }
 
     #[test]

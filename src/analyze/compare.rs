@@ -14,7 +14,9 @@ use serde::Serialize;
 
 use crate::analyze::band::{self, BandSource};
 use crate::analyze::metric_kind::{self, KindSource};
-use crate::report::{Better, DeviceInfo, Finding, Metric, MetricKind, Report, Severity, Status};
+use crate::report::{
+    Better, DeviceInfo, Finding, Metric, MetricKind, Report, Severity, Spread, Status,
+};
 
 /// Key of the row that holds two suites' own status and findings.
 pub const SUITE_ROW: &str = "suite";
@@ -41,8 +43,7 @@ impl Options {
 
 /// The base name of a per-device metric name `NAME.gpu<N>`, or None for any other name.
 pub fn per_device_base(name: &str) -> Option<&str> {
-    let (base, n) = name.rsplit_once(".gpu")?;
-    (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(base)
+    metric_kind::numbered_base(name, ".gpu")
 }
 
 /// Why two reports cannot be compared: they share no scenario (a single report's own, or a
@@ -726,7 +727,8 @@ fn diff_metric(
     let named = opts.named(name);
     let gate = named.is_some() || band::gates(kind);
     let values: Vec<f64> = runs.iter().map(|r| r.value).collect();
-    let reference = (!values.is_empty()).then(|| band::median(&values));
+    let history = Spread::of(&values);
+    let reference = history.as_ref().map(|h| h.median);
     let evidence = match (cur, reference) {
         (Some(c), Some(r)) => band::evidence(kind, m.better, runs, c, r),
         _ => band::Band {
@@ -773,8 +775,7 @@ fn diff_metric(
         (None, Some(_)) => (None, MetricVerdict::Added),
         _ => (None, MetricVerdict::Removed),
     };
-    let several = values.len() > 1;
-    let fold = |f: fn(f64, f64) -> f64, init: f64| values.iter().copied().fold(init, f);
+    let several = history.as_ref().filter(|h| h.n > 1);
     MetricDiff {
         name: name.to_string(),
         unit: m.unit.clone(),
@@ -784,8 +785,8 @@ fn diff_metric(
         gate,
         baseline: reference,
         baseline_runs: values.len(),
-        baseline_min: several.then(|| fold(f64::min, f64::INFINITY)),
-        baseline_max: several.then(|| fold(f64::max, f64::NEG_INFINITY)),
+        baseline_min: several.map(|h| h.min),
+        baseline_max: several.map(|h| h.max),
         current: cur.map(|c| c.value),
         change_pct,
         noise_pct: evidence.noise.map(|n| n * 100.0),

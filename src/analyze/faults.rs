@@ -10,10 +10,8 @@ use crate::facts::faults::{
     CtxDestroyFacts, IllegalAddressFacts, OomFacts, StreamMisuseFacts, step_names,
 };
 use crate::facts::memory::TOLERANCE_BYTES;
-use crate::report::{Better, Finding, Metric, MetricKind, Severity, Step, codes};
+use crate::report::{Analysis, Better, Finding, Metric, MetricKind, Severity, Step, codes};
 use crate::units::format_bytes;
-
-pub use crate::report::Analysis;
 
 impl Analysis {
     fn metric(
@@ -152,11 +150,7 @@ pub fn oom(f: &OomFacts, steps: &[Step]) -> Analysis {
     if let Some(p) = &f.pool {
         let tol = TOLERANCE_BYTES;
         // Free memory is every process's; what the pool reserves is ours alone.
-        let others_moved = f
-            .memory
-            .watch
-            .as_ref()
-            .is_some_and(|w| !w.changes.is_empty());
+        let others_moved = memory::others_moved(&f.memory);
         let not_returned = (!others_moved
             && p.free_after_trim_bytes
                 .is_some_and(|after| after.saturating_add(tol) < f.free_before_bytes))

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::analyze::metric_kind;
-use crate::report::{Better, Finding, Metric, MetricKind, Severity, Status};
+use crate::report::{Better, Finding, Metric, MetricKind, Severity, Spread, Status};
 
 /// The parts of a report `fleet` reads; everything else (steps, samples, most of `data`) is
 /// skipped by the parser without being built.
@@ -100,7 +100,7 @@ pub struct NodeSummary {
     pub metrics: Vec<(Arc<str>, f64, MetricInfo)>,
 }
 
-/// How a metric is judged: its unit, which way is better, how stable it is.
+/// How a metric is judged: which way is better, how stable it is.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MetricInfo {
     pub better: Better,
@@ -193,10 +193,7 @@ pub fn summarize(view: &ReportView, source: &str) -> NodeSummary {
     scenarios.sort();
     scenarios.dedup();
     let node = if view.host.hostname.is_empty() {
-        std::path::Path::new(source)
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| source.to_string())
+        node_of_file(source)
     } else {
         view.host.hostname.clone()
     };
@@ -208,6 +205,14 @@ pub fn summarize(view: &ReportView, source: &str) -> NodeSummary {
         scenarios,
         metrics,
     }
+}
+
+/// The node a report file names when its report does not (`node-17.json` → `node-17`).
+fn node_of_file(source: &str) -> String {
+    std::path::Path::new(source)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| source.to_string())
 }
 
 /// One copy of each metric name for the whole fleet: 10,000 nodes share their names.
@@ -430,10 +435,7 @@ pub fn analyze(nodes: &[NodeSummary], unreadable: &[(String, String)], opts: &Op
         .collect();
     for (source, error) in unreadable {
         flagged.push(FlaggedNode {
-            node: std::path::Path::new(source)
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| source.clone()),
+            node: node_of_file(source),
             source: source.clone(),
             group: None,
             flags: vec![Flag::Unreadable {
@@ -484,10 +486,13 @@ fn outliers(
         if values.len() < opts.min_peers {
             continue;
         }
-        let mut v: Vec<f64> = values.iter().map(|x| x.1).collect();
-        let median = median_of(&mut v);
-        let mut dev: Vec<f64> = values.iter().map(|x| (x.1 - median).abs()).collect();
-        let sigma = 1.4826 * median_of(&mut dev);
+        let v: Vec<f64> = values.iter().map(|x| x.1).collect();
+        // Every value is finite (summarize keeps no other): the spread sees them all.
+        let Some(spread) = Spread::of(&v) else {
+            continue;
+        };
+        let median = spread.median;
+        let sigma = 1.4826 * spread.mad;
         medians.insert(name.to_string(), median);
         if median == 0.0 {
             continue;
@@ -517,18 +522,6 @@ fn outliers(
         }
     }
     medians
-}
-
-fn median_of(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        0.0
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 #[cfg(test)]

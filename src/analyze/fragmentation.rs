@@ -41,44 +41,29 @@ impl Measure<'_> {
 fn measures(f: &FragmentationFacts) -> Vec<Measure<'_>> {
     let mut out = Vec::new();
     for a in &f.allocators {
-        match a.allocator.as_str() {
-            "driver" => out.push(Measure {
-                name: "driver",
-                label: "cuMemAlloc",
-                remedy: false,
-                a,
-                largest: a.largest_block_bytes,
-                available: a.available_bytes,
-            }),
-            "pool" => {
-                out.push(Measure {
-                    name: "pool",
-                    label: "the pool keeping freed memory",
-                    remedy: false,
-                    a,
-                    largest: a.largest_block_bytes,
-                    available: a.available_bytes,
-                });
-                if let Some(t) = &a.after_trim {
-                    out.push(Measure {
-                        name: "pool_trimmed",
-                        label: "the pool after cuMemPoolTrimTo(0)",
-                        remedy: true,
-                        a,
-                        largest: t.largest_block_bytes,
-                        available: t.available_bytes,
-                    });
-                }
-            }
-            "vmm" => out.push(Measure {
-                name: "vmm",
-                label: "the virtual memory API (one reserved range)",
+        let (name, label, remedy) = match a.allocator.as_str() {
+            "driver" => ("driver", "cuMemAlloc", false),
+            "pool" => ("pool", "the pool keeping freed memory", false),
+            "vmm" => ("vmm", "the virtual memory API (one reserved range)", true),
+            _ => continue,
+        };
+        out.push(Measure {
+            name,
+            label,
+            remedy,
+            a,
+            largest: a.largest_block_bytes,
+            available: a.available_bytes,
+        });
+        if let Some(t) = a.after_trim.as_ref().filter(|_| name == "pool") {
+            out.push(Measure {
+                name: "pool_trimmed",
+                label: "the pool after cuMemPoolTrimTo(0)",
                 remedy: true,
                 a,
-                largest: a.largest_block_bytes,
-                available: a.available_bytes,
-            }),
-            _ => {}
+                largest: t.largest_block_bytes,
+                available: t.available_bytes,
+            });
         }
     }
     out
@@ -109,11 +94,7 @@ pub fn fragmentation(f: &FragmentationFacts) -> Analysis {
         return a;
     }
     // Other processes' memory moving during the run moves the figures: no warning on them.
-    let others_moved = f
-        .memory
-        .watch
-        .as_ref()
-        .is_some_and(|w| !w.changes.is_empty());
+    let others_moved = memory::others_moved(&f.memory);
     let warn = if others_moved {
         Severity::Info
     } else {

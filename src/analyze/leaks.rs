@@ -94,6 +94,14 @@ impl Series {
         let i = self.points.partition_point(|&(t, _)| t <= t_us);
         if i == 0 { 0 } else { self.points[i - 1].1 }
     }
+
+    /// How the bytes held moved from `from_us` to `to_us`, in bytes/s (0 over no time).
+    fn rate(&self, from_us: u64, to_us: u64) -> f64 {
+        if to_us <= from_us {
+            return 0.0;
+        }
+        (self.at(to_us) as f64 - self.at(from_us) as f64) / ((to_us - from_us) as f64 / 1e6)
+    }
 }
 
 /// Follows the allocation events of a run.
@@ -418,12 +426,7 @@ impl Tracker {
     /// The bytes held over the last `window_us` before `now_us`, as a rate (bytes/s).
     pub fn recent_rate(&self, now_us: u64, window_us: u64) -> f64 {
         let from = now_us.saturating_sub(window_us).max(self.start_us);
-        let span = now_us.saturating_sub(from);
-        if span == 0 {
-            return 0.0;
-        }
-        let (a, b) = (self.series.at(from) as f64, self.series.at(now_us) as f64);
-        (b - a) / (span as f64 / 1e6)
+        self.series.rate(from, now_us)
     }
 
     /// Ends the run at `end_us`: what is still allocated becomes left at exit (or referenced,
@@ -737,13 +740,12 @@ fn timeline(
             .map(|i| {
                 let a = first_us + span * i as u64 / WINDOWS as u64;
                 let b = first_us + span * (i as u64 + 1) / WINDOWS as u64;
-                let (va, vb) = (series.at(a), series.at(b));
                 Window {
                     from_s: s(a),
                     to_s: s(b),
-                    start_bytes: va,
-                    end_bytes: vb,
-                    rate_bytes_per_s: (vb as f64 - va as f64) / ((b - a).max(1) as f64 / 1e6),
+                    start_bytes: series.at(a),
+                    end_bytes: series.at(b),
+                    rate_bytes_per_s: series.rate(a, b),
                 }
             })
             .collect()
@@ -865,7 +867,7 @@ fn findings(d: &LeakDigest, input: &Input<'_>) -> Vec<Finding> {
                     "{} in {} allocation(s) {what}, at {}.",
                     format_bytes(s.at_exit_bytes),
                     s.at_exit_allocations,
-                    top("exit")
+                    top(Fate::Exit.text())
                 ),
             )
             .hint(hint),
@@ -880,7 +882,7 @@ fn findings(d: &LeakDigest, input: &Input<'_>) -> Vec<Finding> {
                     "{} in {} allocation(s) were freed only when their context was destroyed (cuCtxDestroy, cudaDeviceReset), at {}.",
                     format_bytes(s.ctx_destroy_bytes),
                     s.ctx_destroy_allocations,
-                    top("context destroy")
+                    top(Fate::CtxDestroy.text())
                 ),
             )
             .hint("compute-sanitizer --leak-check full reports these (it checks at context destroy); free them before destroying the context."),

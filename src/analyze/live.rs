@@ -117,16 +117,10 @@ impl Tracker {
         }
     }
 
-    /// A reading of GPU `gpu` at `at_ms` with these findings. Conditions of that GPU the
-    /// findings no longer hold end here, unless the GPU did not answer (then nothing is known
-    /// of them and they stay).
-    pub fn observe(
-        &mut self,
-        gpu: u32,
-        at_ms: f64,
-        reading: &LiveGpu,
-        start: &TopoFacts,
-    ) -> Vec<Change> {
+    /// A reading of its GPU at `at_ms`. Conditions of that GPU its findings no longer hold end
+    /// here, unless the GPU did not answer (then nothing is known of them and they stay).
+    pub fn observe(&mut self, at_ms: f64, reading: &LiveGpu, start: &TopoFacts) -> Vec<Change> {
+        let gpu = reading.index;
         let findings = reading_findings(reading, start);
         let keep_others = reading.no_answer.is_some();
         let mut changes = Vec::new();
@@ -341,7 +335,7 @@ pub fn watch(facts: &WatchFacts, persist_ms: f64) -> (Vec<Condition>, Vec<Findin
     readings.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.index.cmp(&b.1.index)));
     let mut tracker = Tracker::new(persist_ms);
     for (at, r) in readings {
-        tracker.observe(r.index, at, r, &facts.topology);
+        tracker.observe(at, r, &facts.topology);
     }
     let conditions = tracker.finish();
     let mut findings = condition_findings(&conditions);
@@ -463,13 +457,13 @@ mod tests {
     #[test]
     fn a_degraded_link_starts_and_ends_a_condition_with_the_topo_code() {
         let mut t = Tracker::new(5000.0);
-        assert!(t.observe(0, 0.0, &healthy(0), &start()).is_empty());
-        let c = t.observe(0, 1000.0, &x8(0), &start());
+        assert!(t.observe(0.0, &healthy(0), &start()).is_empty());
+        let c = t.observe(1000.0, &x8(0), &start());
         assert!(
             matches!(&c[..], [Change::Started(c)] if c.code == codes::PCIE_WIDTH_DEGRADED && c.severity == Severity::Fail)
         );
-        assert!(t.observe(0, 2000.0, &x8(0), &start()).is_empty());
-        let c = t.observe(0, 3000.0, &healthy(0), &start());
+        assert!(t.observe(2000.0, &x8(0), &start()).is_empty());
+        let c = t.observe(3000.0, &healthy(0), &start());
         assert!(matches!(&c[..], [Change::Ended(c)] if c.ended_ms == Some(3000.0)));
         let all = t.finish();
         assert_eq!(all.len(), 1);
@@ -479,14 +473,14 @@ mod tests {
     #[test]
     fn throttling_is_a_condition_only_once_it_persists() {
         let mut t = Tracker::new(2000.0);
-        assert!(t.observe(0, 0.0, &throttled(0), &start()).is_empty());
+        assert!(t.observe(0.0, &throttled(0), &start()).is_empty());
         assert!(
-            t.observe(0, 1000.0, &healthy(0), &start()).is_empty(),
+            t.observe(1000.0, &healthy(0), &start()).is_empty(),
             "a blip ends unseen"
         );
-        t.observe(0, 2000.0, &throttled(0), &start());
-        t.observe(0, 3000.0, &throttled(0), &start());
-        let c = t.observe(0, 4000.0, &throttled(0), &start());
+        t.observe(2000.0, &throttled(0), &start());
+        t.observe(3000.0, &throttled(0), &start());
+        let c = t.observe(4000.0, &throttled(0), &start());
         assert!(
             matches!(&c[..], [Change::Started(c)] if c.code == codes::THERMAL_THROTTLE && c.started_ms == 2000.0)
         );
@@ -498,15 +492,15 @@ mod tests {
     #[test]
     fn a_gpu_that_does_not_answer_keeps_its_conditions_and_a_lost_one_replaces_them() {
         let mut t = Tracker::new(0.0);
-        t.observe(1, 0.0, &x8(1), &start());
-        let c = t.observe(1, 1000.0, &LiveGpu::no_answer(1, "timeout"), &start());
+        t.observe(0.0, &x8(1), &start());
+        let c = t.observe(1000.0, &LiveGpu::no_answer(1, "timeout"), &start());
         assert!(
             matches!(&c[..], [Change::Started(c)] if c.code == codes::GPU_UNRESPONSIVE),
             "{c:?}"
         );
         let mut lost = healthy(1);
         lost.health.lost = Some("GPU_IS_LOST".into());
-        let c = t.observe(1, 2000.0, &lost, &start());
+        let c = t.observe(2000.0, &lost, &start());
         let codes_now: Vec<_> = c
             .iter()
             .map(|c| match c {
@@ -577,7 +571,7 @@ mod tests {
         {
             let at = i as f64 * 1000.0;
             facts.push_reading(at, r);
-            live.extend(tracker.observe(0, at, r, &start()));
+            live.extend(tracker.observe(at, r, &start()));
         }
         facts.events.push(xid_event(0, 48, 1500.0, 3));
         let (conditions, findings) = watch(&facts, 0.0);

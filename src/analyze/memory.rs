@@ -12,6 +12,12 @@ use crate::facts::memory::{MemoryChange, MemoryCheck, MemoryWatch, TOLERANCE_BYT
 use crate::report::{Finding, Severity, codes};
 use crate::units::format_bytes;
 
+/// Whether the watch saw another process allocate or free device memory during the run: then
+/// device-wide figures (free memory, the OOM edge, a pool's effect) are not the scenario's alone.
+pub fn others_moved(m: &MemoryCheck) -> bool {
+    m.watch.as_ref().is_some_and(|w| !w.changes.is_empty())
+}
+
 /// Findings of one memory check of GPU `device` (the check's own `device` when it names one).
 pub fn check(m: &MemoryCheck, device: u32) -> Vec<Finding> {
     let device = m.device.unwrap_or(device);

@@ -55,22 +55,11 @@ pub const TABLE: &[(&str, &str, MetricKind)] = &[
     ("trace ctx", "bind_ctx_us", SingleShot),
     ("trace ctx", "ctx_create_ms", SingleShot),
     // health: the quick check is one event per GPU; --thorough adds inject oom's figures
-    // (prefixed oom_) and bandwidth's, with their kinds there.
+    // (prefixed oom_) and bandwidth's under their own names (the bandwidth rows: [`from_table`]).
     ("health", "gpu_check_ms", SingleShot),
     ("health", "oom_time_to_edge_ms", SingleShot),
     ("health", "oom_free_ms", SingleShot),
     ("health", "oom_*", Exact),
-    ("health", "h2d_pinned_gbps", Throughput),
-    ("health", "d2h_pinned_gbps", Throughput),
-    ("health", "d2d_ce_gbps", Throughput),
-    ("health", "d2d_sm_gbps", Throughput),
-    ("health", "bidir_pinned_gbps", Volatile),
-    ("health", "h2d_pageable_gbps", Volatile),
-    ("health", "d2h_pageable_gbps", Volatile),
-    ("health", "p2p_bidir_*_gbps", Volatile),
-    ("health", "p2p_staged_*_gbps", Volatile),
-    ("health", "p2p_*_latency_us", Volatile),
-    ("health", "p2p_*_gbps", Throughput),
     // inject fragmentation: one churn; the ratios move with what else holds memory.
     ("inject fragmentation", "*_largest_block_bytes", SingleShot),
     ("inject fragmentation", "*_largest_block_ratio", Volatile),
@@ -85,18 +74,20 @@ pub const TABLE: &[(&str, &str, MetricKind)] = &[
     ("*", "peak_device_memory_bytes", Exact),
 ];
 
+/// The base of a name `BASE<sep><N>` (`sep` is `.gpu` or `.cuda`, N a number); None for any
+/// other name.
+pub fn numbered_base<'a>(name: &'a str, sep: &str) -> Option<&'a str> {
+    let (base, n) = name.rsplit_once(sep)?;
+    (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(base)
+}
+
 /// The name without a per-device suffix: `h2d_pinned_gbps.gpu1` → `h2d_pinned_gbps`,
 /// `peak_device_memory_bytes.cuda0` → `peak_device_memory_bytes`.
 pub fn base_name(name: &str) -> &str {
-    for sep in [".gpu", ".cuda"] {
-        if let Some((base, n)) = name.rsplit_once(sep)
-            && !n.is_empty()
-            && n.bytes().all(|b| b.is_ascii_digit())
-        {
-            return base;
-        }
-    }
-    name
+    [".gpu", ".cuda"]
+        .into_iter()
+        .find_map(|sep| numbered_base(name, sep))
+        .unwrap_or(name)
 }
 
 /// Matches `text` against a pattern with at most one `*`.
@@ -109,13 +100,26 @@ fn matches(pattern: &str, text: &str) -> bool {
     }
 }
 
-/// The kind a row of [`TABLE`] gives a metric of a scenario, if a row names it.
+/// Scenarios that report another's metrics under that one's names: `health --thorough` runs
+/// bandwidth.
+const BORROWS: &[(&str, &str)] = &[("health", "bandwidth")];
+
+/// The kind a row of [`TABLE`] gives a metric of a scenario (or of the scenario whose metrics
+/// it reports, [`BORROWS`]), if a row names it.
 pub fn from_table(scenario: &str, name: &str) -> Option<MetricKind> {
     let base = base_name(name);
-    TABLE
-        .iter()
-        .find(|(s, n, _)| matches(s, scenario) && matches(n, base))
-        .map(|&(_, _, k)| k)
+    let row = |scenario: &str| {
+        TABLE
+            .iter()
+            .find(|(s, n, _)| matches(s, scenario) && matches(n, base))
+            .map(|&(_, _, k)| k)
+    };
+    row(scenario).or_else(|| {
+        BORROWS
+            .iter()
+            .find(|(s, _)| *s == scenario)
+            .and_then(|(_, other)| row(other))
+    })
 }
 
 /// The kind of a metric no row names, by its unit: a rate is a throughput, a time one event,

@@ -23,6 +23,17 @@ struct Faults {
     reads: Vec<u64>,
 }
 
+impl Faults {
+    /// These faults, numbered in this order, none delivered or read yet.
+    fn numbered(specs: &[String]) -> Faults {
+        Faults {
+            specs: specs.to_vec(),
+            delivered: vec![Vec::new(); specs.len()],
+            reads: vec![0; specs.len()],
+        }
+    }
+}
+
 /// What the library wrote, grouped.
 #[derive(Debug, Default)]
 struct Seen {
@@ -61,9 +72,7 @@ fn group(events: &[EventLine], start_us: u64) -> Seen {
                 // The copy that applies faults lists them (a forwarding copy under an
                 // interposer lists none): that list numbers them.
                 if !faults.is_empty() && s.faults.specs.is_empty() {
-                    s.faults.specs = faults.clone();
-                    s.faults.delivered = vec![Vec::new(); faults.len()];
-                    s.faults.reads = vec![0; faults.len()];
+                    s.faults = Faults::numbered(faults);
                 }
             }
             Event::Init { .. } => s.inits += 1,
@@ -162,16 +171,33 @@ fn fault_findings(s: &Seen, loaded: bool, who: &str) -> Vec<Finding> {
     out
 }
 
-fn missing_finding(missing: &[Value]) -> Option<Finding> {
-    if missing.is_empty() {
-        return None;
-    }
+/// One finding per configuration the library refused.
+fn config_findings(s: &Seen) -> impl Iterator<Item = Finding> + '_ {
+    s.config_errors.iter().map(|e| {
+        Finding::new(
+            Severity::Fail,
+            codes::SHIM_CONFIG_ERROR,
+            format!("The NVML library refused its configuration: {e}"),
+        )
+    })
+}
+
+/// The snapshot keys the queries with no answer asked for, sorted, each once.
+fn missing_keys(missing: &[Value]) -> Vec<String> {
     let mut keys: Vec<String> = missing
         .iter()
         .map(|m| m["key"].as_str().unwrap_or("?").to_string())
         .collect();
     keys.sort();
     keys.dedup();
+    keys
+}
+
+fn missing_finding(missing: &[Value]) -> Option<Finding> {
+    if missing.is_empty() {
+        return None;
+    }
+    let keys = missing_keys(missing);
     let shown: Vec<&str> = keys.iter().take(8).map(String::as_str).collect();
     let more = keys.len().saturating_sub(shown.len());
     Some(
@@ -202,9 +228,7 @@ pub fn analyze_program(
     let mut s = group(&o.nvml_events, o.start_us);
     if s.faults.specs.is_empty() {
         // The library never said which faults it applies (it never loaded): they are these.
-        s.faults.specs = faults.to_vec();
-        s.faults.delivered = vec![Vec::new(); faults.len()];
-        s.faults.reads = vec![0; faults.len()];
+        s.faults = Faults::numbered(faults);
     }
     let mut findings = Vec::new();
     let program_pid = o.pid;
@@ -237,13 +261,7 @@ pub fn analyze_program(
             .hint("The program may load NVML later than it ran here, by an absolute path, or through its own table (docs/nvml.md, Known limits)."),
         );
     }
-    for e in &s.config_errors {
-        findings.push(Finding::new(
-            Severity::Fail,
-            codes::SHIM_CONFIG_ERROR,
-            format!("The NVML library refused its configuration: {e}"),
-        ));
-    }
+    findings.extend(config_findings(&s));
     findings.extend(fault_findings(&s, loaded && s.inits > 0, "the program"));
     findings.extend(missing_finding(&s.missing));
     let (expectation_met, verdict_finding) = judge(o, expect, "NVML faults");
@@ -297,20 +315,7 @@ pub fn origin(
         .any(|e| matches!(&e.event, Event::Start { mode, .. } if *mode != Mode::Interpose));
     let mut findings = fault_findings(&s, used, "gpu-doctor");
     findings.extend(missing_finding(&s.missing));
-    for e in &s.config_errors {
-        findings.push(Finding::new(
-            Severity::Fail,
-            codes::SHIM_CONFIG_ERROR,
-            format!("The NVML library refused its configuration: {e}"),
-        ));
-    }
-    let mut missing: Vec<String> = s
-        .missing
-        .iter()
-        .map(|m| m["key"].as_str().unwrap_or("?").to_string())
-        .collect();
-    missing.sort();
-    missing.dedup();
+    findings.extend(config_findings(&s));
     let origin = NvmlOrigin {
         snapshot: snapshot.map(str::to_string),
         recorded,
@@ -322,7 +327,7 @@ pub fn origin(
             .zip(&s.faults.delivered)
             .filter_map(|(spec, d)| d.first().map(|d| format!("{spec}: {}", delivery_text(d))))
             .collect(),
-        missing_queries: missing,
+        missing_queries: missing_keys(&s.missing),
     };
     (origin, findings)
 }

@@ -56,7 +56,7 @@ impl LiveGpu {
     /// The same reading with everything that moves on its own between two reads of a healthy
     /// GPU (temperature, power, clocks, utilisation, memory in use, counters) left out: two
     /// readings with equal steady views are judged alike by every analysis, so a watch keeps
-    /// one of them (see [`WatchData::push_reading`]). Counters are kept as "zero or not".
+    /// one of them (see [`WatchFacts::push_reading`]). Counters are kept as "zero or not".
     pub fn steady_view(&self) -> LiveGpu {
         let mut s = self.clone();
         let h = &mut s.health;
@@ -233,26 +233,23 @@ impl WatchFacts {
                 first: reading.clone(),
             }),
         }
-        match self.last.iter_mut().find(|l| l.index == gpu) {
-            Some(l) => *l = reading.clone(),
-            None => {
-                self.last.push(reading.clone());
-                self.last.sort_by_key(|l| l.index);
-            }
+        // `last` and `stats` are kept in GPU order.
+        match self.last.binary_search_by_key(&gpu, |l| l.index) {
+            Ok(i) => self.last[i] = reading.clone(),
+            Err(i) => self.last.insert(i, reading.clone()),
         }
-        let stats = match self.stats.iter().position(|s| s.gpu == gpu) {
-            Some(i) => &mut self.stats[i],
-            None => {
-                self.stats.push(ReadingStats {
+        let i = self
+            .stats
+            .binary_search_by_key(&gpu, |s| s.gpu)
+            .unwrap_or_else(|i| {
+                let new = ReadingStats {
                     gpu,
                     ..Default::default()
-                });
-                self.stats.sort_by_key(|s| s.gpu);
-                let i = self.stats.iter().position(|s| s.gpu == gpu).expect("added");
-                &mut self.stats[i]
-            }
-        };
-        stats.add(reading);
+                };
+                self.stats.insert(i, new);
+                i
+            });
+        self.stats[i].add(reading);
     }
 }
 
@@ -264,9 +261,8 @@ impl ReadingStats {
             return;
         }
         let h = &r.health;
-        let max_u32 = |a: Option<u32>, b: Option<u32>| a.max(b);
-        self.temperature_max_c = max_u32(self.temperature_max_c, h.temperature_c);
-        self.utilization_max_pct = max_u32(self.utilization_max_pct, r.utilization_gpu_pct);
+        self.temperature_max_c = self.temperature_max_c.max(h.temperature_c);
+        self.utilization_max_pct = self.utilization_max_pct.max(r.utilization_gpu_pct);
         self.memory_used_max_bytes = self.memory_used_max_bytes.max(h.memory_used_bytes);
         self.power_max_w = match (self.power_max_w, h.power_draw_w) {
             (Some(a), Some(b)) => Some(a.max(b)),

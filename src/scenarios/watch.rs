@@ -375,7 +375,7 @@ fn watch_loop(
         let mut rates = Vec::new();
         for (r, prev) in readings.iter().zip(previous.iter_mut()) {
             facts.push_reading(at_ms, r);
-            for c in tracker.observe(r.index, at_ms, r, &topology) {
+            for c in tracker.observe(at_ms, r, &topology) {
                 match &c {
                     Change::Started(s) => out.held.push(s.clone()),
                     Change::Ended(e) => out.held.retain(|h| !(h.gpu == e.gpu && h.code == e.code)),
