@@ -357,6 +357,19 @@ fn scenario_command(s: &'static dyn DynScenario, leaf: &str) -> clap::Command {
                 .value_parser(clap::value_parser!(PathBuf))
                 .help("Re-analyse and re-render a saved report of this scenario (or a suite report holding one) instead of probing: no GPU needed"),
         );
+    // A saved report needs none of what a run needs (a COMMAND, inject error's call and code).
+    let saved: &[&str] = if has_example {
+        &["from", "example"]
+    } else {
+        &["from"]
+    };
+    cmd = cmd.mut_args(|a| {
+        if a.is_required_set() {
+            a.required(false).required_unless_present_any(saved)
+        } else {
+            a
+        }
+    });
     if has_example {
         cmd = cmd.arg(
             Arg::new("example")

@@ -709,3 +709,31 @@ fn text_from_a_report_is_shown_escaped_everywhere() {
         "{stderr:?}"
     );
 }
+
+/// A saved program-mode report re-renders without what a run needs (COMMAND, inject error's
+/// call, replay's snapshot); without `--from` those stay required.
+#[test]
+fn program_mode_reports_render_from_a_file_without_a_command() {
+    for (args, fixture) in [
+        (vec!["leak-check"], "h200x2-leak-check.json"),
+        (
+            vec!["inject", "error"],
+            "h100-shim-error-driver-launch.json",
+        ),
+        (vec!["inject", "nvml"], "h200x2-inject-nvml.json"),
+        (vec!["replay"], "h200x2-replay.json"),
+    ] {
+        let path = format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
+        doctor()
+            .args(&args)
+            .args(["--from", &path])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("status:"));
+        doctor()
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("COMMAND"));
+    }
+}

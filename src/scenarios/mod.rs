@@ -199,7 +199,6 @@ pub(crate) trait DynScenario: Send + Sync {
     /// See [`Scenario::JSON_LINES`].
     fn json_lines(&self) -> bool;
     /// See [`Scenario::REANALYSABLE`].
-    #[cfg(test)]
     fn reanalysable(&self) -> bool;
     /// The params' flags, added to `command`.
     fn add_args(&self, command: clap::Command) -> clap::Command;
@@ -297,7 +296,6 @@ impl<S: Scenario> DynScenario for Erased<S> {
     fn json_lines(&self) -> bool {
         S::JSON_LINES
     }
-    #[cfg(test)]
     fn reanalysable(&self) -> bool {
         S::REANALYSABLE
     }
@@ -305,7 +303,17 @@ impl<S: Scenario> DynScenario for Erased<S> {
         S::Params::augment_args(command)
     }
     fn params_from_matches(&self, matches: &ArgMatches) -> Result<Redirect, clap::Error> {
-        let p = S::Params::from_arg_matches(matches)?;
+        // With a saved report the flags a run needs are optional (cli.rs): the params are
+        // the defaults with what was given.
+        let saved = matches!(matches.try_get_one::<PathBuf>("from"), Ok(Some(_)))
+            || matches!(matches.try_get_one::<bool>("example"), Ok(Some(true)));
+        let p = if saved {
+            let mut p = S::Params::default();
+            p.update_from_arg_matches(matches)?;
+            p
+        } else {
+            S::Params::from_arg_matches(matches)?
+        };
         let served = match S::redirect(&p) {
             Some(r) => r.map_err(|e| {
                 clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{e:#}\n"))
