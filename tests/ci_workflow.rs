@@ -3,34 +3,24 @@
 //! steps run here against real reports: no baseline yet, a rerun, a regression, and the
 //! baseline set kept to the last KEEP reports.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
+use common::{fixture, root, yaml_documents};
 use serde_json::Value;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 const WORKFLOW: &str = "deploy/github/gpu-doctor.yml";
 
 /// The workflow as JSON, parsed by PyYAML (YAML 1.1 reads the key `on` as true: put back).
 fn workflow() -> Value {
-    let script = "import json, sys, yaml\n\
-        d = yaml.safe_load(open(sys.argv[1]))\n\
-        if True in d: d['on'] = d.pop(True)\n\
-        print(json.dumps(d))";
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(root().join(WORKFLOW))
-        .output()
-        .expect("python3 runs (the CI recipe test needs python3 with PyYAML: Debian python3-yaml)");
-    assert!(
-        out.status.success(),
-        "PyYAML could not load {WORKFLOW} (needs python3-yaml): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let mut w = yaml_documents(WORKFLOW).swap_remove(0);
+    let map = w.as_object_mut().expect("a mapping");
+    if let Some(on) = map.remove("true") {
+        map.insert("on".into(), on);
+    }
+    w
 }
 
 fn job(w: &Value) -> &Value {
@@ -163,10 +153,6 @@ fn run_step(script: &str, dir: &Path, env: &[(&str, &str)]) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
-}
-
-fn fixture(name: &str) -> PathBuf {
-    root().join("tests/fixtures").join(name)
 }
 
 #[test]

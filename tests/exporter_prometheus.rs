@@ -5,11 +5,13 @@
 //! counter; the rules' unit tests under `promtool test rules`; the DaemonSet read by a real YAML
 //! parser (PyYAML). Every process a test starts is stopped when it ends.
 
+mod common;
 mod live_support;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::*;
 use live_support::*;
 use serde_json::Value;
 
@@ -329,28 +331,9 @@ fn a_real_prometheus_scrapes_the_exporter_and_promql_finds_the_finding_and_the_x
     assert_eq!(reboot["labels"]["gpu"], "1");
 }
 
-/// The DaemonSet's documents as JSON, read by PyYAML.
-fn daemonset_docs() -> Vec<Value> {
-    let script =
-        "import json, sys, yaml\nprint(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))";
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(root().join("deploy/kubernetes/exporter-daemonset.yaml"))
-        .output()
-        .expect(
-            "python3 runs (needs PyYAML: Debian python3-yaml, or pip pyyaml as .ci/run installs)",
-        );
-    assert!(
-        out.status.success(),
-        "PyYAML: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn the_daemonset_runs_the_exporter_where_prometheus_finds_it() {
-    let docs = daemonset_docs();
+    let docs = yaml_documents("deploy/kubernetes/exporter-daemonset.yaml");
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["Namespace", "DaemonSet", "Service"]);
     let ds = &docs[1];
