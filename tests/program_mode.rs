@@ -192,11 +192,19 @@ struct Fake {
     service: PathBuf,
 }
 
+/// Runs the C compiler: false when there is none (the tests that need it are skipped). A
+/// source that does not compile fails the test: a broken test program must not skip them.
 fn cc(args: &[&str]) -> bool {
-    match Command::new("cc").args(args).status() {
-        Ok(s) => s.success(),
-        Err(_) => false,
-    }
+    let Ok(out) = Command::new("cc").args(args).output() else {
+        return false;
+    };
+    assert!(
+        out.status.success(),
+        "cc {}:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
 }
 
 /// Builds the fake driver and the test program once; None (test skipped) without a C compiler.
