@@ -186,29 +186,24 @@ fn the_steps_compare_with_the_baseline_set_and_keep_the_last_reports() {
     let mut env = base_env.to_vec();
     env.push(("BASELINES", baselines.as_str()));
     let compare = run_of(&w, "Compare with the baselines");
+    // The compare step on the fixture `name` as current.json: (exit code, output, summary).
+    let compare_current = |name: &str| {
+        std::fs::copy(fixture(name), d.join("current.json")).unwrap();
+        std::fs::write(&summary, "").unwrap();
+        let (code, out) = run_step(compare, d, &env);
+        (code, out, std::fs::read_to_string(&summary).unwrap())
+    };
 
     // First run: no baseline yet.
-    std::fs::copy(fixture("h100-suite-ci.json"), d.join("current.json")).unwrap();
-    let (code, out) = run_step(compare, d, &env);
+    let (code, out, md) = compare_current("h100-suite-ci.json");
     assert_eq!(code, 0, "{out}");
-    assert!(
-        std::fs::read_to_string(&summary)
-            .unwrap()
-            .contains("no baseline yet")
-    );
+    assert!(md.contains("no baseline yet"));
 
     // Keep it; a rerun of the same box compares clean.
     let keep_script = run_of(&w, "Keep the report as a baseline");
     assert_eq!(run_step(keep_script, d, &env).0, 0);
-    std::fs::copy(
-        fixture("h100-suite-ci-derived-rerun.json"),
-        d.join("current.json"),
-    )
-    .unwrap();
-    std::fs::write(&summary, "").unwrap();
-    let (code, out) = run_step(compare, d, &env);
+    let (code, out, md) = compare_current("h100-suite-ci-derived-rerun.json");
     assert_eq!(code, 0, "{out}");
-    let md = std::fs::read_to_string(&summary).unwrap();
     assert!(
         md.starts_with("### ✅ gpu-doctor compare: no regression"),
         "{md}"
@@ -221,15 +216,8 @@ fn the_steps_compare_with_the_baseline_set_and_keep_the_last_reports() {
     assert!(d.join("compare.json").is_file());
 
     // A real drop fails the step, with the regression in the summary and the JUnit file.
-    std::fs::copy(
-        fixture("h100-suite-ci-derived-h2d-pinned-10pct-lower.json"),
-        d.join("current.json"),
-    )
-    .unwrap();
-    std::fs::write(&summary, "").unwrap();
-    let (code, out) = run_step(compare, d, &env);
+    let (code, out, md) = compare_current("h100-suite-ci-derived-h2d-pinned-10pct-lower.json");
     assert_eq!(code, 1, "{out}");
-    let md = std::fs::read_to_string(&summary).unwrap();
     assert!(
         md.starts_with("### ❌ gpu-doctor compare: REGRESSION"),
         "{md}"

@@ -190,30 +190,22 @@ fn promtool_accepts_the_exposition_and_the_textfile() {
 #[test]
 fn the_alert_rules_pass_their_unit_tests() {
     need("promtool", "prometheus");
-    let rules = root().join("deploy/prometheus/gpu-doctor.rules.yml");
-    let o = Command::new("promtool")
-        .arg("check")
-        .arg("rules")
-        .arg(&rules)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let o = Command::new("promtool")
-        .args(["test", "rules"])
-        .arg(root().join("deploy/prometheus/gpu-doctor.rules.test.yml"))
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    for (command, file) in [
+        ("check", "deploy/prometheus/gpu-doctor.rules.yml"),
+        ("test", "deploy/prometheus/gpu-doctor.rules.test.yml"),
+    ] {
+        let o = Command::new("promtool")
+            .args([command, "rules"])
+            .arg(root().join(file))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
 }
 
 /// `query` percent-encoded for a URL.
