@@ -2,7 +2,9 @@
 //! is constructed here (a Gen5 x16 link measuring Gen4 rates); real recorded reports live in
 //! tests/fixtures/ (added from GPU runs).
 
-use assert_cmd::Command;
+mod common;
+
+use common::doctor;
 use gpu_doctor::facts::PcieFacts;
 use gpu_doctor::facts::bandwidth::Method;
 use gpu_doctor::facts::bandwidth::{BandwidthFacts, DeviceLinks, Links, PathSamples, path};
@@ -61,8 +63,7 @@ fn run(report: &Report, args: &[&str]) -> (i32, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bw.json");
     std::fs::write(&file, serde_json::to_string(report).unwrap()).unwrap();
-    let out = Command::cargo_bin("gpu-doctor")
-        .unwrap()
+    let out = doctor()
         .args(["bandwidth", "--json", "--from"])
         .arg(&file)
         .args(args)
@@ -101,8 +102,7 @@ fn gen4_rates_on_a_gen5_link_fail_and_thresholds_apply() {
 
 #[test]
 fn bad_size_and_bad_report_are_input_errors() {
-    let out = Command::cargo_bin("gpu-doctor")
-        .unwrap()
+    let out = doctor()
         .args(["bandwidth", "--size", "100B"])
         .output()
         .unwrap();

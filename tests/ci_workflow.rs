@@ -3,34 +3,24 @@
 //! steps run here against real reports: no baseline yet, a rerun, a regression, and the
 //! baseline set kept to the last KEEP reports.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
+use common::{fixture, root, yaml_documents};
 use serde_json::Value;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 const WORKFLOW: &str = "deploy/github/gpu-doctor.yml";
 
 /// The workflow as JSON, parsed by PyYAML (YAML 1.1 reads the key `on` as true: put back).
 fn workflow() -> Value {
-    let script = "import json, sys, yaml\n\
-        d = yaml.safe_load(open(sys.argv[1]))\n\
-        if True in d: d['on'] = d.pop(True)\n\
-        print(json.dumps(d))";
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(root().join(WORKFLOW))
-        .output()
-        .expect("python3 runs (the CI recipe test needs python3 with PyYAML: Debian python3-yaml)");
-    assert!(
-        out.status.success(),
-        "PyYAML could not load {WORKFLOW} (needs python3-yaml): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let mut w = yaml_documents(WORKFLOW).swap_remove(0);
+    let map = w.as_object_mut().expect("a mapping");
+    if let Some(on) = map.remove("true") {
+        map.insert("on".into(), on);
+    }
+    w
 }
 
 fn job(w: &Value) -> &Value {
@@ -165,10 +155,6 @@ fn run_step(script: &str, dir: &Path, env: &[(&str, &str)]) -> (i32, String) {
     )
 }
 
-fn fixture(name: &str) -> PathBuf {
-    root().join("tests/fixtures").join(name)
-}
-
 #[test]
 fn the_steps_compare_with_the_baseline_set_and_keep_the_last_reports() {
     let w = workflow();
@@ -200,29 +186,24 @@ fn the_steps_compare_with_the_baseline_set_and_keep_the_last_reports() {
     let mut env = base_env.to_vec();
     env.push(("BASELINES", baselines.as_str()));
     let compare = run_of(&w, "Compare with the baselines");
+    // The compare step on the fixture `name` as current.json: (exit code, output, summary).
+    let compare_current = |name: &str| {
+        std::fs::copy(fixture(name), d.join("current.json")).unwrap();
+        std::fs::write(&summary, "").unwrap();
+        let (code, out) = run_step(compare, d, &env);
+        (code, out, std::fs::read_to_string(&summary).unwrap())
+    };
 
     // First run: no baseline yet.
-    std::fs::copy(fixture("h100-suite-ci.json"), d.join("current.json")).unwrap();
-    let (code, out) = run_step(compare, d, &env);
+    let (code, out, md) = compare_current("h100-suite-ci.json");
     assert_eq!(code, 0, "{out}");
-    assert!(
-        std::fs::read_to_string(&summary)
-            .unwrap()
-            .contains("no baseline yet")
-    );
+    assert!(md.contains("no baseline yet"));
 
     // Keep it; a rerun of the same box compares clean.
     let keep_script = run_of(&w, "Keep the report as a baseline");
     assert_eq!(run_step(keep_script, d, &env).0, 0);
-    std::fs::copy(
-        fixture("h100-suite-ci-derived-rerun.json"),
-        d.join("current.json"),
-    )
-    .unwrap();
-    std::fs::write(&summary, "").unwrap();
-    let (code, out) = run_step(compare, d, &env);
+    let (code, out, md) = compare_current("h100-suite-ci-derived-rerun.json");
     assert_eq!(code, 0, "{out}");
-    let md = std::fs::read_to_string(&summary).unwrap();
     assert!(
         md.starts_with("### ✅ gpu-doctor compare: no regression"),
         "{md}"
@@ -235,15 +216,8 @@ fn the_steps_compare_with_the_baseline_set_and_keep_the_last_reports() {
     assert!(d.join("compare.json").is_file());
 
     // A real drop fails the step, with the regression in the summary and the JUnit file.
-    std::fs::copy(
-        fixture("h100-suite-ci-derived-h2d-pinned-10pct-lower.json"),
-        d.join("current.json"),
-    )
-    .unwrap();
-    std::fs::write(&summary, "").unwrap();
-    let (code, out) = run_step(compare, d, &env);
+    let (code, out, md) = compare_current("h100-suite-ci-derived-h2d-pinned-10pct-lower.json");
     assert_eq!(code, 1, "{out}");
-    let md = std::fs::read_to_string(&summary).unwrap();
     assert!(
         md.starts_with("### ❌ gpu-doctor compare: REGRESSION"),
         "{md}"

@@ -1,24 +1,21 @@
 //! CLI behaviour that needs no GPU: exit codes, the missing-driver path, re-analysis of real
 //! reports recorded on the device machine (tests/fixtures) and of fixtures derived from them.
 
-use assert_cmd::Command;
+mod common;
+
+use std::process::Command;
+
+use assert_cmd::prelude::*;
+use common::{RECORDED_SNAPSHOT, doctor, fixture, repo_arg, stdout_of};
 use predicates::prelude::*;
-
-fn doctor() -> Command {
-    let mut c = Command::cargo_bin("gpu-doctor").unwrap();
-    // Deterministic "no driver" even on a machine that has one.
-    c.env("GPU_DOCTOR_LIBNVML", "/nonexistent/libnvidia-ml.so.1")
-        .env("GPU_DOCTOR_LIBCUDA", "/nonexistent/libcuda.so.1")
-        .env_remove("RUST_BACKTRACE");
-    c
-}
-
-fn fixture(name: &str) -> String {
-    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
-}
 
 fn json_of(out: &[u8]) -> serde_json::Value {
     serde_json::from_slice(out).expect("stdout is JSON")
+}
+
+/// Runs `cmd`, expects exit `code`, and parses the report it printed (`--json`).
+fn json_report(cmd: &mut Command, code: i32) -> serde_json::Value {
+    json_of(stdout_of(cmd, code).as_bytes())
 }
 
 #[test]
@@ -75,14 +72,10 @@ fn help_documents_exit_codes_and_examples() {
 
 #[test]
 fn topo_from_real_h100_report_reproduces_the_matrix() {
-    let out = doctor()
-        .args(["topo", "--from", &fixture("h100-topo.json"), "--json"])
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
-    let r = json_of(&out);
+    let r = json_report(
+        doctor().args(["topo", "--from", &fixture("h100-topo.json"), "--json"]),
+        0,
+    );
     assert_eq!(r["schema_version"], 1);
     assert_eq!(r["status"], "pass");
     assert_eq!(r["data"]["view"]["matrix"], serde_json::json!([["X"]]));
@@ -105,7 +98,7 @@ fn topo_from_real_h100_report_reproduces_the_matrix() {
 fn replayed_with(fault: &str, command: &str) -> Vec<String> {
     vec![
         "--replay".into(),
-        fixture("h200x2.nvml.json"),
+        repo_arg(RECORDED_SNAPSHOT),
         "--fault".into(),
         fault.into(),
         command.into(),
@@ -114,15 +107,12 @@ fn replayed_with(fault: &str, command: &str) -> Vec<String> {
 
 #[test]
 fn a_link_trained_down_to_x8_fails_with_a_hint() {
-    let out = doctor()
-        .args(replayed_with("pcie-width=8@gpu0", "topo"))
-        .arg("--json")
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let r = json_of(&out);
+    let r = json_report(
+        doctor()
+            .args(replayed_with("pcie-width=8@gpu0", "topo"))
+            .arg("--json"),
+        1,
+    );
     assert_eq!(r["status"], "fail");
     let f = &r["findings"][0];
     assert_eq!(f["code"], "PCIE_WIDTH_DEGRADED");
@@ -134,15 +124,12 @@ fn a_link_trained_down_to_x8_fails_with_a_hint() {
 
 #[test]
 fn a_gen4_link_at_idle_is_info_only() {
-    let out = doctor()
-        .args(replayed_with("pcie-gen=4@gpu0", "topo"))
-        .arg("--json")
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
-    let r = json_of(&out);
+    let r = json_report(
+        doctor()
+            .args(replayed_with("pcie-gen=4@gpu0", "topo"))
+            .arg("--json"),
+        0,
+    );
     assert_eq!(r["status"], "pass");
     assert_eq!(r["findings"][0]["code"], "PCIE_GEN_BELOW_MAX");
     assert_eq!(r["findings"][0]["severity"], "info");
@@ -150,23 +137,19 @@ fn a_gen4_link_at_idle_is_info_only() {
 
 #[test]
 fn info_from_real_h100_report_is_clean_and_derived_faults_fail() {
-    let out = doctor()
-        .args(["info", "--from", &fixture("h100-info.json"), "--json"])
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
-    let r = json_of(&out);
+    let r = json_report(
+        doctor().args(["info", "--from", &fixture("h100-info.json"), "--json"]),
+        0,
+    );
     assert_eq!(r["status"], "pass");
     let g = &r["data"]["gpus"][0];
     assert_eq!(g["persistence_mode"], true);
     assert_eq!(g["recovery_action"], "none");
 
-    let out = doctor()
-        .args([
+    let r = json_report(
+        doctor().args([
             "--replay",
-            &fixture("h200x2.nvml.json"),
+            &repo_arg(RECORDED_SNAPSHOT),
             "--fault",
             "row-remap=pending@gpu0",
             "--fault",
@@ -177,13 +160,9 @@ fn info_from_real_h100_report_is_clean_and_derived_faults_fail() {
             "throttle=thermal@gpu0",
             "info",
             "--json",
-        ])
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let r = json_of(&out);
+        ]),
+        1,
+    );
     let codes: Vec<&str> = r["findings"]
         .as_array()
         .unwrap()
@@ -259,15 +238,12 @@ fn every_scenario_takes_from_also_a_suite_report() {
         (&["inject", "oom"], "inject oom"),
         (&["info"], "info"),
     ] {
-        let out = doctor()
-            .args(cmd)
-            .args(["--from", &fixture("h100-suite-quick.json"), "--json"])
-            .assert()
-            .code(0)
-            .get_output()
-            .stdout
-            .clone();
-        let r = json_of(&out);
+        let r = json_report(
+            doctor()
+                .args(cmd)
+                .args(["--from", &fixture("h100-suite-quick.json"), "--json"]),
+            0,
+        );
         assert_eq!(r["scenario"], scenario);
         assert_eq!(r["status"], "pass");
         assert_eq!(r["devices"][0]["name"], "NVIDIA H100 80GB HBM3");
@@ -284,17 +260,15 @@ fn every_scenario_takes_from_also_a_suite_report() {
 fn output_file_is_written_and_matches_stdout_json() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.json");
-    let out = doctor()
-        .args(replayed_with("pcie-width=8@gpu0", "topo"))
-        .args(["--json", "-o", path.to_str().unwrap()])
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
+    let out = stdout_of(
+        doctor()
+            .args(replayed_with("pcie-width=8@gpu0", "topo"))
+            .args(["--json", "-o", path.to_str().unwrap()]),
+        1,
+    );
     let file: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    assert_eq!(file, json_of(&out));
+    assert_eq!(file, json_of(out.as_bytes()));
     // No temp file is left behind.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     // An unwritable destination is an input error, not a panic.
@@ -312,15 +286,13 @@ fn output_file_is_written_and_matches_stdout_json() {
 
 #[test]
 fn no_color_and_pipes_give_plain_text() {
-    let out = doctor()
-        .args(replayed_with("pcie-width=8@gpu0", "topo"))
-        .env("NO_COLOR", "1")
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    assert!(!String::from_utf8(out).unwrap().contains('\u{1b}'));
+    let out = stdout_of(
+        doctor()
+            .args(replayed_with("pcie-width=8@gpu0", "topo"))
+            .env("NO_COLOR", "1"),
+        1,
+    );
+    assert!(!out.contains('\u{1b}'));
 }
 
 #[test]
@@ -374,14 +346,10 @@ fn every_finding_code_is_documented() {
 
 #[test]
 fn topo_from_real_h200x2_report_shows_nvswitch_links() {
-    let out = doctor()
-        .args(["topo", "--from", &fixture("h200x2-topo.json"), "--json"])
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
-    let r = json_of(&out);
+    let r = json_report(
+        doctor().args(["topo", "--from", &fixture("h200x2-topo.json"), "--json"]),
+        0,
+    );
     // As `nvidia-smi topo -m` printed on the same machine (tests/gpu/compare_smi.py checked it).
     assert_eq!(
         r["data"]["view"]["matrix"],
@@ -397,15 +365,12 @@ fn topo_from_real_h200x2_report_shows_nvswitch_links() {
 
 #[test]
 fn an_nvlink_down_fails_naming_gpu_and_link() {
-    let out = doctor()
-        .args(replayed_with("nvlink-down=17@gpu1", "topo"))
-        .arg("--json")
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let r = json_of(&out);
+    let r = json_report(
+        doctor()
+            .args(replayed_with("nvlink-down=17@gpu1", "topo"))
+            .arg("--json"),
+        1,
+    );
     let f: Vec<&serde_json::Value> = r["findings"]
         .as_array()
         .unwrap()
@@ -425,19 +390,15 @@ fn an_nvlink_down_fails_naming_gpu_and_link() {
 
 #[test]
 fn derived_8gpu_host_renders_all_pairs_and_numa() {
-    let out = doctor()
-        .args([
+    let r = json_report(
+        doctor().args([
             "topo",
             "--from",
             &fixture("h200x2-topo-derived-8gpu.json"),
             "--json",
-        ])
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
-    let r = json_of(&out);
+        ]),
+        0,
+    );
     let m = r["data"]["view"]["matrix"].as_array().unwrap();
     assert_eq!(m.len(), 8);
     assert!(m.iter().enumerate().all(|(i, row)| {
@@ -523,15 +484,13 @@ fn the_example_report_is_built_in_and_works_from_anywhere() {
         &["trace", "ctx"],
         &["inject", "oom"],
     ] {
-        let out = doctor()
-            .current_dir(dir.path())
-            .args(cmd)
-            .args(["--example", "--json"])
-            .assert()
-            .success()
-            .get_output()
-            .clone();
-        let r = json_of(&out.stdout);
+        let r = json_report(
+            doctor()
+                .current_dir(dir.path())
+                .args(cmd)
+                .args(["--example", "--json"]),
+            0,
+        );
         assert_eq!(r["scenario"], cmd.join(" "));
         assert!(
             r["params"]["from"].as_str().unwrap().starts_with("example"),
@@ -548,28 +507,24 @@ fn the_example_report_is_built_in_and_works_from_anywhere() {
 #[test]
 fn completions_man_page_and_version() {
     for shell in ["bash", "zsh", "fish"] {
-        let out = doctor().args(["completions", shell]).assert().success();
-        let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+        let text = stdout_of(doctor().args(["completions", shell]), 0);
         for word in ["inject", "trace", "from", "example", "compare"] {
             assert!(text.contains(word), "{shell} completion lacks {word}");
         }
     }
-    let out = doctor().args(["man"]).assert().success();
-    let page = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let page = stdout_of(doctor().args(["man"]), 0);
     assert!(
         page.starts_with(".ie") && page.contains(".SH NAME"),
         "{page}"
     );
-    let out = doctor().args(["man", "inject", "oom"]).assert().success();
-    let page = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let page = stdout_of(doctor().args(["man", "inject", "oom"]), 0);
     assert!(page.contains("gpu\\-doctor\\-inject\\-oom") && page.contains("fraction"));
     doctor()
         .args(["man", "inject", "bogus"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("not a command"));
-    let out = doctor().arg("--version").assert().success();
-    let v = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let v = stdout_of(doctor().arg("--version"), 0);
     assert!(
         v.starts_with(&format!(
             "gpu-doctor {} (commit ",
@@ -582,11 +537,7 @@ fn completions_man_page_and_version() {
 
 #[test]
 fn help_keeps_global_options_apart_and_describes_every_option() {
-    let out = doctor()
-        .args(["inject", "oom", "--help"])
-        .assert()
-        .success();
-    let help = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let help = stdout_of(doctor().args(["inject", "oom", "--help"]), 0);
     let (own, global) = help
         .split_once("Global options:")
         .expect("a Global options heading");
@@ -610,15 +561,12 @@ fn help_keeps_global_options_apart_and_describes_every_option() {
 #[test]
 fn walls_of_rows_are_summarised_and_verbose_lists_them() {
     let nvlinks = |args: &[&str]| {
-        let out = doctor()
-            .args(replayed_with("nvlink-down=17@gpu1", "topo"))
-            .args(args)
-            .assert()
-            .code(1)
-            .get_output()
-            .stdout
-            .clone();
-        String::from_utf8(out).unwrap()
+        stdout_of(
+            doctor()
+                .args(replayed_with("nvlink-down=17@gpu1", "topo"))
+                .args(args),
+            1,
+        )
     };
     let summary = nvlinks(&[]);
     assert!(
@@ -643,15 +591,12 @@ fn walls_of_rows_are_summarised_and_verbose_lists_them() {
 #[test]
 fn piped_output_follows_columns() {
     let lines = |columns: &str| {
-        let out = doctor()
-            .env("COLUMNS", columns)
-            .args(["trace", "ctx", "--example"])
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        let text = String::from_utf8(out).unwrap();
+        let text = stdout_of(
+            doctor()
+                .env("COLUMNS", columns)
+                .args(["trace", "ctx", "--example"]),
+            0,
+        );
         text.lines().map(|l| l.chars().count()).max().unwrap()
     };
     assert!(lines("80") <= 80);

@@ -2,16 +2,13 @@
 //! added, pass→fail, device swapped), every output format, and every unreadable-input class
 //! → exit 2 with what and where.
 
+mod common;
+
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+use common::{doctor, fixture};
 use gpu_doctor::report::{Better, DeviceInfo, Finding, Metric, Report, Severity, Status};
-
-fn bin() -> Command {
-    let mut c = Command::cargo_bin("gpu-doctor").unwrap();
-    c.env("NO_COLOR", "1");
-    c
-}
 
 fn device(index: u32, uuid: &str) -> DeviceInfo {
     DeviceInfo {
@@ -61,13 +58,22 @@ fn save(dir: &Path, name: &str, r: &Report) -> PathBuf {
     p
 }
 
-fn compare(base: &Path, cur: &Path, extra: &[&str]) -> (i32, String, String) {
+/// `compare BASE CUR EXTRA…`: (exit code, stdout, stderr).
+fn compare(
+    base: impl AsRef<OsStr>,
+    cur: impl AsRef<OsStr>,
+    extra: &[&str],
+) -> (i32, String, String) {
+    compare_all(&[&base, &cur], extra)
+}
+
+/// `compare` with any number of reports (the last one is the current).
+fn compare_all(reports: &[&dyn AsRef<OsStr>], extra: &[&str]) -> (i32, String, String) {
     // Wide enough that the headline is one line.
-    let out = bin()
+    let out = doctor()
         .env("COLUMNS", "400")
         .arg("compare")
-        .arg(base)
-        .arg(cur)
+        .args(reports)
         .args(extra)
         .output()
         .unwrap();
@@ -431,29 +437,8 @@ fn bad_tolerances_are_usage_errors() {
 
 // --- Real reports (tests/fixtures): reruns, history, what a CI job must not miss.
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
 fn read(name: &str) -> Report {
-    gpu_doctor::output::read_report(&fixture(name)).unwrap()
-}
-
-/// `compare` with any number of reports (the last one is the current).
-fn compare_all(reports: &[&Path], extra: &[&str]) -> (i32, String, String) {
-    let out = bin()
-        .arg("compare")
-        .args(reports)
-        .args(extra)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    gpu_doctor::output::read_report(Path::new(&fixture(name))).unwrap()
 }
 
 /// (scenario key, metric name) of every metric row with the given verdict.
@@ -487,7 +472,7 @@ fn a_rerun_of_the_same_box_is_within_and_a_10_percent_pinned_drop_regresses() {
         assert!(metrics_with(&j, "worse").is_empty(), "{stdout}");
     }
     // H2D pinned 10 % lower (inside the same noise): that metric, and only it, regressed.
-    let (code, stdout, _) = compare(&base, &fixture(PINNED_DOWN), &["--json"]);
+    let (code, stdout, _) = compare(&base, fixture(PINNED_DOWN), &["--json"]);
     assert_eq!(code, 1, "{stdout}");
     let j = json_of(&stdout);
     assert_eq!(
@@ -505,7 +490,7 @@ fn a_rerun_of_the_same_box_is_within_and_a_10_percent_pinned_drop_regresses() {
     assert_eq!(m["kind_source"], "inferred");
     assert_eq!(m["gate"], true);
     assert_eq!(j["regressions"], 1);
-    let (_, text, _) = compare(&base, &fixture(PINNED_DOWN), &[]);
+    let (_, text, _) = compare(&base, fixture(PINNED_DOWN), &[]);
     assert!(
         text.contains("REGRESSION in 1 of 7 scenarios: bandwidth (h2d_pinned_gbps -10.0%)"),
         "{text}"
@@ -572,8 +557,8 @@ fn several_baselines_as_files_or_a_folder() {
 #[test]
 fn reports_of_different_scenarios_are_an_input_error() {
     let (code, stdout, stderr) = compare(
-        &fixture("h100-inject-oom.json"),
-        &fixture("h100-topo.json"),
+        fixture("h100-inject-oom.json"),
+        fixture("h100-topo.json"),
         &[],
     );
     assert_eq!(code, 2, "{stdout}");
@@ -585,8 +570,8 @@ fn reports_of_different_scenarios_are_an_input_error() {
     );
     // a suite and a scenario it does not hold
     let (code, _, _) = compare(
-        &fixture("h100-suite-ci.json"),
-        &fixture("h100-trace-ctx.json"),
+        fixture("h100-suite-ci.json"),
+        fixture("h100-trace-ctx.json"),
         &[],
     );
     assert_eq!(code, 2);
@@ -597,7 +582,7 @@ fn scenarios_missing_from_the_current_report_regress() {
     let dir = tempfile::tempdir().unwrap();
     let suite = read("h100-suite-ci.json");
     let topo = save(dir.path(), "topo.json", &suite.reports[1]);
-    let (code, stdout, _) = compare(&fixture("h100-suite-ci.json"), &topo, &["--json"]);
+    let (code, stdout, _) = compare(fixture("h100-suite-ci.json"), &topo, &["--json"]);
     assert_eq!(code, 1, "{stdout}");
     let j = json_of(&stdout);
     let missing: Vec<&str> = j["scenarios"]
@@ -610,7 +595,7 @@ fn scenarios_missing_from_the_current_report_regress() {
     assert_eq!(missing.len(), 6, "{missing:?}");
     assert_eq!(j["regressions"], 6);
     // a scenario added to the current report is information
-    assert_eq!(compare(&topo, &fixture("h100-suite-ci.json"), &[]).0, 0);
+    assert_eq!(compare(&topo, fixture("h100-suite-ci.json"), &[]).0, 0);
 }
 
 #[test]
@@ -619,7 +604,7 @@ fn a_suite_status_edited_to_fail_is_a_regression() {
     let mut edited = read("h100-suite-ci.json");
     edited.status = Status::Fail;
     let c = save(dir.path(), "edited.json", &edited);
-    let (code, stdout, _) = compare(&fixture("h100-suite-ci.json"), &c, &[]);
+    let (code, stdout, _) = compare(fixture("h100-suite-ci.json"), &c, &[]);
     assert_eq!(code, 1, "{stdout}");
     assert!(
         stdout.contains("REGRESSION in the suite's own status or findings (status pass → fail)"),
@@ -627,8 +612,8 @@ fn a_suite_status_edited_to_fail_is_a_regression() {
     );
     // The derived regression: three scenarios, counted once each.
     let (code, stdout, _) = compare(
-        &fixture("h100-suite-ci.json"),
-        &fixture("h100-suite-ci-derived-regressed.json"),
+        fixture("h100-suite-ci.json"),
+        fixture("h100-suite-ci-derived-regressed.json"),
         &["--json"],
     );
     assert_eq!(code, 1);

@@ -5,11 +5,13 @@
 //! counter; the rules' unit tests under `promtool test rules`; the DaemonSet read by a real YAML
 //! parser (PyYAML). Every process a test starts is stopped when it ends.
 
+mod common;
 mod live_support;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::*;
 use live_support::*;
 use serde_json::Value;
 
@@ -188,30 +190,22 @@ fn promtool_accepts_the_exposition_and_the_textfile() {
 #[test]
 fn the_alert_rules_pass_their_unit_tests() {
     need("promtool", "prometheus");
-    let rules = root().join("deploy/prometheus/gpu-doctor.rules.yml");
-    let o = Command::new("promtool")
-        .arg("check")
-        .arg("rules")
-        .arg(&rules)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let o = Command::new("promtool")
-        .args(["test", "rules"])
-        .arg(root().join("deploy/prometheus/gpu-doctor.rules.test.yml"))
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    for (command, file) in [
+        ("check", "deploy/prometheus/gpu-doctor.rules.yml"),
+        ("test", "deploy/prometheus/gpu-doctor.rules.test.yml"),
+    ] {
+        let o = Command::new("promtool")
+            .args([command, "rules"])
+            .arg(root().join(file))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
 }
 
 /// `query` percent-encoded for a URL.
@@ -329,28 +323,9 @@ fn a_real_prometheus_scrapes_the_exporter_and_promql_finds_the_finding_and_the_x
     assert_eq!(reboot["labels"]["gpu"], "1");
 }
 
-/// The DaemonSet's documents as JSON, read by PyYAML.
-fn daemonset_docs() -> Vec<Value> {
-    let script =
-        "import json, sys, yaml\nprint(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))";
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(root().join("deploy/kubernetes/exporter-daemonset.yaml"))
-        .output()
-        .expect(
-            "python3 runs (needs PyYAML: Debian python3-yaml, or pip pyyaml as .ci/run installs)",
-        );
-    assert!(
-        out.status.success(),
-        "PyYAML: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn the_daemonset_runs_the_exporter_where_prometheus_finds_it() {
-    let docs = daemonset_docs();
+    let docs = yaml_documents("deploy/kubernetes/exporter-daemonset.yaml");
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["Namespace", "DaemonSet", "Service"]);
     let ds = &docs[1];

@@ -3,20 +3,20 @@
 //! nodes with three planted outliers give exactly those three, for the right reasons; 1,000
 //! healthy nodes give none.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
+use common::{doctor, repo_arg};
 use serde_json::Value;
 
 /// Writes a fleet into `dir` and returns the planted outliers (node, reason) it printed.
 fn make_fleet(dir: &Path, nodes: usize, outliers: bool) -> Vec<(String, String)> {
     let mut cmd = Command::new("python3");
-    cmd.arg(format!(
-        "{}/tests/fixtures/fleet.py",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .arg(dir)
-    .args(["--nodes", &nodes.to_string()]);
+    cmd.arg(repo_arg("tests/fixtures/fleet.py"))
+        .arg(dir)
+        .args(["--nodes", &nodes.to_string()]);
     if outliers {
         cmd.arg("--outliers");
     }
@@ -37,11 +37,7 @@ fn make_fleet(dir: &Path, nodes: usize, outliers: bool) -> Vec<(String, String)>
 }
 
 fn fleet(args: &[&str]) -> (i32, String) {
-    let out = Command::new(assert_cmd::cargo::cargo_bin("gpu-doctor"))
-        .arg("fleet")
-        .args(args)
-        .output()
-        .unwrap();
+    let out = doctor().arg("fleet").args(args).output().unwrap();
     (
         out.status.code().unwrap(),
         String::from_utf8(out.stdout).unwrap() + &String::from_utf8_lossy(&out.stderr),

@@ -5,24 +5,18 @@
 //! manifests parsed by a real YAML parser (PyYAML), the Slurm scripts by the shell and
 //! ShellCheck, and the NHC line run. The live Slurm cluster is tests/slurm.rs.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
+use common::{doctor, repo_arg, root, yaml_documents};
 use serde_json::Value;
 
 /// The replayed machine every case starts from (one constant, to switch to a recorded one).
-const SNAPSHOT: &str = "tests/nvml/synthetic-2gpu.nvml.json";
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+const SNAPSHOT: &str = common::SYNTHETIC_SNAPSHOT;
 
 fn snapshot() -> String {
-    root().join(SNAPSHOT).display().to_string()
-}
-
-fn bin() -> PathBuf {
-    assert_cmd::cargo::cargo_bin("gpu-doctor")
+    repo_arg(SNAPSHOT)
 }
 
 /// NPD's config as the plugin monitor reads it.
@@ -62,7 +56,7 @@ fn go_duration(s: &str) -> Option<f64> {
 }
 
 /// What one run of the rule's command answers: (exit code, stdout).
-fn run_rule(prefix: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+fn run_rule(prefix: &[&str]) -> (i32, String) {
     let c = npd_config();
     let rule = &c["rules"][0];
     let args: Vec<String> = rule["args"]
@@ -71,13 +65,7 @@ fn run_rule(prefix: &[&str], env: &[(&str, &str)]) -> (i32, String) {
         .iter()
         .map(|a| a.as_str().unwrap().to_string())
         .collect();
-    let mut cmd = Command::new(bin());
-    cmd.env("GPU_DOCTOR_LIBCUDA", "/nonexistent/libcuda.so.1")
-        .env_remove("GPU_DOCTOR_LIBNVML");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.args(prefix).args(&args).output().unwrap();
+    let out = doctor().args(prefix).args(&args).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8(out.stdout).unwrap(),
@@ -171,7 +159,7 @@ fn the_npd_protocol_on_healthy_degraded_lost_and_driverless_machines() {
         ),
     ];
     for (prefix, code, start) in cases {
-        let (got, out) = run_rule(prefix, &[]);
+        let (got, out) = run_rule(prefix);
         assert_eq!(got, code, "{prefix:?}: {out}");
         assert_eq!(out.lines().count(), 1, "one line: {out:?}");
         let line = out.trim_end_matches('\n');
@@ -183,10 +171,7 @@ fn the_npd_protocol_on_healthy_degraded_lost_and_driverless_machines() {
         );
     }
     // No NVIDIA driver at all: NPD's "unknown".
-    let (got, out) = run_rule(
-        &[],
-        &[("GPU_DOCTOR_LIBNVML", "/nonexistent/libnvidia-ml.so.1")],
-    );
+    let (got, out) = run_rule(&[]);
     assert_eq!(got, 2, "{out}");
     assert!(
         out.starts_with("UNKNOWN: no NVIDIA driver") && out.trim_end().len() <= max,
@@ -196,21 +181,12 @@ fn the_npd_protocol_on_healthy_degraded_lost_and_driverless_machines() {
 
 #[test]
 fn on_error_makes_cannot_run_a_choice_and_expect_gpus_makes_it_a_failure() {
-    let no_nvml = [("GPU_DOCTOR_LIBNVML", "/nonexistent/libnvidia-ml.so.1")];
     let run = |args: &[&str]| {
-        let (code, out) = {
-            let mut cmd = Command::new(bin());
-            cmd.env("GPU_DOCTOR_LIBCUDA", "/nonexistent/libcuda.so.1");
-            for (k, v) in no_nvml {
-                cmd.env(k, v);
-            }
-            let o = cmd.arg("--quiet").args(args).output().unwrap();
-            (
-                o.status.code().unwrap(),
-                String::from_utf8(o.stdout).unwrap(),
-            )
-        };
-        (code, out.trim_end().to_string())
+        let o = doctor().arg("--quiet").args(args).output().unwrap();
+        (
+            o.status.code().unwrap(),
+            String::from_utf8(o.stdout).unwrap().trim_end().to_string(),
+        )
     };
     assert_eq!(run(&["health"]).0, 3, "cannot run here, no policy");
     let (c, line) = run(&["health", "--format", "npd", "--on-error", "drain"]);
@@ -237,8 +213,7 @@ fn on_error_makes_cannot_run_a_choice_and_expect_gpus_makes_it_a_failure() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("h.json");
     let s = snapshot();
-    let o = Command::new(bin())
-        .env("GPU_DOCTOR_LIBCUDA", "/nonexistent/libcuda.so.1")
+    let o = doctor()
         .args([
             "--quiet",
             "--replay",
@@ -262,23 +237,6 @@ fn on_error_makes_cannot_run_a_choice_and_expect_gpus_makes_it_a_failure() {
     let r = gpu_doctor::output::read_report(&report).unwrap();
     assert_eq!(r.scenario, "health");
     assert!(r.nvml.is_some(), "the report says the machine was replayed");
-}
-
-/// The manifests as JSON, parsed by PyYAML.
-fn yaml_documents(path: &str) -> Vec<Value> {
-    let script =
-        "import json, sys, yaml\nprint(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))";
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(root().join(path))
-        .output()
-        .expect("python3 with PyYAML runs (.ci/run installs it)");
-    assert!(
-        out.status.success(),
-        "PyYAML could not load {path}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
@@ -409,8 +367,7 @@ fn the_slurm_scripts_parse_and_the_nhc_line_runs_gpu_doctor() {
             .into_iter()
             .map(|a| if a == "8" { "2".into() } else { a })
             .collect();
-        Command::new(bin())
-            .env("GPU_DOCTOR_LIBCUDA", "/nonexistent/libcuda.so.1")
+        doctor()
             .args(&args)
             .output()
             .unwrap()

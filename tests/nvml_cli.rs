@@ -3,48 +3,30 @@
 //! commands with `--replay`/`--fault`, a real Python NVML client (pynvml, installed by .ci/run)
 //! under `gpu-doctor replay`, and the input errors.
 
-use std::path::PathBuf;
+mod common;
 
-use assert_cmd::Command;
-use gpu_doctor::output::parse_report;
+use std::process::Command;
+
+use assert_cmd::prelude::*;
+use common::{SYNTHETIC_SNAPSHOT, repo_arg, with_report};
 use gpu_doctor::report::{Report, Severity, Status};
 
 fn snapshot() -> String {
-    format!(
-        "{}/tests/nvml/synthetic-2gpu.nvml.json",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    repo_arg(SYNTHETIC_SNAPSHOT)
 }
 
 fn doctor() -> Command {
-    let mut c = Command::cargo_bin("gpu-doctor").unwrap();
-    // No real driver is needed, and none may leak in.
-    c.env("GPU_DOCTOR_LIBCUDA", "/nonexistent/libcuda.so.1")
-        .env_remove("GPU_DOCTOR_LIBNVML")
-        .arg("--quiet");
+    let mut c = common::doctor();
+    c.arg("--quiet");
     c
 }
 
 /// Runs gpu-doctor with `args`, expects exit `code`, returns the report it wrote with `-o` (a
 /// program's own output shares stdout).
 fn report(args: &[&str], code: i32) -> Report {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("report.json");
-    let out = doctor()
-        .arg("-o")
-        .arg(&path)
-        .args(args)
-        .assert()
-        .code(code)
-        .get_output()
-        .clone();
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "no report ({e}); stderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    parse_report(&text).unwrap()
+    let ran = with_report(doctor(), args);
+    assert_eq!(ran.code, code, "stderr: {}", ran.stderr);
+    ran.report().clone()
 }
 
 fn codes(r: &Report) -> Vec<(&str, Severity, Option<u32>)> {
@@ -195,10 +177,7 @@ fn a_pynvml_monitor_sees_the_faults_of_a_replayed_machine() {
         has_pynvml(),
         "pynvml is needed (`python3 -m pip install nvidia-ml-py`, as .ci/run does)"
     );
-    let monitor: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests/nvml/pynvml_monitor.py"]
-        .iter()
-        .collect();
-    let monitor = monitor.display().to_string();
+    let monitor = repo_arg("tests/nvml/pynvml_monitor.py");
     let r = report(
         &[
             "replay",

@@ -5,25 +5,15 @@
 //! Devices are only ever reached through links made in a temporary directory: were the code to
 //! replace what is at the path again, it would replace the link, never the device.
 
+mod common;
+
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+use assert_cmd::assert::Assert;
+use assert_cmd::prelude::*;
+use common::{doctor, fixture};
 use predicates::prelude::*;
-
-fn doctor() -> Command {
-    let mut c = Command::cargo_bin("gpu-doctor").unwrap();
-    c.env("GPU_DOCTOR_LIBNVML", "/nonexistent/libnvidia-ml.so.1")
-        .env("GPU_DOCTOR_LIBCUDA", "/nonexistent/libcuda.so.1")
-        .env_remove("RUST_BACKTRACE");
-    c
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
 
 fn link(dir: &Path, name: &str, to: &str) -> PathBuf {
     let p = dir.join(name);
@@ -31,19 +21,23 @@ fn link(dir: &Path, name: &str, to: &str) -> PathBuf {
     p
 }
 
-fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
+fn stderr_of(a: &Assert) -> String {
     String::from_utf8(a.get_output().stderr.clone()).unwrap()
+}
+
+/// `gpu-doctor SCENARIO --example -o TO`: the built-in example report written to `to`.
+fn example_to(scenario: &str, to: &Path) -> Assert {
+    doctor()
+        .args([scenario, "--example", "-o"])
+        .arg(to)
+        .assert()
 }
 
 #[test]
 fn devices_and_pipes_are_written_through_and_stay_what_they_are() {
     let dir = tempfile::tempdir().unwrap();
     let null = link(dir.path(), "null", "/dev/null");
-    doctor()
-        .args(["topo", "--example", "-o"])
-        .arg(&null)
-        .assert()
-        .success();
+    example_to("topo", &null).success();
     assert!(std::fs::symlink_metadata(&null).unwrap().is_symlink());
     assert!(
         std::fs::metadata("/dev/null")
@@ -54,11 +48,7 @@ fn devices_and_pipes_are_written_through_and_stay_what_they_are() {
 
     // -o through /dev/stdout: the report arrives on stdout, after the tables.
     let stdout = link(dir.path(), "stdout", "/dev/stdout");
-    let out = doctor()
-        .args(["topo", "--example", "-o"])
-        .arg(&stdout)
-        .assert()
-        .success();
+    let out = example_to("topo", &stdout).success();
     let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     assert!(text.contains("\"schema_version\": 1"), "{text}");
     assert!(std::fs::symlink_metadata(&stdout).unwrap().is_symlink());
@@ -76,11 +66,7 @@ fn devices_and_pipes_are_written_through_and_stay_what_they_are() {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
     };
-    doctor()
-        .args(["topo", "--example", "-o"])
-        .arg(&fifo)
-        .assert()
-        .success();
+    example_to("topo", &fifo).success();
     assert!(reader.join().unwrap().contains("\"scenario\": \"topo\""));
     assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
 }
@@ -94,11 +80,7 @@ fn what_cannot_take_a_report_is_refused_before_anything_runs() {
         (dangling.clone(), "a link to nothing"),
         (dir.path().join("no/such/dir/r.json"), "does not exist"),
     ] {
-        let a = doctor()
-            .args(["topo", "--example", "-o"])
-            .arg(&target)
-            .assert()
-            .code(2);
+        let a = example_to("topo", &target).code(2);
         let err = stderr_of(&a);
         assert!(err.contains(why), "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
@@ -113,11 +95,7 @@ fn an_existing_file_keeps_its_mode_its_links_and_the_link_to_it() {
     let file = dir.path().join("r.json");
     std::fs::write(&file, "old").unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o604)).unwrap();
-    doctor()
-        .args(["topo", "--example", "-o"])
-        .arg(&file)
-        .assert()
-        .success();
+    example_to("topo", &file).success();
     let m = std::fs::metadata(&file).unwrap();
     assert_eq!(m.mode() & 0o777, 0o604);
     assert!(std::fs::read_to_string(&file).unwrap().contains("\"topo\""));
@@ -126,11 +104,7 @@ fn an_existing_file_keeps_its_mode_its_links_and_the_link_to_it() {
     let other = dir.path().join("other-name.json");
     std::fs::hard_link(&file, &other).unwrap();
     let ino = m.ino();
-    doctor()
-        .args(["info", "--example", "-o"])
-        .arg(&file)
-        .assert()
-        .success();
+    example_to("info", &file).success();
     assert_eq!(std::fs::metadata(&file).unwrap().ino(), ino);
     assert!(
         std::fs::read_to_string(&other)
@@ -140,11 +114,7 @@ fn an_existing_file_keeps_its_mode_its_links_and_the_link_to_it() {
 
     // A link to a file: the file gets the report, the link stays a link.
     let l = link(dir.path(), "latest.json", "r.json");
-    doctor()
-        .args(["topo", "--example", "-o"])
-        .arg(&l)
-        .assert()
-        .success();
+    example_to("topo", &l).success();
     assert!(std::fs::symlink_metadata(&l).unwrap().is_symlink());
     assert!(std::fs::read_to_string(&file).unwrap().contains("\"topo\""));
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
@@ -246,12 +216,7 @@ fn write_errors_are_one_line_and_exit_2() {
             .write(true)
             .open("/dev/full")
             .unwrap();
-        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("gpu-doctor"))
-            .args(args)
-            .env_remove("RUST_BACKTRACE")
-            .stdout(full)
-            .output()
-            .unwrap();
+        let out = doctor().args(args).stdout(full).output().unwrap();
         let err = String::from_utf8(out.stderr).unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
@@ -260,16 +225,12 @@ fn write_errors_are_one_line_and_exit_2() {
     // -o on a full device.
     let dir = tempfile::tempdir().unwrap();
     let full = link(dir.path(), "full", "/dev/full");
-    let a = doctor()
-        .args(["topo", "--example", "-o"])
-        .arg(&full)
-        .assert()
-        .code(2);
+    let a = example_to("topo", &full).code(2);
     let err = stderr_of(&a);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("No space left"), "{err}");
     // A closed pipe is not an error: `gpu-doctor … | head -1`.
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("gpu-doctor"))
+    let mut child = doctor()
         .args(["schema"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -319,11 +280,7 @@ fn an_endless_or_oversized_input_fails_fast_with_exit_2() {
         assert!(started.elapsed() < std::time::Duration::from_secs(30));
     }
     doctor()
-        .args([
-            "compare",
-            "/dev/zero",
-            &fixture("h100-topo.json").display().to_string(),
-        ])
+        .args(["compare", "/dev/zero", &fixture("h100-topo.json")])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("larger than 64 MiB"));

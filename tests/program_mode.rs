@@ -3,13 +3,15 @@
 //! `cc` (tests/shim/fake_cuda.c) and a test program (tests/shim/cuda_prog.c) that reaches it
 //! through dlsym, cuGetProcAddress (legacy and per-thread stream) and direct linking.
 
+mod common;
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::CommandCargoExt;
+use common::{Ran, root, with_report};
 use gpu_doctor::report::{Report, Status, codes};
 use serde_json::Value;
 
@@ -25,49 +27,22 @@ fn shim_built() -> bool {
     ok
 }
 
-/// What one `gpu-doctor` run gave: its exit code, the report it wrote with `-o` (none when it
-/// stopped before one), and its output (the program's stdout passes through).
-struct Run {
-    code: i32,
-    report: Option<Report>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn report(&self) -> &Report {
-        self.report
-            .as_ref()
-            .unwrap_or_else(|| panic!("no report (exit {}): {}", self.code, self.stderr))
-    }
+/// The built gpu-doctor as program mode runs it: the program inherits its environment.
+fn gpu_doctor() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gpu-doctor"))
 }
 
 /// Runs `gpu-doctor --quiet --timeout TIMEOUT -o FILE ARGS…` with `env` added and reads the
 /// report back.
-fn doctor(timeout: &str, args: &[&str], env: &[(&str, &OsStr)]) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("r.json");
-    let mut cmd = Command::cargo_bin("gpu-doctor").unwrap();
-    cmd.args(["--quiet", "--timeout", timeout, "-o"])
-        .arg(&file)
-        .args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    let report = file.exists().then(|| {
-        gpu_doctor::output::parse_report(&std::fs::read_to_string(&file).unwrap()).unwrap()
-    });
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        report,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+fn doctor(timeout: &str, args: &[&str], env: &[(&str, &OsStr)]) -> Ran {
+    let mut cmd = gpu_doctor();
+    cmd.args(["--quiet", "--timeout", timeout])
+        .envs(env.iter().copied());
+    with_report(cmd, args)
 }
 
 /// `gpu-doctor inject oom --limit LIMIT [EXTRA…] -- sh -c SCRIPT`.
-fn oom_sh(timeout: &str, limit: &str, extra: &[&str], script: &str) -> Run {
+fn oom_sh(timeout: &str, limit: &str, extra: &[&str], script: &str) -> Ran {
     let mut args = vec!["inject", "oom", "--limit", limit];
     args.extend_from_slice(extra);
     args.extend(["--", "sh", "-c", script]);
@@ -217,11 +192,19 @@ struct Fake {
     service: PathBuf,
 }
 
+/// Runs the C compiler: false when there is none (the tests that need it are skipped). A
+/// source that does not compile fails the test: a broken test program must not skip them.
 fn cc(args: &[&str]) -> bool {
-    match Command::new("cc").args(args).status() {
-        Ok(s) => s.success(),
-        Err(_) => false,
-    }
+    let Ok(out) = Command::new("cc").args(args).output() else {
+        return false;
+    };
+    assert!(
+        out.status.success(),
+        "cc {}:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
 }
 
 /// Builds the fake driver and the test program once; None (test skipped) without a C compiler.
@@ -231,7 +214,7 @@ fn fake() -> Option<&'static Fake> {
         if !shim_built() {
             return None;
         }
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/shim");
+        let src = root().join("tests/shim");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let lib = d.join("lib");
@@ -240,7 +223,7 @@ fn fake() -> Option<&'static Fake> {
         std::fs::create_dir_all(&interposed).unwrap();
         let fake_c = src.join("fake_cuda.c");
         let prog_c = src.join("cuda_prog.c");
-        let gpu = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gpu");
+        let gpu = root().join("tests/gpu");
         let include = format!("-I{}", src.join("include").display());
         let link = format!("-L{}", lib.display());
         let s = |p: &Path| p.to_str().unwrap().to_string();
@@ -561,12 +544,11 @@ fn failpoint_nth_and_every_reach_the_program() {
 #[test]
 fn inject_error_cli_end_to_end() {
     let Some(f) = fake() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let report = dir.path().join("r.json");
-    let out = Command::cargo_bin("gpu-doctor")
-        .unwrap()
-        .env("LD_LIBRARY_PATH", &f.lib)
-        .args([
+    let mut cmd = gpu_doctor();
+    cmd.env("LD_LIBRARY_PATH", &f.lib);
+    let run = with_report(
+        cmd,
+        &[
             "inject",
             "error",
             "--call",
@@ -575,25 +557,21 @@ fn inject_error_cli_end_to_end() {
             "CUDA_ERROR_LAUNCH_FAILED",
             "--nth",
             "3",
-            "-o",
-        ])
-        .arg(&report)
-        .arg("--")
-        .arg(&f.prog)
-        .args(["proc", "legacy", "launch", "5"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "crashed, expected to survive: {stdout}"
+            "--",
+            f.prog.to_str().unwrap(),
+            "proc",
+            "legacy",
+            "launch",
+            "5",
+        ],
     );
+    let stdout = &run.stdout;
+    assert_eq!(run.code, 1, "crashed, expected to survive: {stdout}");
     assert!(
         stdout.contains("launch 3 failed: 719"),
         "the program's stdout passes through: {stdout}"
     );
-    let r = gpu_doctor::output::parse_report(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let r = run.report();
     assert_eq!(r.scenario, "inject error");
     assert_eq!(r.data["verdict"], "crashed");
     assert_eq!(r.data["exit"]["code"], 3);
@@ -601,11 +579,10 @@ fn inject_error_cli_end_to_end() {
     assert_eq!(r.data["injected"][0]["name"], "CUDA_ERROR_LAUNCH_FAILED");
     assert_eq!(r.data["injected"][0]["index"], 3);
     assert_eq!(r.data["calls"]["cuLaunchKernel"], 3);
-    assert!(has_code(&r, codes::FAULT_INJECTED));
+    assert!(has_code(r, codes::FAULT_INJECTED));
 
     // The same with --expect fail: the program did fail, so gpu-doctor passes.
-    let status = Command::cargo_bin("gpu-doctor")
-        .unwrap()
+    let status = gpu_doctor()
         .env("LD_LIBRARY_PATH", &f.lib)
         .args([
             "inject",
@@ -632,8 +609,7 @@ fn inject_error_cli_end_to_end() {
         ["--call", "cuDeviceGetName", "--code", "2"],
         ["--call", "cuLaunchKernel", "--code", "CUDA_ERROR_NOPE"],
     ] {
-        let out = Command::cargo_bin("gpu-doctor")
-            .unwrap()
+        let out = gpu_doctor()
             .args(["inject", "error"])
             .args(bad)
             .args(["--", "true"])
@@ -765,7 +741,7 @@ fn rtld_next_keeps_resolving_relative_to_the_caller() {
 // --- leak-check against the fake libcuda -----------------------------------------------------
 
 /// `gpu-doctor leak-check [FLAGS…] -- prog dlsym ARGS…` against the fake driver.
-fn leak_check(f: &Fake, flags: &[&str], args: &[&str]) -> Run {
+fn leak_check(f: &Fake, flags: &[&str], args: &[&str]) -> Ran {
     let env = [("LD_LIBRARY_PATH", f.lib.as_os_str())];
     let mut a = vec!["leak-check"];
     a.extend_from_slice(flags);

@@ -1,23 +1,16 @@
 //! Analysis and rendering on reports recorded on the test H100 (tests/fixtures/h100-*.json,
 //! unedited) and on copies derived from them by tests/fixtures/derive.py to simulate faults.
 
-use assert_cmd::Command;
+mod common;
+
+use assert_cmd::prelude::*;
+use common::{doctor, fixture, printed_report, root, stdout_of};
 use gpu_doctor::output::read_report;
 use gpu_doctor::report::{Report, Severity, Status, codes};
 
-fn path(name: &str) -> String {
-    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn fixture(name: &str) -> Report {
-    read_report(std::path::Path::new(&path(name))).unwrap()
-}
-
-fn doctor() -> Command {
-    let mut c = Command::cargo_bin("gpu-doctor").unwrap();
-    c.env("GPU_DOCTOR_LIBNVML", "/nonexistent/libnvidia-ml.so.1")
-        .env("GPU_DOCTOR_LIBCUDA", "/nonexistent/libcuda.so.1");
-    c
+/// The recorded report tests/fixtures/`name`.
+fn recorded(name: &str) -> Report {
+    read_report(std::path::Path::new(&fixture(name))).unwrap()
 }
 
 fn codes_of(findings: &[gpu_doctor::report::Finding]) -> Vec<String> {
@@ -29,7 +22,7 @@ fn codes_of(findings: &[gpu_doctor::report::Finding]) -> Vec<String> {
 
 #[test]
 fn oom_on_the_h100_reached_the_edge_and_survived() {
-    let r = fixture("h100-inject-oom.json");
+    let r = recorded("h100-inject-oom.json");
     let ratio = r.metrics["ratio"].value;
     assert!(ratio > 0.99 && ratio <= 1.0, "allocatable / free = {ratio}");
     let after: Vec<_> = r
@@ -42,20 +35,16 @@ fn oom_on_the_h100_reached_the_edge_and_survived() {
         "OOM is not sticky"
     );
     // The same run with the proofs failing (derived): OOM_STICKY and step mismatches.
-    let out = doctor()
-        .args([
+    let a = printed_report(
+        doctor().args([
             "inject",
             "oom",
             "--from",
-            &path("h100-inject-oom-derived-sticky.json"),
+            &fixture("h100-inject-oom-derived-sticky.json"),
             "--json",
-        ])
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let a = gpu_doctor::output::parse_report(&String::from_utf8(out).unwrap()).unwrap();
+        ]),
+        1,
+    );
     assert!(
         a.findings
             .iter()
@@ -66,7 +55,7 @@ fn oom_on_the_h100_reached_the_edge_and_survived() {
 
 #[test]
 fn sticky_errors_and_recovery_on_the_h100() {
-    let r = fixture("h100-inject-illegal-address.json");
+    let r = recorded("h100-inject-illegal-address.json");
     let answer = |prefix: &str| -> Vec<i64> {
         r.steps
             .iter()
@@ -94,7 +83,7 @@ fn undefined_calls_that_crashed_are_answers_not_failures() {
         "h100-inject-ctx-destroy.json",
         "h100-inject-stream-misuse.json",
     ] {
-        let r = fixture(name);
+        let r = recorded(name);
         let crashed: Vec<_> = r
             .steps
             .iter()
@@ -121,7 +110,7 @@ fn undefined_calls_that_crashed_are_answers_not_failures() {
 
 #[test]
 fn missing_event_reads_stale_data_and_the_event_fixes_it() {
-    let r = fixture("h100-inject-stream-misuse.json");
+    let r = recorded("h100-inject-stream-misuse.json");
     assert!(r.metrics["stale_reads"].value > 0.0);
     assert_eq!(r.metrics["stale_reads_with_event"].value, 0.0);
     let f = r
@@ -134,37 +123,31 @@ fn missing_event_reads_stale_data_and_the_event_fixes_it() {
 
 #[test]
 fn bandwidth_reanalysis_of_the_h100_passes_and_gen4_rates_fail() {
-    let out = doctor()
-        .args([
+    let r: serde_json::Value = serde_json::from_str(&stdout_of(
+        doctor().args([
             "bandwidth",
             "--from",
-            &path("h100-bandwidth.json"),
+            &fixture("h100-bandwidth.json"),
             "--json",
-        ])
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
-    let r: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        ]),
+        0,
+    ))
+    .unwrap();
     let h2d = r["metrics"]["h2d_pinned_gbps"]["value"].as_f64().unwrap();
     assert!(
         h2d > 48.0,
         "Gen5 x16 pinned H2D {h2d} GB/s (Azure's H100 floor is 48)"
     );
-    let out = doctor()
-        .args([
+    let r: serde_json::Value = serde_json::from_str(&stdout_of(
+        doctor().args([
             "bandwidth",
             "--from",
-            &path("h100-bandwidth-derived-gen4-rates.json"),
+            &fixture("h100-bandwidth-derived-gen4-rates.json"),
             "--json",
-        ])
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let r: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        ]),
+        1,
+    ))
+    .unwrap();
     let low: Vec<&serde_json::Value> = r["findings"]
         .as_array()
         .unwrap()
@@ -187,7 +170,7 @@ fn bandwidth_reanalysis_of_the_h100_passes_and_gen4_rates_fail() {
         .args([
             "bandwidth",
             "--from",
-            &path("h100-bandwidth.json"),
+            &fixture("h100-bandwidth.json"),
             "--min-h2d-gbps",
             "60",
         ])
@@ -201,67 +184,55 @@ fn compare_of_real_suite_reports() {
     doctor()
         .args([
             "compare",
-            &path("h100-suite-ci.json"),
-            &path("h100-suite-ci.json"),
+            &fixture("h100-suite-ci.json"),
+            &fixture("h100-suite-ci.json"),
         ])
         .assert()
         .code(0);
     // The derived regression: metric -20%, a new failing finding, pass -> fail.
-    let out = doctor()
-        .args([
+    let text = stdout_of(
+        doctor().args([
             "compare",
-            &path("h100-suite-ci.json"),
-            &path("h100-suite-ci-derived-regressed.json"),
+            &fixture("h100-suite-ci.json"),
+            &fixture("h100-suite-ci-derived-regressed.json"),
             "--json",
-        ])
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let text = String::from_utf8(out).unwrap();
+        ]),
+        1,
+    );
     for needle in ["h2d_pinned_gbps", "PCIE_WIDTH_DEGRADED", "OOM_STICKY"] {
         assert!(text.contains(needle), "{needle} in the comparison");
     }
     // A looser tolerance for that metric hides only the metric regression.
-    let out = doctor()
-        .args([
+    let md = stdout_of(
+        doctor().args([
             "compare",
-            &path("h100-suite-ci.json"),
-            &path("h100-suite-ci-derived-regressed.json"),
+            &fixture("h100-suite-ci.json"),
+            &fixture("h100-suite-ci-derived-regressed.json"),
             "--tol",
             "h2d_pinned_gbps=25%",
             "--format",
             "markdown",
-        ])
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let md = String::from_utf8(out).unwrap();
+        ]),
+        1,
+    );
     assert!(md.contains("OOM_STICKY") && !md.contains("REGRESSED | h2d_pinned_gbps"));
     // JUnit output is well-formed enough to hold one testsuite with failures.
-    let out = doctor()
-        .args([
+    let xml = stdout_of(
+        doctor().args([
             "compare",
-            &path("h100-suite-ci.json"),
-            &path("h100-suite-ci-derived-regressed.json"),
+            &fixture("h100-suite-ci.json"),
+            &fixture("h100-suite-ci-derived-regressed.json"),
             "--format",
             "junit",
-        ])
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let xml = String::from_utf8(out).unwrap();
+        ]),
+        1,
+    );
     assert!(xml.starts_with("<?xml") && xml.contains("<testsuite") && xml.contains("<failure"));
 }
 
 #[test]
 fn recorded_suites_ran_every_scenario_in_order() {
-    let r = fixture("h100-suite-quick.json");
+    let r = recorded("h100-suite-quick.json");
     let names: Vec<&str> = r.reports.iter().map(|x| x.scenario.as_str()).collect();
     assert_eq!(
         names,
@@ -280,20 +251,20 @@ fn recorded_suites_ran_every_scenario_in_order() {
         "quick suite under 30 s: {} ms",
         r.duration_ms
     );
-    let all = fixture("h100-inject-all.json");
+    let all = recorded("h100-inject-all.json");
     assert!(all.duration_ms < 30_000.0 && all.status == Status::Pass);
 }
 
 #[test]
 fn recorded_program_mode_reports() {
-    let oom = fixture("h100-shim-torch-oom.json");
+    let oom = recorded("h100-shim-torch-oom.json");
     assert_eq!(oom.status, Status::Pass);
     let found = codes_of(&oom.findings);
     assert!(
         found.contains(&codes::FAULT_INJECTED.to_string())
             && found.contains(&codes::PROGRAM_SURVIVED.to_string())
     );
-    let trace = fixture("h100-shim-trace-ctx-hop.json");
+    let trace = recorded("h100-shim-trace-ctx-hop.json");
     let unbound = trace
         .findings
         .iter()
@@ -308,19 +279,16 @@ fn recorded_program_mode_reports() {
 
 #[test]
 fn two_gpu_h200_peer_bandwidth_and_device_mixup() {
-    let out = doctor()
-        .args([
+    let r: serde_json::Value = serde_json::from_str(&stdout_of(
+        doctor().args([
             "bandwidth",
             "--from",
-            &path("h200x2-bandwidth.json"),
+            &fixture("h200x2-bandwidth.json"),
             "--json",
-        ])
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
-    let r: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        ]),
+        0,
+    ))
+    .unwrap();
     let m = &r["metrics"];
     let p2p = m["p2p_0_1_gbps"]["value"].as_f64().unwrap();
     let staged = m["p2p_staged_0_1_gbps"]["value"].as_f64().unwrap();
@@ -333,7 +301,7 @@ fn two_gpu_h200_peer_bandwidth_and_device_mixup() {
         m["h2d_pinned_gbps.gpu1"]["value"].as_f64().unwrap() > 48.0,
         "per-GPU metrics carry .gpu<N>"
     );
-    let t = fixture("h200x2-trace-ctx-device-mixup.json");
+    let t = recorded("h200x2-trace-ctx-device-mixup.json");
     let mix = t
         .findings
         .iter()
@@ -349,7 +317,7 @@ fn two_gpu_h200_peer_bandwidth_and_device_mixup() {
 #[test]
 fn ctrl_c_during_a_hold_freed_the_memory_and_marked_the_report() {
     // Recorded by tests/gpu/interrupt.sh: inject oom --fraction 0.9 --hold 60s, SIGINT after 3 s.
-    let r = fixture("h100-inject-oom-interrupted.json");
+    let r = recorded("h100-inject-oom-interrupted.json");
     assert!(r.interrupted);
     assert!(r.findings.iter().any(|f| f.code == codes::INTERRUPTED));
     let m = &r.data["facts"]["memory"];
@@ -364,7 +332,7 @@ fn ctrl_c_during_a_hold_freed_the_memory_and_marked_the_report() {
 #[test]
 fn oom_on_the_h200_reaches_the_edge_past_the_total_memory_guard() {
     // 140 GiB: the last 1 GiB chunks would cross the GPU's total; the fill narrows them.
-    let r = fixture("h200-inject-oom.json");
+    let r = recorded("h200-inject-oom.json");
     assert_eq!(r.status, Status::Pass);
     assert_eq!(r.data["facts"]["stopped_by"], "oom");
     assert!(
@@ -372,25 +340,22 @@ fn oom_on_the_h200_reaches_the_edge_past_the_total_memory_guard() {
         "{}",
         r.metrics["ratio"].value
     );
-    let q = fixture("h200-suite-quick.json");
+    let q = recorded("h200-suite-quick.json");
     assert!(q.reports.iter().all(|x| x.status == Status::Pass));
 }
 
 #[test]
 fn the_full_suite_ran_every_scenario_on_the_h200x2() {
-    let r = fixture("h200x2-suite-full.json");
+    let r = recorded("h200x2-suite-full.json");
     assert_eq!(r.status, Status::Pass);
     let ran: Vec<&str> = r.reports.iter().map(|x| x.scenario.as_str()).collect();
     // What scenarios/full.toml lists today (it names every scenario but program modes).
-    let out = doctor()
-        .args(["run", "--check", "scenarios/full.toml", "--json"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
-    let plan = gpu_doctor::output::parse_report(&String::from_utf8(out).unwrap()).unwrap();
+    let plan = printed_report(
+        doctor()
+            .args(["run", "--check", "scenarios/full.toml", "--json"])
+            .current_dir(root()),
+        0,
+    );
     for s in &plan.reports {
         assert!(
             ran.contains(&s.scenario.as_str()),

@@ -7,22 +7,21 @@
 //! it stays drained, and with --resume it is returned; a reason someone else wrote is left
 //! alone; a job runs through the shipped Prolog and Epilog. Every wait is bounded.
 
+mod common;
+
 use std::io::Write;
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{free_port, need, repo_arg, root, within};
+
 /// The replayed machine (one constant, to switch to a recorded one).
-const SNAPSHOT: &str = "tests/nvml/synthetic-2gpu.nvml.json";
+const SNAPSHOT: &str = common::SYNTHETIC_SNAPSHOT;
 const NODE: &str = "gdnode1";
 /// How long one expected state may take to appear (the health check runs every 2 s).
 const WAIT: Duration = Duration::from_secs(40);
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// The daemons of the test cluster; dropping it stops them (by pid) and keeps their logs for
 /// a failure message.
@@ -93,10 +92,9 @@ impl Cluster {
 
     /// The replayed machine's faults and extra flags for the next health checks.
     fn set_case(&self, faults: &[&str], health_args: &str) {
-        let global: Vec<String> =
-            std::iter::once(format!("--replay {}", root().join(SNAPSHOT).display()))
-                .chain(faults.iter().map(|f| format!("--fault {f}")))
-                .collect();
+        let global: Vec<String> = std::iter::once(format!("--replay {}", repo_arg(SNAPSHOT)))
+            .chain(faults.iter().map(|f| format!("--fault {f}")))
+            .collect();
         std::fs::write(
             self.path("gpu-doctor.env"),
             format!(
@@ -156,14 +154,6 @@ impl Cluster {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn short_hostname() -> String {
     let out = Command::new("hostname").arg("-s").output().unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
@@ -185,29 +175,19 @@ fn spawn(cmd: &mut Command, log: &Path) -> Child {
 }
 
 /// Waits (bounded) until `f` holds.
-fn until(what: &str, limit: Duration, f: impl Fn() -> bool) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    eprintln!("{what}: not within {} s", limit.as_secs());
-    false
+fn until(limit: Duration, f: impl Fn() -> bool) -> bool {
+    within(limit, || f().then_some(())).is_some()
 }
 
 fn start() -> Cluster {
-    for tool in ["munged", "slurmctld", "slurmd", "scontrol", "srun"] {
-        assert!(
-            Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .output()
-                .unwrap()
-                .status
-                .success(),
-            "{tool} is needed: apt-get install slurmctld slurmd slurm-client munge (as .ci/run does)"
-        );
+    for (tool, package) in [
+        ("munged", "munge"),
+        ("slurmctld", "slurmctld"),
+        ("slurmd", "slurmd"),
+        ("scontrol", "slurm-client"),
+        ("srun", "slurm-client"),
+    ] {
+        need(tool, package);
     }
     // SAFETY-free check of root: slurmd and munged run as root here, as on a cluster node.
     let uid = Command::new("id").arg("-u").output().unwrap();
@@ -250,8 +230,7 @@ fn start() -> Cluster {
     );
     cluster.daemons.push(("munged", munged));
     assert!(
-        until("munged's socket", Duration::from_secs(10), || socket
-            .exists()),
+        until(Duration::from_secs(10), || socket.exists()),
         "munged did not start: {}",
         std::fs::read_to_string(p("munged.out")).unwrap_or_default()
     );
@@ -342,7 +321,7 @@ fn start() -> Cluster {
         &p("slurmctld.out"),
     );
     cluster.daemons.push(("slurmctld", ctld));
-    let ready = until("slurmctld", Duration::from_secs(20), || {
+    let ready = until(Duration::from_secs(20), || {
         Command::new("scontrol")
             .env("SLURM_CONF", p("slurm.conf"))
             .arg("ping")
@@ -401,7 +380,7 @@ fn slurm_drains_an_unhealthy_node_with_gpu_doctors_reason_and_leaves_others_reas
         c.logs()
     );
     // The Epilog may still run after srun returns.
-    let ran = until("the Epilog's report", Duration::from_secs(20), || {
+    let ran = until(Duration::from_secs(20), || {
         c.path("reports/epilog.json").exists()
     });
     let jobs = std::fs::read_to_string(c.path("jobs.log")).unwrap_or_default();

@@ -3,26 +3,20 @@
 //! copies of it and on a suite report holding it. The analysis and the Chrome-trace export of
 //! the fixture are checked in the crate (src/tests/trace_ctx.rs).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+use assert_cmd::prelude::*;
+use common::{doctor, printed_report, root};
 use gpu_doctor::report::{Code, Report, Severity, Status, codes};
 use serde_json::Value;
 
 const FIXTURE: &str = "tests/fixtures/h100-trace-ctx.json";
 
-fn bin() -> Command {
-    let mut c = Command::cargo_bin("gpu-doctor").unwrap();
-    // Never touch a real driver from these tests.
-    c.env("GPU_DOCTOR_LIBCUDA", "/nonexistent/libcuda.so.1")
-        .env("GPU_DOCTOR_LIBNVML", "/nonexistent/libnvidia-ml.so.1");
-    c
-}
-
 /// The recorded report.
 fn fixture() -> Report {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE);
-    gpu_doctor::output::read_report(&path).expect("fixture parses")
+    gpu_doctor::output::read_report(&root().join(FIXTURE)).expect("fixture parses")
 }
 
 fn write(dir: &Path, name: &str, r: &Report) -> PathBuf {
@@ -33,29 +27,29 @@ fn write(dir: &Path, name: &str, r: &Report) -> PathBuf {
 
 /// `gpu-doctor trace ctx --json --from PATH`: the report, once the exit code is `code`.
 fn from(path: &Path, code: i32) -> Report {
-    let out = bin()
-        .args(["trace", "ctx", "--json", "--from"])
-        .arg(path)
-        .assert()
-        .code(code)
-        .get_output()
-        .stdout
-        .clone();
-    gpu_doctor::output::parse_report(&String::from_utf8(out).unwrap()).unwrap()
+    printed_report(
+        doctor()
+            .args(["trace", "ctx", "--json", "--from"])
+            .arg(path),
+        code,
+    )
 }
 
 #[test]
 fn bad_parameters_are_usage_errors_before_any_driver() {
-    bin()
+    doctor()
         .args(["trace", "ctx", "--threads", "1"])
         .assert()
         .code(2);
-    bin()
+    doctor()
         .args(["trace", "ctx", "--tasks", "0"])
         .assert()
         .code(2);
-    bin().args(["trace", "ctx", "no-such-sub"]).assert().code(2);
-    bin()
+    doctor()
+        .args(["trace", "ctx", "no-such-sub"])
+        .assert()
+        .code(2);
+    doctor()
         .args(["trace", "ctx", "--chrome-trace", "/nonexistent/dir/t.json"])
         .assert()
         .code(2);
@@ -63,7 +57,10 @@ fn bad_parameters_are_usage_errors_before_any_driver() {
 
 #[test]
 fn live_run_without_a_driver_cannot_run_here() {
-    bin().args(["trace", "ctx", "thread-hop"]).assert().code(3);
+    doctor()
+        .args(["trace", "ctx", "thread-hop"])
+        .assert()
+        .code(3);
 }
 
 #[test]
@@ -74,7 +71,7 @@ fn from_a_report_of_another_scenario_is_an_input_error() {
         "topo.json",
         &Report::begin("topo", serde_json::json!({})),
     );
-    bin()
+    doctor()
         .args(["trace", "ctx", "--from"])
         .arg(&p)
         .assert()
@@ -87,8 +84,8 @@ fn fixture_from_reproduces_the_recorded_verdict_and_writes_a_chrome_trace() {
     let r = fixture();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("t.json");
-    let rep = {
-        let stdout = bin()
+    let rep = printed_report(
+        doctor()
             .args([
                 "trace",
                 "ctx",
@@ -98,14 +95,9 @@ fn fixture_from_reproduces_the_recorded_verdict_and_writes_a_chrome_trace() {
                 "--chrome-trace",
             ])
             .arg(&out)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .assert()
-            .code(0)
-            .get_output()
-            .stdout
-            .clone();
-        gpu_doctor::output::parse_report(&String::from_utf8(stdout).unwrap()).unwrap()
-    };
+            .current_dir(root()),
+        0,
+    );
     assert_eq!(rep.status, Status::Pass);
     let codes = |r: &Report| {
         let mut c: Vec<String> = r.findings.iter().map(|f| f.code.clone()).collect();

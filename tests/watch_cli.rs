@@ -2,11 +2,13 @@
 //! whose event log and final report hold the XID and the findings, lines without a terminal,
 //! Ctrl-C as the normal end, a GPU lost while the other keeps being read, `--from`.
 
+mod common;
 mod live_support;
 
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::*;
 use gpu_doctor::output::parse_report;
 use gpu_doctor::report::{Report, Severity, Status};
 use live_support::*;
@@ -15,35 +17,22 @@ use serde_json::Value;
 /// Runs `watch` with `faults` and `args` (JSON lines), returns its exit code, the lines and the
 /// report it wrote with -o.
 fn watch_json(faults: &[&str], args: &[&str]) -> (i32, Vec<Value>, Report) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("watch.json");
     let mut cmd = doctor();
     cmd.args(["--replay", &snapshot()]);
     for f in faults {
         cmd.args(["--fault", f]);
     }
-    let out = cmd
-        .arg("watch")
-        .args(args)
-        .arg("--json")
-        .arg("-o")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<Value> = text
+    cmd.arg("watch").args(args).arg("--json");
+    let ran = with_report(cmd, &[]);
+    let lines: Vec<Value> = ran
+        .stdout
         .lines()
         .map(|l| {
             serde_json::from_str(l)
                 .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {l}"))
         })
         .collect();
-    let report =
-        parse_report(&std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!("no report ({e}): {}", String::from_utf8_lossy(&out.stderr))
-        }))
-        .unwrap();
-    (out.status.code().unwrap(), lines, report)
+    (ran.code, lines, ran.report().clone())
 }
 
 fn finding<'a>(r: &'a Report, code: &str) -> &'a gpu_doctor::report::Finding {

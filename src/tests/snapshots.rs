@@ -8,7 +8,7 @@ use crate::render::style::Style;
 use crate::report::Report;
 use crate::scenarios::render_report;
 
-use super::fixtures::fixture_paths;
+use super::fixtures::{fixture_paths, fixtures_dir};
 
 const WIDTH: usize = 80;
 
@@ -92,11 +92,7 @@ fn every_table_of_every_fixture_fits_80_columns() {
 
 #[test]
 fn text_from_reports_cannot_drive_the_terminal() {
-    let path = fixture_paths()
-        .into_iter()
-        .find(|p| p.ends_with("h100-topo.json"))
-        .unwrap();
-    let mut report = read_report(&path).unwrap();
+    let mut report = read_report(&fixtures_dir().join("h100-topo.json")).unwrap();
     let hostile = "\u{1b}[2J\u{1b}]0;owned\u{7}evil\u{202e}gpj.exe\u{9b}31m";
     report.findings.push(
         crate::report::Finding::new(

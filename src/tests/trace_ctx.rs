@@ -4,7 +4,7 @@
 //! line and `--from` on altered copies are tested through the binary in tests/trace_ctx.rs.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::analyze::trace_ctx::{self as a, TraceData};
@@ -14,7 +14,7 @@ use crate::render::chrome_trace;
 use crate::report::{Report, Status};
 
 fn fixture_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/h100-trace-ctx.json")
+    super::fixtures::fixtures_dir().join("h100-trace-ctx.json")
 }
 
 /// The recorded report and its trace data.

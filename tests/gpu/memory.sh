@@ -21,9 +21,9 @@ OUT=$(realpath "$OUT")
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-FAILED=0
-pass() { echo "PASS  $*"; }
-fail() { echo "FAIL  $*"; FAILED=1; }
+# FAILED, pass, fail, check
+# shellcheck source-path=SCRIPTDIR source=lib/check.bash
+. "$HERE/lib/check.bash"
 skip() { echo "SKIP  $*"; }
 export PATH="$PATH:/usr/local/cuda/bin"
 # NVML's index is CUDA's ordinal: the OOM estimate needs it (docs/memory.md).
@@ -36,38 +36,6 @@ GPU=${GPU:-gpu}
 CUDA_INC=$(dirname "$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")")/include
 gcc -g -O0 -o "$WORK/leak3" "$HERE/leak3.c" -I"$CUDA_INC" -lcuda || fail "gcc leak3.c"
 gcc -g -O2 -o "$WORK/service" "$HERE/service.c" -I"$CUDA_INC" -lcuda || fail "gcc service.c"
-
-# check NAME REPORT EXPECTED_EXIT ACTUAL_EXIT PYTHON_ASSERTIONS LOG (r = report, d = data,
-# l = data.leaks, codes, out = the program's output)
-check() {
-    local name=$1 report=$2 want=$3 got=$4 asserts=$5 log=$6
-    if [ "$got" != "$want" ]; then
-        fail "$name: gpu-doctor exit $got, expected $want"; sed 's/^/      /' "$log" | tail -25; return
-    fi
-    if python3 - "$report" "$log" <<PY
-import json, sys
-r = json.load(open(sys.argv[1]))
-out = open(sys.argv[2], errors="replace").read()
-d = r["data"]
-l = d.get("leaks") or {}
-codes = [f["code"] for f in r["findings"]]
-def note(msg):
-    print("      note: " + msg)
-def fail(msg):
-    print("      " + msg)
-    print("      findings:", [(f["code"], f["message"][:200]) for f in r["findings"]])
-    print("      summary:", json.dumps(l.get("summary", {}))[:800])
-    print("      sites:", json.dumps([(s["site"], s["bytes"], s["allocations"]) for s in l.get("sites", [])])[:800])
-    sys.exit(1)
-try:
-$asserts
-except AssertionError as e:
-    fail("assertion failed: %s" % e)
-except (KeyError, IndexError, TypeError) as e:
-    fail("missing field: %r" % e)
-PY
-    then pass "$name"; else fail "$name"; fi
-}
 
 # 1. A C program that leaks 3 buffers at 2 call sites: all caught, the right sites and bytes.
 "$BIN" leak-check -q -o "$OUT/$GPU-leak-check.json" -- "$WORK/leak3" > "$WORK/log" 2>&1

@@ -11,41 +11,13 @@ mkdir -p "$OUT"
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-FAILED=0
-pass() { echo "PASS  $*"; }
-fail() { echo "FAIL  $*"; FAILED=1; }
+# FAILED, pass, fail, check
+# shellcheck source-path=SCRIPTDIR source=lib/check.bash
+. "$HERE/lib/check.bash"
 
 CUDA_INC=$(dirname "$(dirname "$(command -v nvcc)")")/include
 nvcc -O2 -o "$WORK/shim_launch" "$HERE/shim_launch.cu" -lcuda || fail "nvcc shim_launch.cu"
 gcc -O2 -o "$WORK/ctx_hop" "$HERE/ctx_hop.c" -I"$CUDA_INC" -lcuda -lpthread || fail "gcc ctx_hop.c"
-
-# check NAME REPORT EXPECTED_EXIT ACTUAL_EXIT PYTHON_ASSERTIONS (r = report dict, out = stdout)
-check() {
-    local name=$1 report=$2 want=$3 got=$4 asserts=$5 log=$6
-    if [ "$got" != "$want" ]; then
-        fail "$name: gpu-doctor exit $got, expected $want"; sed 's/^/      /' "$log" | tail -25; return
-    fi
-    if python3 - "$report" "$log" <<PY
-import json, sys
-r = json.load(open(sys.argv[1]))
-out = open(sys.argv[2], errors="replace").read()
-d = r["data"]
-codes = [f["code"] for f in r["findings"]]
-def fail(msg):
-    print("      " + msg)
-    print("      findings:", [(f["code"], f["message"][:160]) for f in r["findings"]])
-    print("      shim:", json.dumps(d.get("shim", {}))[:600])
-    print("      calls:", json.dumps(d.get("calls", {}))[:600])
-    sys.exit(1)
-try:
-$asserts
-except AssertionError as e:
-    fail("assertion failed: %s" % e)
-except (KeyError, IndexError, TypeError) as e:
-    fail("missing field: %r" % e)
-PY
-    then pass "$name"; else fail "$name"; fi
-}
 
 # Which launch entry point does a runtime-API program use? (cuLaunchKernel or cuLaunchKernelEx)
 launch_call() {

@@ -1,77 +1,20 @@
-//! What the live tests (watch, exporter) share: the replayed machine, gpu-doctor started as a
-//! child that is killed when the test ends, a plain HTTP GET on loopback, bounded waits.
+//! What the live tests (watch, exporter) share besides tests/common: the replayed machine,
+//! the exporter started on a free loopback port, a plain HTTP GET on loopback, the samples of
+//! an exposition. A test crate that uses it also declares `mod common;`.
+// Each test crate includes this module and uses a part of it.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::common::{RECORDED_SNAPSHOT, Running, doctor, repo_arg};
+
 /// The machine the live tests replay: the NVML snapshot recorded on the 2×H200 host.
-pub const SNAPSHOT: &str = "tests/fixtures/h200x2.nvml.json";
-
 pub fn snapshot() -> String {
-    format!("{}/{SNAPSHOT}", env!("CARGO_MANIFEST_DIR"))
-}
-
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// gpu-doctor with no real driver within reach.
-pub fn doctor() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_gpu-doctor"));
-    c.env("GPU_DOCTOR_LIBCUDA", "/nonexistent/libcuda.so.1")
-        .env_remove("GPU_DOCTOR_LIBNVML")
-        .env_remove("NO_COLOR");
-    c
-}
-
-/// A child process killed (and reaped) when dropped: a failing test leaves nothing running.
-pub struct Running {
-    pub child: Child,
-    pub what: String,
-}
-
-impl Running {
-    pub fn spawn(mut cmd: Command, what: &str) -> Running {
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        Running {
-            child,
-            what: what.into(),
-        }
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// Waits up to `limit` for it to exit; its exit code.
-    pub fn wait_for_exit(&mut self, limit: Duration) -> i32 {
-        let end = Instant::now() + limit;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s.code().unwrap_or(-1);
-            }
-            assert!(
-                Instant::now() < end,
-                "{} did not exit within {limit:?}",
-                self.what
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    repo_arg(RECORDED_SNAPSHOT)
 }
 
 /// Starts the exporter with `args` before the command (`--replay`, `--fault`), listening on a
@@ -165,41 +108,6 @@ pub fn get(addr: &str, path: &str, accept: Option<&str>) -> Http {
         headers,
         body: body.to_string(),
     }
-}
-
-/// Calls `f` every 200 ms until it returns Some or `limit` passes.
-pub fn poll<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// A program the test needs, or a failure that says how to get it.
-pub fn need(program: &str, package: &str) {
-    let found = Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    assert!(
-        found,
-        "`{program}` is needed by this test: install the Debian package `{package}` (.ci/run does)"
-    );
-}
-
-/// A loopback port free right now (for a server that takes its port as a flag).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The sample lines of an exposition whose name and labels start with `prefix`.
