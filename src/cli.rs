@@ -141,7 +141,7 @@ impl GlobalOpts {
         let style = if self.markdown {
             Style::markdown()
         } else {
-            Style::terminal(self.color()).with_width(Some(output_width()))
+            Style::terminal(self.color()).with_width(Some(crate::render::style::output_width()))
         };
         style.with_verbose(self.verbose)
     }
@@ -155,24 +155,6 @@ impl GlobalOpts {
             stream: false,
         }
     }
-}
-
-/// Columns of the terminal on stdout; when stdout is not a terminal, `COLUMNS`; else
-/// [`crate::render::style::DEFAULT_WIDTH`].
-pub fn output_width() -> usize {
-    use std::io::IsTerminal;
-    let from_env = || {
-        std::env::var("COLUMNS")
-            .ok()
-            .and_then(|c| c.trim().parse::<usize>().ok())
-            .filter(|&c| c > 0)
-    };
-    let tty = std::io::stdout()
-        .is_terminal()
-        .then(crate::render::style::terminal_columns)
-        .flatten();
-    tty.or_else(from_env)
-        .unwrap_or(crate::render::style::DEFAULT_WIDTH)
 }
 
 /// A `--device` entry: an NVML index or a GPU/MIG UUID (whether it exists is checked later).

@@ -222,7 +222,8 @@ pub fn event_line(e: &LiveEvent) -> String {
     let what = match &e.kind {
         LiveEventKind::Xid { xid: Some(x) } => {
             let info = xid::lookup(*x);
-            format!("XID {x}: {} -> {}", info.meaning, info.action.as_str())
+            // The action first: a line cut or wrapped to the width keeps what to do.
+            format!("XID {x} -> {}: {}", info.action.as_str(), info.meaning)
         }
         LiveEventKind::Xid { xid: None } => "an XID NVML could not name".into(),
         LiveEventKind::DoubleBitEcc => "double-bit ECC error".into(),
@@ -680,7 +681,7 @@ mod tests {
         let l = event_line(&e);
         assert!(
             l.starts_with(
-                "00:00:00.123 GPU 1 XID 79: the GPU has fallen off the bus -> reboot_node"
+                "00:00:00.123 GPU 1 XID 79 -> reboot_node: the GPU has fallen off the bus"
             ),
             "{l}"
         );

@@ -25,6 +25,23 @@ pub fn terminal_columns() -> Option<usize> {
     (rc == 0 && ws.ws_col > 0).then_some(usize::from(ws.ws_col))
 }
 
+/// Columns output is designed for: the terminal's on stdout; when stdout is not a terminal,
+/// `COLUMNS`; else [`DEFAULT_WIDTH`].
+pub fn output_width() -> usize {
+    use std::io::IsTerminal;
+    let from_env = || {
+        std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.trim().parse::<usize>().ok())
+            .filter(|&c| c > 0)
+    };
+    let tty = std::io::stdout()
+        .is_terminal()
+        .then(terminal_columns)
+        .flatten();
+    tty.or_else(from_env).unwrap_or(DEFAULT_WIDTH)
+}
+
 /// Styling choices for one rendering.
 #[derive(Clone, Copy, Debug)]
 pub struct Style {

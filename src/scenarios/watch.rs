@@ -158,6 +158,8 @@ enum Mode {
 struct Output {
     mode: Mode,
     title: String,
+    /// Columns of the lines mode (the live view asks the terminal at each redraw).
+    width: usize,
     log: Vec<String>,
     drawn: usize,
     readings: Vec<LiveGpu>,
@@ -190,9 +192,8 @@ impl Output {
                 .to_line(),
             ),
             Mode::Lines => self.write(&format!(
-                "{}\n{:<13}{}\n",
-                self.title,
-                "time",
+                "{}\n{}\n",
+                crate::render::text::wrap(&self.title, Some(self.width), 4),
                 render::header()
             )),
             Mode::Terminal | Mode::Quiet => {}
@@ -201,7 +202,11 @@ impl Output {
 
     fn log(&mut self, line: String) {
         match self.mode {
-            Mode::Lines => self.write(&format!("{line}\n")),
+            // Wrapped, not cut: a log keeps every word.
+            Mode::Lines => self.write(&format!(
+                "{}\n",
+                crate::render::text::wrap(&line, Some(self.width), 4)
+            )),
             Mode::Terminal => {
                 self.log.push(line);
                 if self.log.len() > LOG_LINES * 10 {
@@ -247,12 +252,12 @@ impl Output {
                 );
             }
             Mode::Lines => {
-                let clock = render::clock(at_unix_ms);
-                let mut text = String::new();
+                // The time on a line of its own: a row and a time side by side pass 80 columns.
+                let mut text = format!("{}\n", render::clock(at_unix_ms));
                 for (r, rate) in self.readings.iter().zip(&self.rates) {
                     let mine: Vec<&Condition> =
                         held.iter().filter(|c| c.gpu == Some(r.index)).collect();
-                    text.push_str(&format!("{clock} {}\n", render::gpu_row(r, *rate, &mine)));
+                    text.push_str(&format!("{}\n", render::gpu_row(r, *rate, &mine)));
                     // Details only when they change: a log does not repeat itself.
                     let items = render::gpu_details(r);
                     let before = self.details.iter().position(|(g, _)| *g == r.index);
@@ -337,6 +342,7 @@ fn watch_loop(
                 .map(|f| format!(" for {f}"))
                 .unwrap_or_default()
         ),
+        width: crate::render::style::output_width(),
         log: Vec::new(),
         drawn: 0,
         readings: Vec::new(),
