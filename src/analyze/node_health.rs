@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::facts::gpu_check::GpuCheckRun;
-use crate::report::{Better, Finding, Metric, MetricKind, Severity, codes};
+use crate::report::{Better, Finding, Metric, MetricKind, Report, Severity, codes};
 
 /// The driver did not load where GPUs are expected.
 pub fn driver_not_loaded(why: &str, expected: u32) -> Finding {
@@ -148,6 +148,47 @@ const NODE_FIRST: &[&str] = &[
 
 /// The finding that speaks for the node: the most severe, and among those the first of
 /// [`NODE_FIRST`], else the first reported. None when there is no finding above info.
+/// `--thorough`'s findings and metrics: each GPU's `inject oom` report (its warnings and
+/// failures, its metrics prefixed `oom_` with the GPU when there are several) and the parts
+/// that could not run.
+pub fn thorough(oom: &[Report], skipped: &[String]) -> (Vec<Finding>, BTreeMap<String, Metric>) {
+    let mut findings = Vec::new();
+    let mut metrics = BTreeMap::new();
+    let several = oom.len() > 1;
+    for r in oom {
+        let gpu = r.devices.first().map(|d| d.index);
+        if let Some(why) = r.data.get("skipped_reason").and_then(|v| v.as_str()) {
+            findings.push(Finding::new(
+                Severity::Warn,
+                codes::GPU_CHECK_UNAVAILABLE,
+                format!("--thorough: inject oom could not run: {why}"),
+            ));
+            continue;
+        }
+        findings.extend(
+            r.findings
+                .iter()
+                .filter(|f| f.severity > Severity::Info)
+                .cloned(),
+        );
+        for (name, m) in &r.metrics {
+            let suffix = match (several, gpu) {
+                (true, Some(i)) => format!(".gpu{i}"),
+                _ => String::new(),
+            };
+            metrics.insert(format!("oom_{name}{suffix}"), m.clone());
+        }
+    }
+    for why in skipped {
+        findings.push(Finding::new(
+            Severity::Warn,
+            codes::GPU_CHECK_UNAVAILABLE,
+            format!("--thorough: {why}"),
+        ));
+    }
+    (findings, metrics)
+}
+
 pub fn worst(findings: &[Finding]) -> Option<&Finding> {
     let top = findings.iter().map(|f| f.severity).max()?;
     if top == Severity::Info {

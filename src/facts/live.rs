@@ -155,6 +155,13 @@ pub struct EventWatchState {
     pub clock_changes: u64,
 }
 
+impl EventWatchState {
+    /// Whether XIDs on the GPU are seen: critical XID events registered and no error since.
+    pub fn watches_xids(&self) -> bool {
+        self.error.is_none() && self.registered.iter().any(|r| r == "CRITICAL_XID_ERROR")
+    }
+}
+
 /// A stretch of consecutive readings of one GPU whose steady views were equal: the first kept
 /// whole, and when the stretch ended.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]

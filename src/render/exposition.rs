@@ -500,10 +500,9 @@ pub fn encode(s: &Scrape, format: Format) -> String {
         last_read.get_or_create(&labels(*gpu)).set(*t);
     }
     for w in s.event_watch {
-        let ok = w.error.is_none() && w.registered.iter().any(|r| r == "CRITICAL_XID_ERROR");
         watched
             .get_or_create(&labels(w.gpu))
-            .set(if ok { 1.0 } else { 0.0 });
+            .set(if w.watches_xids() { 1.0 } else { 0.0 });
     }
 
     let mut out = String::new();

@@ -527,7 +527,10 @@ pub fn report(out: &mut String, facts: &WatchFacts, conditions: &[Condition], st
                 LiveEventKind::Xid { xid: None } => ("XID ?".into(), "unknown".into()),
                 LiveEventKind::DoubleBitEcc => ("ECC double-bit".into(), "-".into()),
                 LiveEventKind::SingleBitEcc => ("ECC single-bit".into(), "-".into()),
-                LiveEventKind::GpuLost => ("GPU lost".into(), "reboot_node".into()),
+                // Fallen off the bus: XID 79's action.
+                LiveEventKind::GpuLost => {
+                    ("GPU lost".into(), xid::lookup(79).action.as_str().into())
+                }
                 LiveEventKind::WatchFailed { .. } => ("watch failed".into(), "-".into()),
             };
             let pids: Vec<String> = e

@@ -312,38 +312,9 @@ impl Scenario for Health {
             a.findings.extend(f);
             a.metrics.extend(m);
         }
-        let several = data.oom.len() > 1;
-        for r in &data.oom {
-            let gpu = r.devices.first().map(|d| d.index);
-            if let Some(why) = r.data.get("skipped_reason").and_then(|v| v.as_str()) {
-                a.findings.push(Finding::new(
-                    Severity::Warn,
-                    codes::GPU_CHECK_UNAVAILABLE,
-                    format!("--thorough: inject oom could not run: {why}"),
-                ));
-                continue;
-            }
-            a.findings.extend(
-                r.findings
-                    .iter()
-                    .filter(|f| f.severity > Severity::Info)
-                    .cloned(),
-            );
-            for (name, m) in &r.metrics {
-                let suffix = match (several, gpu) {
-                    (true, Some(i)) => format!(".gpu{i}"),
-                    _ => String::new(),
-                };
-                a.metrics.insert(format!("oom_{name}{suffix}"), m.clone());
-            }
-        }
-        for why in &data.thorough_skipped {
-            a.findings.push(Finding::new(
-                Severity::Warn,
-                codes::GPU_CHECK_UNAVAILABLE,
-                format!("--thorough: {why}"),
-            ));
-        }
+        let (f, m) = node_health::thorough(&data.oom, &data.thorough_skipped);
+        a.findings.extend(f);
+        a.metrics.extend(m);
         if let Some(b) = &mut data.bandwidth {
             let t = params.bandwidth().thresholds();
             let more = bw::analyze_data(b, &t);
